@@ -1,0 +1,81 @@
+"""Packaging for splitenc_plugin.
+
+disentanglement-lib 1.5 itself is installed with ``pip install --no-deps``
+(see the Makefile and README): its metadata pins ``tensorflow-probability==0.7``,
+which cannot be installed beside TF 2.15 and would end in a resolver error. Its
+real runtime needs are listed in ``DLIB_RUNTIME`` below instead.
+
+``splitenc_plugin.pth`` is copied into the root of site-packages so that the
+compat layer's import hook is active in every process of the environment, and
+dlib's own console scripts (dlib_train, ...) work verbatim.
+"""
+
+import os
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+PTH_FILE = "splitenc_plugin.pth"
+
+# What dlib 1.5 imports at run time, at versions that work with TF 2.15.
+DLIB_RUNTIME = [
+    "six",
+    "simplejson",
+    "imageio>=2.9",
+    "pandas>=1.5,<3",
+    "scipy>=1.10",
+    "matplotlib>=3.7",
+    "seaborn>=0.12",
+    "Pillow>=10",
+]
+
+# The pinned stack.
+STACK = [
+    "tensorflow-hub==0.15.0",
+    "tensorflow-probability==0.23.0",
+    "gin-config==0.5.0",
+    "tf-slim==1.1.0",
+    # tensorflow-hub 0.15 imports pkg_resources, which setuptools 81 removed.
+    "setuptools>=65,<81",
+    "numpy>=1.26,<1.27",
+    # dlib's MIG uses sklearn.metrics.mutual_info_score; pinned so that scores
+    # are comparable across installs.
+    "scikit-learn==1.3.2",
+    # The sweep runner: local pool by default, Dask distributed for clusters.
+    "dask[distributed]>=2024.1",
+    "tqdm>=4.66",
+]
+
+
+class BuildPyWithPth(build_py):
+    """Also places the start-up hook's .pth file at the top of the wheel."""
+
+    def run(self):
+        super().run()
+        self.copy_file(PTH_FILE, os.path.join(self.build_lib, PTH_FILE))
+
+    def get_outputs(self, include_bytecode=True):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH_FILE)]
+
+
+setup(
+    name="splitenc_plugin",
+    version="0.1.0",
+    description=(
+        "Split Encoder and correlated-noise reparameterization for "
+        "disentanglement_lib, with a compat layer for Python 3.11 + TF 2.15."
+    ),
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["splitenc_plugin", "splitenc_plugin.*"]),
+    py_modules=["_splitenc_plugin_hook"],
+    include_package_data=True,
+    install_requires=STACK + DLIB_RUNTIME,
+    extras_require={
+        "cpu": ["tensorflow-cpu==2.15.1"],
+        "gpu": ["tensorflow[and-cuda]==2.15.1"],
+        "jobqueue": ["dask-jobqueue>=0.8"],
+        "test": ["pytest>=8", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": []},
+    cmdclass={"build_py": BuildPyWithPth},
+)

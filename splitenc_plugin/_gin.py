@@ -1,0 +1,45 @@
+"""Gin registration that is safe to import twice.
+
+gin refuses to register a second, different object under a selector that
+already exists; re-executing one of our modules (``importlib.reload``, a test
+runner importing it under two names) would then fail at import. Our
+:func:`configurable` keeps the first registration of a given definition
+(matched by module and qualified name) and returns its gin wrapper, so a
+re-import is a no-op for gin; a *different* definition under the same name
+still fails loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, TypeVar
+
+import gin
+import gin.config
+
+F = TypeVar("F", bound=Callable)
+
+
+def _same_definition(a: Callable, b: Callable) -> bool:
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def configurable(name: str, allowlist: Sequence[str] | None = None) -> Callable[[F], F]:
+    """Like ``gin.configurable(name, allowlist=...)``, but idempotent on re-import.
+
+    Args:
+      name: The gin name (``@name`` in configs, ``name.param`` in bindings).
+      allowlist: Parameters that may be bound through gin.
+
+    Returns:
+      A decorator registering the function under ``<fn.__module__>.<name>``.
+    """
+
+    def decorate(fn: F) -> F:
+        selector = f"{fn.__module__}.{name}"
+        # gin has no public lookup by selector; its registry is a SelectorMap.
+        existing = gin.config._REGISTRY.get(selector)  # noqa: SLF001
+        if existing is not None and _same_definition(existing.wrapped, fn):
+            return existing.wrapper
+        return gin.configurable(name, allowlist=list(allowlist) if allowlist else None)(fn)
+
+    return decorate

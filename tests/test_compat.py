@@ -1,0 +1,130 @@
+"""The import-time compat layer: what each patch promises, checked against known answers."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import assert_ok, run_python
+
+
+def _probe(code: str, env: dict | None = None) -> dict:
+    proc = run_python(code + "\nimport json as _j; print('RESULT=' + _j.dumps(out))", env=env)
+    assert_ok(proc)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT=")][-1]
+    return json.loads(line[len("RESULT="):])
+
+
+def test_start_up_hook_is_dormant_until_dlib_is_imported() -> None:
+    out = _probe(
+        "import sys\n"
+        "out = {'watcher': type(sys.meta_path[0]).__name__,\n"
+        "       'loaded': sorted(m for m in ('tensorflow', 'gin', 'splitenc_plugin', 'numpy')\n"
+        "                        if m in sys.modules)}"
+    )
+    assert out == {"watcher": "DlibImportWatcher", "loaded": []}
+
+
+def test_import_splitenc_plugin_does_not_import_tensorflow() -> None:
+    out = _probe(
+        "import sys, splitenc_plugin\n"
+        "out = {'tf': 'tensorflow' in sys.modules, 'dlib': 'disentanglement_lib' in sys.modules}"
+    )
+    assert out == {"tf": False, "dlib": False}
+
+
+def test_without_the_layer_dlib_fails_at_import_as_documented() -> None:
+    proc = run_python("import disentanglement_lib.methods.unsupervised.train",
+                      env={"SPLITENC_PLUGIN_DISABLE": "1"})
+    assert proc.returncode != 0
+    assert "unexpected keyword argument 'whitelist'" in proc.stderr
+
+
+def test_dlib_modules_import_and_contrib_maps_to_tf_estimator() -> None:
+    out = _probe(
+        "import disentanglement_lib.methods.unsupervised.train\n"
+        "import disentanglement_lib.utils.convolute_hub\n"
+        "import disentanglement_lib.evaluation.abstract_reasoning.reason\n"
+        "import tensorflow as tf\n"
+        "from tensorflow.contrib import tpu, framework\n"
+        "import tf_slim\n"
+        "est = tf.compat.v1.estimator.tpu\n"
+        "out = {\n"
+        "  'tpu': [getattr(tpu, n) is getattr(est, n) for n in\n"
+        "          ('TPUEstimator', 'TPUEstimatorSpec', 'RunConfig', 'TPUConfig')],\n"
+        "  'framework': framework.assign_from_checkpoint_fn is tf_slim.assign_from_checkpoint_fn,\n"
+        "  'eager': tf.executing_eagerly(),\n"
+        "}"
+    )
+    assert out == {"tpu": [True] * 4, "framework": True, "eager": False}
+
+
+def test_gin_accepts_dlibs_whitelist_and_enforces_it() -> None:
+    out = _probe(
+        "import disentanglement_lib\n"
+        "import gin\n"
+        "def f(a=1, b=2):\n"
+        "    return a, b\n"
+        "g = gin.configurable('compat_probe_fn', whitelist=['a'])(f)\n"
+        "gin.bind_parameter('compat_probe_fn.a', 5)\n"
+        "try:\n"
+        "    gin.bind_parameter('compat_probe_fn.b', 7)\n"
+        "    blocked = False\n"
+        "except ValueError:\n"
+        "    blocked = True\n"
+        "out = {'call': list(g()), 'b_blocked': blocked}"
+    )
+    assert out == {"call": [5, 2], "b_blocked": True}
+
+
+def test_pillow_names_restored_and_cars3d_thumbnail_matches_old_pillow() -> None:
+    # Pillow 6 thumbnail((64, 64, 3)) of a square 128px image was a plain
+    # LANCZOS resize to 64x64 (no reducing_gap): compare against exactly that.
+    out = _probe(
+        "import numpy as np, PIL.Image\n"
+        "from disentanglement_lib.data.ground_truth import cars3d, norb\n"
+        "img = np.random.RandomState(0).randint(0, 256, (128, 128, 3)).astype(np.uint8)\n"
+        "pic = cars3d.PIL.Image.fromarray(img)\n"
+        "pic.thumbnail((64, 64, 3), cars3d.PIL.Image.ANTIALIAS)\n"
+        "ref = PIL.Image.fromarray(img).resize((64, 64), PIL.Image.Resampling.LANCZOS)\n"
+        "out = {'antialias': int(PIL.Image.ANTIALIAS) == int(PIL.Image.Resampling.LANCZOS),\n"
+        "       'norb_sees_it': norb.PIL.Image.ANTIALIAS == PIL.Image.Resampling.LANCZOS,\n"
+        "       'shape': list(np.array(pic).shape),\n"
+        "       'equal': bool(np.array_equal(np.array(pic), np.array(ref)))}"
+    )
+    assert out == {"antialias": True, "norb_sees_it": True, "shape": [64, 64, 3], "equal": True}
+
+
+def test_save_animation_writes_uint8_gif_frames(tmp_path) -> None:
+    gif = tmp_path / "anim.gif"
+    out = _probe(
+        "import numpy as np, imageio\n"
+        "from disentanglement_lib.visualize import visualize_util\n"
+        "frames = [np.full((8, 8, 3), v, dtype=np.float32) for v in (0.0, 0.5, 1.0)]\n"
+        f"visualize_util.save_animation([frames, frames], {str(gif)!r}, fps=5)\n"
+        f"read = imageio.mimread({str(gif)!r})\n"
+        "centre = [int(np.asarray(f)[10, 10, 0]) for f in read]\n"
+        "out = {'n': len(read), 'dtype': str(np.asarray(read[0]).dtype), 'centre': centre}"
+    )
+    # dlib pads frames with white (1.0); the centre pixel is a frame pixel:
+    # 0.0 -> 0, 0.5 -> 127 (truncation, as dlib's save_image), 1.0 -> 255.
+    assert out["n"] == 3 and out["dtype"] == "uint8"
+    assert out["centre"] == [0, 127, 255]
+
+
+def test_hook_install_twice_is_a_no_op() -> None:
+    out = _probe(
+        "import sys, _splitenc_plugin_hook as h\n"
+        "h.install(); h.install()\n"
+        "out = {'watchers': sum(type(f).__name__ == 'DlibImportWatcher' for f in sys.meta_path)}"
+    )
+    assert out == {"watchers": 1}
+
+
+def test_dlib_loaders_keep_their_real_loader_for_pkg_resources() -> None:
+    # dlib lists its own configs with pkg_resources, which dispatches on loader type.
+    out = _probe(
+        "from disentanglement_lib.utils import resources\n"
+        "names = resources.get_files_in_folder('config/unsupervised_study_v1/metric_configs/')\n"
+        "out = {'mig': any(n.endswith('mig.gin') for n in names)}"
+    )
+    assert out == {"mig": True}
