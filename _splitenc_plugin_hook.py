@@ -20,7 +20,7 @@ import importlib.machinery
 import os
 import sys
 import types
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 # Set SPLITENC_PLUGIN_DISABLE=1 to get stock (broken-on-TF2) dlib, e.g. to show
 # what the compat layer fixes.
@@ -39,7 +39,7 @@ class _PatchingLoader(importlib.abc.Loader):
         return self._inner.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        from splitenc_plugin import compat  # noqa: PLC0415  (lazy on purpose)
+        from splitenc_plugin import compat
 
         compat.before_exec(self._fullname, module)
         # Hand the module back to its real loader: pkg_resources and others
@@ -66,16 +66,16 @@ class DlibImportWatcher(importlib.abc.MetaPathFinder):
             return False
         if fullname == _ROOT:
             return True
-        from splitenc_plugin import compat  # noqa: PLC0415
+        from splitenc_plugin import compat
 
         return fullname in compat.WATCHED_MODULES
 
     def find_spec(
         self,
         fullname: str,
-        path: Optional[Sequence[str]] = None,
-        target: Optional[types.ModuleType] = None,
-    ) -> Optional[importlib.machinery.ModuleSpec]:
+        path: Sequence[str] | None = None,
+        target: types.ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname in self._busy or not self._watched(fullname):
             return None
         self._busy.add(fullname)
@@ -95,7 +95,7 @@ class DlibImportWatcher(importlib.abc.MetaPathFinder):
         return spec
 
 
-def installed_watcher() -> Optional[DlibImportWatcher]:
+def installed_watcher() -> DlibImportWatcher | None:
     """Returns the watcher on ``sys.meta_path``, or None."""
     for finder in sys.meta_path:
         # Compare by name too: a reloaded hook module defines a new class.
@@ -111,7 +111,7 @@ def install() -> None:
     if _ROOT in sys.modules:
         # dlib was imported before us (unusual: e.g. a .pth ordering quirk);
         # patch the already-loaded modules instead of watching for them.
-        from splitenc_plugin import compat  # noqa: PLC0415
+        from splitenc_plugin import compat
 
         compat.patch_loaded_modules()
     sys.meta_path.insert(0, DlibImportWatcher())

@@ -74,8 +74,12 @@ setup(
         "cpu": ["tensorflow-cpu==2.15.1"],
         "gpu": ["tensorflow[and-cuda]==2.15.1"],
         "jobqueue": ["dask-jobqueue>=0.8"],
-        "test": ["pytest>=8", "ruff>=0.5"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff==0.17.6"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "splitenc_data = splitenc_plugin.data.cli:main",
+        ]
+    },
     cmdclass={"build_py": BuildPyWithPth},
 )

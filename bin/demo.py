@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 
 def dlib_config(*parts: str) -> str:
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
     root = Path(importlib.util.find_spec("disentanglement_lib").origin).parent
     return str(root.joinpath("config", *parts))
@@ -30,7 +30,7 @@ def dlib_config(*parts: str) -> str:
 
 def run(*cmd: str, log: Path) -> None:
     with log.open("a") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
     if proc.returncode:
         sys.exit(f"error: {Path(cmd[0]).name} failed (exit {proc.returncode}); see {log}")
 

@@ -16,7 +16,6 @@ not by importing this package.
 from pathlib import Path
 
 import gin
-
 from splitenc_plugin import encoders, noise  # noqa: F401  (registers configurables)
 
 __version__ = "0.1.0"
@@ -35,5 +34,5 @@ def gin_dir() -> Path:
     raise FileNotFoundError(f"splitenc_plugin's gin configs are missing (looked in {here})")
 
 
-if str(gin_dir()) not in gin.config._LOCATION_PREFIXES:  # noqa: SLF001 (no public getter)
+if str(gin_dir()) not in gin.config._LOCATION_PREFIXES:
     gin.add_config_file_search_path(str(gin_dir()))

@@ -11,10 +11,12 @@ still fails loudly.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import gin.config
 
 import gin
-import gin.config
 
 F = TypeVar("F", bound=Callable)
 
@@ -37,7 +39,7 @@ def configurable(name: str, allowlist: Sequence[str] | None = None) -> Callable[
     def decorate(fn: F) -> F:
         selector = f"{fn.__module__}.{name}"
         # gin has no public lookup by selector; its registry is a SelectorMap.
-        existing = gin.config._REGISTRY.get(selector)  # noqa: SLF001
+        existing = gin.config._REGISTRY.get(selector)
         if existing is not None and _same_definition(existing.wrapped, fn):
             return existing.wrapper
         return gin.configurable(name, allowlist=list(allowlist) if allowlist else None)(fn)

@@ -47,7 +47,7 @@ import importlib
 import os
 import sys
 import types
-from typing import Callable
+from collections.abc import Callable
 
 _ROOT = "disentanglement_lib"
 _NORB = "disentanglement_lib.data.ground_truth.norb"
@@ -55,6 +55,7 @@ _CARS3D = "disentanglement_lib.data.ground_truth.cars3d"
 _NAMED_DATA = "disentanglement_lib.data.ground_truth.named_data"
 _VISUALIZE_UTIL = "disentanglement_lib.visualize.visualize_util"
 _GAUSSIAN_ENCODER_MODEL = "disentanglement_lib.methods.unsupervised.gaussian_encoder_model"
+_REPRODUCE = "disentanglement_lib.config.reproduce"
 
 Patch = Callable[[types.ModuleType], None]
 
@@ -126,8 +127,9 @@ def _accept_legacy_names(fn: Callable) -> Callable:
 
 @before_import(_ROOT)
 def _allow_legacy_gin_kwargs(_: types.ModuleType) -> None:
-    import gin  # noqa: PLC0415
-    import gin.config  # noqa: PLC0415
+    import gin.config
+
+    import gin
 
     for name in ("configurable", "external_configurable", "register"):
         for namespace in (gin, gin.config):
@@ -140,7 +142,7 @@ def _allow_legacy_gin_kwargs(_: types.ModuleType) -> None:
 # tensorflow.contrib.{tpu,framework}
 # --------------------------------------------------------------------------
 def _contrib_tpu() -> types.ModuleType:
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     module = types.ModuleType("tensorflow.contrib.tpu", "TF1 contrib.tpu names used by dlib.")
     tpu = tf.compat.v1.estimator.tpu
@@ -150,7 +152,7 @@ def _contrib_tpu() -> types.ModuleType:
 
 
 def _contrib_framework() -> types.ModuleType:
-    from tf_slim.ops import variables as slim_variables  # noqa: PLC0415
+    from tf_slim.ops import variables as slim_variables
 
     module = types.ModuleType(
         "tensorflow.contrib.framework", "TF1 contrib.framework names used by dlib."
@@ -171,7 +173,7 @@ class _ContribFinder:
     _PACKAGE = "tensorflow.contrib"
 
     def find_spec(self, fullname, path=None, target=None):
-        from importlib.machinery import ModuleSpec  # noqa: PLC0415
+        from importlib.machinery import ModuleSpec
 
         if fullname == self._PACKAGE:
             return ModuleSpec(fullname, self, is_package=True)
@@ -206,7 +208,7 @@ def _install_contrib_shim(_: types.ModuleType) -> None:
 @before_import(_ROOT)
 def _use_tf1_behaviour(_: types.ModuleType) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    import tensorflow as tf  # noqa: PLC0415
+    import tensorflow as tf
 
     tf.compat.v1.disable_v2_behavior()
 
@@ -217,7 +219,7 @@ def _use_tf1_behaviour(_: types.ModuleType) -> None:
 @before_import(_NORB)
 @before_import(_CARS3D)
 def _restore_pil_antialias(_: types.ModuleType) -> None:
-    import PIL.Image  # noqa: PLC0415
+    import PIL.Image
 
     if not hasattr(PIL.Image, "ANTIALIAS"):
         PIL.Image.ANTIALIAS = PIL.Image.Resampling.LANCZOS
@@ -225,7 +227,7 @@ def _restore_pil_antialias(_: types.ModuleType) -> None:
 
 @after_import(_CARS3D)
 def _accept_three_tuple_thumbnail(module: types.ModuleType) -> None:
-    import PIL.Image  # noqa: PLC0415
+    import PIL.Image
 
     class _LegacyThumbnailImage(PIL.Image.Image):
         """An Image whose thumbnail() behaves like Pillow 6's for (w, h, c)."""
@@ -249,8 +251,8 @@ def _accept_three_tuple_thumbnail(module: types.ModuleType) -> None:
 # --------------------------------------------------------------------------
 @after_import(_VISUALIZE_UTIL)
 def _uint8_animation_frames(module: types.ModuleType) -> None:
-    import imageio  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import imageio
+    import numpy as np
 
     def to_uint8(frame):
         # dlib's frames are floats in [0, 1] (like save_image, which scales by 255).
@@ -277,7 +279,7 @@ def _preflight_before_data(module: types.ModuleType) -> None:
     The checks (plugin settings, then the dataset's files) run before dlib
     reads any data or builds a graph, so bad input fails in seconds.
     """
-    import gin  # noqa: PLC0415
+    import gin
 
     original = module.get_named_ground_truth_data
     if getattr(original, "_splitenc_patched", False):
@@ -285,8 +287,8 @@ def _preflight_before_data(module: types.ModuleType) -> None:
 
     @functools.wraps(original)
     def get_named_ground_truth_data(*args, **kwargs):
-        from splitenc_plugin import noise  # noqa: PLC0415
-        from splitenc_plugin.data import registry  # noqa: PLC0415
+        from splitenc_plugin import noise
+        from splitenc_plugin.data import registry
 
         noise.preflight()
         name = args[0] if args else kwargs.get("name")
@@ -312,7 +314,7 @@ def _sample_through_reparameterization(module: types.ModuleType) -> None:
 
     def sample_from_latent_distribution(self, z_mean, z_logvar):
         """Samples z = mu + sigma * eps, eps from splitenc's `reparameterization`."""
-        from splitenc_plugin import noise  # noqa: PLC0415
+        from splitenc_plugin import noise
 
         return noise.reparameterization(z_mean, z_logvar)
 
@@ -321,9 +323,17 @@ def _sample_through_reparameterization(module: types.ModuleType) -> None:
     cls.sample_from_latent_distribution = sample_from_latent_distribution
 
 
+@after_import(_REPRODUCE)
+def _register_studies(module: types.ModuleType) -> None:
+    """Adds the paper's studies to dlib's STUDIES, so dlib_reproduce finds them."""
+    from splitenc_plugin import studies
+
+    module.STUDIES.update(studies.STUDIES)
+
+
 def _print_user_errors(default_hook: Callable) -> Callable:
     def excepthook(exc_type, exc, tb):
-        from splitenc_plugin.errors import SplitencUserError  # noqa: PLC0415
+        from splitenc_plugin.errors import SplitencUserError
 
         if issubclass(exc_type, SplitencUserError) and os.environ.get("SPLITENC_TRACEBACK") != "1":
             print(f"error: {exc}", file=sys.stderr)

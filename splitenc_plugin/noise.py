@@ -26,7 +26,7 @@ TensorFlow is imported inside the functions, so importing this module (and
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def factorized_noise(z_mean):
       the same ``tf.random_normal(tf.shape(z_mean), 0, 1)`` call as dlib, so a
       graph seeded like dlib's draws the same values.
     """
-    import tensorflow.compat.v1 as tf  # noqa: PLC0415
+    import tensorflow.compat.v1 as tf
 
     return tf.random_normal(tf.shape(z_mean), 0, 1)
 
@@ -150,7 +150,7 @@ def correlated_noise(z_mean, sigma: float | None = None,
             "e.g. 0.9) or correlated_noise.correlation (a J x J matrix); "
             f"got sigma={sigma!r}, correlation={'set' if correlation is not None else None}."
         )
-    import tensorflow.compat.v1 as tf  # noqa: PLC0415
+    import tensorflow.compat.v1 as tf
 
     if sigma is not None:
         sigma = validate_sigma(sigma)
@@ -181,7 +181,7 @@ def reparameterization(z_mean, z_logvar, noise_fn: NoiseFn = factorized_noise):
     Returns:
       Tensor [batch, num_latent] named "sampled_latent_variable", as dlib's.
     """
-    import tensorflow.compat.v1 as tf  # noqa: PLC0415
+    import tensorflow.compat.v1 as tf
 
     scale = tf.exp(z_logvar / 2)
     return tf.add(z_mean, scale * noise_fn(z_mean), name="sampled_latent_variable")
@@ -199,7 +199,7 @@ def preflight() -> None:
     Called by the compat layer before dlib loads its dataset, so that a bad
     ``correlated_noise`` binding fails in seconds, not after data loading.
     """
-    import gin  # noqa: PLC0415
+    import gin
 
     bound = {}
     for param in ("sigma", "correlation"):

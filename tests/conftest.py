@@ -16,7 +16,7 @@ BIN_DIR = Path(sys.executable).parent
 
 def dlib_config(*parts: str) -> str:
     """Path of a config file shipped inside dlib (e.g. its MIG metric config)."""
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
     root = Path(importlib.util.find_spec("disentanglement_lib").origin).parent
     return str(root.joinpath("config", *parts))
@@ -27,14 +27,14 @@ def run_script(name: str, *args: str, env: dict | None = None, cwd: str | Path |
     """Runs one of the venv's console scripts (e.g. dlib_train) verbatim."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([str(BIN_DIR / name), *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+                          env=full_env, cwd=cwd, timeout=timeout, check=False)
 
 
 def run_python(code: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Runs code in a fresh interpreter of the test venv (start-up hook active)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+                          env=full_env, timeout=timeout, check=False)
 
 
 def assert_ok(proc: subprocess.CompletedProcess) -> None:
@@ -44,7 +44,7 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
 @pytest.fixture
 def clean_gin():
     """Clears gin's bindings before and after a test, so no state leaks."""
-    import gin  # noqa: PLC0415
+    import gin
 
     gin.clear_config()
     yield

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
-
 import disentanglement_lib.methods.unsupervised.train  # noqa: F401  (registers dlib's names)
-import gin
-
+import pytest
 from conftest import GIN_DIR, assert_ok, dlib_config, run_script
+
+import gin
 
 FULL_CONFIGS = sorted(p.name for p in GIN_DIR.glob("*.gin"))
 ALL_GIN_FILES = sorted(GIN_DIR.rglob("*.gin"))
@@ -70,7 +69,7 @@ def _evaluate(rep_dir, out_dir) -> float:
 
 
 def _random_normal_ops(saved_model_pb) -> int:
-    from tensorflow.core.protobuf import saved_model_pb2  # noqa: PLC0415
+    from tensorflow.core.protobuf import saved_model_pb2
 
     model = saved_model_pb2.SavedModel()
     model.ParseFromString(saved_model_pb.read_bytes())

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 
+import disentanglement_lib.methods.unsupervised.gaussian_encoder_model as gem
 import numpy as np
 import pytest
-
-import disentanglement_lib.methods.unsupervised.gaussian_encoder_model as gem  # noqa: I001
-import gin
 import tensorflow.compat.v1 as tf
 
+import gin
 from splitenc_plugin import noise
 from splitenc_plugin.errors import ConfigError
 
@@ -111,7 +110,7 @@ def test_correlated_noise_needs_exactly_one_setting(clean_gin) -> None:
 
 
 def test_every_dlib_vae_samples_through_the_hook() -> None:
-    from disentanglement_lib.methods.unsupervised import vae  # noqa: PLC0415
+    from disentanglement_lib.methods.unsupervised import vae
 
     for cls in (vae.BetaVAE, vae.AnnealedVAE, vae.FactorVAE, vae.DIPVAE, vae.BetaTCVAE):
         assert getattr(cls.sample_from_latent_distribution, "_splitenc_patched", False), cls

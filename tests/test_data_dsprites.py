@@ -1,0 +1,327 @@
+"""Tests of the procedural dSprites generator: file format, geometry, determinism.
+
+Everything here runs on subsets of the factor grid (pure numpy, a few
+seconds). The full 737,280-image generation is tested only with
+SPLITENC_FULL_DATA=1 (about 15 s and 20 MB of disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from splitenc_plugin.data import cli, dsprites
+
+FULL_SIZES = [1, 3, 6, 40, 32, 32]
+SUBSET = {"shape": [0, 2], "scale": [0, 5], "orientation": [0, 7, 39],
+          "posX": [0, 13, 31], "posY": [0, 31]}
+
+
+def _centroid_and_moments(image: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Returns (x, y) of the foreground centroid in pixel coordinates and (mxx, myy, mxy)."""
+    ys, xs = np.nonzero(image)
+    xs = xs + 0.5  # pixel i covers [i, i + 1)
+    ys = ys + 0.5
+    cx, cy = xs.mean(), ys.mean()
+    moments = np.array([((xs - cx) ** 2).mean(), ((ys - cy) ** 2).mean(),
+                        ((xs - cx) * (ys - cy)).mean()])
+    return cx, cy, moments
+
+
+def _load(path: str) -> dict:
+    with np.load(path, allow_pickle=True, encoding="latin1") as data:
+        return {key: data[key] for key in data.files}
+
+
+# --------------------------------------------------------------------------
+# Format.
+
+def test_latent_grid_matches_specification() -> None:
+    values = dsprites.latent_possible_values()
+    assert list(values) == ["color", "shape", "scale", "orientation", "posX", "posY"]
+    assert [len(v) for v in values.values()] == FULL_SIZES
+    np.testing.assert_array_equal(values["shape"], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(values["scale"], [0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    np.testing.assert_array_equal(values["orientation"], np.linspace(0, 2 * np.pi, 40))
+    np.testing.assert_array_equal(values["posX"], np.linspace(0, 1, 32))
+    assert all(v.dtype == np.float64 for v in values.values())
+
+
+def test_full_latents_are_row_major_with_posy_fastest() -> None:
+    classes, values = dsprites.latents()
+    assert classes.shape == (737280, 6) and classes.dtype == np.int64
+    assert values.shape == (737280, 6) and values.dtype == np.float64
+    np.testing.assert_array_equal(classes[0], [0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(classes[1], [0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(classes[32], [0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(classes[1024], [0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(classes[40960], [0, 0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(classes[245760], [0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(classes[-1], [0, 2, 5, 39, 31, 31])
+    np.testing.assert_array_equal(values[-1], [1.0, 3.0, 1.0, 2 * np.pi, 1.0, 1.0])
+    # dlib indexes images by dot(classes, prod(sizes) / cumprod(sizes)).
+    bases = np.prod(FULL_SIZES) // np.cumprod(FULL_SIZES)
+    np.testing.assert_array_equal(classes @ bases, np.arange(737280))
+
+
+def test_subset_file_has_the_original_keys_dtypes_and_metadata(tmp_path) -> None:
+    path = dsprites.generate_dsprites(str(tmp_path), subset=SUBSET)
+    assert path == os.path.join(str(tmp_path), "dsprites",
+                                "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz")
+    data = _load(path)
+    assert set(data) == {"imgs", "latents_values", "latents_classes", "metadata"}
+    n = 1 * 2 * 2 * 3 * 3 * 2
+    assert data["imgs"].shape == (n, 64, 64) and data["imgs"].dtype == np.uint8
+    assert set(np.unique(data["imgs"])) == {0, 1}
+    assert data["latents_values"].shape == (n, 6)
+    assert data["latents_values"].dtype == np.float64
+    assert data["latents_classes"].shape == (n, 6)
+    assert data["latents_classes"].dtype == np.int64
+    meta = data["metadata"][()]
+    assert isinstance(meta, dict)
+    assert list(meta["latents_sizes"]) == [1, 2, 2, 3, 3, 2]
+    assert tuple(meta["latents_names"]) == ("color", "shape", "scale", "orientation",
+                                            "posX", "posY")
+    full = dsprites.latent_possible_values()
+    for name, chosen in SUBSET.items():
+        np.testing.assert_array_equal(meta["latents_possible_values"][name],
+                                      full[name][chosen])
+    # Row order: row-major over the chosen classes, posY fastest.
+    classes = data["latents_classes"]
+    np.testing.assert_array_equal(classes[:4, 4:], [[0, 0], [0, 31], [13, 0], [13, 31]])
+    np.testing.assert_array_equal(classes[-1], [0, 2, 5, 39, 31, 31])
+    for k, name in enumerate(dsprites.LATENT_NAMES):
+        np.testing.assert_array_equal(data["latents_values"][:, k],
+                                      full[name][classes[:, k]])
+    # The images of a subset are those of the full grid at the same classes.
+    np.testing.assert_array_equal(data["imgs"], dsprites.render(*classes[:, 1:].T))
+
+
+def test_full_metadata_like_the_original() -> None:
+    meta = dsprites.build_metadata()
+    for key in ("date", "description", "version", "latents_names", "latents_possible_values",
+                "latents_sizes", "author", "title"):
+        assert key in meta
+    np.testing.assert_array_equal(meta["latents_sizes"], FULL_SIZES)
+    assert meta["latents_sizes"].dtype == np.int64
+    assert meta["shape_names"] == ("square", "ellipse", "heart")
+    assert "re-rendering" in meta["description"]
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch) -> None:
+    def exploding_blocks(chosen):
+        yield np.zeros((len(chosen["posX"]), len(chosen["posY"]), 64, 64), np.uint8)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dsprites, "_image_blocks", exploding_blocks)
+    with pytest.raises(KeyboardInterrupt):
+        dsprites.generate_dsprites(str(tmp_path), subset=SUBSET)
+    assert os.listdir(tmp_path / "dsprites") == []
+
+
+def test_render_rejects_out_of_range_indices() -> None:
+    with pytest.raises(ValueError, match="orientation"):
+        dsprites.render(0, 0, 40, 0, 0)
+    with pytest.raises(ValueError, match="posX"):
+        dsprites.render(0, 0, 0, -1, 0)
+
+
+# --------------------------------------------------------------------------
+# Geometry.
+
+def test_position_mapping_is_symmetric_with_documented_margin() -> None:
+    centres = dsprites.position_to_pixel(np.arange(32))
+    assert centres[0] == 12.625 and centres[-1] == 51.375
+    np.testing.assert_allclose(np.diff(centres), 1.25)
+    assert centres[0] + centres[-1] == 64.0
+    assert dsprites.POSITION_MARGIN_PX - dsprites.SPRITE_RADIUS_PX >= 1.5
+
+
+@pytest.mark.parametrize("shape", [0, 1, 2])
+@pytest.mark.parametrize("scale", [0, 5])
+def test_centroid_moves_monotonically_with_posx_and_posy(shape, scale) -> None:
+    expected = dsprites.position_to_pixel(np.arange(32))
+    along_x = dsprites.render(shape, scale, 7, np.arange(32), 10)
+    along_y = dsprites.render(shape, scale, 7, 20, np.arange(32))
+    cx = np.array([_centroid_and_moments(im)[0] for im in along_x])
+    cy_fixed = np.array([_centroid_and_moments(im)[1] for im in along_x])
+    cy = np.array([_centroid_and_moments(im)[1] for im in along_y])
+    cx_fixed = np.array([_centroid_and_moments(im)[0] for im in along_y])
+    assert np.all(np.diff(cx) > 0.5) and np.all(np.diff(cy) > 0.5)
+    # The centroid is the shape's area centroid, placed at the mapped centre.
+    np.testing.assert_allclose(cx, expected, atol=0.25)
+    np.testing.assert_allclose(cy, expected, atol=0.25)
+    # Moving along one axis does not move the other coordinate.
+    assert np.ptp(cy_fixed) < 0.2 and np.ptp(cx_fixed) < 0.2
+
+
+@pytest.mark.parametrize("shape", [0, 1, 2])
+def test_area_grows_monotonically_with_scale(shape) -> None:
+    for orientation in (0, 5, 13):
+        areas = dsprites.render(shape, np.arange(6), orientation, 16, 16).sum(axis=(1, 2))
+        assert np.all(np.diff(areas) > 0), areas
+
+
+def test_shapes_at_equal_scale_have_distinct_areas() -> None:
+    scales = dsprites.latent_possible_values()["scale"]
+    # Areas relative to R^2 (R = circumscribed radius): ellipse pi/2, square 2,
+    # heart 2.20 (the implicit heart's area over its radius squared).
+    expected = [2.0, np.pi / 2, 2.199]
+    for scale_idx, scale in enumerate(scales):
+        images = dsprites.render(np.arange(3)[:, None], scale_idx, np.arange(40)[None, :],
+                                 16, 16).reshape(3, 40, 64, 64)
+        mean_area = images.sum(axis=(2, 3)).mean(axis=1)
+        relative = mean_area / (dsprites.SPRITE_RADIUS_PX * scale) ** 2
+        np.testing.assert_allclose(relative, expected, rtol=0.03)
+        ellipse, square, heart = mean_area[1], mean_area[0], mean_area[2]
+        assert ellipse < square < heart
+
+
+@pytest.mark.parametrize("shape", [1, 2])
+@pytest.mark.parametrize("scale", [0, 5])
+def test_orientation_rotates_the_second_moment_axis(shape, scale) -> None:
+    # Average the moments over the 16 sub-pixel phases (4 x 4 positions) to
+    # cancel the thresholding noise, then compare the principal-axis angle
+    # with the orientation modulo 180 degrees (both shapes have a mirror axis).
+    thetas = np.degrees(dsprites.latent_possible_values()["orientation"])
+    px, py = np.meshgrid(np.arange(8, 12), np.arange(8, 12))
+    tolerance = {(1, 0): 1.0, (1, 5): 0.5, (2, 0): 4.0, (2, 5): 1.5}[(shape, scale)]
+    for orient_idx, theta in enumerate(thetas):
+        images = dsprites.render(shape, scale, orient_idx, px.ravel(), py.ravel())
+        mxx, myy, mxy = np.mean([_centroid_and_moments(im)[2] for im in images], axis=0)
+        # x right, y down: a clockwise rotation on screen increases this angle.
+        angle = 0.5 * np.degrees(np.arctan2(2 * mxy, mxx - myy))
+        error = (angle - theta + 90.0) % 180.0 - 90.0
+        assert abs(error) < tolerance, (orient_idx, theta, angle)
+
+
+def test_heart_is_a_heart() -> None:
+    image = dsprites.render(2, 5, 0, 16, 16)[0]
+    rows = np.nonzero(image.any(axis=1))[0]
+    cols = np.nonzero(image.any(axis=0))[0]
+    centre = int(dsprites.position_to_pixel(16))  # the pixel holding the centre
+    # Centred horizontally on its axis of symmetry.
+    width = cols[-1] - cols[0] + 1
+    assert abs((cols[0] + cols[-1]) / 2 - centre) <= 1
+    top_of_column = [np.nonzero(image[:, c])[0][0] for c in range(cols[0], cols[-1] + 1)]
+    # Two lobes on top with a notch between them: the top edge at the centre
+    # column is lower (larger row) than at the lobes.
+    lobe_top = min(top_of_column)
+    notch = top_of_column[centre - cols[0]]
+    assert notch - lobe_top >= 1
+    # One point at the bottom: the bottom row is narrow and centred.
+    bottom = np.nonzero(image[rows[-1]])[0]
+    assert len(bottom) <= 3 and abs(bottom.mean() - centre) <= 1
+    # Wider in the upper half than in the lower half.
+    mid = (rows[0] + rows[-1]) // 2
+    assert image[rows[0]:mid].sum(axis=1).max() > image[mid + 3:rows[-1] + 1].sum(axis=1).max()
+    assert 17 <= width <= 23
+
+
+def test_heart_constants_match_a_numeric_measurement() -> None:
+    n = 1500
+    g = (np.arange(n) + 0.5) / n * 3.0 - 1.5
+    x, y = np.meshgrid(g, g)
+    inside = (x * x + y * y - 1.0) ** 3 - x * x * y ** 3 <= 0
+    centroid_y = y[inside].mean()
+    radius = np.sqrt(x[inside] ** 2 + (y[inside] - centroid_y) ** 2).max()
+    assert abs(centroid_y - dsprites.HEART_CENTROID_Y) < 1e-3
+    assert 0 <= dsprites.HEART_RADIUS - radius < 3e-3
+
+
+def test_nothing_touches_the_border_at_maximum_scale() -> None:
+    corners = np.array([0, 31])
+    shape, orient, px, py = (a.ravel() for a in np.meshgrid(
+        np.arange(3), np.arange(40), corners, corners, indexing="ij"))
+    images = dsprites.render(shape, 5, orient, px, py)
+    assert images.sum(axis=(1, 2)).min() > 150
+    # Two empty pixels on every side (radius 11 px, centres >= 12.625 px in).
+    for border in (images[:, :2, :], images[:, -2:, :], images[:, :, :2], images[:, :, -2:]):
+        assert not border.any()
+    # And the sprite is not clipped: same area at the corners as near the centre.
+    # (Positions 12 and 19 have the same sub-pixel phase as 0 and 31.)
+    inner = dsprites.render(shape, 5, orient, np.where(px == 0, 12, 19),
+                            np.where(py == 0, 12, 19))
+    np.testing.assert_array_equal(images.sum(axis=(1, 2)), inner.sum(axis=(1, 2)))
+
+
+# --------------------------------------------------------------------------
+# Determinism.
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_two_generations_are_byte_identical(tmp_path) -> None:
+    first = dsprites.generate_dsprites(str(tmp_path / "a"), subset=SUBSET)
+    second = dsprites.generate_dsprites(str(tmp_path / "b"), subset=SUBSET)
+    assert _sha256(first) == _sha256(second)
+    with zipfile.ZipFile(first) as zf:
+        assert {info.date_time for info in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_rendered_pixels_are_pinned() -> None:
+    # A tripwire for the pixels themselves: a change here changes every
+    # generated file (update the digest only for an intended geometry change).
+    images = dsprites.render(np.arange(3), np.array([0, 3, 5]), np.array([0, 11, 27]),
+                             np.array([0, 17, 31]), np.array([31, 4, 0]))
+    digest = hashlib.sha256(images.tobytes()).hexdigest()
+    assert images.sum(axis=(1, 2)).tolist() == PINNED_AREAS
+    assert digest == PINNED_DIGEST
+
+
+PINNED_AREAS = [63, 122, 266]
+PINNED_DIGEST = "cc9b61ae3fff20c2a57e4dc92efd02ac7097d94cb90784ec0197a6598dcb1c6c"
+
+
+# --------------------------------------------------------------------------
+# The command line.
+
+def test_cli_requires_an_output_directory(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DISENTANGLEMENT_LIB_DATA", raising=False)
+    assert cli.main(["dsprites"]) == 2
+    err = capsys.readouterr().err
+    assert "--output_dir" in err and "DISENTANGLEMENT_LIB_DATA" in err
+
+
+def test_cli_generates_into_the_env_data_root(monkeypatch, tmp_path, capsys) -> None:
+    calls = []
+    real_generate = dsprites.generate_dsprites
+
+    def fake_generate(output_dir):
+        calls.append(output_dir)
+        return real_generate(output_dir, subset=SUBSET)
+
+    monkeypatch.setenv("DISENTANGLEMENT_LIB_DATA", str(tmp_path))
+    monkeypatch.setattr(dsprites, "generate_dsprites", fake_generate)
+    assert cli.main(["dsprites"]) == 0
+    assert calls == [str(tmp_path)]
+    assert "wrote " + str(tmp_path) in capsys.readouterr().out
+    # A reduced file is not the real thing, so a second run regenerates it.
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path / "other")]) == 0
+    assert calls == [str(tmp_path), str(tmp_path / "other")]
+
+
+@pytest.mark.skipif(os.environ.get("SPLITENC_FULL_DATA") != "1",
+                    reason="full 737,280-image generation: set SPLITENC_FULL_DATA=1")
+def test_full_generation_matches_the_specification(tmp_path, capsys) -> None:
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 0
+    path = os.path.join(str(tmp_path), "dsprites", dsprites.FILENAME)
+    data = _load(path)
+    assert data["imgs"].shape == (737280, 64, 64) and data["imgs"].dtype == np.uint8
+    assert data["latents_values"].shape == (737280, 6)
+    assert data["latents_classes"].shape == (737280, 6)
+    np.testing.assert_array_equal(data["metadata"][()]["latents_sizes"], FULL_SIZES)
+    rows = np.array([0, 1, 12345, 400000, 737279])
+    np.testing.assert_array_equal(data["imgs"][rows],
+                                  dsprites.render(*data["latents_classes"][rows, 1:].T))
+    assert not data["imgs"][:, [0, -1], :].any() and not data["imgs"][:, :, [0, -1]].any()
+    # Already present and valid: the command does not regenerate it.
+    capsys.readouterr()
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 0
+    assert "already present" in capsys.readouterr().out
