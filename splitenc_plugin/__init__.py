@@ -2,9 +2,9 @@
 
 Importing this package registers the plugin's gin configurables
 (``split_conv_encoder``, ``split_fc_encoder``, ``reparameterization``,
-``factorized_noise``, ``correlated_noise``) and adds the plugin's ``gin/``
-directory to gin's config search path, so that our configs can ``include``
-their fragments from any working directory. It does not import TensorFlow:
+``factorized_noise``, ``correlated_noise``) and lets gin find the plugin's
+``gin/`` configs, so that they can ``include`` their fragments from any working
+directory. It does not import TensorFlow:
 the configurables import it when they are called. gin files use it as
 ``import splitenc_plugin``; importing it twice is harmless.
 
@@ -13,6 +13,7 @@ by an import hook (``_splitenc_plugin_hook``, :mod:`splitenc_plugin.compat`),
 not by importing this package.
 """
 
+import os
 from pathlib import Path
 
 import gin
@@ -34,5 +35,30 @@ def gin_dir() -> Path:
     raise FileNotFoundError(f"splitenc_plugin's gin configs are missing (looked in {here})")
 
 
-if str(gin_dir()) not in gin.config._LOCATION_PREFIXES:
-    gin.add_config_file_search_path(str(gin_dir()))
+def _shipped_config(path: str) -> Path | None:
+    """The shipped config that a relative gin path names, if it is not a local file."""
+    if os.path.isabs(path) or os.path.isfile(path):
+        return None
+    candidate = gin_dir() / path
+    return candidate if candidate.is_file() else None
+
+
+def _open_shipped_config(path: str):
+    return open(_shipped_config(path))
+
+
+def _is_shipped_config(path: str) -> bool:
+    return _shipped_config(path) is not None
+
+
+# gin resolves `include` paths against the working directory. Our configs
+# include each other by paths relative to gin/ ('fragments/dlib_shared.gin'),
+# so a reader that serves those, tried first, makes them work from any
+# directory; a file of the same name in the working directory still wins.
+# (gin's public register_file_reader appends after its resource reader, which
+# logs an error for every path it cannot find, hence the insert.)
+# Matched by name, not identity, so that re-importing this package is a no-op.
+if not any(getattr(check, "__qualname__", "") == _is_shipped_config.__qualname__
+           and getattr(check, "__module__", "") == __name__
+           for _, check in gin.config._FILE_READERS):
+    gin.config._FILE_READERS.insert(0, (_open_shipped_config, _is_shipped_config))

@@ -128,3 +128,40 @@ def test_dlib_loaders_keep_their_real_loader_for_pkg_resources() -> None:
         "out = {'mig': any(n.endswith('mig.gin') for n in names)}"
     )
     assert out == {"mig": True}
+
+
+def test_plugin_import_twice_registers_once(clean_gin) -> None:
+    # disent-style: re-importing the plugin (reload) must neither raise nor
+    # duplicate anything; gin keeps resolving our names to one configurable.
+    import importlib
+
+    import gin
+    import splitenc_plugin
+    from splitenc_plugin import encoders, noise
+
+    readers_before = len(gin.config._FILE_READERS)
+    for module in (noise, encoders, splitenc_plugin):
+        importlib.reload(module)
+    assert len(gin.config._FILE_READERS) == readers_before
+    gin.parse_config(["reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = 0.5"])
+    assert gin.query_parameter("correlated_noise.sigma") == 0.5
+
+
+def test_user_errors_print_one_line_before_any_graph_is_built(tmp_path) -> None:
+    from conftest import GIN_DIR, run_script
+
+    proc = run_script(
+        "dlib_train", f"--gin_config={GIN_DIR / 'corrnoise_vae.gin'}", f"--model_dir={tmp_path / 'm'}",
+        "--gin_bindings=dataset.name='smallnorb'", env={"DISENTANGLEMENT_LIB_DATA": str(tmp_path)},
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "smallnorb" in errors[0] and "dlib_download_data" in errors[0]
+    assert not (tmp_path / "m").exists()  # nothing was built
+    proc = run_script(
+        "dlib_train", f"--gin_config={GIN_DIR / 'corrnoise_vae.gin'}", f"--model_dir={tmp_path / 'n'}",
+        "--gin_bindings=dataset.name='dummy_data'", "--gin_bindings=correlated_noise.sigma=1.0",
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode != 0 and len(errors) == 1 and "correlated_noise.sigma" in errors[0]
+    assert "Path not found" not in proc.stderr  # our includes resolve quietly
