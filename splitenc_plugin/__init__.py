@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import gin
+
 from splitenc_plugin import encoders, noise  # noqa: F401  (registers configurables)
 
 __version__ = "0.1.0"

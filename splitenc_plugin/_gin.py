@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import gin.config
-
 import gin
+import gin.config
 
 F = TypeVar("F", bound=Callable)
 

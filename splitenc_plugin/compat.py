@@ -127,9 +127,8 @@ def _accept_legacy_names(fn: Callable) -> Callable:
 
 @before_import(_ROOT)
 def _allow_legacy_gin_kwargs(_: types.ModuleType) -> None:
-    import gin.config
-
     import gin
+    import gin.config
 
     for name in ("configurable", "external_configurable", "register"):
         for namespace in (gin, gin.config):

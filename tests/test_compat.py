@@ -136,6 +136,7 @@ def test_plugin_import_twice_registers_once(clean_gin) -> None:
     import importlib
 
     import gin
+
     import splitenc_plugin
     from splitenc_plugin import encoders, noise
 

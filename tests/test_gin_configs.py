@@ -6,10 +6,9 @@ import json
 import math
 
 import disentanglement_lib.methods.unsupervised.train  # noqa: F401  (registers dlib's names)
+import gin
 import pytest
 from conftest import GIN_DIR, assert_ok, dlib_config, run_script
-
-import gin
 
 FULL_CONFIGS = sorted(p.name for p in GIN_DIR.glob("*.gin"))
 ALL_GIN_FILES = sorted(GIN_DIR.rglob("*.gin"))

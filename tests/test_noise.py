@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import disentanglement_lib.methods.unsupervised.gaussian_encoder_model as gem
+import gin
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-import gin
 from splitenc_plugin import noise
 from splitenc_plugin.errors import ConfigError
 
