@@ -33,7 +33,7 @@ $(STAMP): setup.py Makefile
 
 test: venv
 	$(VENV)/bin/ruff check splitenc_plugin tests bench bin _splitenc_plugin_hook.py setup.py
-	$(PY) -m pytest -ra tests
+	$(PY) -m pytest -ra -n 2 tests
 
 demo: venv
 	$(PY) bin/demo.py
