@@ -18,7 +18,7 @@ from pathlib import Path
 
 import gin
 
-from splitenc_plugin import encoders, noise  # noqa: F401  (registers configurables)
+from splitenc_plugin import encoders, mi_decomposition, noise, pipeline  # noqa: F401  (registers configurables)
 
 __version__ = "0.1.0"
 

@@ -15,6 +15,7 @@ def test_dlib_train_postprocess_evaluate_mig_on_dummy_data(tmp_path) -> None:
         f"--gin_config={dlib_config('unsupervised_study_v1', 'model_configs', 'shared.gin')}",
         "--gin_bindings=dataset.name='dummy_data'",
         "--gin_bindings=model.training_steps=3",
+        "--gin_bindings=model.eval_steps=1",  # dlib's default evaluates 1000 batches
     ))
     assert (model_dir / "tfhub" / "saved_model.pb").exists()
     assert_ok(run_script(

@@ -82,6 +82,8 @@ def test_full_config_trains_exports_postprocesses_and_evaluates(name, tmp_path) 
     assert_ok(run_script(
         "dlib_train", f"--gin_config={GIN_DIR / name}", f"--model_dir={model_dir}",
         "--gin_bindings=model.training_steps=3", "--gin_bindings=dataset.name='dummy_data'",
+        # dlib evaluates 1000 batches after training by default; one is enough here.
+        "--gin_bindings=model.eval_steps=1",
     ))
     # The TF-Hub "reconstructions" signature samples z too: one normal draw for
     # factorized noise, two (n and the shared n0) for Eq 13's correlated noise.
