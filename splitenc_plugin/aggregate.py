@@ -1,0 +1,329 @@
+"""``splitenc_aggregate DIR``: results table, summary and the paper's figures.
+
+Reads every finished job under ``DIR/<study>/<model_num>/`` (the layout of
+``splitenc_reproduce`` and ``dlib_reproduce``) from the small JSON files dlib
+writes — ``metrics/<rep>/mig/results/aggregate/evaluation.json`` holds the
+model's operative training config, its training results and the MIG — so it
+works on pruned jobs and on result files committed without checkpoints. It
+writes, into ``DIR`` (or ``--output_dir``):
+
+* ``results.csv`` — one row per model (:data:`COLUMNS`);
+* ``summary.md`` — per cell (study, dataset, model, encoder, sigma, steps): n,
+  median / IQR / max MIG, median reconstruction loss; and the differences of
+  medians split - vanilla (split_encoder_study_v1) and sigma=0.9 - sigma=0
+  (correlated_noise_study_v1);
+* ``figures/*.png`` — MIG violins (Figs 2, 3, 5, 7), MIG vs reconstruction
+  (Figs 4, 6, 8) and reconstructions + traversals of each cell's best-MIG
+  model (Appendix C; made with dlib's ``visualize_model`` from the job's
+  ``visualizations/`` or, if absent, its TF-Hub module).
+
+A job counts if it has ``done.json`` (splitenc_reproduce) or, for plain
+dlib_reproduce output, MIG results for both representations; unfinished jobs
+are listed and left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.job import DONE_FILE, JOB_FILE
+from splitenc_plugin.study_grid import get_grid
+
+__all__ = ["COLUMNS", "REPRESENTATIONS", "aggregate", "load_results", "main", "summarize"]
+
+REPRESENTATIONS = ("mean", "sampled")
+COLUMNS = [
+    "study", "model_num", "dataset", "model", "encoder", "sigma", "seed", "steps",
+    "global_step", *(f"mig_{rep}" for rep in REPRESENTATIONS), "reconstruction_loss",
+    "training_time_s", "job_dir",
+]
+CELL = ["study", "dataset", "model", "encoder", "sigma", "steps"]
+_EVAL = Path("results") / "aggregate" / "evaluation.json"
+
+
+def _gin_value(value) -> str:
+    """A gin value as dlib stores it in JSON (``"'dummy_data'"``, ``'@vae()'``) -> text."""
+    return str(value).strip().strip("'\"").removeprefix("@").removesuffix("()")
+
+
+def _row(study: str, job_dir: Path) -> dict | None:
+    evals = {rep: job_dir / "metrics" / rep / "mig" / _EVAL for rep in REPRESENTATIONS}
+    if not all(path.is_file() for path in evals.values()):
+        return None
+    records = {rep: json.loads(path.read_text()) for rep, path in evals.items()}
+    cfg = records["mean"]
+    noise = _gin_value(cfg.get("train_config.reparameterization.noise_fn", "factorized_noise"))
+    sigma = float(cfg.get("train_config.correlated_noise.sigma", 0.0)) \
+        if noise == "correlated_noise" else 0.0
+    return {
+        "study": study,
+        "model_num": int(cfg.get("train_config.model.model_num", job_dir.name)),
+        "dataset": _gin_value(cfg["train_config.dataset.name"]),
+        "model": _gin_value(cfg["train_config.model.model"]),
+        "encoder": _gin_value(cfg["train_config.encoder.encoder_fn"]),
+        "sigma": sigma,
+        "seed": int(cfg["train_config.model.random_seed"]),
+        "steps": int(cfg["train_config.model.training_steps"]),
+        "global_step": int(cfg.get("train_results.global_step", -1)),
+        **{f"mig_{rep}": float(records[rep]["evaluation_results.discrete_mig"])
+           for rep in REPRESENTATIONS},
+        "reconstruction_loss": float(cfg["train_results.reconstruction_loss"]),
+        "training_time_s": float(cfg["train_results.elapsed_time"]),
+        "job_dir": str(job_dir),
+    }
+
+
+def load_results(directory: str | Path, study: str | None = None) -> tuple[pd.DataFrame,
+                                                                            list[Path]]:
+    """Reads every finished job under ``directory``.
+
+    Args:
+      directory: The runner's ``--output_directory``.
+      study: Only this study (must be a plugin study); None: every study found.
+
+    Returns:
+      (one row per model with :data:`COLUMNS`, sorted by study and model_num;
+      the unfinished job directories that were left out).
+
+    Raises:
+      SplitencUserError: If the directory does not exist, the study is
+        unknown, or no finished job is found.
+    """
+    directory = Path(directory)
+    if study is not None:
+        get_grid(study)  # raises UnknownStudyError with the list of studies
+    if not directory.is_dir():
+        raise SplitencUserError(f"{directory} is not a directory; pass the --output_directory "
+                                "of splitenc_reproduce (or dlib_reproduce)")
+    rows, unfinished = [], []
+    study_dirs = [directory / study] if study else sorted(p for p in directory.iterdir()
+                                                          if p.is_dir())
+    for study_dir in study_dirs:
+        job_dirs = [p for p in study_dir.glob("*") if p.is_dir() and p.name.isdigit()] \
+            if study_dir.is_dir() else []
+        for job_dir in sorted(job_dirs, key=lambda p: int(p.name)):
+            managed = (job_dir / JOB_FILE).exists() or (job_dir / DONE_FILE).exists()
+            row = _row(study_dir.name, job_dir)
+            if row is None or (managed and not (job_dir / DONE_FILE).exists()):
+                unfinished.append(job_dir)
+            else:
+                rows.append(row)
+    if not rows:
+        what = f"of study {study} " if study else ""
+        raise SplitencUserError(
+            f"no finished job {what}under {directory} (expected DIR/<study>/<model_num>/"
+            "metrics/mean/mig/...); run splitenc_reproduce --output_directory DIR first"
+            + (f" ({len(unfinished)} unfinished job dirs found)" if unfinished else ""))
+    frame = pd.DataFrame(rows, columns=COLUMNS).sort_values(["study", "model_num"])
+    return frame.reset_index(drop=True), unfinished
+
+
+def _iqr(values: pd.Series) -> float:
+    return float(np.percentile(values, 75) - np.percentile(values, 25))
+
+
+def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-cell statistics and the differences of medians between compared cells.
+
+    Returns:
+      (cells, differences). ``cells``: one row per :data:`CELL` with n,
+      ``mig_median`` / ``mig_iqr`` / ``mig_max`` (mean representation),
+      ``mig_sampled_median`` and ``recon_median``. ``differences``: for every
+      pair of cells that differ only in the study's compared column (encoder:
+      split - vanilla; sigma: 0.9 - 0), the variant's medians minus the
+      baseline's.
+    """
+    from splitenc_plugin.figures import COMPARISONS
+
+    cells = frame.groupby(CELL, sort=True).agg(
+        n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
+        mig_iqr=("mig_mean", _iqr), mig_max=("mig_mean", "max"),
+        mig_sampled_median=("mig_sampled", "median"),
+        recon_median=("reconstruction_loss", "median")).reset_index()
+    diffs = []
+    for study, (column, base, variant, labels) in COMPARISONS.items():
+        sub = cells[cells["study"] == study]
+        others = [c for c in CELL if c != column]
+        for key, group in sub.groupby(others, sort=True):
+            by_value = {row[column]: row for _, row in group.iterrows()}
+            if base in by_value and variant in by_value:
+                b, v = by_value[base], by_value[variant]
+                diffs.append({
+                    **dict(zip(others, key)),
+                    "comparison": f"{labels[variant]} − {labels[base]}",
+                    "n": f"{v['n']} vs {b['n']}",
+                    "d_mig_median": v["mig_median"] - b["mig_median"],
+                    "d_mig_sampled_median": v["mig_sampled_median"] - b["mig_sampled_median"],
+                    "d_recon_median": v["recon_median"] - b["recon_median"],
+                })
+    return cells, pd.DataFrame(diffs)
+
+
+def _fmt(column: str, value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}" if column == "sigma" else f"{value:.4f}"
+    return str(value)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "_none_\n"
+    header = "| " + " | ".join(table.columns) + " |"
+    lines = [header, "|" + "---|" * len(table.columns)]
+    for _, row in table.iterrows():
+        cells = [_fmt(column, value) for column, value in row.items()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
+    """Visualization dirs (dlib visualize_model output) for jobs, making missing ones.
+
+    Uses ``JOB/visualizations`` when the job made it (``--visualize``);
+    otherwise runs dlib's ``visualize_model.visualize`` (without the GIF
+    animations) on the job's TF-Hub module into ``cache``, in one subprocess.
+    Jobs with neither (pruned) are left out.
+    """
+    found, todo = {}, []
+    for job in jobs:
+        for candidate in (job / "visualizations", cache / f"{job.parent.name}-{job.name}"):
+            if (candidate / "reconstructions" / "reconstructions.jpg").is_file():
+                found[job] = candidate
+                break
+        else:
+            if (job / "model" / "tfhub").is_dir():
+                todo.append(job)
+    if todo:
+        code = ("import shutil, sys\n"
+                "from disentanglement_lib.visualize import visualize_model\n"
+                "args = sys.argv[1:]\n"
+                "for model_dir, out in zip(args[::2], args[1::2]):\n"
+                "    shutil.rmtree(out, ignore_errors=True)\n"
+                "    visualize_model.visualize(model_dir, out, num_animations=0)\n")
+        args = []
+        for job in todo:
+            args += [str(job / "model"), str(cache / f"{job.parent.name}-{job.name}")]
+        cache.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            print(f"warning: dlib visualize_model failed:\n{proc.stderr[-2000:]}",
+                  file=sys.stderr)
+        for job in todo:
+            out = cache / f"{job.parent.name}-{job.name}"
+            if (out / "reconstructions" / "reconstructions.jpg").is_file():
+                found[job] = out
+    return found
+
+
+def aggregate(directory: str | Path, output_dir: str | Path | None = None,
+              study: str | None = None, visualize: bool = True) -> dict:
+    """Writes results.csv, summary.md and figures/*.png for the jobs under ``directory``.
+
+    Args:
+      directory: The runner's ``--output_directory``.
+      output_dir: Where to write (default: ``directory``).
+      study: Only this study (None: all found).
+      visualize: Also make the Appendix C figures (runs dlib visualize_model
+        for best-MIG models that have no visualizations yet).
+
+    Returns:
+      A dict with ``csv``, ``summary`` (paths), ``figures`` (list of paths),
+      ``table`` (the summary markdown), ``frame`` and ``unfinished``.
+    """
+    from splitenc_plugin import figures
+
+    frame, unfinished = load_results(directory, study)
+    out = Path(output_dir) if output_dir is not None else Path(directory)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "results.csv"
+    frame.to_csv(csv_path, index=False)
+
+    cells, diffs = summarize(frame)
+    written: list[Path] = []
+    appendix_notes = []
+    for (study_name, dataset), group in frame.groupby(["study", "dataset"], sort=True):
+        stem = f"{study_name}_{dataset}"
+        written.append(figures.mig_violins(group, study_name, dataset,
+                                           fig_dir / f"{stem}_mig_violin.png"))
+        written.append(figures.mig_vs_reconstruction(group, study_name, dataset,
+                                                     fig_dir / f"{stem}_mig_vs_recon.png"))
+        if not visualize:
+            continue
+        best = group.loc[group.groupby(CELL)["mig_mean"].idxmax()]
+        vis = _visualize([Path(p) for p in best["job_dir"]], fig_dir / "visualizations")
+        panels = []
+        for _, row in best.iterrows():
+            path = vis.get(Path(row["job_dir"]))
+            label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}: model "
+                     f"{row['model_num']} (seed {row['seed']}), MIG {row['mig_mean']:.3f}")
+            if path is None:
+                appendix_notes.append(f"{study_name}/{row['model_num']}: no visualizations "
+                                      "and no TF-Hub module (pruned): left out of Appendix C")
+                continue
+            panels.append((label, path / "reconstructions" / "reconstructions.jpg",
+                           path / "traversals" / "traversals0.jpg"))
+        if panels:
+            written.append(figures.appendix_c(panels, study_name, dataset,
+                                              fig_dir / f"{stem}_appendix_c.png"))
+
+    cell_table = cells.rename(columns={"mig_median": "MIG median", "mig_iqr": "MIG IQR",
+                                       "mig_max": "MIG max",
+                                       "mig_sampled_median": "MIG (sampled) median",
+                                       "recon_median": "recon. loss median"})
+    diff_table = diffs.rename(columns={"d_mig_median": "Δ MIG median",
+                                       "d_mig_sampled_median": "Δ MIG (sampled) median",
+                                       "d_recon_median": "Δ recon. loss median"})
+    table = ("## Per cell (MIG of the mean representation unless noted)\n\n"
+             + _markdown(cell_table)
+             + "\n## Differences of medians (variant − baseline)\n\n" + _markdown(diff_table))
+    notes = [f"{len(frame)} finished model(s) from {Path(directory)}."]
+    if unfinished:
+        notes.append(f"{len(unfinished)} unfinished job(s) left out: "
+                     + ", ".join(str(p) for p in unfinished[:10]))
+    notes += appendix_notes
+    summary = ("# splitenc results summary\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n"
+               + table + "\n## Figures\n\n"
+               + "\n".join(f"- `{p.relative_to(out)}`" for p in written) + "\n")
+    summary_path = out / "summary.md"
+    summary_path.write_text(summary)
+    return {"csv": csv_path, "summary": summary_path, "figures": written, "table": table,
+            "frame": frame, "unfinished": unfinished}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``splitenc_aggregate``; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="splitenc_aggregate",
+        description="Aggregate splitenc_reproduce / dlib_reproduce results: results.csv, "
+                    "summary.md and the paper's figures.")
+    parser.add_argument("directory", help="the --output_directory of splitenc_reproduce")
+    parser.add_argument("--output_dir", help="where to write (default: DIRECTORY)")
+    parser.add_argument("--study", help="only this study (default: every study found)")
+    parser.add_argument("--no_visualize", action="store_true",
+                        help="skip the Appendix C reconstructions/traversals figures")
+    args = parser.parse_args(argv)
+    try:
+        result = aggregate(args.directory, args.output_dir, args.study,
+                           visualize=not args.no_visualize)
+    except SplitencUserError as exc:
+        print(f"splitenc_aggregate: error: {exc}", file=sys.stderr)
+        return 2
+    print(result["table"])
+    print(f"wrote {result['csv']}\nwrote {result['summary']}")
+    for path in result["figures"]:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""One job of a study: train -> (visualize) -> postprocess -> evaluate, in one process.
+
+``python -m splitenc_plugin.job JOB_DIR`` runs the job described by
+``JOB_DIR/job.json`` (a :class:`~splitenc_plugin.study_grid.JobSpec` plus
+options, written by the runner) with dlib's Python API, in exactly the order
+and with exactly the seeds of dlib's ``dlib_reproduce``:
+
+1. ``train.train_with_gin(JOB_DIR/model, False, [config], bindings)``;
+2. (``--visualize``) ``visualize_model.visualize(JOB_DIR/model, JOB_DIR/visualizations)``;
+3. for each postprocess config (sorted), ``postprocess_with_gin`` into
+   ``JOB_DIR/postprocessed/<name>`` with ``postprocess.random_seed`` drawn from
+   ``np.random.RandomState(0)``;
+4. for each representation and each metric, ``evaluate_with_gin`` into
+   ``JOB_DIR/metrics/<rep>/<metric>`` with the next seeds of the same state.
+
+The layout is dlib_reproduce's, so ``dlib_aggregate_results`` works on it too.
+When everything succeeded (and, with ``prune_heavy``, the checkpoints and
+TF-Hub modules were deleted), the completion marker ``JOB_DIR/done.json`` is
+written atomically, last. A job directory is *finished* if and only if it has
+a valid ``done.json``; its identity (study, model_num, config, bindings, steps)
+says what it computed. Importing this module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from splitenc_plugin.study_grid import JobSpec
+
+__all__ = [
+    "DONE_FILE",
+    "HEAVY_PATTERNS",
+    "JOB_FILE",
+    "LOG_FILE",
+    "main",
+    "mig_result_files",
+    "prune_heavy",
+    "read_done",
+    "write_json_atomic",
+]
+
+JOB_FILE = "job.json"
+DONE_FILE = "done.json"
+LOG_FILE = "job.log"
+
+# What --prune_heavy deletes (globs relative to the job directory): the
+# checkpoints, the TF-Hub modules and dlib's GIF animations. What stays is
+# what the aggregator reads: results/{json,gin,aggregate} of every step, the
+# logs and markers, and the still images of visualizations/ if any.
+HEAVY_PATTERNS = (
+    "model/tf_checkpoint",
+    "model/tfhub",
+    "postprocessed/*/tfhub",
+    "visualizations/animated_traversals",
+)
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    """Writes JSON to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_done(job_dir: str | os.PathLike) -> dict | None:
+    """The job's completion marker, or None if the job is not finished.
+
+    A marker that is not valid JSON (impossible with atomic writes, but e.g.
+    a bad merge) counts as absent.
+    """
+    path = Path(job_dir) / DONE_FILE
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "identity" in data else None
+
+
+def mig_result_files(job_dir: str | os.PathLike, spec: JobSpec) -> list[Path]:
+    """The aggregate evaluation JSON of every (representation, metric) of the job."""
+    job_dir = Path(job_dir)
+    return [job_dir / "metrics" / _name(post) / _name(metric) / "results" / "aggregate"
+            / "evaluation.json"
+            for post in sorted(spec.postprocess_configs) for metric in sorted(spec.eval_configs)]
+
+
+def prune_heavy(job_dir: str | os.PathLike) -> list[str]:
+    """Deletes checkpoints, TF-Hub modules and GIFs of a job (see HEAVY_PATTERNS).
+
+    Returns:
+      The deleted paths, relative to the job directory.
+    """
+    job_dir = Path(job_dir)
+    deleted = []
+    for pattern in HEAVY_PATTERNS:
+        for path in sorted(job_dir.glob(pattern)):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            deleted.append(str(path.relative_to(job_dir)))
+    return deleted
+
+
+def _name(config: str) -> str:
+    return os.path.basename(config).replace(".gin", "")
+
+
+def _log(message: str) -> None:
+    print(f"[splitenc job {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _log_training_progress(tf, total_steps: int, reports: int = 100) -> None:
+    """Makes this process's TPUEstimator.train log "train step N/total" ~100 times.
+
+    dlib's ``train`` calls ``TPUEstimator.train`` without hooks and logs no
+    progress; the runner reads these lines for its progress bar. Only this job
+    process is affected (TF's class, not dlib's module, is wrapped).
+    """
+    estimator_cls = tf.estimator.tpu.TPUEstimator
+    original = estimator_cls.train
+    every = max(1, total_steps // reports)
+
+    class _Progress(tf.train.SessionRunHook):
+        def begin(self):
+            self._step = tf.train.get_global_step()
+            self._last = -1
+
+        def before_run(self, run_context):
+            return tf.train.SessionRunArgs(self._step)
+
+        def after_run(self, run_context, run_values):
+            step = int(run_values.results)
+            if step // every != self._last:
+                self._last = step // every
+                _log(f"train step {step}/{total_steps}")
+
+    def train(self, input_fn, hooks=None, *args, **kwargs):
+        return original(self, input_fn, [*(hooks or []), _Progress()], *args, **kwargs)
+
+    estimator_cls.train = train
+
+
+def run(job_dir: str | os.PathLike) -> dict:
+    """Runs the job in ``job_dir`` and writes its completion marker.
+
+    Args:
+      job_dir: A directory holding ``job.json`` and nothing else of the job's
+        outputs (the runner empties unfinished job directories).
+
+    Returns:
+      The completion marker's content.
+    """
+    # dlib (and TensorFlow) only now: importing this module stays cheap.
+    import numpy as np
+    import tensorflow.compat.v1 as tf
+    from disentanglement_lib.evaluation import evaluate
+    from disentanglement_lib.methods.unsupervised import train
+    from disentanglement_lib.postprocessing import postprocess
+
+    from splitenc_plugin import gin_dir
+    from splitenc_plugin.studies import dlib_config_file
+
+    job_dir = Path(job_dir)
+    with open(job_dir / JOB_FILE) as f:
+        job = json.load(f)
+    spec = JobSpec.from_dict(job["spec"])
+    _log_training_progress(tf, spec.steps)
+    options = job.get("options", {})
+    timings: dict[str, float] = {}
+    start = time.time()
+
+    model_dir = str(job_dir / "model")
+    config_file = str(gin_dir() / spec.config)
+    _log(f"{spec.study} model {spec.model_num}: training {spec.config} for {spec.steps} steps "
+         f"with {list(spec.bindings)}")
+    t = time.time()
+    train.train_with_gin(model_dir, False, [config_file], list(spec.bindings))
+    timings["train"] = time.time() - t
+
+    if options.get("visualize"):
+        from disentanglement_lib.visualize import visualize_model
+
+        _log("visualizing the model (dlib visualize_model)")
+        t = time.time()
+        visualize_model.visualize(model_dir, str(job_dir / "visualizations"), False)
+        timings["visualize"] = time.time() - t
+
+    # As dlib_reproduce: one master seed for postprocessing and evaluation.
+    random_state = np.random.RandomState(0)
+    post_configs = sorted(dlib_config_file(c) for c in spec.postprocess_configs)
+    t = time.time()
+    for config in post_configs:
+        post_name = _name(config)
+        _log(f"extracting representation {post_name}")
+        postprocess.postprocess_with_gin(
+            model_dir, str(job_dir / "postprocessed" / post_name), False, [config],
+            [f"postprocess.random_seed = {random_state.randint(2**32)}",
+             f"postprocess.name = '{post_name}'"])
+    timings["postprocess"] = time.time() - t
+
+    eval_configs = sorted(dlib_config_file(c) for c in spec.eval_configs)
+    t = time.time()
+    for config in post_configs:
+        post_name = _name(config)
+        for eval_config in eval_configs:
+            metric = _name(eval_config)
+            _log(f"computing metric {metric} on {post_name}")
+            evaluate.evaluate_with_gin(
+                str(job_dir / "postprocessed" / post_name),
+                str(job_dir / "metrics" / post_name / metric), False, [eval_config],
+                [f"evaluation.random_seed = {random_state.randint(2**32)}",
+                 f"evaluation.name = '{metric}'"])
+    timings["evaluate"] = time.time() - t
+
+    missing = [str(p) for p in mig_result_files(job_dir, spec) if not p.is_file()]
+    if missing:
+        raise RuntimeError(f"dlib finished without writing {missing}")
+    pruned = prune_heavy(job_dir) if options.get("prune_heavy") else []
+    if pruned:
+        _log(f"pruned {', '.join(pruned)}")
+
+    from splitenc_plugin import __version__
+
+    done = {
+        "identity": spec.identity(),
+        "spec": spec.to_dict(),
+        "options": options,
+        "status": "done",
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "elapsed_seconds": round(time.time() - start, 3),
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "pruned": pruned,
+        "splitenc_version": __version__,
+        "results": [str(p.relative_to(job_dir)) for p in mig_result_files(job_dir, spec)],
+    }
+    write_json_atomic(job_dir / DONE_FILE, done)
+    _log(f"done in {done['elapsed_seconds']:.1f} s")
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m splitenc_plugin.job JOB_DIR``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m splitenc_plugin.job JOB_DIR", file=sys.stderr)
+        return 2
+    job_dir = Path(argv[0])
+    if read_done(job_dir) is not None:
+        print(f"{job_dir} is already finished ({DONE_FILE} exists); not touching it",
+              file=sys.stderr)
+        return 0
+    run(job_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,563 @@
+"""``splitenc_reproduce``: run (a slice of) one of the paper's studies, resumably.
+
+Usage::
+
+    splitenc_reproduce --study split_encoder_study_v1 --output_directory runs \\
+        [--steps N] [--datasets D ...] [--models M ...] [--encoders E ...] \\
+        [--sigmas S ...] [--seeds 0 1 ...] [--model_nums N ...] \\
+        [--workers K | --scheduler ADDRESS] [--visualize] [--prune_heavy] \\
+        [--gin_bindings B ...] [--dry_run]
+
+Each selected model of the study is one *job* (train -> postprocess ->
+evaluate, optionally visualize), run by :mod:`splitenc_plugin.job` in its own
+subprocess, in ``DIR/<study>/<model_num>/`` with dlib_reproduce's layout; its
+output goes to ``job.log`` there. Jobs run on a local pool of ``--workers``
+threads (default 1), or on a Dask distributed cluster with ``--scheduler``.
+
+Guarantees:
+
+* A job is finished when its ``done.json`` marker exists (written last,
+  atomically). Finished jobs are skipped and never touched, even if their
+  checkpoints and TF-Hub modules are gone (``--prune_heavy``, or only the small
+  result files were committed and checked out elsewhere). Any other job
+  directory is deleted and the job redone from scratch.
+* A job's identity is (study, model_num, gin config, bindings, steps): a
+  finished job with another identity in the output directory (e.g. 5 steps
+  where 100,000 are asked) is an error before anything runs.
+* Bad input (unknown study / dataset / model / encoder / sigma / seed,
+  steps < 1, empty selection, missing dataset files) is one error before any
+  job starts.
+* A failing job does not stop the others; the command exits 1 if any failed,
+  listing each with its log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.job import (
+    DONE_FILE,
+    JOB_FILE,
+    LOG_FILE,
+    read_done,
+    write_json_atomic,
+)
+from splitenc_plugin.study_grid import (
+    DEFAULT_TRAINING_STEPS,
+    GRIDS,
+    TEST_DATASET,
+    JobSpec,
+    get_grid,
+    make_job_spec,
+)
+
+__all__ = ["Job", "JobMismatchError", "execute_job", "main", "plan_jobs", "run_jobs"]
+
+DATA_ENV = "DISENTANGLEMENT_LIB_DATA"
+# Exit codes: 0 all finished, 1 some job failed, 2 bad input, 130 interrupted.
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class JobMismatchError(SplitencUserError):
+    """The output directory holds finished jobs that computed something else."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job to run (or skip): its spec, its directory and its options."""
+
+    spec: JobSpec
+    job_dir: Path
+    visualize: bool = False
+    prune_heavy: bool = False
+
+    @property
+    def key(self) -> str:
+        """``<study>/<model_num>``: the job's name in messages."""
+        return f"{self.spec.study}/{self.spec.model_num}"
+
+    def to_dict(self) -> dict:
+        """A picklable, JSON-able description (what workers receive)."""
+        return {"spec": self.spec.to_dict(), "job_dir": str(self.job_dir),
+                "options": {"visualize": self.visualize, "prune_heavy": self.prune_heavy}}
+
+
+# --------------------------------------------------------------------------
+# Running one job (on a local thread or on a Dask worker)
+# --------------------------------------------------------------------------
+_CHILDREN: set[subprocess.Popen] = set()
+_CHILDREN_LOCK = threading.Lock()
+
+
+def execute_job(job: dict, env: dict | None = None) -> dict:
+    """Runs one job in a subprocess; called on the machine that runs it.
+
+    Deletes the job directory unless the job is finished, writes ``job.json``,
+    and runs ``python -m splitenc_plugin.job JOB_DIR`` with its output in
+    ``JOB_DIR/job.log``. Never raises for a failing job.
+
+    Args:
+      job: :meth:`Job.to_dict` output.
+      env: Environment variables to set for the job (on top of the worker's).
+
+    Returns:
+      A dict with ``key``, ``status`` (``done``, ``skipped`` or ``failed``),
+      ``returncode``, ``log``, ``elapsed`` and ``error`` (last log lines).
+    """
+    spec = JobSpec.from_dict(job["spec"])
+    job_dir = Path(job["job_dir"])
+    outcome = {"key": f"{spec.study}/{spec.model_num}", "log": str(job_dir / LOG_FILE),
+               "returncode": None, "elapsed": 0.0, "error": ""}
+    done = read_done(job_dir)
+    if done is not None:
+        same = done.get("identity") == spec.identity()
+        return {**outcome, "status": "skipped" if same else "failed",
+                "error": "" if same else "a different finished job is in the way"}
+    start = time.time()
+    if job_dir.exists():
+        shutil.rmtree(job_dir)
+    job_dir.mkdir(parents=True)
+    write_json_atomic(job_dir / JOB_FILE, {"spec": job["spec"], "options": job["options"]})
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    with open(job_dir / LOG_FILE, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "splitenc_plugin.job", str(job_dir)],
+                                stdout=log, stderr=subprocess.STDOUT, env=full_env,
+                                stdin=subprocess.DEVNULL)
+        with _CHILDREN_LOCK:
+            _CHILDREN.add(proc)
+        try:
+            returncode = proc.wait()
+        finally:
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(proc)
+    ok = returncode == 0 and read_done(job_dir) is not None
+    return {**outcome, "status": "done" if ok else "failed", "returncode": returncode,
+            "elapsed": time.time() - start, "error": "" if ok else _tail(job_dir / LOG_FILE)}
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def _terminate_children() -> None:
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+    for proc in children:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in children:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# --------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------
+def plan_jobs(study: str, output_directory: str | os.PathLike, *, steps: int,
+              datasets: Sequence[str] | None = None, models: Sequence[str] | None = None,
+              encoders: Sequence[str] | None = None, sigmas: Sequence[float] | None = None,
+              seeds: Sequence[int] | None = None, model_nums: Sequence[int] | None = None,
+              gin_bindings: Sequence[str] = (), visualize: bool = False,
+              prune_heavy: bool = False) -> list[Job]:
+    """The jobs of a study slice, validated.
+
+    Args:
+      study: Study name.
+      output_directory: Jobs go to ``<output_directory>/<study>/<model_num>``.
+      steps: ``model.training_steps`` of every job (>= 1).
+      datasets, models, encoders, sigmas, seeds: Keep only models with these
+        grid values (None: all). ``datasets=["dummy_data"]`` (tests and smoke
+        runs only) selects the study's first dataset's models and trains them
+        on dlib's in-memory dummy data instead.
+      model_nums: Keep only these model numbers (None: all).
+      gin_bindings: Extra bindings for every job (part of its identity).
+      visualize: Also run dlib's visualize_model in each job.
+      prune_heavy: Delete checkpoints and TF-Hub modules of finished jobs.
+
+    Returns:
+      The selected jobs, in model_num order.
+
+    Raises:
+      SplitencUserError: For any invalid input or an empty selection.
+    """
+    grid = get_grid(study)
+    if not isinstance(steps, int) or steps < 1:
+        raise SplitencUserError(f"--steps must be a positive integer, got {steps!r}")
+    override = None
+    if datasets is not None and TEST_DATASET in datasets:
+        if len(set(datasets)) > 1:
+            raise SplitencUserError(
+                f"--datasets {TEST_DATASET} (test data) cannot be combined with other datasets")
+        override, datasets = TEST_DATASET, [grid.axes["dataset"][0]]
+    specs = grid.select(dataset=datasets, model=models, encoder=encoders, sigma=sigmas,
+                        seed=seeds)
+    if model_nums is not None:
+        bad = sorted(set(model_nums) - set(range(len(grid))))
+        if bad:
+            raise SplitencUserError(f"{study} has models 0..{len(grid) - 1}, not {bad}")
+        specs = [s for s in specs if s.model_num in set(model_nums)]
+    if not specs:
+        raise SplitencUserError(
+            f"the selection matches none of the {len(grid)} models of {study}; "
+            "check --datasets/--models/--encoders/--sigmas/--seeds/--model_nums")
+    out = Path(output_directory)
+    return [Job(make_job_spec(study, s.model_num, steps, override, tuple(gin_bindings)),
+                out / study / str(s.model_num), visualize, prune_heavy) for s in specs]
+
+
+def _difference(key: str, finished, asked) -> str:
+    if key == "bindings" and isinstance(finished, list):
+        only_done = [b for b in finished if b not in asked]
+        only_asked = [b for b in asked if b not in finished]
+        return f"bindings: finished has {only_done}, asked has {only_asked}"
+    return f"{key}: finished {finished!r}, asked {asked!r}"
+
+
+def check_finished(jobs: Iterable[Job]) -> tuple[list[Job], list[Job]]:
+    """Splits jobs into (finished, to run); refuses finished jobs of another identity.
+
+    Raises:
+      JobMismatchError: If a job directory holds a finished job whose identity
+        differs, or a finished job whose result files are missing.
+    """
+    finished, pending, problems = [], [], []
+    for job in jobs:
+        done = read_done(job.job_dir)
+        if done is None:
+            pending.append(job)
+            continue
+        identity = job.spec.identity()
+        if done["identity"] != identity:
+            diffs = [_difference(k, done["identity"].get(k), v)
+                     for k, v in identity.items() if done["identity"].get(k) != v]
+            problems.append(f"{job.job_dir} ({'; '.join(diffs)})")
+            continue
+        missing = [f for f in done.get("results", []) if not (job.job_dir / f).is_file()]
+        if missing:
+            problems.append(f"{job.job_dir} has {DONE_FILE} but lacks {', '.join(missing)}")
+            continue
+        finished.append(job)
+    if problems:
+        shown = "\n  ".join(problems[:5]) + (
+            f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise JobMismatchError(
+            f"{len(problems)} finished job(s) in the output directory do not match this run "
+            f"and are never overwritten:\n  {shown}\nUse another --output_directory, or the "
+            "--steps/--gin_bindings/--datasets of the run that made them.")
+    return finished, pending
+
+
+def check_datasets(jobs: Iterable[Job]) -> None:
+    """Raises one clear error if a selected dataset's files are missing."""
+    from splitenc_plugin.data import registry
+
+    for dataset in sorted({job.spec.dataset for job in jobs}):
+        registry.require_dataset(dataset)
+
+
+# --------------------------------------------------------------------------
+# Executing
+# --------------------------------------------------------------------------
+class _LocalPool:
+    """Runs execute_job on a pool of threads, each driving one subprocess."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="splitenc-job")
+
+    def submit(self, job: Job, env: dict):
+        return self._pool.submit(execute_job, job.to_dict(), env)
+
+    @staticmethod
+    def as_completed(futures):
+        pending = set(futures)
+        while pending:
+            # A timeout keeps the main thread responsive to Ctrl-C / SIGTERM.
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            yield from done
+
+    def close(self, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class _DaskPool:
+    """Runs execute_job on the workers of a Dask distributed scheduler."""
+
+    def __init__(self, address: str) -> None:
+        try:
+            from distributed import Client
+        except ImportError as exc:  # pragma: no cover - dask is a dependency
+            raise SplitencUserError("--scheduler needs dask[distributed] installed") from exc
+        try:
+            self._client = Client(address, timeout="20s")
+        except OSError as exc:
+            raise SplitencUserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+
+    def submit(self, job: Job, env: dict):
+        return self._client.submit(execute_job, job.to_dict(), env, pure=False,
+                                   key=f"splitenc-{job.spec.study}-{job.spec.model_num}-"
+                                       f"{time.time_ns()}")
+
+    @staticmethod
+    def as_completed(futures):
+        from distributed import as_completed
+
+        yield from as_completed(futures)
+
+    def close(self, cancel: bool = False) -> None:
+        self._client.close()
+
+
+_STEP = re.compile(r"\] train step (\d+)/")
+_PHASE = re.compile(r"\[splitenc job [\d:]+\] (\S+(?: \S+)?)")
+
+
+def _job_status(job: Job) -> str | None:
+    """A short status of a running job from the end of its log (None if not started)."""
+    try:
+        with open(job.job_dir / LOG_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    phases = _PHASE.findall(tail)
+    phase = phases[-1].split(":")[0] if phases else "starting"
+    if phase.startswith((job.spec.study, "train")) or phase == "starting":
+        steps = _STEP.findall(tail)
+        phase = f"train {steps[-1]}/{job.spec.steps}" if steps else "train"
+    return f"{job.spec.model_num}: {phase}"
+
+
+def _watch(bar, jobs: Sequence[Job], finished: set[str], stop: threading.Event) -> None:
+    """Shows what the running jobs are doing as the bar's postfix, every 2 s."""
+    while not stop.wait(2.0):
+        states = [s for job in jobs if job.key not in finished
+                  and (s := _job_status(job)) is not None and read_done(job.job_dir) is None]
+        bar.set_postfix_str(" | ".join(states[:4]), refresh=True)
+
+
+def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None,
+             already_finished: int = 0, progress: bool = True) -> list[dict]:
+    """Runs the jobs, locally or on Dask, with a progress bar.
+
+    Args:
+      jobs: Jobs to run (none of them finished).
+      workers: Local pool size (ignored with ``scheduler``).
+      scheduler: Dask scheduler address, e.g. ``tcp://host:8786``.
+      already_finished: Finished jobs of the selection (start of the bar).
+      progress: Whether to show the tqdm bar.
+
+    Returns:
+      One outcome dict per job (see :func:`execute_job`), in completion order.
+    """
+    from tqdm import tqdm
+
+    env = {DATA_ENV: os.path.abspath(os.environ[DATA_ENV])} if DATA_ENV in os.environ else {}
+    pool = _DaskPool(scheduler) if scheduler else _LocalPool(workers)
+    outcomes: list[dict] = []
+    bar = tqdm(total=len(jobs) + already_finished, initial=already_finished, unit="job",
+               desc="splitenc jobs", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    futures = {}
+    interrupted = False
+    finished: set[str] = set()
+    stop = threading.Event()
+    if progress:
+        threading.Thread(target=_watch, args=(bar, jobs, finished, stop), daemon=True).start()
+    try:
+        futures = {pool.submit(job, env): job for job in jobs}
+        for future in pool.as_completed(list(futures)):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001  (a worker-side crash is one failed job)
+                outcome = {"key": job.key, "status": "failed", "returncode": None,
+                           "log": str(job.job_dir / LOG_FILE), "elapsed": 0.0,
+                           "error": f"{type(exc).__name__}: {exc}"}
+            outcomes.append(outcome)
+            finished.add(job.key)
+            bar.update(1)
+            word = {"done": "finished", "skipped": "already finished"}.get(
+                outcome["status"], "FAILED")
+            bar.write(f"{word}: {outcome['key']} ({outcome['elapsed']:.0f} s)"
+                      + (f"  log: {outcome['log']}" if outcome["status"] == "failed" else ""),
+                      file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        stop.set()
+        bar.close()
+        if interrupted:
+            for future in futures:
+                future.cancel()
+            _terminate_children()
+        pool.close(cancel=interrupted)
+    return outcomes
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+def _split(values: Sequence[str] | None) -> list[str] | None:
+    """Accepts ``--seeds 0 1 2`` as well as ``--seeds 0,1,2``."""
+    if values is None:
+        return None
+    return [v for value in values for v in value.split(",") if v]
+
+
+def _ints(values: Sequence[str] | None, flag: str) -> list[int] | None:
+    values = _split(values)
+    if values is None:
+        return None
+    out = []
+    for value in values:
+        lo, sep, hi = value.partition("-")
+        try:
+            out.extend(range(int(lo), int(hi) + 1) if sep else [int(value)])
+        except ValueError:
+            raise SplitencUserError(f"{flag} takes integers or ranges like 0-9, got {value!r}") \
+                from None
+    return out
+
+
+def _floats(values: Sequence[str] | None, flag: str) -> list[float] | None:
+    values = _split(values)
+    try:
+        return None if values is None else [float(v) for v in values]
+    except ValueError:
+        raise SplitencUserError(f"{flag} takes numbers, got {values}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``splitenc_reproduce``."""
+    parser = argparse.ArgumentParser(
+        prog="splitenc_reproduce",
+        description="Train, postprocess and evaluate the models of one of the paper's "
+                    "studies (resumable; local pool or Dask cluster).",
+        epilog="Studies: " + "; ".join(f"{g.name} ({len(g)} models): {g.description}"
+                                       for g in GRIDS.values()))
+    parser.add_argument("--study", required=True, help=f"one of {', '.join(GRIDS)}")
+    parser.add_argument("--output_directory", required=True,
+                        help="jobs go to DIR/<study>/<model_num> (dlib_reproduce's layout)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_TRAINING_STEPS,
+                        help="model.training_steps of every model (default: %(default)s, "
+                             "the paper's); part of each job's identity")
+    sel = parser.add_argument_group("selection (default: the whole study)")
+    sel.add_argument("--datasets", nargs="+", metavar="D",
+                     help=f"dataset names; '{TEST_DATASET}' (tests/smoke runs only) trains the "
+                          "first dataset's models on dlib's in-memory dummy data")
+    sel.add_argument("--models", nargs="+", metavar="M", help="vae, factor_vae, beta_tc_vae")
+    sel.add_argument("--encoders", nargs="+", metavar="E",
+                     help="conv_encoder (vanilla), split_conv_encoder (split)")
+    sel.add_argument("--sigmas", nargs="+", metavar="S", help="noise correlation: 0, 0.9")
+    sel.add_argument("--seeds", nargs="+", metavar="S", help="seeds, e.g. 0 1 2 or 0-9")
+    sel.add_argument("--model_nums", nargs="+", metavar="N", help="model numbers of the study")
+    ex = parser.add_argument_group("execution")
+    ex.add_argument("--workers", type=int, default=1,
+                    help="local jobs at a time (default: %(default)s)")
+    ex.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run the jobs on this Dask distributed scheduler (e.g. "
+                         "tcp://host:8786) instead of locally")
+    ex.add_argument("--visualize", action="store_true",
+                    help="also run dlib's visualize_model in each job, as dlib_reproduce does")
+    ex.add_argument("--prune_heavy", action="store_true",
+                    help="after a job finishes, delete its checkpoints, TF-Hub modules and "
+                         "GIFs, keeping only what splitenc_aggregate reads")
+    ex.add_argument("--gin_bindings", action="append", default=[], metavar="B",
+                    help="extra gin binding for every job (repeatable; part of its identity)")
+    ex.add_argument("--max_jobs", type=int, metavar="K",
+                    help="run at most K of the unfinished jobs (in model_num order), then "
+                         "stop; e.g. 1 to advance a long campaign one job per session")
+    ex.add_argument("--dry_run", action="store_true", help="print the plan and exit")
+    ex.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise SplitencUserError(f"--workers must be >= 1, got {args.workers}")
+    jobs = plan_jobs(
+        args.study, args.output_directory, steps=args.steps, datasets=_split(args.datasets),
+        models=_split(args.models), encoders=_split(args.encoders),
+        sigmas=_floats(args.sigmas, "--sigmas"), seeds=_ints(args.seeds, "--seeds"),
+        model_nums=_ints(args.model_nums, "--model_nums"), gin_bindings=args.gin_bindings,
+        visualize=args.visualize, prune_heavy=args.prune_heavy)
+    if args.max_jobs is not None and args.max_jobs < 1:
+        raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
+    finished, pending = check_finished(jobs)
+    later = pending[args.max_jobs:] if args.max_jobs is not None else []
+    pending = pending[:len(pending) - len(later)]
+    if pending and not args.dry_run:
+        check_datasets(pending)
+    where = f"Dask scheduler {args.scheduler}" if args.scheduler else \
+        f"{args.workers} local worker(s)"
+    print(f"{args.study}: {len(jobs)} job(s) selected, {len(finished)} already finished, "
+          f"{len(pending)} to run on {where}"
+          + (f" ({len(later)} left for later: --max_jobs)" if later else "")
+          + f"; {args.steps} steps each; output in "
+          f"{os.path.join(args.output_directory, args.study)}", flush=True)
+    if args.dry_run:
+        for job in jobs:
+            state = "finished" if job in finished else "to run" if job in pending else "later"
+            s = job.spec
+            print(f"  {job.key:32s} {state:9s} {s.dataset} {s.model} {s.encoder} "
+                  f"sigma={s.sigma:g} seed={s.seed} ({s.config})")
+        return 0
+    if not pending:
+        print("nothing to do: every selected job is finished")
+        return 0
+    outcomes = run_jobs(pending, workers=args.workers, scheduler=args.scheduler,
+                        already_finished=len(finished), progress=not args.no_progress)
+    failed = sorted((o for o in outcomes if o["status"] == "failed"), key=lambda o: o["log"])
+    ran = sum(o["status"] == "done" for o in outcomes)
+    print(f"{ran} job(s) finished now, {len(finished)} earlier, {len(failed)} failed"
+          + (f", {len(later)} not started (--max_jobs)" if later else ""))
+    if failed:
+        print(f"{len(failed)} job(s) FAILED (re-run the same command to retry them):",
+              file=sys.stderr)
+        for o in failed:
+            print(f"  {o['key']}: exit {o['returncode']}; log: {o['log']}", file=sys.stderr)
+            for line in o["error"].splitlines():
+                print(f"      {line}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``splitenc_reproduce``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    # SIGTERM (e.g. a batch system's kill) stops the jobs like Ctrl-C does.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(args)
+    except SplitencUserError as exc:
+        print(f"splitenc_reproduce: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("splitenc_reproduce: interrupted; unfinished jobs are redone from scratch on "
+              "the next run", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The grids of the paper's two studies (Sec 5) and the job specs built from them.
+
+This module is pure Python (no TensorFlow, no dlib), so the runner and the
+aggregator can validate input and plan jobs in well under a second. The dlib
+``Study`` objects that ``dlib_reproduce`` uses wrap these grids
+(:mod:`splitenc_plugin.studies`).
+
+========================== ==================================================
+study                      grid (model_num enumerates it, last axis fastest)
+========================== ==================================================
+correlated_noise_study_v1  Sec 5.1 / Fig 2: model {vae, factor_vae (gamma=35)}
+                           x sigma {0, 0.9} x seed 0..9, on dsprites_full
+                           (40 models)
+split_encoder_study_v1     Sec 5.2 / Figs 3-8: dataset {dsprites_full,
+                           smallnorb, cars3d} x model {factor_vae (gamma=35),
+                           beta_tc_vae (beta=6)} x encoder {conv_encoder,
+                           split_conv_encoder} x seed 0..9 (120 models)
+========================== ==================================================
+
+Each model's gin config is one of the plugin's full configs in ``gin/``
+(:data:`MODEL_CONFIGS`); the study adds ``dataset.name`` and
+``model.random_seed`` bindings. sigma = 0 is the factorized-noise baseline
+config (dlib's own noise, Eq 11); sigma = 0.9 the ``corrnoise_*`` config
+(Eq 13).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from splitenc_plugin.errors import SplitencUserError
+
+__all__ = [
+    "DEFAULT_TRAINING_STEPS",
+    "EVAL_CONFIGS",
+    "GRIDS",
+    "MODEL_CONFIGS",
+    "POSTPROCESS_CONFIGS",
+    "TEST_DATASET",
+    "JobSpec",
+    "ModelSpec",
+    "StudyGrid",
+    "UnknownStudyError",
+    "get_grid",
+    "make_job_spec",
+]
+
+# model.training_steps of every config in gin/ (dlib's unsupervised_study_v1).
+DEFAULT_TRAINING_STEPS = 300000
+
+# (model, encoder, sigma) -> the full gin config in gin/ that trains it.
+MODEL_CONFIGS: dict[tuple[str, str, float], str] = {
+    ("vae", "conv_encoder", 0.0): "vae.gin",
+    ("vae", "conv_encoder", 0.9): "corrnoise_vae.gin",
+    ("vae", "split_conv_encoder", 0.0): "split_vae.gin",
+    ("factor_vae", "conv_encoder", 0.0): "factorvae.gin",
+    ("factor_vae", "conv_encoder", 0.9): "corrnoise_factorvae.gin",
+    ("factor_vae", "split_conv_encoder", 0.0): "split_factorvae.gin",
+    ("beta_tc_vae", "conv_encoder", 0.0): "betatcvae.gin",
+    ("beta_tc_vae", "split_conv_encoder", 0.0): "split_betatcvae.gin",
+}
+
+# dlib's unsupervised_study_v1 representations and metric, as the paper uses
+# (files in disentanglement_lib/config/unsupervised_study_v1/).
+POSTPROCESS_CONFIGS = ("postprocess_configs/mean.gin", "postprocess_configs/sampled.gin")
+EVAL_CONFIGS = ("metric_configs/mig.gin",)
+
+# dlib's in-memory random dataset (with factors, so MIG works): allowed as a
+# dataset override for tests and smoke runs, never part of a study's grid.
+TEST_DATASET = "dummy_data"
+
+
+class UnknownStudyError(SplitencUserError):
+    """A study name that is not one of the plugin's studies."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a study: one point of its grid.
+
+    Attributes:
+      model_num: Index in the study (``dlib_reproduce --model_num``).
+      dataset: dlib dataset name (``dataset.name``).
+      model: dlib model name (``vae``, ``factor_vae``, ``beta_tc_vae``).
+      encoder: ``conv_encoder`` (dlib's) or ``split_conv_encoder`` (ours).
+      sigma: Correlation weight of the reparameterization noise (Eq 13).
+      seed: ``model.random_seed``.
+      config: File name of the gin config in :func:`splitenc_plugin.gin_dir`.
+    """
+
+    model_num: int
+    dataset: str
+    model: str
+    encoder: str
+    sigma: float
+    seed: int
+    config: str
+
+    @property
+    def bindings(self) -> list[str]:
+        """The study's gin bindings for this model (added to its config)."""
+        return [f"dataset.name = '{self.dataset}'", f"model.random_seed = {self.seed}"]
+
+
+class StudyGrid:
+    """A full-factorial grid over datasets, models, encoders, sigmas and seeds.
+
+    Attributes:
+      name: The study name (key in dlib's ``reproduce.STUDIES``).
+      description: One line: what the study reproduces.
+      axes: Axis name -> values, in enumeration order (last axis fastest).
+    """
+
+    AXES = ("dataset", "model", "encoder", "sigma", "seed")
+
+    def __init__(self, name: str, description: str, *, datasets: Sequence[str],
+                 models: Sequence[str], encoders: Sequence[str], sigmas: Sequence[float],
+                 seeds: Sequence[int]) -> None:
+        self.name = name
+        self.description = description
+        self.axes: dict[str, tuple] = {
+            "dataset": tuple(datasets), "model": tuple(models), "encoder": tuple(encoders),
+            "sigma": tuple(float(s) for s in sigmas), "seed": tuple(int(s) for s in seeds)}
+        self._specs: list[ModelSpec] = []
+        for values in itertools.product(*(self.axes[axis] for axis in self.AXES)):
+            point = dict(zip(self.AXES, values))
+            key = (point["model"], point["encoder"], point["sigma"])
+            if key not in MODEL_CONFIGS:
+                raise ValueError(f"study {name}: no gin config for {key}")
+            self._specs.append(ModelSpec(model_num=len(self._specs), config=MODEL_CONFIGS[key],
+                                         **point))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    @property
+    def specs(self) -> list[ModelSpec]:
+        """Every model of the study, indexed by model_num."""
+        return list(self._specs)
+
+    def spec(self, model_num: int) -> ModelSpec:
+        """The model with this number.
+
+        Raises:
+          SplitencUserError: If model_num is out of range.
+        """
+        if not 0 <= model_num < len(self._specs):
+            raise SplitencUserError(
+                f"{self.name} has models 0..{len(self._specs) - 1}, not {model_num}.")
+        return self._specs[model_num]
+
+    def select(self, **filters: Iterable | None) -> list[ModelSpec]:
+        """The models whose axis values are all in the given filters.
+
+        Args:
+          **filters: Axis name (``dataset``, ``model``, ``encoder``, ``sigma``,
+            ``seed``) -> allowed values; None means all.
+
+        Returns:
+          The matching models, in model_num order.
+
+        Raises:
+          SplitencUserError: For an unknown axis or a value the study does not
+            have (the message lists the valid values).
+        """
+        allowed: dict[str, set] = {}
+        for axis, values in filters.items():
+            if values is None:
+                continue
+            if axis not in self.axes:
+                raise SplitencUserError(f"unknown study axis {axis!r}; use {', '.join(self.AXES)}")
+            values = {float(v) if axis == "sigma" else v for v in values}
+            unknown = sorted(map(str, values - set(self.axes[axis])))
+            if unknown:
+                raise SplitencUserError(
+                    f"{self.name} has no {axis} {', '.join(unknown)}; its {axis}s are "
+                    f"{', '.join(map(str, self.axes[axis]))}")
+            allowed[axis] = values
+        return [s for s in self._specs
+                if all(getattr(s, axis) in values for axis, values in allowed.items())]
+
+
+_SEEDS = tuple(range(10))
+
+GRIDS: dict[str, StudyGrid] = {grid.name: grid for grid in (
+    StudyGrid(
+        "correlated_noise_study_v1",
+        "Sec 5.1 / Fig 2: VAE and FactorVAE with factorized (sigma=0) vs correlated "
+        "(sigma=0.9) reparameterization noise on dSprites",
+        datasets=["dsprites_full"], models=["vae", "factor_vae"], encoders=["conv_encoder"],
+        sigmas=[0.0, 0.9], seeds=_SEEDS),
+    StudyGrid(
+        "split_encoder_study_v1",
+        "Sec 5.2 / Figs 3-8: FactorVAE and beta-TCVAE with dlib's conv encoder vs the "
+        "split encoder on dSprites, SmallNORB and Cars3D",
+        datasets=["dsprites_full", "smallnorb", "cars3d"], models=["factor_vae", "beta_tc_vae"],
+        encoders=["conv_encoder", "split_conv_encoder"], sigmas=[0.0], seeds=_SEEDS),
+)}
+"""Study name -> grid."""
+
+
+def get_grid(name: str) -> StudyGrid:
+    """The grid of the plugin study with this name.
+
+    Raises:
+      UnknownStudyError: With the list of known studies.
+    """
+    try:
+        return GRIDS[name]
+    except KeyError:
+        raise UnknownStudyError(
+            f"unknown study {name!r}; the plugin's studies are {', '.join(GRIDS)}") from None
+
+
+# Fields of a JobSpec that define what the job computes. Two specs with equal
+# identities produce the same results; anything else is bookkeeping.
+IDENTITY_FIELDS = ("study", "model_num", "config", "bindings", "steps")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one job (train -> postprocess -> evaluate) needs, as JSON.
+
+    Attributes:
+      study: Study name.
+      model_num: Model number in the study.
+      config: The model's gin config (file name in ``gin/``).
+      bindings: Training bindings in dlib_reproduce's order: ``model.name``,
+        ``model.model_num``, the study's bindings (``dataset.name`` possibly
+        overridden), then ``model.training_steps`` and any extra bindings.
+      steps: ``model.training_steps``.
+      dataset, model, encoder, sigma, seed: The model's grid point (dataset
+        after any override).
+      postprocess_configs: dlib postprocess configs (relative to dlib's
+        ``config/unsupervised_study_v1``).
+      eval_configs: dlib metric configs (same).
+    """
+
+    study: str
+    model_num: int
+    config: str
+    bindings: tuple[str, ...]
+    steps: int
+    dataset: str
+    model: str
+    encoder: str
+    sigma: float
+    seed: int
+    postprocess_configs: tuple[str, ...] = field(default=POSTPROCESS_CONFIGS)
+    eval_configs: tuple[str, ...] = field(default=EVAL_CONFIGS)
+
+    def identity(self) -> dict:
+        """The fields that define the job's results (compared on re-runs)."""
+        return {name: _jsonable(getattr(self, name)) for name in IDENTITY_FIELDS}
+
+    def to_dict(self) -> dict:
+        """The spec as a JSON-serializable dict."""
+        return {key: _jsonable(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobSpec:
+        """Inverse of :meth:`to_dict` (ignores unknown keys)."""
+        names = cls.__dataclass_fields__
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+                  if k in names}
+        return cls(**kwargs)
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def make_job_spec(study: str, model_num: int, steps: int = DEFAULT_TRAINING_STEPS,
+                  dataset: str | None = None,
+                  extra_bindings: Sequence[str] = ()) -> JobSpec:
+    """The job that trains, postprocesses and evaluates one model of a study.
+
+    Args:
+      study: Study name.
+      model_num: Model number in the study.
+      steps: ``model.training_steps`` (always bound explicitly, so that it is
+        part of the job's identity).
+      dataset: Replaces the study's ``dataset.name`` (used for
+        :data:`TEST_DATASET`); None keeps the study's.
+      extra_bindings: Gin bindings appended last (they win).
+
+    Returns:
+      The job's spec.
+    """
+    spec = get_grid(study).spec(model_num)
+    dataset = spec.dataset if dataset is None else dataset
+    study_bindings = [f"dataset.name = '{dataset}'" if b.startswith("dataset.name") else b
+                      for b in spec.bindings]
+    bindings = [
+        # Exactly what dlib_reproduce prepends to the study's bindings.
+        "model.name = '{}'".format(spec.config.replace(".gin", "")),
+        f"model.model_num = {model_num}",
+        *study_bindings,
+        f"model.training_steps = {int(steps)}",
+        *extra_bindings,
+    ]
+    return JobSpec(study=study, model_num=model_num, config=spec.config,
+                   bindings=tuple(bindings), steps=int(steps), dataset=dataset,
+                   model=spec.model, encoder=spec.encoder, sigma=spec.sigma, seed=spec.seed)

@@ -1,0 +1,124 @@
+"""A tiny study end to end on the local pool, then splitenc_aggregate on it.
+
+One run (module fixture) of split_encoder_study_v1 on dlib's dummy data, 3
+steps: model 0 (FactorVAE, vanilla conv encoder, seed 0) and model 11
+(FactorVAE, split encoder, seed 1), two local workers; then one aggregation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_ok, run_script
+from PIL import Image
+
+from splitenc_plugin.aggregate import COLUMNS
+
+STUDY = "split_encoder_study_v1"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("tiny_study")
+    run = run_script("splitenc_reproduce", "--study", STUDY, "--output_directory", str(out),
+                     "--datasets", "dummy_data", "--model_nums", "0", "11", "--steps", "3",
+                     "--workers", "2", "--gin_bindings", "model.eval_steps = 5")
+    assert_ok(run)
+    agg = run_script("splitenc_aggregate", str(out))
+    assert_ok(agg)
+    return {"out": out, "run": run, "agg": agg}
+
+
+def test_local_run_has_dlib_reproduce_layout_and_progress(tiny_run) -> None:
+    out, run = tiny_run["out"], tiny_run["run"]
+    assert "2 job(s) selected, 0 already finished, 2 to run on 2 local worker(s)" in run.stdout
+    assert "splitenc jobs: 100%" in run.stderr and "2/2" in run.stderr  # tqdm bar
+    for num, encoder in ((0, "conv_encoder"), (11, "split_conv_encoder")):
+        job = out / STUDY / str(num)
+        for rel in ("model/tfhub/saved_model.pb", "model/results/json/train_results.json",
+                    "postprocessed/mean/tfhub/saved_model.pb",
+                    "postprocessed/sampled/results/aggregate/postprocess.json",
+                    "metrics/mean/mig/results/json/evaluation_results.json",
+                    "metrics/sampled/mig/results/json/evaluation_results.json",
+                    "job.log", "job.json", "done.json"):
+            assert (job / rel).is_file(), rel
+        gin = (job / "model/results/gin/train.gin").read_text()
+        assert f"encoder.encoder_fn = @{encoder}" in gin
+        assert "model.training_steps = 3" in gin and "dataset.name = 'dummy_data'" in gin
+
+
+def test_rerun_skips_everything(tiny_run) -> None:
+    out = tiny_run["out"]
+    before = (out / STUDY / "0" / "done.json").read_text()
+    again = run_script("splitenc_reproduce", "--study", STUDY, "--output_directory", str(out),
+                       "--datasets", "dummy_data", "--model_nums", "0", "11", "--steps", "3",
+                       "--gin_bindings", "model.eval_steps = 5")
+    assert_ok(again)
+    assert "2 already finished, 0 to run" in again.stdout and "nothing to do" in again.stdout
+    assert (out / STUDY / "0" / "done.json").read_text() == before
+
+
+def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
+    out = tiny_run["out"]
+    with open(out / "results.csv") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        rows = list(reader)
+    assert [(r["model_num"], r["encoder"], r["seed"]) for r in rows] == [
+        ("0", "conv_encoder", "0"), ("11", "split_conv_encoder", "1")]
+    for row in rows:
+        assert (row["study"], row["dataset"], row["model"]) == (STUDY, "dummy_data", "factor_vae")
+        assert float(row["sigma"]) == 0.0 and row["steps"] == "3"
+        job = out / STUDY / row["model_num"]
+        for rep in ("mean", "sampled"):
+            result = json.loads((job / f"metrics/{rep}/mig/results/json/"
+                                 "evaluation_results.json").read_text())
+            assert float(row[f"mig_{rep}"]) == pytest.approx(result["discrete_mig"])
+        train = json.loads((job / "model/results/json/train_results.json").read_text())
+        assert float(row["reconstruction_loss"]) == pytest.approx(train["reconstruction_loss"])
+        assert float(row["training_time_s"]) == pytest.approx(train["elapsed_time"])
+        assert float(row["reconstruction_loss"]) > 0 and float(row["training_time_s"]) > 0
+
+
+def test_summary_has_cells_and_split_minus_vanilla(tiny_run) -> None:
+    summary = (tiny_run["out"] / "summary.md").read_text()
+    assert "| study | dataset | model | encoder | sigma | steps | n | MIG median | MIG IQR |" \
+        in summary
+    assert "| split_encoder_study_v1 | dummy_data | factor_vae | conv_encoder | 0 | 3 | 1 |" \
+        in summary
+    assert "split encoder − vanilla encoder" in summary
+    assert "Δ MIG median" in summary and "Δ recon. loss median" in summary
+    assert "## Per cell" in tiny_run["agg"].stdout
+
+
+def test_figures_are_valid_pngs_with_content(tiny_run) -> None:
+    fig_dir = tiny_run["out"] / "figures"
+    names = {p.name for p in fig_dir.glob("*.png")}
+    stem = f"{STUDY}_dummy_data"
+    assert names == {f"{stem}_mig_violin.png", f"{stem}_mig_vs_recon.png",
+                     f"{stem}_appendix_c.png"}
+    for name in names:
+        path = fig_dir / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L"), dtype=float)
+        assert min(pixels.shape) >= 300 and pixels.std() > 5, name  # not blank
+        assert str(path) in tiny_run["agg"].stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--study", "nope"], "unknown study 'nope'"),
+    ([], "no finished job under"),
+])
+def test_unknown_study_or_empty_directory_is_a_clear_error(tmp_path: Path, args,
+                                                           message) -> None:
+    proc = run_script("splitenc_aggregate", str(tmp_path), *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results.csv").exists()

@@ -1,0 +1,136 @@
+"""splitenc_reproduce: Dask, interruption/resume, failing jobs, input validation.
+
+Every run trains 3 steps on dlib's in-memory ``dummy_data`` (the runner's
+test-only dataset override) with ``model.eval_steps = 5``, so one job costs
+~15-20 s of which most is TensorFlow start-up. The local end-to-end run of a
+tiny study lives in test_aggregate.py, which aggregates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BIN_DIR, assert_ok, run_script
+
+STUDY = "split_encoder_study_v1"
+# Model 0: factor_vae + conv_encoder, seed 0; model 1: the same with seed 1;
+# model 10: factor_vae + split_conv_encoder, seed 0 (on the first dataset).
+TINY = ("--study", STUDY, "--datasets", "dummy_data", "--models", "factor_vae", "--steps", "3",
+        "--gin_bindings", "model.eval_steps = 5", "--no_progress")
+
+
+def _reproduce(out: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return run_script("splitenc_reproduce", *TINY, "--output_directory", str(out), *args,
+                      **kwargs)
+
+
+def _hashes(directory: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and mtime of every file under directory."""
+    return {str(p.relative_to(directory)): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                            p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  protocol="tcp://", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        proc = _reproduce(tmp_path, "--seeds", "0", "1", "--encoders", "conv_encoder",
+                          "--scheduler", cluster.scheduler_address, "--prune_heavy")
+    assert_ok(proc)
+    assert f"Dask scheduler {cluster.scheduler_address}" in proc.stdout
+    assert "2 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
+    for num in (0, 1):
+        job = tmp_path / STUDY / str(num)
+        done = json.loads((job / "done.json").read_text())
+        assert done["identity"]["steps"] == 3 and done["identity"]["model_num"] == num
+        assert done["spec"]["seed"] == num and done["spec"]["dataset"] == "dummy_data"
+        # Pruned: no checkpoints or TF-Hub modules; everything the aggregator reads stays.
+        assert sorted(done["pruned"]) == sorted(["model/tf_checkpoint", "model/tfhub",
+                                                 "postprocessed/mean/tfhub",
+                                                 "postprocessed/sampled/tfhub"])
+        assert not list(job.rglob("tfhub")) and not (job / "model" / "tf_checkpoint").exists()
+        for rep in ("mean", "sampled"):
+            assert (job / "metrics" / rep / "mig" / "results" / "aggregate"
+                    / "evaluation.json").is_file()
+        assert "model.training_steps = 3" in (job / "model/results/gin/train.gin").read_text()
+    # Pruned finished jobs still count as finished: the same command does nothing.
+    again = _reproduce(tmp_path, "--seeds", "0", "1", "--encoders", "conv_encoder")
+    assert_ok(again)
+    assert "nothing to do" in again.stdout
+
+
+def test_interrupted_run_resumes_without_touching_finished_jobs(tmp_path) -> None:
+    args = [str(BIN_DIR / "splitenc_reproduce"), *TINY, "--output_directory", str(tmp_path),
+            "--seeds", "0", "1", "--encoders", "conv_encoder", "--workers", "1"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    first, second = tmp_path / STUDY / "0", tmp_path / STUDY / "1"
+    # Own session: killing its process group is a hard crash of the runner and its jobs.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not (first / "done.json").exists() and proc.poll() is None:
+            assert time.time() < deadline, "the first job never finished"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert (first / "done.json").exists() and not (second / "done.json").exists()
+    before = _hashes(first)
+
+    resumed = run_script(*args[0:1], *args[1:])
+    assert_ok(resumed)
+    assert "2 job(s) selected, 1 already finished, 1 to run" in resumed.stdout
+    assert "1 job(s) finished now, 1 earlier, 0 failed" in resumed.stdout
+    assert _hashes(first) == before  # same bytes, same mtimes: not re-run, not touched
+    done = json.loads((second / "done.json").read_text())
+    assert done["identity"]["model_num"] == 1 and done["identity"]["steps"] == 3
+
+    # A finished job of another step count is never taken for (or replaced by) this one.
+    other = _reproduce(tmp_path, "--seeds", "0", "--encoders", "conv_encoder", "--steps", "5")
+    assert other.returncode == 2
+    assert "do not match this run" in other.stderr and "steps: finished 3, asked 5" in other.stderr
+    assert _hashes(first) == before
+
+
+def test_a_broken_binding_fails_its_job_alone(tmp_path) -> None:
+    # Bound for every job, but only the split encoder (model 10) reads it.
+    proc = _reproduce(tmp_path, "--seeds", "0", "--workers", "2",
+                      "--gin_bindings", "split_conv_encoder.num_shared_layers = 9")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    log = tmp_path / STUDY / "10" / "job.log"
+    assert f"{STUDY}/10: exit 1; log: {log}" in proc.stderr
+    assert "1 job(s) finished now, 0 earlier, 1 failed" in proc.stdout
+    assert "num_shared_layers" in log.read_text()
+    assert (tmp_path / STUDY / "0" / "done.json").exists()
+    assert not (tmp_path / STUDY / "10" / "done.json").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--study", "nope"], "unknown study 'nope'"),
+    (["--study", STUDY, "--steps", "0"], "--steps must be a positive integer"),
+    (["--study", STUDY, "--datasets", "mnist"], "has no dataset mnist"),
+    (["--study", STUDY, "--models", "vae"], "has no model vae"),
+    (["--study", STUDY, "--datasets", "dsprites_full", "--model_nums", "50"],
+     "matches none of the 120 models"),
+    (["--study", STUDY, "--workers", "0"], "--workers must be >= 1"),
+    (["--study", STUDY, "--datasets", "smallnorb"], "dataset 'smallnorb' is missing"),
+])
+def test_bad_input_is_one_clear_error_before_any_job(tmp_path, args, message) -> None:
+    empty_root = tmp_path / "data"
+    empty_root.mkdir()
+    out = tmp_path / "out"
+    proc = run_script("splitenc_reproduce", *args, "--output_directory", str(out),
+                      env={"DISENTANGLEMENT_LIB_DATA": str(empty_root)})
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
