@@ -9,9 +9,10 @@ plugin is later uninstalled (it checks that the hook module exists first).
 
 from __future__ import annotations
 
-import os
 import sysconfig
 from pathlib import Path
+
+from splitenc_plugin._io import atomic_path
 
 PTH_NAME = "splitenc_plugin.pth"
 PTH_LINE = (
@@ -24,9 +25,8 @@ def install_pth(site_packages: str | None = None) -> Path:
     """Writes the start-up hook's .pth file (atomically) and returns its path."""
     target = Path(site_packages or sysconfig.get_paths()["purelib"]) / PTH_NAME
     if not target.exists() or target.read_text() != PTH_LINE:
-        tmp = target.with_suffix(".pth.tmp")
-        tmp.write_text(PTH_LINE)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            Path(tmp).write_text(PTH_LINE)
     return target
 
 

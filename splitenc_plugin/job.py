@@ -28,11 +28,11 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from splitenc_plugin._io import write_json_atomic
 from splitenc_plugin.study_grid import JobSpec
 
 __all__ = [
@@ -61,23 +61,6 @@ HEAVY_PATTERNS = (
     "postprocessed/*/tfhub",
     "visualizations/animated_traversals",
 )
-
-
-def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
-    """Writes JSON to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_done(job_dir: str | os.PathLike) -> dict | None:

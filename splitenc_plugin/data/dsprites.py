@@ -49,6 +49,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from splitenc_plugin._io import atomic_path
+
 SUBDIR = "dsprites"
 FILENAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 CANVAS_PX = 64
@@ -384,21 +386,13 @@ def write_dsprites_npz(path: str,
     classes, values = latents(chosen)
     metadata = np.empty((), dtype=object)
     metadata[()] = build_metadata(chosen)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED,
-                             allowZip64=True) as zf:
-            _write_array_member(zf, "metadata", metadata)
-            _write_streamed_member(zf, "imgs", (int(np.prod(sizes)), CANVAS_PX, CANVAS_PX),
-                                   np.dtype(np.uint8), _image_blocks(chosen))
-            _write_array_member(zf, "latents_classes", classes)
-            _write_array_member(zf, "latents_values", values)
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave the temporary file behind.
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, zipfile.ZipFile(
+            tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        _write_array_member(zf, "metadata", metadata)
+        _write_streamed_member(zf, "imgs", (int(np.prod(sizes)), CANVAS_PX, CANVAS_PX),
+                               np.dtype(np.uint8), _image_blocks(chosen))
+        _write_array_member(zf, "latents_classes", classes)
+        _write_array_member(zf, "latents_values", values)
     return path
 
 

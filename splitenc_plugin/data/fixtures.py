@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from splitenc_plugin._io import atomic_path
 from splitenc_plugin.data import registry
 
 SMALLNORB_FACTOR_SIZES = (5, 10, 9, 18, 6)  # category, instance, elevation, azimuth, lighting
@@ -43,15 +44,8 @@ CARS3D_AZIMUTHS = 24
 
 
 def _atomic_write_bytes(path: str, chunks: Sequence[bytes | memoryview | np.ndarray]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.writelines(chunks)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.writelines(chunks)
 
 
 def write_norb_matrix(path: str, array: np.ndarray) -> None:
@@ -246,12 +240,6 @@ def write_shapes3d_fixture(data_root: str,
     labels = np.stack([label_grid[k][factors[..., k]] for k in range(6)], axis=-1)
     path = os.path.join(data_root, registry.SHAPES3D_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, images=np.ascontiguousarray(images), labels=labels)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
