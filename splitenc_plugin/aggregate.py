@@ -137,9 +137,9 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
       (cells, differences). ``cells``: one row per :data:`CELL` with n,
       ``mig_median`` / ``mig_iqr`` / ``mig_max`` (mean representation),
       ``mig_sampled_median`` and ``recon_median``. ``differences``: for every
-      pair of cells that differ only in the study's compared column (encoder:
+      pair of configurations that differ only in a compared column (encoder:
       split - vanilla; sigma: 0.9 - 0), the variant's medians minus the
-      baseline's.
+      baseline's, pooling identical configurations across studies.
     """
     from splitenc_plugin.figures import COMPARISONS
 
@@ -148,11 +148,19 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         mig_iqr=("mig_mean", _iqr), mig_max=("mig_mean", "max"),
         mig_sampled_median=("mig_sampled", "median"),
         recon_median=("reconstruction_loss", "median")).reset_index()
+    # Differences pool identical configurations across studies: e.g. the
+    # correlated-noise study's sigma = 0 FactorVAE is the very run the split
+    # study's vanilla FactorVAE cell needs (same gin config, seed and data).
+    # A configuration run in both studies counts once.
+    config = [c for c in CELL if c != "study"]
+    pooled = frame.drop_duplicates(subset=[*config, "seed"]).groupby(config, sort=True).agg(
+        n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
+        mig_sampled_median=("mig_sampled", "median"),
+        recon_median=("reconstruction_loss", "median")).reset_index()
     diffs = []
-    for study, (column, base, variant, labels) in COMPARISONS.items():
-        sub = cells[cells["study"] == study]
-        others = [c for c in CELL if c != column]
-        for key, group in sub.groupby(others, sort=True):
+    for column, base, variant, labels in COMPARISONS.values():
+        others = [c for c in config if c != column]
+        for key, group in pooled.groupby(others, sort=True):
             by_value = {row[column]: row for _, row in group.iterrows()}
             if base in by_value and variant in by_value:
                 b, v = by_value[base], by_value[variant]

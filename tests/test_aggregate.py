@@ -122,3 +122,34 @@ def test_unknown_study_or_empty_directory_is_a_clear_error(tmp_path: Path, args,
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "results.csv").exists()
+
+
+def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
+    # The campaign's split FactorVAE runs (split study) have their vanilla
+    # baseline in the correlated-noise study (sigma = 0): same config, same seeds.
+    # A run present in both studies must count once.
+    import pandas as pd
+
+    from splitenc_plugin.aggregate import summarize
+
+    def row(study, encoder, sigma, seed, mig, recon):
+        return {"study": study, "dataset": "dsprites_full", "model": "factor_vae",
+                "encoder": encoder, "sigma": sigma, "steps": 100, "seed": seed,
+                "mig_mean": mig, "mig_sampled": mig / 2, "reconstruction_loss": recon}
+
+    frame = pd.DataFrame([
+        row("correlated_noise_study_v1", "conv_encoder", 0.0, 0, 0.10, 50.0),
+        row("correlated_noise_study_v1", "conv_encoder", 0.0, 1, 0.20, 40.0),
+        row("correlated_noise_study_v1", "conv_encoder", 0.9, 0, 0.02, 60.0),
+        row("split_encoder_study_v1", "conv_encoder", 0.0, 1, 0.20, 40.0),  # same run again
+        row("split_encoder_study_v1", "split_conv_encoder", 0.0, 0, 0.30, 30.0),
+        row("split_encoder_study_v1", "split_conv_encoder", 0.0, 1, 0.50, 20.0),
+    ])
+    _, diffs = summarize(frame)
+    by_comparison = {d["comparison"]: d for d in diffs.to_dict("records")}
+    split = by_comparison["split encoder − vanilla encoder"]
+    assert split["n"] == "2 vs 2"
+    assert split["d_mig_median"] == pytest.approx(0.40 - 0.15)
+    assert split["d_recon_median"] == pytest.approx(25.0 - 45.0)
+    noise = by_comparison["σ = 0.9 (correlated) − σ = 0 (factorized)"]
+    assert noise["n"] == "1 vs 2" and noise["d_mig_median"] == pytest.approx(0.02 - 0.15)
