@@ -40,10 +40,18 @@ from splitenc_plugin.study_grid import get_grid
 __all__ = ["COLUMNS", "REPRESENTATIONS", "aggregate", "load_results", "main", "summarize"]
 
 REPRESENTATIONS = ("mean", "sampled")
+# CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
+MI_FIELDS = {
+    "mi_joint": "mi_joint",
+    "mi_latent_sum": "mi_latent_sum",
+    "mi_gap": "decomposition_gap",
+    "mi_tc": "total_correlation",
+    "mi_ci": "conditional_independence",
+}
 COLUMNS = [
     "study", "model_num", "dataset", "model", "encoder", "sigma", "seed", "steps",
     "global_step", *(f"mig_{rep}" for rep in REPRESENTATIONS), "reconstruction_loss",
-    "training_time_s", "job_dir",
+    *MI_FIELDS, "training_time_s", "job_dir",
 ]
 CELL = ["study", "dataset", "model", "encoder", "sigma", "steps"]
 _EVAL = Path("results") / "aggregate" / "evaluation.json"
@@ -52,6 +60,16 @@ _EVAL = Path("results") / "aggregate" / "evaluation.json"
 def _gin_value(value) -> str:
     """A gin value as dlib stores it in JSON (``"'dummy_data'"``, ``'@vae()'``) -> text."""
     return str(value).strip().strip("'\"").removeprefix("@").removesuffix("()")
+
+
+def _mi_fields(job_dir: Path) -> dict:
+    """The job's MI-decomposition numbers; NaN where it was not evaluated."""
+    path = job_dir / "metrics" / "mean_logvar" / "mi_decomposition_study" / _EVAL
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if record.get("evaluation_results.skipped"):
+        record = {}
+    return {column: float(record.get(f"evaluation_results.{field}", np.nan))
+            for column, field in MI_FIELDS.items()}
 
 
 def _row(study: str, job_dir: Path) -> dict | None:
@@ -76,6 +94,7 @@ def _row(study: str, job_dir: Path) -> dict | None:
         **{f"mig_{rep}": float(records[rep]["evaluation_results.discrete_mig"])
            for rep in REPRESENTATIONS},
         "reconstruction_loss": float(cfg["train_results.reconstruction_loss"]),
+        **_mi_fields(job_dir),
         "training_time_s": float(cfg["train_results.elapsed_time"]),
         "job_dir": str(job_dir),
     }

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from splitenc_plugin._io import write_json_atomic
-from splitenc_plugin.study_grid import JobSpec
+from splitenc_plugin.study_grid import JobSpec, config_name, evaluation_pairs
 
 __all__ = [
     "DONE_FILE",
@@ -81,9 +81,9 @@ def read_done(job_dir: str | os.PathLike) -> dict | None:
 def mig_result_files(job_dir: str | os.PathLike, spec: JobSpec) -> list[Path]:
     """The aggregate evaluation JSON of every (representation, metric) of the job."""
     job_dir = Path(job_dir)
-    return [job_dir / "metrics" / _name(post) / _name(metric) / "results" / "aggregate"
-            / "evaluation.json"
-            for post in sorted(spec.postprocess_configs) for metric in sorted(spec.eval_configs)]
+    return [job_dir / "metrics" / config_name(post) / config_name(metric) / "results"
+            / "aggregate" / "evaluation.json"
+            for post, metric in evaluation_pairs(spec.postprocess_configs, spec.eval_configs)]
 
 
 def prune_heavy(job_dir: str | os.PathLike) -> list[str]:
@@ -99,10 +99,6 @@ def prune_heavy(job_dir: str | os.PathLike) -> list[str]:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
             deleted.append(str(path.relative_to(job_dir)))
     return deleted
-
-
-def _name(config: str) -> str:
-    return os.path.basename(config).replace(".gin", "")
 
 
 def _log(message: str) -> None:
@@ -158,7 +154,7 @@ def run(job_dir: str | os.PathLike) -> dict:
     from disentanglement_lib.postprocessing import postprocess
 
     from splitenc_plugin import gin_dir
-    from splitenc_plugin.studies import dlib_config_file
+    from splitenc_plugin.studies import config_file
 
     job_dir = Path(job_dir)
     with open(job_dir / JOB_FILE) as f:
@@ -170,11 +166,11 @@ def run(job_dir: str | os.PathLike) -> dict:
     start = time.time()
 
     model_dir = str(job_dir / "model")
-    config_file = str(gin_dir() / spec.config)
+    model_config = str(gin_dir() / spec.config)
     _log(f"{spec.study} model {spec.model_num}: training {spec.config} for {spec.steps} steps "
          f"with {list(spec.bindings)}")
     t = time.time()
-    train.train_with_gin(model_dir, False, [config_file], list(spec.bindings))
+    train.train_with_gin(model_dir, False, [model_config], list(spec.bindings))
     timings["train"] = time.time() - t
 
     if options.get("visualize"):
@@ -187,29 +183,25 @@ def run(job_dir: str | os.PathLike) -> dict:
 
     # As dlib_reproduce: one master seed for postprocessing and evaluation.
     random_state = np.random.RandomState(0)
-    post_configs = sorted(dlib_config_file(c) for c in spec.postprocess_configs)
     t = time.time()
-    for config in post_configs:
-        post_name = _name(config)
+    for config in sorted(spec.postprocess_configs, key=config_name):
+        post_name = config_name(config)
         _log(f"extracting representation {post_name}")
         postprocess.postprocess_with_gin(
-            model_dir, str(job_dir / "postprocessed" / post_name), False, [config],
+            model_dir, str(job_dir / "postprocessed" / post_name), False, [config_file(config)],
             [f"postprocess.random_seed = {random_state.randint(2**32)}",
              f"postprocess.name = '{post_name}'"])
     timings["postprocess"] = time.time() - t
 
-    eval_configs = sorted(dlib_config_file(c) for c in spec.eval_configs)
     t = time.time()
-    for config in post_configs:
-        post_name = _name(config)
-        for eval_config in eval_configs:
-            metric = _name(eval_config)
-            _log(f"computing metric {metric} on {post_name}")
-            evaluate.evaluate_with_gin(
-                str(job_dir / "postprocessed" / post_name),
-                str(job_dir / "metrics" / post_name / metric), False, [eval_config],
-                [f"evaluation.random_seed = {random_state.randint(2**32)}",
-                 f"evaluation.name = '{metric}'"])
+    for post, metric_config in evaluation_pairs(spec.postprocess_configs, spec.eval_configs):
+        post_name, metric = config_name(post), config_name(metric_config)
+        _log(f"computing metric {metric} on {post_name}")
+        evaluate.evaluate_with_gin(
+            str(job_dir / "postprocessed" / post_name),
+            str(job_dir / "metrics" / post_name / metric), False, [config_file(metric_config)],
+            [f"evaluation.random_seed = {random_state.randint(2**32)}",
+             f"evaluation.name = '{metric}'"])
     timings["evaluate"] = time.time() - t
 
     missing = [str(p) for p in mig_result_files(job_dir, spec) if not p.is_file()]

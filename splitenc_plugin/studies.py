@@ -29,14 +29,21 @@ from splitenc_plugin.study_grid import (
     StudyGrid,
 )
 
-__all__ = ["STUDIES", "PaperStudy", "dlib_config_file"]
+__all__ = ["STUDIES", "PaperStudy", "config_file"]
 
 _DLIB_STUDY_DIR = "config/unsupervised_study_v1"
 
 
-def dlib_config_file(relative: str) -> str:
-    """Path of a config in dlib's ``config/unsupervised_study_v1`` directory."""
-    return resources.get_file(f"{_DLIB_STUDY_DIR}/{relative}")
+def config_file(ref: str) -> str:
+    """Path of a study config: 'dlib:<path>' in dlib's unsupervised_study_v1, 'plugin:<path>' in gin/."""
+    kind, _, relative = ref.partition(":")
+    resolvers = {
+        "dlib": lambda: resources.get_file(f"{_DLIB_STUDY_DIR}/{relative}"),
+        "plugin": lambda: str(gin_dir() / relative),
+    }
+    if kind not in resolvers:
+        raise ValueError(f"config reference {ref!r} must start with 'dlib:' or 'plugin:'")
+    return resolvers[kind]()
 
 
 class PaperStudy(dlib_study.Study):
@@ -63,12 +70,12 @@ class PaperStudy(dlib_study.Study):
         return spec.bindings, str(gin_dir() / spec.config)
 
     def get_postprocess_config_files(self) -> list[str]:
-        """dlib's ``mean`` and ``sampled`` representation configs."""
-        return [dlib_config_file(name) for name in POSTPROCESS_CONFIGS]
+        """dlib's ``mean`` and ``sampled`` representations, and our ``mean_logvar``."""
+        return [config_file(name) for name in POSTPROCESS_CONFIGS]
 
     def get_eval_config_files(self) -> list[str]:
-        """dlib's MIG config."""
-        return [dlib_config_file(name) for name in EVAL_CONFIGS]
+        """dlib's MIG config and our MI decomposition (study variant)."""
+        return [config_file(name) for name in EVAL_CONFIGS]
 
 
 STUDIES: dict[str, PaperStudy] = {name: PaperStudy(grid) for name, grid in GRIDS.items()}

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_TRAINING_STEPS",
     "EVAL_CONFIGS",
     "GRIDS",
+    "METRIC_REPRESENTATIONS",
     "MODEL_CONFIGS",
     "POSTPROCESS_CONFIGS",
     "TEST_DATASET",
@@ -43,6 +44,8 @@ __all__ = [
     "ModelSpec",
     "StudyGrid",
     "UnknownStudyError",
+    "config_name",
+    "evaluation_pairs",
     "get_grid",
     "make_job_spec",
 ]
@@ -62,10 +65,43 @@ MODEL_CONFIGS: dict[tuple[str, str, float], str] = {
     ("beta_tc_vae", "split_conv_encoder", 0.0): "split_betatcvae.gin",
 }
 
-# dlib's unsupervised_study_v1 representations and metric, as the paper uses
-# (files in disentanglement_lib/config/unsupervised_study_v1/).
-POSTPROCESS_CONFIGS = ("postprocess_configs/mean.gin", "postprocess_configs/sampled.gin")
-EVAL_CONFIGS = ("metric_configs/mig.gin",)
+# Representations and metrics of both studies. "dlib:" configs are dlib's
+# unsupervised_study_v1 files (the paper's MIG on the mean and sampled
+# representations); "plugin:" ones are ours in gin/ (the MI decomposition,
+# which needs the [mean, logvar] representation).
+POSTPROCESS_CONFIGS = (
+    "dlib:postprocess_configs/mean.gin",
+    "dlib:postprocess_configs/sampled.gin",
+    "plugin:postprocess/mean_logvar.gin",
+)
+EVAL_CONFIGS = ("dlib:metric_configs/mig.gin", "plugin:metrics/mi_decomposition_study.gin")
+
+# Which metric is meaningful on which representation (by config name). Our
+# runner evaluates only these pairs; dlib_reproduce evaluates every metric on
+# every representation (MI then records "skipped" on mean-only
+# representations, and MIG on [mean, logvar] is computed but means nothing).
+METRIC_REPRESENTATIONS = {
+    "mig": ("mean", "sampled"),
+    "mi_decomposition_study": ("mean_logvar",),
+}
+
+
+def config_name(ref: str) -> str:
+    """'dlib:metric_configs/mig.gin' -> 'mig' (dlib's name for its result dirs)."""
+    return ref.rsplit("/", 1)[-1].removesuffix(".gin")
+
+
+def evaluation_pairs(postprocess_configs: tuple[str, ...],
+                     eval_configs: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(representation config, metric config) pairs to evaluate, in a stable order.
+
+    Ordered by config names, not by file paths, so that the seeds drawn for
+    them do not depend on where dlib and the plugin are installed.
+    """
+    return [(post, metric)
+            for post in sorted(postprocess_configs, key=config_name)
+            for metric in sorted(eval_configs, key=config_name)
+            if config_name(post) in METRIC_REPRESENTATIONS.get(config_name(metric), ())]
 
 # dlib's in-memory random dataset (with factors, so MIG works): allowed as a
 # dataset override for tests and smoke runs, never part of a study's grid.

@@ -44,8 +44,15 @@ def test_local_run_has_dlib_reproduce_layout_and_progress(tiny_run) -> None:
                     "postprocessed/sampled/results/aggregate/postprocess.json",
                     "metrics/mean/mig/results/json/evaluation_results.json",
                     "metrics/sampled/mig/results/json/evaluation_results.json",
+                    ("metrics/mean_logvar/mi_decomposition_study/results/json/"
+                     "evaluation_results.json"),
                     "job.log", "job.json", "done.json"):
             assert (job / rel).is_file(), rel
+        # Only meaningful (representation, metric) pairs are evaluated.
+        assert sorted(p.name for p in (job / "metrics").iterdir()) == [
+            "mean", "mean_logvar", "sampled"]
+        assert [p.name for p in (job / "metrics" / "mean_logvar").iterdir()] == [
+            "mi_decomposition_study"]
         gin = (job / "model/results/gin/train.gin").read_text()
         assert f"encoder.encoder_fn = @{encoder}" in gin
         assert "model.training_steps = 3" in gin and "dataset.name = 'dummy_data'" in gin
@@ -82,6 +89,11 @@ def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
         assert float(row["reconstruction_loss"]) == pytest.approx(train["reconstruction_loss"])
         assert float(row["training_time_s"]) == pytest.approx(train["elapsed_time"])
         assert float(row["reconstruction_loss"]) > 0 and float(row["training_time_s"]) > 0
+        mi = json.loads((job / "metrics/mean_logvar/mi_decomposition_study/results/json/"
+                         "evaluation_results.json").read_text())
+        assert float(row["mi_gap"]) == pytest.approx(mi["decomposition_gap"])
+        assert float(row["mi_tc"]) == pytest.approx(mi["total_correlation"])
+        assert float(row["mi_ci"]) == 0.0  # factorized noise: exactly conditionally independent
 
 
 def test_summary_has_cells_and_split_minus_vanilla(tiny_run) -> None:

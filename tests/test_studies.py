@@ -95,6 +95,8 @@ def test_dlib_reproduce_only_print_resolves_split_encoder_study() -> None:
     assert "dataset.name = 'dsprites_full'" in out and "model.random_seed = 0" in out
     assert "postprocess_configs/mean.gin" in out and "postprocess_configs/sampled.gin" in out
     assert "metric_configs/mig.gin" in out
+    assert str(GIN_DIR / "postprocess" / "mean_logvar.gin") in out
+    assert str(GIN_DIR / "metrics" / "mi_decomposition_study.gin") in out
 
 
 _OPERATIVE = """
