@@ -12,7 +12,7 @@ TF_EXTRA   ?= cpu
 
 export DISENTANGLEMENT_LIB_DATA ?= $(CURDIR)/data
 
-.PHONY: venv test demo clean
+.PHONY: venv test demo bench clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ test: venv
 
 demo: venv
 	$(PY) bin/demo.py
+
+# The performance tables of the README (quiet machine; ~45 min in all).
+bench: venv
+	for b in input_pipeline split_encoder dsprites_gen mig_eval train_throughput; do \
+	  $(PY) -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -56,6 +56,7 @@ _NAMED_DATA = "disentanglement_lib.data.ground_truth.named_data"
 _VISUALIZE_UTIL = "disentanglement_lib.visualize.visualize_util"
 _GAUSSIAN_ENCODER_MODEL = "disentanglement_lib.methods.unsupervised.gaussian_encoder_model"
 _REPRODUCE = "disentanglement_lib.config.reproduce"
+_TRAIN = "disentanglement_lib.methods.unsupervised.train"
 
 Patch = Callable[[types.ModuleType], None]
 
@@ -286,10 +287,11 @@ def _preflight_before_data(module: types.ModuleType) -> None:
 
     @functools.wraps(original)
     def get_named_ground_truth_data(*args, **kwargs):
-        from splitenc_plugin import noise
+        from splitenc_plugin import noise, pipeline
         from splitenc_plugin.data import registry
 
         noise.preflight()
+        pipeline.preflight()
         name = args[0] if args else kwargs.get("name")
         if name is None:
             try:
@@ -320,6 +322,14 @@ def _sample_through_reparameterization(module: types.ModuleType) -> None:
     sample_from_latent_distribution._splitenc_patched = True  # type: ignore[attr-defined]
     sample_from_latent_distribution.__wrapped__ = cls.sample_from_latent_distribution  # type: ignore[attr-defined]
     cls.sample_from_latent_distribution = sample_from_latent_distribution
+
+
+@after_import(_TRAIN)
+def _switchable_input_pipeline(module: types.ModuleType) -> None:
+    """`input_pipeline.vectorized = True` switches dlib's training input to batches."""
+    from splitenc_plugin import pipeline
+
+    pipeline.install(module)
 
 
 @after_import(_REPRODUCE)

@@ -13,12 +13,18 @@ With ::
 
     input_pipeline.vectorized = True
 
-the same dataset object is asked for a whole batch per Python call instead
-(``sample_observations(batch_size, random_state)``: ``sample_factors`` draws
-every factor of the batch with one numpy call per factor, then
-``sample_observations_from_factors`` gathers or renders the observations),
-and ``prefetch`` overlaps that with the training step. Every dlib dataset
-draws the examples of a batch independently and identically (factors uniform
+the same dataset object is asked for many examples per Python call instead
+(``sample(n, random_state)``: ``sample_factors`` draws every factor of the
+``n`` examples with one numpy call per factor, then
+``sample_observations_from_factors`` gathers or renders the observations;
+``n`` = 8 batches of 64), the chunk is cast to float32 and split into batches
+inside tf.data, and ``prefetch`` overlaps all that with the training step.
+For dlib's plain ``DSprites`` (``dsprites_full``, ``dsprites_noshape``) the
+chunk crosses into TensorFlow as the stored uint8 pixels and is cast there,
+which gives the same float32 values with 4x fewer bytes through Python.
+
+Every dlib dataset draws the examples of a batch independently and
+identically (factors uniform
 over their values, then the observation for those factors), so the sampling
 distribution is exactly dlib's. The *random stream* is not: batched draws
 consume the numpy ``RandomState`` in a different order than per-image draws,
@@ -213,9 +219,9 @@ def vectorized_dataset(ground_truth_data: Any, random_seed: int, batch_size: int
     """The vectorized pipeline as a ``tf.data.Dataset`` of whole batches.
 
     A ``from_generator`` over :func:`vectorized_chunks` (one Python call per
-    ``batches_per_call`` batches), unbatched into batches, cast to float32 in
-    the graph when the chunk is uint8, optionally cut to ``num_batches``, and
-    prefetched.
+    ``batches_per_call`` batches), cast to float32 in the graph (when the
+    chunk is uint8), split into batches, optionally cut to ``num_batches``,
+    and prefetched.
 
     Args:
       ground_truth_data: A dlib ``GroundTruthData``.
@@ -240,10 +246,10 @@ def vectorized_dataset(ground_truth_data: Any, random_seed: int, batch_size: int
         functools.partial(vectorized_chunks, ground_truth_data, random_seed, batch_size,
                           batches_per_call),
         dtype, output_shapes=shape)
-    dataset = dataset.unbatch()
-    if dtype != tf.float32:
-        dataset = dataset.map(lambda batch: tf.cast(batch, tf.float32),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+    # One cast per chunk (a no-op for float32 chunks), then its batches; this
+    # was the fastest of unbatch / map-per-batch / flat_map variants measured.
+    dataset = dataset.flat_map(
+        lambda chunk: tf.data.Dataset.from_tensor_slices(tf.cast(chunk, tf.float32)))
     if num_batches is not None:
         dataset = dataset.take(num_batches)
     return dataset.prefetch(prefetch_batches)

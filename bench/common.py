@@ -1,0 +1,148 @@
+"""Shared helpers of the benchmarks: interleaving, medians, tables, subprocesses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def interleaved(variants: Sequence[Hashable], repeats: int,
+                measure: Callable[[Hashable], float]) -> dict[Hashable, list[float]]:
+    """Runs ``measure(v)`` for every variant, ``repeats`` rounds, interleaved.
+
+    Round r measures all variants, in an order rotated by r, so that slow
+    drifts of the machine's load hit every variant alike.
+
+    Returns:
+      Variant -> its measurements, in round order.
+    """
+    results: dict[Hashable, list[float]] = {v: [] for v in variants}
+    for r in range(repeats):
+        shift = r % len(variants) if variants else 0
+        for variant in [*variants[shift:], *variants[:shift]]:
+            results[variant].append(measure(variant))
+    return results
+
+
+def median(values: Iterable[float]) -> float:
+    """Median of the values (NaN if there are none)."""
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values: Sequence[float]) -> str:
+    """``min-max`` of the measurements, as a short string (noise indicator)."""
+    if not values:
+        return "-"
+    return f"{min(values):.3g}-{max(values):.3g}"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table; floats get 3 significant digits (ratios 2 decimals)."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            if math.isnan(value):
+                return "-"
+            return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    text = [[cell(v) for v in row] for row in rows]
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in text]
+    return "\n".join(lines)
+
+
+def parse_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Parses the first Markdown table of ``text`` (used by the smoke tests)."""
+    lines = [line.strip() for line in text.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    headers = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return headers, rows
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark has."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a handful of steps: checks that the table is produced")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="interleaved repetitions per variant (median reported)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results (rows and raw measurements) to this file")
+    return parser
+
+
+def write_json(path: Path | None, payload: dict) -> None:
+    """Writes the results if ``--json`` was given."""
+    if path is not None:
+        path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for benchmark subprocesses: quiet TF, the repository importable."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(extra or {})}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_with_peak_rss(args: Sequence[str], env: dict[str, str] | None = None,
+                      timeout: float = 3600) -> tuple[int, str, str, float, float]:
+    """Runs a command to completion; returns (exit code, stdout, stderr, wall s, peak RSS MB).
+
+    Output goes to temporary files and the child is reaped with ``os.wait4``,
+    which gives the child's own peak RSS.
+    """
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(args), stdout=out, stderr=err, text=True,
+                                env=env or subprocess_env())
+        deadline = start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                raise subprocess.TimeoutExpired(list(args), timeout)
+            time.sleep(0.01)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        # ru_maxrss is in kilobytes on Linux.
+        return proc.returncode, out.read(), err.read(), wall, usage.ru_maxrss / 1024.0
+
+
+def check_ok(code: int, stdout: str, stderr: str, what: str) -> None:
+    """Raises with the child's output tail if it failed."""
+    if code != 0:
+        raise RuntimeError(f"{what} failed with exit {code}\n--- stdout\n{stdout[-3000:]}\n"
+                           f"--- stderr\n{stderr[-6000:]}")
+
+
+def python() -> str:
+    """The interpreter running the benchmark (the venv's)."""
+    return sys.executable

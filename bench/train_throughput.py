@@ -1,0 +1,254 @@
+"""Training throughput of dlib's own training loop: models x encoders (x input pipeline).
+
+Runs dlib's ``train.train_with_gin`` with the shipped configs (the paper's
+settings: batch 64, 10 latents, Adam, ``gin/{vae,factorvae,betatcvae}.gin`` and
+their ``split_*`` twins) for a reduced number of steps, one fresh subprocess
+per run, interleaving the configurations over ``--repeats`` rounds, and
+reports the median time per global step with the analytic FLOPs of a step
+(:mod:`bench.flops`: whole model, and encoder only). Ratios printed:
+
+* split / vanilla step time next to split / vanilla whole-model FLOPs, per
+  model (target: time ratio <= FLOP ratio x 1.05);
+* vectorized / dlib input pipeline step time for the VAE with the vanilla
+  encoder (``input_pipeline.vectorized = True``; target: <= 1).
+
+Step time excludes start-up: a session hook added to the estimator records
+the time of every training iteration; the step time is the mean over the
+iterations after the first fifth (warm-up), which includes dlib's periodic
+summaries (every 100 steps), as real training does. FactorVAE advances the
+global step twice per iteration, so its time per global step is half its
+time per iteration (its ``steps/s`` are global steps, like TF's log).
+
+Usage (from the repository root)::
+
+    .venv/bin/python -m bench.train_throughput                 # full: 500 steps x 3 rounds
+    .venv/bin/python -m bench.train_throughput --steps 1000 --repeats 5
+    .venv/bin/python -m bench.train_throughput --smoke         # a few steps, one process
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+from bench import common, flops
+
+MODELS = ("vae", "factor_vae", "beta_tc_vae")
+ENCODERS = ("conv_encoder", "split_conv_encoder")
+PIPELINES = ("dlib", "vectorized")
+_CONFIG_FILES = {"vae": "vae.gin", "factor_vae": "factorvae.gin", "beta_tc_vae": "betatcvae.gin"}
+_RESULT_PREFIX = "RESULT "
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One training configuration."""
+
+    model: str
+    encoder: str
+    pipeline: str = "dlib"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.encoder}/{self.pipeline}"
+
+
+def gin_files(config: Config) -> list[str]:
+    """The shipped gin config of a configuration."""
+    name = _CONFIG_FILES[config.model]
+    if config.encoder == "split_conv_encoder":
+        name = "split_" + name
+    elif config.encoder != "conv_encoder":
+        raise ValueError(f"unknown encoder {config.encoder!r}")
+    return [str(common.REPO / "gin" / name)]
+
+
+def gin_bindings(config: Config, steps: int, dataset: str) -> list[str]:
+    """Bindings on top of the shipped config: short run, one eval batch."""
+    bindings = [f"model.training_steps = {steps}", "model.eval_steps = 1",
+                f"dataset.name = '{dataset}'"]
+    if config.pipeline == "vectorized":
+        bindings.append("input_pipeline.vectorized = True")
+    elif config.pipeline != "dlib":
+        raise ValueError(f"unknown pipeline {config.pipeline!r}")
+    return bindings
+
+
+# ---------------------------------------------------------------------------
+# Worker (runs inside the subprocess)
+# ---------------------------------------------------------------------------
+def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) -> dict:
+    """Trains one configuration with dlib's train_with_gin; returns its timings."""
+    import tensorflow.compat.v1 as tf
+    from disentanglement_lib.methods.unsupervised import train
+
+    from splitenc_plugin import pipeline
+
+    # Until the compat layer installs it: the input_pipeline switch (idempotent).
+    pipeline.install(train)
+
+    times: list[float] = []
+
+    class _StepTimes(tf.train.SessionRunHook):
+        def after_run(self, run_context, run_values):
+            times.append(time.perf_counter())
+
+    estimator_cls = tf.estimator.tpu.TPUEstimator
+    original_train = estimator_cls.train
+
+    def timed_train(self, input_fn, hooks=None, **kwargs):
+        return original_train(self, input_fn, hooks=[*(hooks or []), _StepTimes()], **kwargs)
+
+    estimator_cls.train = timed_train
+    start = time.perf_counter()
+    try:
+        train.train_with_gin(model_dir, overwrite=True, gin_config_files=gin_files(config),
+                             gin_bindings=gin_bindings(config, steps, dataset))
+    finally:
+        estimator_cls.train = original_train
+    wall = time.perf_counter() - start
+    iterations = len(times)
+    warmup = max(1, iterations // 5)
+    if iterations - 1 - warmup < 1:
+        raise RuntimeError(f"{config.label}: only {iterations} iterations timed; use more steps")
+    per_iteration = (times[-1] - times[warmup]) / (iterations - 1 - warmup)
+    per_step = per_iteration / flops.GLOBAL_STEPS_PER_ITERATION[config.model]
+    return {"config": dataclasses.asdict(config), "iterations": iterations,
+            "seconds_per_step": per_step, "wall_seconds": wall}
+
+
+def worker(spec: str) -> None:
+    """Entry point of the subprocess: trains each configuration in ``spec`` in turn."""
+    import gin
+
+    job = json.loads(spec)
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        for index, raw in enumerate(job["configs"]):
+            config = Config(**raw)
+            gin.clear_config()
+            result = _train_and_time(config, job["steps"], job["dataset"],
+                                     os.path.join(tmp, f"model_{index}"))
+            print(_RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------
+# Orchestrator
+# ---------------------------------------------------------------------------
+def run_worker(configs: Sequence[Config], steps: int, dataset: str) -> list[dict]:
+    """Runs a fresh subprocess training ``configs`` in turn; returns their results."""
+    spec = json.dumps({"configs": [dataclasses.asdict(c) for c in configs], "steps": steps,
+                       "dataset": dataset})
+    code, out, err, _, _ = common.run_with_peak_rss(
+        [common.python(), "-m", "bench.train_throughput", "--worker", spec])
+    common.check_ok(code, out, err, f"training {[c.label for c in configs]}")
+    return [json.loads(line[len(_RESULT_PREFIX):]) for line in out.splitlines()
+            if line.startswith(_RESULT_PREFIX)]
+
+
+def build_configs(models: Sequence[str], encoders: Sequence[str],
+                  compare_pipelines: bool) -> list[Config]:
+    """Every model x encoder with dlib's pipeline, plus VAE/conv with the vectorized one."""
+    configs = [Config(m, e) for m in models for e in encoders]
+    if compare_pipelines:
+        configs.append(Config(models[0], encoders[0], "vectorized"))
+    return configs
+
+
+def report(configs: Sequence[Config], samples: dict[Config, list[float]],
+           batch_size: int = 64) -> tuple[str, dict]:
+    """The results table and the ratio table (Markdown) and a JSON payload."""
+    rows, payload_rows = [], []
+    med = {c: common.median(samples[c]) for c in configs}
+    for c in configs:
+        model_gflop, encoder_gflop = flops.step_gflops(c.model, c.encoder, batch_size)
+        ms = med[c] * 1e3
+        rows.append([c.model, c.encoder, c.pipeline, model_gflop, encoder_gflop, ms,
+                     1e3 / ms, common.spread([s * 1e3 for s in samples[c]])])
+        payload_rows.append({**dataclasses.asdict(c), "model_gflop_per_step": model_gflop,
+                             "encoder_gflop_per_step": encoder_gflop, "ms_per_step": ms,
+                             "samples_ms": [s * 1e3 for s in samples[c]]})
+    table = common.format_table(
+        ["model", "encoder", "pipeline", "GFLOP/step (model)", "GFLOP/step (encoder)",
+         "ms/step (median)", "steps/s", "ms/step range"], rows)
+
+    ratio_rows, payload_ratios = [], []
+    for vanilla in configs:
+        if vanilla.encoder != "conv_encoder" or vanilla.pipeline != "dlib":
+            continue
+        split = Config(vanilla.model, "split_conv_encoder", "dlib")
+        if split not in med:
+            continue
+        time_ratio = med[split] / med[vanilla]
+        model_ratio = (flops.step_gflops(split.model, split.encoder)[0]
+                       / flops.step_gflops(vanilla.model, vanilla.encoder)[0])
+        encoder_ratio = (flops.step_gflops(split.model, split.encoder)[1]
+                         / flops.step_gflops(vanilla.model, vanilla.encoder)[1])
+        met = "yes" if time_ratio <= model_ratio * 1.05 else "no"
+        ratio_rows.append([f"{vanilla.model}: split / vanilla", time_ratio, model_ratio,
+                           encoder_ratio, f"<= {model_ratio * 1.05:.3f}: {met}"])
+        payload_ratios.append({"what": f"{vanilla.model} split/vanilla", "time": time_ratio,
+                               "model_flops": model_ratio, "encoder_flops": encoder_ratio})
+    for fast in configs:
+        if fast.pipeline != "vectorized":
+            continue
+        slow = dataclasses.replace(fast, pipeline="dlib")
+        if slow in med:
+            time_ratio = med[fast] / med[slow]
+            ratio_rows.append([f"{fast.model}/{fast.encoder}: vectorized / dlib pipeline",
+                               time_ratio, 1.0, 1.0, f"<= 1: {'yes' if time_ratio <= 1 else 'no'}"])
+            payload_ratios.append({"what": f"{fast.model} vectorized/dlib", "time": time_ratio})
+    ratios = common.format_table(
+        ["comparison", "step-time ratio", "FLOP ratio (whole model)", "FLOP ratio (encoder)",
+         "target"], ratio_rows)
+    return table + "\n\n" + ratios, {"rows": payload_rows, "ratios": payload_ratios}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = common.base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", help=None)
+    parser.add_argument("--steps", type=int, default=500, help="global steps per run")
+    parser.add_argument("--dataset", default="dsprites_full",
+                        help="dataset.name (default: the paper's dsprites_full)")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--encoders", default=",".join(ENCODERS))
+    parser.add_argument("--no-pipeline", action="store_true",
+                        help="skip the vectorized-pipeline configuration")
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker)
+        return
+    models = args.models.split(",")
+    if args.smoke and args.models == parser.get_default("models"):
+        models = models[:1]  # the smoke run checks the table, not every model
+    configs = build_configs(models, args.encoders.split(","), not args.no_pipeline)
+    if args.smoke:
+        steps, dataset, repeats = 10, "dummy_data", 1
+        results = run_worker(configs, steps, dataset)
+        samples = {Config(**r["config"]): [r["seconds_per_step"]] for r in results}
+    else:
+        steps, dataset, repeats = args.steps, args.dataset, args.repeats or 3
+        print(f"# {len(configs)} configurations x {repeats} rounds, {steps} steps each, "
+              f"dataset {dataset} (one subprocess per run)", file=sys.stderr, flush=True)
+
+        def measure(config: Config) -> float:
+            (result,) = run_worker([config], steps, dataset)
+            print(f"#   {config.label}: {result['seconds_per_step'] * 1e3:.1f} ms/step "
+                  f"(run {result['wall_seconds']:.0f} s)", file=sys.stderr, flush=True)
+            return result["seconds_per_step"]
+
+        samples = common.interleaved(configs, repeats, measure)
+    text, payload = report(configs, samples)
+    print(f"Training throughput: dataset {dataset}, batch 64, {steps} global steps per run, "
+          f"median of {repeats} interleaved run(s)\n")
+    print(text)
+    common.write_json(args.json, {"benchmark": "train_throughput", "steps": steps,
+                                  "dataset": dataset, "repeats": repeats, **payload})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Every benchmark in bench/ runs in smoke mode and prints a well-formed table.
+
+Smoke mode runs a handful of steps (the whole file takes about a minute on
+2 cores), so the benchmarks never rot. Nothing here looks at timings: only
+at the shape of the output (tables with the expected columns and rows, numbers
+where numbers belong, a JSON file with the same results).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+from conftest import REPO, assert_ok
+
+
+def _run_bench(name: str, tmp_path) -> tuple[str, dict]:
+    out = tmp_path / f"{name}.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--smoke", "--json", str(out)],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+                          check=False)
+    assert_ok(proc)
+    return proc.stdout, json.loads(out.read_text())
+
+
+def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Every Markdown table in text: (headers, rows)."""
+    tables, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        if lines[i].startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            headers = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+            rows, i = [], i + 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            tables.append((headers, rows))
+        else:
+            i += 1
+    return tables
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def _check_table(table, headers: list[str], num_rows: int, numeric: list[str]) -> None:
+    got_headers, rows = table
+    assert got_headers == headers
+    assert len(rows) == num_rows
+    for row in rows:
+        assert len(row) == len(headers), row
+        for column in numeric:
+            value = _number(row[headers.index(column)])
+            assert math.isfinite(value) and value >= 0, (column, row)
+
+
+def test_train_throughput_smoke(tmp_path) -> None:
+    stdout, payload = _run_bench("train_throughput", tmp_path)
+    tables = _tables(stdout)
+    assert len(tables) == 2, stdout
+    _check_table(tables[0], ["model", "encoder", "pipeline", "GFLOP/step (model)",
+                             "GFLOP/step (encoder)", "ms/step (median)", "steps/s",
+                             "ms/step range"], 3,
+                 ["GFLOP/step (model)", "GFLOP/step (encoder)", "ms/step (median)", "steps/s"])
+    _check_table(tables[1], ["comparison", "step-time ratio", "FLOP ratio (whole model)",
+                             "FLOP ratio (encoder)", "target"], 2,
+                 ["step-time ratio", "FLOP ratio (whole model)"])
+    assert {(r["encoder"], r["pipeline"]) for r in payload["rows"]} == {
+        ("conv_encoder", "dlib"), ("split_conv_encoder", "dlib"), ("conv_encoder", "vectorized")}
+
+
+def test_split_encoder_smoke(tmp_path) -> None:
+    stdout, payload = _run_bench("split_encoder", tmp_path)
+    tables = _tables(stdout)
+    assert len(tables) == 2, stdout
+    _check_table(tables[0], ["encoder", "MACs/example (fwd)", "graph ops", "build s",
+                             "ms/train step (median)", "ms range"], 3,
+                 ["MACs/example (fwd)", "graph ops", "build s", "ms/train step (median)"])
+    _check_table(tables[1], ["comparison", "step-time ratio", "FLOP ratio"], 2,
+                 ["step-time ratio", "FLOP ratio"])
+    ops = {r["variant"]: r["ops"] for r in payload["rows"]}
+    # The naive loop builds many more ops than the batched branches.
+    assert ops["looped_split_conv_encoder (shared=4)"] > 2 * ops["split_conv_encoder (shared=4)"]
+
+
+def test_input_pipeline_smoke(tmp_path) -> None:
+    stdout, payload = _run_bench("input_pipeline", tmp_path)
+    (table,) = _tables(stdout)
+    _check_table(table, ["dataset", "pipeline", "batches/s (median)", "ms/batch", "images/s",
+                         "batches/s range", "speed vs dlib"], 2,
+                 ["batches/s (median)", "ms/batch", "images/s", "speed vs dlib"])
+    assert [r["pipeline"] for r in payload["rows"]] == ["dlib", "vectorized"]
+
+
+def test_dsprites_gen_smoke(tmp_path) -> None:
+    stdout, payload = _run_bench("dsprites_gen", tmp_path)
+    (table,) = _tables(stdout)
+    _check_table(table, ["run", "generation s (median)", "process wall s", "peak RSS MB",
+                         "generation s range"], 2,
+                 ["generation s (median)", "process wall s", "peak RSS MB"])
+    assert all(r["peak_rss_mb"] > 10 for r in payload["rows"])
+
+
+def test_mig_eval_smoke(tmp_path) -> None:
+    stdout, payload = _run_bench("mig_eval", tmp_path)
+    (table,) = _tables(stdout)
+    _check_table(table, ["model (VAE)", "dlib_evaluate wall s (median)", "dlib elapsed_time s",
+                         "peak RSS MB", "wall s range"], 2,
+                 ["dlib_evaluate wall s (median)", "dlib elapsed_time s", "peak RSS MB"])
+    assert "split / vanilla evaluation time:" in stdout
+    assert payload["ratio"] > 0
