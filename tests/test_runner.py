@@ -56,6 +56,7 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
         # Pruned: no checkpoints or TF-Hub modules; everything the aggregator reads stays.
         assert sorted(done["pruned"]) == sorted(["model/tf_checkpoint", "model/tfhub",
                                                  "postprocessed/mean/tfhub",
+                                                 "postprocessed/mean_logvar/tfhub",
                                                  "postprocessed/sampled/tfhub"])
         assert not list(job.rglob("tfhub")) and not (job / "model" / "tf_checkpoint").exists()
         for rep in ("mean", "sampled"):
