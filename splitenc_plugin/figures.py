@@ -100,7 +100,7 @@ def mig_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
         ax.set_ylabel("MIG" + (" (mean representation)" if mig_column == "mig_mean" else ""))
     fig.suptitle(_title(study, dataset, 0, "MIG", frame["steps"]), fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")  # keep long suptitles whole
     plt.close(fig)
     return out
 
@@ -132,7 +132,7 @@ def mig_vs_reconstruction(frame: pd.DataFrame, study: str, dataset: str, out: Pa
             ax.legend(title=None, fontsize=8)
     fig.suptitle(_title(study, dataset, 1, "MIG vs reconstruction", frame["steps"]), fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")  # keep long suptitles whole
     plt.close(fig)
     return out
 
@@ -164,6 +164,6 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path]], study: str, dataset: st
     fig.suptitle(f"Best-MIG model per cell on {dataset} ({study})"
                  + (f" — cf. paper {paper}" if paper else ""), fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return out
