@@ -25,16 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import common
+from splitenc_plugin.study_grid import dlib_config_path
 
 ENCODERS = {"conv_encoder": "vae.gin", "split_conv_encoder": "split_vae.gin"}
-
-
-def dlib_config(*parts: str) -> str:
-    """A config file shipped inside dlib."""
-    import importlib.util
-
-    root = Path(importlib.util.find_spec("disentanglement_lib").origin).parent
-    return str(root.joinpath("config", *parts))
 
 
 def script(name: str) -> str:
@@ -73,7 +66,7 @@ def prepare(root: Path, dataset: str, steps: int) -> dict[str, Path]:
     Returns:
       Encoder -> its representation directory.
     """
-    mean_gin = dlib_config("unsupervised_study_v1", "postprocess_configs", "mean.gin")
+    mean_gin = dlib_config_path("unsupervised_study_v1", "postprocess_configs", "mean.gin")
     pairs = [x for e, config in ENCODERS.items() for x in (e, str(common.REPO / "gin" / config))]
     code, out, err, _, _ = common.run_with_peak_rss(
         [common.python(), "-c", _PREPARE, str(root), dataset, str(steps), mean_gin, *pairs])
@@ -90,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         dataset, steps, repeats, extra = "dummy_data", 2, 1, ["--gin_bindings=mig.num_train=200"]
     else:
         dataset, steps, repeats, extra = args.dataset, args.train_steps, args.repeats or 3, []
-    mig_gin = dlib_config("unsupervised_study_v1", "metric_configs", "mig.gin")
+    mig_gin = dlib_config_path("unsupervised_study_v1", "metric_configs", "mig.gin")
     with tempfile.TemporaryDirectory(prefix="bench_mig_") as tmp:
         root = Path(tmp)
         print(f"# training {len(ENCODERS)} models ({steps} steps, {dataset})", file=sys.stderr,

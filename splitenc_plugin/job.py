@@ -33,7 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from splitenc_plugin._io import write_json_atomic
-from splitenc_plugin.study_grid import JobSpec, config_name, evaluation_pairs
+from splitenc_plugin.study_grid import (
+    JobSpec,
+    config_file,
+    config_name,
+    evaluation_pairs,
+)
 
 __all__ = [
     "DONE_FILE",
@@ -154,7 +159,6 @@ def run(job_dir: str | os.PathLike) -> dict:
     from disentanglement_lib.postprocessing import postprocess
 
     from splitenc_plugin import gin_dir
-    from splitenc_plugin.studies import config_file
 
     job_dir = Path(job_dir)
     with open(job_dir / JOB_FILE) as f:

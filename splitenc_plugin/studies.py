@@ -19,7 +19,6 @@ This module imports dlib; ``import splitenc_plugin`` does not import it.
 from __future__ import annotations
 
 from disentanglement_lib.config import study as dlib_study
-from disentanglement_lib.utils import resources
 
 from splitenc_plugin import gin_dir
 from splitenc_plugin.study_grid import (
@@ -27,24 +26,10 @@ from splitenc_plugin.study_grid import (
     GRIDS,
     POSTPROCESS_CONFIGS,
     StudyGrid,
+    config_file,
 )
 
 __all__ = ["STUDIES", "PaperStudy", "config_file"]
-
-_DLIB_STUDY_DIR = "config/unsupervised_study_v1"
-
-
-def config_file(ref: str) -> str:
-    """Path of a study config: 'dlib:<path>' in dlib's unsupervised_study_v1, 'plugin:<path>' in gin/."""
-    kind, _, relative = ref.partition(":")
-    resolvers = {
-        "dlib": lambda: resources.get_file(f"{_DLIB_STUDY_DIR}/{relative}"),
-        "plugin": lambda: str(gin_dir() / relative),
-    }
-    if kind not in resolvers:
-        raise ValueError(f"config reference {ref!r} must start with 'dlib:' or 'plugin:'")
-    return resolvers[kind]()
-
 
 class PaperStudy(dlib_study.Study):
     """One of the paper's studies, in dlib's ``Study`` interface.

@@ -26,9 +26,11 @@ config (dlib's own noise, Eq 11); sigma = 0.9 the ``corrnoise_*`` config
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from splitenc_plugin.errors import SplitencUserError
 
@@ -44,7 +46,9 @@ __all__ = [
     "ModelSpec",
     "StudyGrid",
     "UnknownStudyError",
+    "config_file",
     "config_name",
+    "dlib_config_path",
     "evaluation_pairs",
     "get_grid",
     "make_job_spec",
@@ -84,6 +88,38 @@ METRIC_REPRESENTATIONS = {
     "mig": ("mean", "sampled"),
     "mi_decomposition_study": ("mean_logvar",),
 }
+
+
+def dlib_config_path(*parts: str) -> str:
+    """Path of a config file shipped inside dlib, without importing dlib.
+
+    Args:
+      *parts: Path components below dlib's ``config/`` directory, e.g.
+        ``("unsupervised_study_v1", "metric_configs", "mig.gin")``.
+
+    Returns:
+      The absolute path (the same file dlib's ``resources.get_file`` returns).
+    """
+    spec = importlib.util.find_spec("disentanglement_lib")
+    if spec is None or spec.origin is None:
+        raise SplitencUserError(
+            "disentanglement_lib is not installed in this Python; run `make venv` (or "
+            "`pip install --no-deps disentanglement-lib==1.5`, see README) and retry")
+    return str(Path(spec.origin).parent.joinpath("config", *parts))
+
+
+def config_file(ref: str) -> str:
+    """Path of a study config: 'dlib:<path>' in dlib's unsupervised_study_v1, 'plugin:<path>' in gin/."""
+    from splitenc_plugin import gin_dir
+
+    kind, _, relative = ref.partition(":")
+    resolvers = {
+        "dlib": lambda: dlib_config_path("unsupervised_study_v1", *relative.split("/")),
+        "plugin": lambda: str(gin_dir() / relative),
+    }
+    if kind not in resolvers:
+        raise ValueError(f"config reference {ref!r} must start with 'dlib:' or 'plugin:'")
+    return resolvers[kind]()
 
 
 def config_name(ref: str) -> str:

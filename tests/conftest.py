@@ -14,14 +14,6 @@ GIN_DIR = REPO / "gin"
 BIN_DIR = Path(sys.executable).parent
 
 
-def dlib_config(*parts: str) -> str:
-    """Path of a config file shipped inside dlib (e.g. its MIG metric config)."""
-    import importlib.util
-
-    root = Path(importlib.util.find_spec("disentanglement_lib").origin).parent
-    return str(root.joinpath("config", *parts))
-
-
 def run_script(name: str, *args: str, env: dict | None = None, cwd: str | Path | None = None,
                timeout: float = 600) -> subprocess.CompletedProcess:
     """Runs one of the venv's console scripts (e.g. dlib_train) verbatim."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import math
 
-from conftest import assert_ok, dlib_config, run_script
+from conftest import assert_ok, run_script
+
+from splitenc_plugin.study_grid import dlib_config_path
 
 
 def test_dlib_train_postprocess_evaluate_mig_on_dummy_data(tmp_path) -> None:
     model_dir, rep_dir, eval_dir = (tmp_path / d for d in ("model", "representation", "mig"))
     assert_ok(run_script(
         "dlib_train", f"--model_dir={model_dir}",
-        f"--gin_config={dlib_config('unsupervised_study_v1', 'model_configs', 'shared.gin')}",
+        f"--gin_config={dlib_config_path('unsupervised_study_v1', 'model_configs', 'shared.gin')}",
         "--gin_bindings=dataset.name='dummy_data'",
         "--gin_bindings=model.training_steps=3",
         "--gin_bindings=model.eval_steps=1",  # dlib's default evaluates 1000 batches
@@ -20,11 +22,11 @@ def test_dlib_train_postprocess_evaluate_mig_on_dummy_data(tmp_path) -> None:
     assert (model_dir / "tfhub" / "saved_model.pb").exists()
     assert_ok(run_script(
         "dlib_postprocess", f"--model_dir={model_dir}", f"--output_dir={rep_dir}",
-        f"--gin_config={dlib_config('unsupervised_study_v1', 'postprocess_configs', 'mean.gin')}",
+        f"--gin_config={dlib_config_path('unsupervised_study_v1', 'postprocess_configs', 'mean.gin')}",
     ))
     assert_ok(run_script(
         "dlib_evaluate", f"--input_dir={rep_dir}", f"--output_dir={eval_dir}",
-        f"--gin_config={dlib_config('unsupervised_study_v1', 'metric_configs', 'mig.gin')}",
+        f"--gin_config={dlib_config_path('unsupervised_study_v1', 'metric_configs', 'mig.gin')}",
         "--gin_bindings=mig.num_train=1000",
     ))
     results = json.loads((eval_dir / "results" / "json" / "evaluation_results.json").read_text())

@@ -8,7 +8,9 @@ import math
 import disentanglement_lib.methods.unsupervised.train  # noqa: F401  (registers dlib's names)
 import gin
 import pytest
-from conftest import GIN_DIR, assert_ok, dlib_config, run_script
+from conftest import GIN_DIR, assert_ok, run_script
+
+from splitenc_plugin.study_grid import dlib_config_path
 
 FULL_CONFIGS = sorted(p.name for p in GIN_DIR.glob("*.gin"))
 ALL_GIN_FILES = sorted(GIN_DIR.rglob("*.gin"))
@@ -60,7 +62,7 @@ def test_full_config_binds_the_papers_values(name, clean_gin) -> None:
 def _evaluate(rep_dir, out_dir) -> float:
     assert_ok(run_script(
         "dlib_evaluate", f"--input_dir={rep_dir}", f"--output_dir={out_dir}",
-        f"--gin_config={dlib_config('unsupervised_study_v1', 'metric_configs', 'mig.gin')}",
+        f"--gin_config={dlib_config_path('unsupervised_study_v1', 'metric_configs', 'mig.gin')}",
         "--gin_bindings=mig.num_train=500",
     ))
     results = json.loads((out_dir / "results" / "json" / "evaluation_results.json").read_text())
@@ -93,7 +95,7 @@ def test_full_config_trains_exports_postprocesses_and_evaluates(name, tmp_path) 
         rep_dir = tmp_path / representation
         assert_ok(run_script(
             "dlib_postprocess", f"--model_dir={model_dir}", f"--output_dir={rep_dir}",
-            f"--gin_config={dlib_config('unsupervised_study_v1', 'postprocess_configs', f'{representation}.gin')}",
+            f"--gin_config={dlib_config_path('unsupervised_study_v1', 'postprocess_configs', f'{representation}.gin')}",
         ))
         mig = _evaluate(rep_dir, tmp_path / f"mig_{representation}")
         assert math.isfinite(mig) and 0.0 <= mig <= 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import GIN_DIR, assert_ok, run_python, run_script
@@ -101,6 +102,7 @@ def test_dlib_reproduce_only_print_resolves_split_encoder_study() -> None:
 
 _OPERATIVE = """
 import json
+from pathlib import Path
 import gin
 from disentanglement_lib.config import reproduce
 from disentanglement_lib.methods.unsupervised import train  # registers dlib's configurables
@@ -140,3 +142,28 @@ def test_dlib_studies_resolve_the_right_operative_config() -> None:
     noisy = result["correlated_noise_study_v1/30"]  # factor_vae, sigma 0.9, seed 0
     assert noisy["reparameterization.noise_fn"] == "@correlated_noise"
     assert noisy["correlated_noise.sigma"] == 0.9 and noisy["model.model"] == "@factor_vae()"
+
+
+_CONFIG_PATHS = """
+import json, sys
+from splitenc_plugin.study_grid import EVAL_CONFIGS, POSTPROCESS_CONFIGS, config_file
+ours = {ref: config_file(ref) for ref in POSTPROCESS_CONFIGS + EVAL_CONFIGS}
+imported_dlib = "disentanglement_lib" in sys.modules
+from disentanglement_lib.utils import resources
+theirs = {ref: resources.get_file("config/unsupervised_study_v1/" + ref.split(":", 1)[1])
+          for ref in ours if ref.startswith("dlib:")}
+print("RESULT" + json.dumps({"ours": ours, "theirs": theirs, "imported_dlib": imported_dlib}))
+"""
+
+
+def test_config_paths_equal_dlibs_own_resolution_without_importing_dlib() -> None:
+    proc = run_python(_CONFIG_PATHS)
+    assert_ok(proc)
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert not result["imported_dlib"]
+    assert result["theirs"] and all(result["ours"][ref] == path
+                                    for ref, path in result["theirs"].items())
+    for ref, path in result["ours"].items():
+        assert Path(path).is_file(), ref
+        if ref.startswith("plugin:"):
+            assert Path(path) == GIN_DIR / ref.split(":", 1)[1]
