@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.job import DONE_FILE, JOB_FILE
+from splitenc_plugin.job import DONE_FILE, JOB_FILE, read_done
 from splitenc_plugin.study_grid import get_grid
 
 __all__ = ["COLUMNS", "REPRESENTATIONS", "aggregate", "load_results", "main", "summarize"]
@@ -51,7 +51,7 @@ MI_FIELDS = {
 COLUMNS = [
     "study", "model_num", "dataset", "model", "encoder", "sigma", "seed", "steps",
     "global_step", *(f"mig_{rep}" for rep in REPRESENTATIONS), "reconstruction_loss",
-    *MI_FIELDS, "training_time_s", "job_dir",
+    *MI_FIELDS, "training_time_s", "resumed_from_steps", "job_dir",
 ]
 CELL = ["study", "dataset", "model", "encoder", "sigma", "steps"]
 _EVAL = Path("results") / "aggregate" / "evaluation.json"
@@ -81,6 +81,7 @@ def _row(study: str, job_dir: Path) -> dict | None:
     noise = _gin_value(cfg.get("train_config.reparameterization.noise_fn", "factorized_noise"))
     sigma = float(cfg.get("train_config.correlated_noise.sigma", 0.0)) \
         if noise == "correlated_noise" else 0.0
+    resumed = (read_done(job_dir) or {}).get("resumed_from_steps", [])
     return {
         "study": study,
         "model_num": int(cfg.get("train_config.model.model_num", job_dir.name)),
@@ -95,7 +96,9 @@ def _row(study: str, job_dir: Path) -> dict | None:
            for rep in REPRESENTATIONS},
         "reconstruction_loss": float(cfg["train_results.reconstruction_loss"]),
         **_mi_fields(job_dir),
-        "training_time_s": float(cfg["train_results.elapsed_time"]),
+        # dlib times one training call: for a resumed job, only the last attempt.
+        "training_time_s": float(cfg["train_results.elapsed_time"]) if not resumed else np.nan,
+        "resumed_from_steps": " ".join(str(step) for step in resumed),
         "job_dir": str(job_dir),
     }
 

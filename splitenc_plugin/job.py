@@ -14,6 +14,16 @@ and with exactly the seeds of dlib's ``dlib_reproduce``:
    ``JOB_DIR/metrics/<rep>/<metric>`` with the next seeds of the same state.
 
 The layout is dlib_reproduce's, so ``dlib_aggregate_results`` works on it too.
+
+An interrupted job resumes training from its newest checkpoint (the estimator
+saves one every 10 minutes): the job keeps it in ``JOB_DIR/resume_checkpoint``,
+clears its other outputs and lets dlib's ``train`` run again with
+``max_steps`` in place of ``steps``, so training continues up to the job's
+step count (a fresh job trains exactly as with ``steps``). A resumed model is
+not bit-identical to an uninterrupted one: the input pipeline and TF's random
+ops restart from their seeds. ``resumes.json`` and ``done.json`` record the
+steps it resumed from. Postprocessing and evaluation always run from scratch.
+
 When everything succeeded (and, with ``prune_heavy``, the checkpoints and
 TF-Hub modules were deleted), the completion marker ``JOB_DIR/done.json`` is
 written atomically, last. A job directory is *finished* if and only if it has
@@ -25,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -41,20 +52,33 @@ from splitenc_plugin.study_grid import (
 )
 
 __all__ = [
+    "CHECKPOINT_DIR",
     "DONE_FILE",
     "HEAVY_PATTERNS",
     "JOB_FILE",
     "LOG_FILE",
+    "RESUMES_FILE",
+    "RESUME_DIR",
+    "checkpoint_step",
     "main",
     "mig_result_files",
     "prune_heavy",
     "read_done",
+    "resumable_step",
     "write_json_atomic",
 ]
 
 JOB_FILE = "job.json"
 DONE_FILE = "done.json"
 LOG_FILE = "job.log"
+RESUMES_FILE = "resumes.json"
+# dlib's estimator directory, and where an interrupted attempt's newest
+# checkpoint is kept while the job clears its outputs and starts over.
+CHECKPOINT_DIR = "model/tf_checkpoint"
+RESUME_DIR = "resume_checkpoint"
+# What a resumed job keeps of its directory; everything else is redone.
+_KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR)
+_CHECKPOINT_INDEX = re.compile(r"^model\.ckpt-(\d+)\.index$")
 
 # What --prune_heavy deletes (globs relative to the job directory): the
 # checkpoints, the TF-Hub modules and dlib's GIF animations. What stays is
@@ -106,16 +130,90 @@ def prune_heavy(job_dir: str | os.PathLike) -> list[str]:
     return deleted
 
 
+def checkpoint_step(directory: str | os.PathLike) -> int | None:
+    """Global step of the newest complete TF checkpoint in ``directory``, or None.
+
+    A checkpoint is complete once its ``.index`` is written (TF writes it
+    after the data shards) and a data shard exists. TensorFlow-free.
+    """
+    directory = Path(directory)
+    steps = [int(match.group(1)) for path in directory.glob("model.ckpt-*.index")
+             if (match := _CHECKPOINT_INDEX.match(path.name))]
+    complete = [step for step in steps if any(directory.glob(f"model.ckpt-{step}.data-*"))]
+    return max(complete, default=None)
+
+
+def resumable_step(job_dir: str | os.PathLike) -> int | None:
+    """The step an unfinished job would resume training from, or None (start afresh)."""
+    job_dir = Path(job_dir)
+    steps = [checkpoint_step(job_dir / d) for d in (CHECKPOINT_DIR, RESUME_DIR)]
+    return max((s for s in steps if s is not None), default=None)
+
+
+def _copy_checkpoint(source: Path, step: int, destination: Path) -> None:
+    """Copies checkpoint ``step`` of ``source`` into ``destination`` with a fresh state file."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for path in source.glob(f"model.ckpt-{step}.*"):
+        shutil.copy2(path, destination / path.name)
+    # TF's CheckpointState text format, with a path relative to the directory.
+    (destination / "checkpoint").write_text(
+        f'model_checkpoint_path: "model.ckpt-{step}"\n'
+        f'all_model_checkpoint_paths: "model.ckpt-{step}"\n')
+
+
+def _prepare_resume(job_dir: Path) -> int | None:
+    """Keeps the newest checkpoint in RESUME_DIR and clears the job's other outputs.
+
+    Copies (never moves) until the new RESUME_DIR is in place, so a crash at
+    any point leaves a complete checkpoint for the next attempt.
+
+    Returns:
+      The step training resumes from, or None if there is no checkpoint.
+    """
+    live, stash = job_dir / CHECKPOINT_DIR, job_dir / RESUME_DIR
+    live_step, stash_step = checkpoint_step(live), checkpoint_step(stash)
+    if live_step is not None and (stash_step is None or live_step > stash_step):
+        fresh, old = job_dir / f"{RESUME_DIR}.new", job_dir / f"{RESUME_DIR}.old"
+        for path in (fresh, old):
+            shutil.rmtree(path, ignore_errors=True)
+        _copy_checkpoint(live, live_step, fresh)
+        if stash.exists():
+            stash.rename(old)
+        fresh.rename(stash)
+        shutil.rmtree(old, ignore_errors=True)
+        stash_step = live_step
+    for path in job_dir.iterdir():
+        if path.name not in _KEPT:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return stash_step
+
+
+def _read_resumes(job_dir: Path) -> list[dict]:
+    try:
+        with open(job_dir / RESUMES_FILE) as f:
+            return list(json.load(f)["resumes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def _log(message: str) -> None:
     print(f"[splitenc job {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _log_training_progress(tf, total_steps: int, reports: int = 100) -> None:
-    """Makes this process's TPUEstimator.train log "train step N/total" ~100 times.
+def _instrument_training(tf, total_steps: int, resume_from: Path | None,
+                         reports: int = 100) -> None:
+    """Makes this process's TPUEstimator.train resumable and log its progress.
 
-    dlib's ``train`` calls ``TPUEstimator.train`` without hooks and logs no
-    progress; the runner reads these lines for its progress bar. Only this job
-    process is affected (TF's class, not dlib's module, is wrapped).
+    dlib's ``train`` calls ``TPUEstimator.train(input_fn, steps=N)`` without
+    hooks. The wrapper (only in this job process: TF's class is wrapped, not
+    dlib's module)
+
+    * passes ``max_steps=N`` instead: training stops at global step N, which
+      for a fresh estimator directory is exactly ``steps=N``;
+    * copies the checkpoint in ``resume_from`` (if any) into the estimator
+      directory first, so the estimator restores it (weights, optimizer slots
+      and global step) and trains the remaining steps;
+    * logs "train step N/total" ~100 times (the runner's progress bar).
     """
     estimator_cls = tf.estimator.tpu.TPUEstimator
     original = estimator_cls.train
@@ -135,8 +233,13 @@ def _log_training_progress(tf, total_steps: int, reports: int = 100) -> None:
                 self._last = step // every
                 _log(f"train step {step}/{total_steps}")
 
-    def train(self, input_fn, hooks=None, *args, **kwargs):
-        return original(self, input_fn, [*(hooks or []), _Progress()], *args, **kwargs)
+    def train(self, input_fn, hooks=None, steps=None, max_steps=None, **kwargs):
+        if resume_from is not None:
+            step = checkpoint_step(resume_from)
+            _copy_checkpoint(resume_from, step, Path(self.model_dir))
+            _log(f"resuming training from the checkpoint at step {step}/{total_steps}")
+        return original(self, input_fn, [*(hooks or []), _Progress()],
+                        max_steps=max_steps or steps, **kwargs)
 
     estimator_cls.train = train
 
@@ -164,7 +267,14 @@ def run(job_dir: str | os.PathLike) -> dict:
     with open(job_dir / JOB_FILE) as f:
         job = json.load(f)
     spec = JobSpec.from_dict(job["spec"])
-    _log_training_progress(tf, spec.steps)
+    resumes = _read_resumes(job_dir)
+    resume_step = _prepare_resume(job_dir)
+    if resume_step is not None:
+        resumes.append({"step": resume_step,
+                        "at": datetime.now(UTC).isoformat(timespec="seconds")})
+        write_json_atomic(job_dir / RESUMES_FILE, {"resumes": resumes})
+    _instrument_training(tf, spec.steps, job_dir / RESUME_DIR if resume_step is not None
+                         else None)
     options = job.get("options", {})
     timings: dict[str, float] = {}
     start = time.time()
@@ -176,6 +286,7 @@ def run(job_dir: str | os.PathLike) -> dict:
     t = time.time()
     train.train_with_gin(model_dir, False, [model_config], list(spec.bindings))
     timings["train"] = time.time() - t
+    shutil.rmtree(job_dir / RESUME_DIR, ignore_errors=True)
 
     if options.get("visualize"):
         from disentanglement_lib.visualize import visualize_model
@@ -227,6 +338,7 @@ def run(job_dir: str | os.PathLike) -> dict:
         "elapsed_seconds": round(time.time() - start, 3),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "pruned": pruned,
+        "resumed_from_steps": [r["step"] for r in resumes],
         "splitenc_version": __version__,
         "results": [str(p.relative_to(job_dir)) for p in mig_result_files(job_dir, spec)],
     }

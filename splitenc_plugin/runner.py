@@ -19,8 +19,14 @@ Guarantees:
 * A job is finished when its ``done.json`` marker exists (written last,
   atomically). Finished jobs are skipped and never touched, even if their
   checkpoints and TF-Hub modules are gone (``--prune_heavy``, or only the small
-  result files were committed and checked out elsewhere). Any other job
+  result files were committed and checked out elsewhere).
+* An unfinished job of the same identity that left a checkpoint resumes
+  training from it (see :mod:`splitenc_plugin.job`); any other unfinished job
   directory is deleted and the job redone from scratch.
+* A job runs under an exclusive lock (``<study>/.<model_num>.lock``, held by
+  the runner and inherited by the job process): a second runner never deletes
+  or doubles a job that is still running, even if the first runner was killed
+  and its job lives on.
 * A job's identity is (study, model_num, gin config, bindings, steps): a
   finished job with another identity in the output directory (e.g. 5 steps
   where 100,000 are asked) is an error before anything runs.
@@ -34,10 +40,13 @@ Guarantees:
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -53,6 +62,7 @@ from splitenc_plugin.job import (
     JOB_FILE,
     LOG_FILE,
     read_done,
+    resumable_step,
     write_json_atomic,
 )
 from splitenc_plugin.study_grid import (
@@ -64,10 +74,12 @@ from splitenc_plugin.study_grid import (
     make_job_spec,
 )
 
-__all__ = ["Job", "JobMismatchError", "execute_job", "main", "plan_jobs", "run_jobs"]
+__all__ = ["Job", "JobMismatchError", "execute_job", "lock_path", "main", "plan_jobs",
+           "run_jobs"]
 
 DATA_ENV = "DISENTANGLEMENT_LIB_DATA"
-# Exit codes: 0 all finished, 1 some job failed, 2 bad input, 130 interrupted.
+# Exit codes: 0 all finished, 1 some job failed or is busy elsewhere, 2 bad input,
+# 130 interrupted.
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -102,11 +114,47 @@ _CHILDREN: set[subprocess.Popen] = set()
 _CHILDREN_LOCK = threading.Lock()
 
 
+def lock_path(job_dir: str | os.PathLike) -> Path:
+    """The lock file of a job: ``<study>/.<model_num>.lock``, beside its directory."""
+    job_dir = Path(job_dir)
+    return job_dir.parent / f".{job_dir.name}.lock"
+
+
+def _lock(job_dir: Path) -> int | None:
+    """Takes the job's exclusive lock; returns its fd, or None if another process holds it."""
+    path = lock_path(job_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _holder(job_dir: Path) -> str:
+    try:
+        data = json.loads(lock_path(job_dir).read_text())
+        return f"pid {data['pid']} on {data['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _same_identity(job_dir: Path, spec: JobSpec) -> bool:
+    try:
+        with open(job_dir / JOB_FILE) as f:
+            return JobSpec.from_dict(json.load(f)["spec"]).identity() == spec.identity()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def execute_job(job: dict, env: dict | None = None) -> dict:
     """Runs one job in a subprocess; called on the machine that runs it.
 
-    Deletes the job directory unless the job is finished, writes ``job.json``,
-    and runs ``python -m splitenc_plugin.job JOB_DIR`` with its output in
+    Takes the job's lock, resumes the job if it left a checkpoint of the same
+    identity (else deletes its directory), writes ``job.json``, and runs
+    ``python -m splitenc_plugin.job JOB_DIR`` with its output appended to
     ``JOB_DIR/job.log``. Never raises for a failing job.
 
     Args:
@@ -114,38 +162,53 @@ def execute_job(job: dict, env: dict | None = None) -> dict:
       env: Environment variables to set for the job (on top of the worker's).
 
     Returns:
-      A dict with ``key``, ``status`` (``done``, ``skipped`` or ``failed``),
-      ``returncode``, ``log``, ``elapsed`` and ``error`` (last log lines).
+      A dict with ``key``, ``status`` (``done``, ``skipped``, ``busy`` or
+      ``failed``), ``returncode``, ``log``, ``elapsed``, ``resumed_from``
+      (checkpoint step or None) and ``error`` (last log lines).
     """
     spec = JobSpec.from_dict(job["spec"])
     job_dir = Path(job["job_dir"])
     outcome = {"key": f"{spec.study}/{spec.model_num}", "log": str(job_dir / LOG_FILE),
-               "returncode": None, "elapsed": 0.0, "error": ""}
-    done = read_done(job_dir)
-    if done is not None:
-        same = done.get("identity") == spec.identity()
-        return {**outcome, "status": "skipped" if same else "failed",
-                "error": "" if same else "a different finished job is in the way"}
-    start = time.time()
-    if job_dir.exists():
-        shutil.rmtree(job_dir)
-    job_dir.mkdir(parents=True)
-    write_json_atomic(job_dir / JOB_FILE, {"spec": job["spec"], "options": job["options"]})
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    with open(job_dir / LOG_FILE, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "splitenc_plugin.job", str(job_dir)],
-                                stdout=log, stderr=subprocess.STDOUT, env=full_env,
-                                stdin=subprocess.DEVNULL)
-        with _CHILDREN_LOCK:
-            _CHILDREN.add(proc)
-        try:
-            returncode = proc.wait()
-        finally:
+               "returncode": None, "elapsed": 0.0, "resumed_from": None, "error": ""}
+    fd = _lock(job_dir)
+    if fd is None:
+        return {**outcome, "status": "busy",
+                "error": f"{_holder(job_dir)} is running this job (lock {lock_path(job_dir)})"}
+    try:
+        done = read_done(job_dir)
+        if done is not None:
+            same = done.get("identity") == spec.identity()
+            return {**outcome, "status": "skipped" if same else "failed",
+                    "error": "" if same else "a different finished job is in the way"}
+        start = time.time()
+        resume = resumable_step(job_dir) if _same_identity(job_dir, spec) else None
+        if resume is None:
+            if job_dir.exists():
+                shutil.rmtree(job_dir)
+            job_dir.mkdir(parents=True)
+        write_json_atomic(job_dir / JOB_FILE, {"spec": job["spec"], "options": job["options"]})
+        full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        with open(job_dir / LOG_FILE, "a") as log:
+            # The job process inherits the locked fd: the lock lives as long as
+            # the job does, even if this runner is killed.
+            proc = subprocess.Popen([sys.executable, "-m", "splitenc_plugin.job", str(job_dir)],
+                                    stdout=log, stderr=subprocess.STDOUT, env=full_env,
+                                    stdin=subprocess.DEVNULL, pass_fds=(fd,))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": proc.pid, "host": socket.gethostname()}).encode(), 0)
             with _CHILDREN_LOCK:
-                _CHILDREN.discard(proc)
+                _CHILDREN.add(proc)
+            try:
+                returncode = proc.wait()
+            finally:
+                with _CHILDREN_LOCK:
+                    _CHILDREN.discard(proc)
+    finally:
+        os.close(fd)
     ok = returncode == 0 and read_done(job_dir) is not None
     return {**outcome, "status": "done" if ok else "failed", "returncode": returncode,
-            "elapsed": time.time() - start, "error": "" if ok else _tail(job_dir / LOG_FILE)}
+            "elapsed": time.time() - start, "resumed_from": resume,
+            "error": "" if ok else _tail(job_dir / LOG_FILE)}
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -395,10 +458,13 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = N
             outcomes.append(outcome)
             finished.add(job.key)
             bar.update(1)
-            word = {"done": "finished", "skipped": "already finished"}.get(
-                outcome["status"], "FAILED")
-            bar.write(f"{word}: {outcome['key']} ({outcome['elapsed']:.0f} s)"
-                      + (f"  log: {outcome['log']}" if outcome["status"] == "failed" else ""),
+            word = {"done": "finished", "skipped": "already finished",
+                    "busy": "BUSY, left alone"}.get(outcome["status"], "FAILED")
+            resumed = outcome.get("resumed_from")
+            bar.write(f"{word}: {outcome['key']} ({outcome['elapsed']:.0f} s"
+                      + (f", resumed from step {resumed}" if resumed is not None else "") + ")"
+                      + (f"  log: {outcome['log']}" if outcome["status"] == "failed" else "")
+                      + (f"  ({outcome['error']})" if outcome["status"] == "busy" else ""),
                       file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
@@ -528,9 +594,16 @@ def _run(args: argparse.Namespace) -> int:
     outcomes = run_jobs(pending, workers=args.workers, scheduler=args.scheduler,
                         already_finished=len(finished), progress=not args.no_progress)
     failed = sorted((o for o in outcomes if o["status"] == "failed"), key=lambda o: o["log"])
+    busy = sorted((o for o in outcomes if o["status"] == "busy"), key=lambda o: o["key"])
     ran = sum(o["status"] == "done" for o in outcomes)
     print(f"{ran} job(s) finished now, {len(finished)} earlier, {len(failed)} failed"
+          + (f", {len(busy)} running in another process" if busy else "")
           + (f", {len(later)} not started (--max_jobs)" if later else ""))
+    if busy:
+        print(f"{len(busy)} job(s) are being run by another process and were left alone "
+              "(re-run the same command when it has ended):", file=sys.stderr)
+        for o in busy:
+            print(f"  {o['key']}: {o['error']}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} job(s) FAILED (re-run the same command to retry them):",
               file=sys.stderr)
@@ -539,7 +612,7 @@ def _run(args: argparse.Namespace) -> int:
             for line in o["error"].splitlines():
                 print(f"      {line}", file=sys.stderr)
         return EXIT_FAILED
-    return 0
+    return EXIT_FAILED if busy else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,8 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"splitenc_reproduce: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("splitenc_reproduce: interrupted; unfinished jobs are redone from scratch on "
-              "the next run", file=sys.stderr)
+        print("splitenc_reproduce: interrupted; the same command resumes unfinished jobs "
+              "from their last checkpoint (saved every 10 minutes)", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -1,4 +1,4 @@
-"""splitenc_reproduce: Dask, interruption/resume, failing jobs, input validation.
+"""splitenc_reproduce: Dask, interruption/resume, locking, failing jobs, input validation.
 
 Every run trains 3 steps on dlib's in-memory ``dummy_data`` (the runner's
 test-only dataset override) with ``model.eval_steps = 5``, so one job costs
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -18,6 +21,10 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN_DIR, assert_ok, run_script
+
+from splitenc_plugin.aggregate import load_results
+from splitenc_plugin.job import write_json_atomic
+from splitenc_plugin.runner import plan_jobs
 
 STUDY = "split_encoder_study_v1"
 # Model 0: factor_vae + conv_encoder, seed 0; model 1: the same with seed 1;
@@ -135,3 +142,79 @@ def test_bad_input_is_one_clear_error_before_any_job(tmp_path, args, message) ->
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def _train_step(job: Path) -> int:
+    return json.loads((job / "model/results/json/train_results.json").read_text())["global_step"]
+
+
+def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
+    # beta-TCVAE (model 20): one optimizer, so one global step per training step.
+    # A finished 4-step job provides a real checkpoint at global step 4 ...
+    btc = ("--models", "beta_tc_vae", "--seeds", "0", "--encoders", "conv_encoder")
+    assert_ok(_reproduce(tmp_path / "a", *btc, "--steps", "4"))
+    source = tmp_path / "a" / STUDY / "20"
+    assert _train_step(source) == 4  # max_steps on a fresh estimator == dlib's steps
+    # ... which becomes the state of an interrupted 8-step job of the same model.
+    [job] = plan_jobs(STUDY, tmp_path / "b", steps=8, datasets=["dummy_data"],
+                      models=["beta_tc_vae"], encoders=["conv_encoder"], seeds=[0],
+                      gin_bindings=["model.eval_steps = 5"])
+    job.job_dir.mkdir(parents=True)
+    write_json_atomic(job.job_dir / "job.json", {"spec": job.spec.to_dict(), "options": {}})
+    shutil.copytree(source / "model" / "tf_checkpoint", job.job_dir / "model" / "tf_checkpoint")
+    stale = job.job_dir / "postprocessed" / "mean" / "half-written"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from the interrupted attempt")
+    (job.job_dir / "job.log").write_text("the interrupted attempt's log\n")
+
+    proc = _reproduce(tmp_path / "b", *btc, "--steps", "8")
+    assert_ok(proc)
+    assert "1 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
+    assert f"finished: {STUDY}/20" in proc.stderr and "resumed from step 4" in proc.stderr
+    done = json.loads((job.job_dir / "done.json").read_text())
+    assert done["resumed_from_steps"] == [4] and done["identity"]["steps"] == 8
+    assert _train_step(job.job_dir) == 8 and not stale.exists()
+    assert not (job.job_dir / "resume_checkpoint").exists()
+    log = (job.job_dir / "job.log").read_text()
+    earlier, resumed = log.split("resuming training from the checkpoint at step 4/8", 1)
+    assert earlier.startswith("the interrupted attempt's log")
+    # Only the remaining steps ran: no step below 4 is logged after resuming.
+    steps = [int(s) for s in re.findall(r"train step (\d+)/8", resumed)]
+    assert steps and min(steps) >= 4
+    row = load_results(tmp_path / "b")[0].iloc[0]
+    assert row["resumed_from_steps"] == "4" and math.isnan(row["training_time_s"])
+
+
+def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
+    args = [str(BIN_DIR / "splitenc_reproduce"), *TINY, "--output_directory", str(tmp_path),
+            "--seeds", "0", "--encoders", "conv_encoder", "--steps", "1000000"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    job = tmp_path / STUDY / "0"
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while "train step" not in _read(job / "job.log"):
+            assert time.time() < deadline and proc.poll() is None, "the job never started"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # the runner dies, its job lives on
+        proc.wait(timeout=30)
+        job_pid = json.loads((tmp_path / STUDY / ".0.lock").read_text())["pid"]
+        os.kill(job_pid, 0)  # still running
+        before = (job / "job.json").stat().st_mtime_ns
+
+        second = run_script(*args[0:1], *args[1:])
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "1 job(s) are being run by another process and were left alone" in second.stderr
+        assert f"pid {job_pid} on " in second.stderr
+        assert (job / "job.json").stat().st_mtime_ns == before
+        assert "train step" in _read(job / "job.log")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
