@@ -558,6 +558,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unfinished_state(job: Job) -> str:
+    """'running', 'resume from N' or 'to run': what running the job now would do."""
+    if lock_path(job.job_dir).exists():  # a dry run creates nothing
+        fd = _lock(job.job_dir)
+        if fd is None:
+            return "running"
+        os.close(fd)
+    step = resumable_step(job.job_dir) if _same_identity(job.job_dir, job.spec) else None
+    return "to run" if step is None else f"resume from {step}"
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SplitencUserError(f"--workers must be >= 1, got {args.workers}")
@@ -583,9 +594,10 @@ def _run(args: argparse.Namespace) -> int:
           f"{os.path.join(args.output_directory, args.study)}", flush=True)
     if args.dry_run:
         for job in jobs:
-            state = "finished" if job in finished else "to run" if job in pending else "later"
+            state = "finished" if job in finished else _unfinished_state(job) \
+                if job in pending else "later"
             s = job.spec
-            print(f"  {job.key:32s} {state:9s} {s.dataset} {s.model} {s.encoder} "
+            print(f"  {job.key:32s} {state:18s} {s.dataset} {s.model} {s.encoder} "
                   f"sigma={s.sigma:g} seed={s.seed} ({s.config})")
         return 0
     if not pending:

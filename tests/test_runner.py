@@ -167,6 +167,9 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     stale.write_text("from the interrupted attempt")
     (job.job_dir / "job.log").write_text("the interrupted attempt's log\n")
 
+    plan = _reproduce(tmp_path / "b", *btc, "--steps", "8", "--dry_run")
+    assert_ok(plan)
+    assert re.search(rf"{STUDY}/20 +resume from 4 ", plan.stdout), plan.stdout
     proc = _reproduce(tmp_path / "b", *btc, "--steps", "8")
     assert_ok(proc)
     assert "1 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
@@ -203,6 +206,9 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         os.kill(job_pid, 0)  # still running
         before = (job / "job.json").stat().st_mtime_ns
 
+        plan = run_script(*args[0:1], *args[1:], "--dry_run")
+        assert_ok(plan)
+        assert re.search(rf"{STUDY}/0 +running ", plan.stdout), plan.stdout
         second = run_script(*args[0:1], *args[1:])
         assert second.returncode == 1, second.stdout + second.stderr
         assert "1 job(s) are being run by another process and were left alone" in second.stderr
