@@ -41,7 +41,7 @@ demo: venv
 
 # The performance tables of the README (quiet machine; ~45 min in all).
 bench: venv
-	for b in input_pipeline split_encoder dsprites_gen mig_eval train_throughput; do \
+	for b in input_pipeline split_encoder dsprites_gen mig_eval train_throughput job_parallelism; do \
 	  $(PY) -m bench.$$b || exit 1; done
 
 clean:

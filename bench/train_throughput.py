@@ -93,10 +93,12 @@ def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) ->
     pipeline.install(train)
 
     times: list[float] = []
+    cpu_times: list[float] = []  # CPU seconds of the whole process (all threads)
 
     class _StepTimes(tf.train.SessionRunHook):
         def after_run(self, run_context, run_values):
             times.append(time.perf_counter())
+            cpu_times.append(time.process_time())
 
     estimator_cls = tf.estimator.tpu.TPUEstimator
     original_train = estimator_cls.train
@@ -118,8 +120,9 @@ def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) ->
         raise RuntimeError(f"{config.label}: only {iterations} iterations timed; use more steps")
     per_iteration = (times[-1] - times[warmup]) / (iterations - 1 - warmup)
     per_step = per_iteration / flops.GLOBAL_STEPS_PER_ITERATION[config.model]
+    cores = (cpu_times[-1] - cpu_times[warmup]) / (times[-1] - times[warmup])
     return {"config": dataclasses.asdict(config), "iterations": iterations,
-            "seconds_per_step": per_step, "wall_seconds": wall}
+            "seconds_per_step": per_step, "cores_used": cores, "wall_seconds": wall}
 
 
 def worker(spec: str) -> None:
@@ -139,12 +142,21 @@ def worker(spec: str) -> None:
 # ---------------------------------------------------------------------------
 # Orchestrator
 # ---------------------------------------------------------------------------
-def run_worker(configs: Sequence[Config], steps: int, dataset: str) -> list[dict]:
-    """Runs a fresh subprocess training ``configs`` in turn; returns their results."""
+def run_worker(configs: Sequence[Config], steps: int, dataset: str,
+               env: dict[str, str] | None = None) -> list[dict]:
+    """Runs a fresh subprocess training ``configs`` in turn; returns their results.
+
+    Args:
+      configs: Configurations to train, in turn, in the one subprocess.
+      steps: Global steps per configuration.
+      dataset: ``dataset.name``.
+      env: Extra environment variables of the subprocess (e.g. TF threads).
+    """
     spec = json.dumps({"configs": [dataclasses.asdict(c) for c in configs], "steps": steps,
                        "dataset": dataset})
     code, out, err, _, _ = common.run_with_peak_rss(
-        [common.python(), "-m", "bench.train_throughput", "--worker", spec])
+        [common.python(), "-m", "bench.train_throughput", "--worker", spec],
+        env=common.subprocess_env(env))
     common.check_ok(code, out, err, f"training {[c.label for c in configs]}")
     return [json.loads(line[len(_RESULT_PREFIX):]) for line in out.splitlines()
             if line.startswith(_RESULT_PREFIX)]

@@ -59,6 +59,7 @@ __all__ = [
     "LOG_FILE",
     "RESUMES_FILE",
     "RESUME_DIR",
+    "THREAD_ENV",
     "checkpoint_step",
     "main",
     "mig_result_files",
@@ -78,6 +79,9 @@ CHECKPOINT_DIR = "model/tf_checkpoint"
 RESUME_DIR = "resume_checkpoint"
 # What a resumed job keeps of its directory; everything else is redone.
 _KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR)
+# Thread limits of a job (splitenc_reproduce --threads_per_job): read by
+# TensorFlow's intra-op and inter-op thread pools and by OpenMP.
+THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
 _CHECKPOINT_INDEX = re.compile(r"^model\.ckpt-(\d+)\.index$")
 
 # What --prune_heavy deletes (globs relative to the job directory): the
@@ -339,6 +343,8 @@ def run(job_dir: str | os.PathLike) -> dict:
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "pruned": pruned,
         "resumed_from_steps": [r["step"] for r in resumes],
+        # Thread limits the job ran under (splitenc_reproduce --threads_per_job).
+        "thread_env": {name: os.environ.get(name) for name in THREAD_ENV},
         "splitenc_version": __version__,
         "results": [str(p.relative_to(job_dir)) for p in mig_result_files(job_dir, spec)],
     }

@@ -5,7 +5,8 @@ Usage::
     splitenc_reproduce --study split_encoder_study_v1 --output_directory runs \\
         [--steps N] [--datasets D ...] [--models M ...] [--encoders E ...] \\
         [--sigmas S ...] [--seeds 0 1 ...] [--model_nums N ...] \\
-        [--workers K | --scheduler ADDRESS] [--visualize] [--prune_heavy] \\
+        [--workers K | --scheduler ADDRESS] [--threads_per_job T] \\
+        [--visualize] [--prune_heavy] \\
         [--gin_bindings B ...] [--dry_run]
 
 Each selected model of the study is one *job* (train -> postprocess ->
@@ -61,6 +62,7 @@ from splitenc_plugin.job import (
     DONE_FILE,
     JOB_FILE,
     LOG_FILE,
+    THREAD_ENV,
     read_done,
     resumable_step,
     write_json_atomic,
@@ -418,8 +420,18 @@ def _watch(bar, jobs: Sequence[Job], finished: set[str], stop: threading.Event) 
         bar.set_postfix_str(" | ".join(states[:4]), refresh=True)
 
 
+def thread_env(threads_per_job: int | None) -> dict[str, str]:
+    """Environment limiting a job's TensorFlow (and oneDNN/OpenMP) to that many threads."""
+    if threads_per_job is None:
+        return {}
+    if not isinstance(threads_per_job, int) or threads_per_job < 1:
+        raise SplitencUserError(f"--threads_per_job must be >= 1, got {threads_per_job!r}")
+    return {name: str(threads_per_job) for name in THREAD_ENV}
+
+
 def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None,
-             already_finished: int = 0, progress: bool = True) -> list[dict]:
+             already_finished: int = 0, progress: bool = True,
+             threads_per_job: int | None = None) -> list[dict]:
     """Runs the jobs, locally or on Dask, with a progress bar.
 
     Args:
@@ -428,6 +440,8 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = N
       scheduler: Dask scheduler address, e.g. ``tcp://host:8786``.
       already_finished: Finished jobs of the selection (start of the bar).
       progress: Whether to show the tqdm bar.
+      threads_per_job: Limit each job's TensorFlow to this many threads
+        (None: TF's default, every core).
 
     Returns:
       One outcome dict per job (see :func:`execute_job`), in completion order.
@@ -435,6 +449,7 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = N
     from tqdm import tqdm
 
     env = {DATA_ENV: os.path.abspath(os.environ[DATA_ENV])} if DATA_ENV in os.environ else {}
+    env.update(thread_env(threads_per_job))
     pool = _DaskPool(scheduler) if scheduler else _LocalPool(workers)
     outcomes: list[dict] = []
     bar = tqdm(total=len(jobs) + already_finished, initial=already_finished, unit="job",
@@ -543,6 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--scheduler", metavar="ADDRESS",
                     help="run the jobs on this Dask distributed scheduler (e.g. "
                          "tcp://host:8786) instead of locally")
+    ex.add_argument("--threads_per_job", type=int, metavar="T",
+                    help="limit each job's TensorFlow to T threads (TF_NUM_INTRAOP_THREADS, "
+                         "TF_NUM_INTEROP_THREADS, OMP_NUM_THREADS); default: TF's own, all "
+                         "cores. With --workers K on C cores, T = C / K")
     ex.add_argument("--visualize", action="store_true",
                     help="also run dlib's visualize_model in each job, as dlib_reproduce does")
     ex.add_argument("--prune_heavy", action="store_true",
@@ -572,6 +591,7 @@ def _unfinished_state(job: Job) -> str:
 def _run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SplitencUserError(f"--workers must be >= 1, got {args.workers}")
+    thread_env(args.threads_per_job)  # validates before any planning
     jobs = plan_jobs(
         args.study, args.output_directory, steps=args.steps, datasets=_split(args.datasets),
         models=_split(args.models), encoders=_split(args.encoders),
@@ -604,7 +624,8 @@ def _run(args: argparse.Namespace) -> int:
         print("nothing to do: every selected job is finished")
         return 0
     outcomes = run_jobs(pending, workers=args.workers, scheduler=args.scheduler,
-                        already_finished=len(finished), progress=not args.no_progress)
+                        already_finished=len(finished), progress=not args.no_progress,
+                        threads_per_job=args.threads_per_job)
     failed = sorted((o for o in outcomes if o["status"] == "failed"), key=lambda o: o["log"])
     busy = sorted((o for o in outcomes if o["status"] == "busy"), key=lambda o: o["key"])
     ran = sum(o["status"] == "done" for o in outcomes)

@@ -113,3 +113,15 @@ def test_mig_eval_smoke(tmp_path) -> None:
                  ["dlib_evaluate wall s (median)", "dlib elapsed_time s", "peak RSS MB"])
     assert "split / vanilla evaluation time:" in stdout
     assert payload["ratio"] > 0
+
+
+def test_job_parallelism_smoke(tmp_path) -> None:
+    stdout, payload = _run_bench("job_parallelism", tmp_path)
+    (table,) = _tables(stdout)
+    _check_table(table, ["layout", "processes", "total steps/s (median)", "ratio to 1 job",
+                         "steps/s per process", "cores per process", "total steps/s range"], 3,
+                 ["total steps/s (median)", "ratio to 1 job", "steps/s per process",
+                  "cores per process"])
+    layouts = {row["layout"]: row for row in payload["layouts"]}
+    assert [len(run) for run in layouts["2 jobs x 1 thread"]["runs"]] == [2]
+    assert layouts["1 job"]["ratio_to_1_job"] == 1.0

@@ -51,7 +51,8 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
                                   protocol="tcp://", host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         proc = _reproduce(tmp_path, "--seeds", "0", "1", "--encoders", "conv_encoder",
-                          "--scheduler", cluster.scheduler_address, "--prune_heavy")
+                          "--scheduler", cluster.scheduler_address, "--prune_heavy",
+                          "--threads_per_job", "1")
     assert_ok(proc)
     assert f"Dask scheduler {cluster.scheduler_address}" in proc.stdout
     assert "2 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
@@ -60,6 +61,8 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
         done = json.loads((job / "done.json").read_text())
         assert done["identity"]["steps"] == 3 and done["identity"]["model_num"] == num
         assert done["spec"]["seed"] == num and done["spec"]["dataset"] == "dummy_data"
+        assert done["thread_env"] == {"TF_NUM_INTRAOP_THREADS": "1",
+                                      "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
         # Pruned: no checkpoints or TF-Hub modules; everything the aggregator reads stays.
         assert sorted(done["pruned"]) == sorted(["model/tf_checkpoint", "model/tfhub",
                                                  "postprocessed/mean/tfhub",
@@ -131,6 +134,7 @@ def test_a_broken_binding_fails_its_job_alone(tmp_path) -> None:
     (["--study", STUDY, "--datasets", "dsprites_full", "--model_nums", "50"],
      "matches none of the 120 models"),
     (["--study", STUDY, "--workers", "0"], "--workers must be >= 1"),
+    (["--study", STUDY, "--threads_per_job", "0"], "--threads_per_job must be >= 1"),
     (["--study", STUDY, "--datasets", "smallnorb"], "dataset 'smallnorb' is missing"),
 ])
 def test_bad_input_is_one_clear_error_before_any_job(tmp_path, args, message) -> None:
