@@ -85,14 +85,16 @@ THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREA
 _CHECKPOINT_INDEX = re.compile(r"^model\.ckpt-(\d+)\.index$")
 
 # What --prune_heavy deletes (globs relative to the job directory): the
-# checkpoints, the TF-Hub modules and dlib's GIF animations. What stays is
-# what the aggregator reads: results/{json,gin,aggregate} of every step, the
-# logs and markers, and the still images of visualizations/ if any.
+# checkpoints, the TF-Hub modules, dlib's GIF animations and its 2 MB
+# interventional-effects plot. What stays is what the aggregator reads:
+# results/{json,gin,aggregate} of every step, the logs and markers, and the
+# reconstructions, samples and traversals of visualizations/ (~0.3 MB) if any.
 HEAVY_PATTERNS = (
     "model/tf_checkpoint",
     "model/tfhub",
     "postprocessed/*/tfhub",
     "visualizations/animated_traversals",
+    "visualizations/interventional_effects",
 )
 
 

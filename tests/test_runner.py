@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN_DIR, assert_ok, run_script
 
-from splitenc_plugin.aggregate import load_results
+from splitenc_plugin.aggregate import aggregate, load_results
 from splitenc_plugin.job import write_json_atomic
 from splitenc_plugin.runner import plan_jobs
 
@@ -228,3 +228,21 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:
+    proc = _reproduce(tmp_path, "--seeds", "0", "--encoders", "conv_encoder", "--visualize",
+                      "--prune_heavy")
+    assert_ok(proc)
+    job = tmp_path / STUDY / "0"
+    pruned = json.loads((job / "done.json").read_text())["pruned"]
+    assert {"visualizations/animated_traversals",
+            "visualizations/interventional_effects", "model/tfhub"} <= set(pruned)
+    kept = job / "visualizations"
+    assert (kept / "reconstructions" / "reconstructions.jpg").is_file()
+    assert len(list((kept / "traversals").glob("traversals*.jpg"))) == 10  # one per latent
+    assert not list(job.rglob("*.gif")) and not list(job.rglob("tfhub"))
+    result = aggregate(tmp_path, tmp_path / "agg")
+    assert tmp_path / "agg" / "figures" / f"{STUDY}_dummy_data_appendix_c.png" in \
+        result["figures"]
+    assert "left out of Appendix C" not in result["summary"].read_text()
