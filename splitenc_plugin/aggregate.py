@@ -175,7 +175,8 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     # study's vanilla FactorVAE cell needs (same gin config, seed and data).
     # A configuration run in both studies counts once.
     config = [c for c in CELL if c != "study"]
-    pooled = frame.drop_duplicates(subset=[*config, "seed"]).groupby(config, sort=True).agg(
+    runs = frame.drop_duplicates(subset=[*config, "seed"]).sort_values("seed")
+    pooled = runs.groupby(config, sort=True).agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
         mig_sampled_median=("mig_sampled", "median"),
         recon_median=("reconstruction_loss", "median")).reset_index()
@@ -186,6 +187,8 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             by_value = {row[column]: row for _, row in group.iterrows()}
             if base in by_value and variant in by_value:
                 b, v = by_value[base], by_value[variant]
+                arm = {value: runs[(runs[others] == pd.Series(dict(zip(others, key)))).all(axis=1)
+                                   & (runs[column] == value)] for value in (base, variant)}
                 diffs.append({
                     **dict(zip(others, key)),
                     "comparison": f"{labels[variant]} − {labels[base]}",
@@ -193,8 +196,36 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "d_mig_median": v["mig_median"] - b["mig_median"],
                     "d_mig_sampled_median": v["mig_sampled_median"] - b["mig_sampled_median"],
                     "d_recon_median": v["recon_median"] - b["recon_median"],
+                    **_separation(arm[variant]["mig_mean"], arm[base]["mig_mean"], "mig"),
+                    **_separation(arm[variant]["reconstruction_loss"],
+                                  arm[base]["reconstruction_loss"], "recon"),
+                    "mig_per_seed": f"{_per_seed(arm[variant])} vs {_per_seed(arm[base])}",
                 })
     return cells, pd.DataFrame(diffs)
+
+
+def _per_seed(runs: pd.DataFrame) -> str:
+    """'s0 0.1234, s1 0.2345': a cell's MIG (mean representation) by seed."""
+    return ", ".join(f"s{seed} {mig:.4f}" for seed, mig in zip(runs["seed"], runs["mig_mean"]))
+
+
+def _separation(variant: pd.Series, baseline: pd.Series, name: str) -> dict[str, float]:
+    """How cleanly two small samples separate: P(variant > baseline) and an exact test.
+
+    Returns:
+      ``p_<name>_higher``: the share of (variant, baseline) pairs where the
+      variant is higher, ties counting half (the Mann-Whitney U / (n1 n2));
+      ``p_<name>_mwu``: the exact two-sided Mann-Whitney p-value (NaN with
+      fewer than 2 runs per arm). With 3 vs 3 runs the smallest possible
+      p-value is 0.1: such samples cannot reach conventional significance.
+    """
+    from scipy.stats import mannwhitneyu
+
+    v, b = np.asarray(variant, dtype=float), np.asarray(baseline, dtype=float)
+    higher = float(np.mean((v[:, None] > b[None, :]) + 0.5 * (v[:, None] == b[None, :])))
+    p_value = float(mannwhitneyu(v, b, alternative="two-sided", method="exact").pvalue) \
+        if min(len(v), len(b)) >= 2 else np.nan
+    return {f"p_{name}_higher": higher, f"p_{name}_mwu": p_value}
 
 
 def _fmt(column: str, value) -> str:
@@ -312,10 +343,18 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                                        "recon_median": "recon. loss median"})
     diff_table = diffs.rename(columns={"d_mig_median": "Δ MIG median",
                                        "d_mig_sampled_median": "Δ MIG (sampled) median",
-                                       "d_recon_median": "Δ recon. loss median"})
+                                       "d_recon_median": "Δ recon. loss median",
+                                       "p_mig_higher": "P(MIG higher)",
+                                       "p_mig_mwu": "MWU p (MIG)",
+                                       "p_recon_higher": "P(recon. higher)",
+                                       "p_recon_mwu": "MWU p (recon.)",
+                                       "mig_per_seed": "MIG per seed (variant vs baseline)"})
     table = ("## Per cell (MIG of the mean representation unless noted)\n\n"
              + _markdown(cell_table)
-             + "\n## Differences of medians (variant − baseline)\n\n" + _markdown(diff_table))
+             + "\n## Differences of medians (variant − baseline)\n\n"
+             + "P(… higher): share of (variant, baseline) run pairs where the variant's value "
+               "is higher (ties count half; 0.5 = no separation). MWU p: exact two-sided "
+               "Mann-Whitney p-value.\n\n" + _markdown(diff_table))
     notes = [f"{len(frame)} finished model(s) from {Path(directory)}."]
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "

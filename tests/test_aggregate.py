@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,11 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert split["d_recon_median"] == pytest.approx(25.0 - 45.0)
     noise = by_comparison["σ = 0.9 (correlated) − σ = 0 (factorized)"]
     assert noise["n"] == "1 vs 2" and noise["d_mig_median"] == pytest.approx(0.02 - 0.15)
+    # Separation, against hand counts: split beats vanilla in all 4 seed pairs
+    # on MIG and loses all 4 on reconstruction loss; the exact two-sided
+    # Mann-Whitney p of a complete 2-vs-2 separation is 2 / C(4, 2) = 1/3.
+    assert split["p_mig_higher"] == 1.0 and split["p_recon_higher"] == 0.0
+    assert split["p_mig_mwu"] == pytest.approx(1 / 3)
+    assert split["p_recon_mwu"] == pytest.approx(1 / 3)
+    assert split["mig_per_seed"] == "s0 0.3000, s1 0.5000 vs s0 0.1000, s1 0.2000"
+    assert noise["p_mig_higher"] == 0.0 and math.isnan(noise["p_mig_mwu"])  # 1 run: no test
