@@ -255,13 +255,14 @@ def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
     """
     found, todo = {}, []
     for job in jobs:
-        for candidate in (job / "visualizations", cache / f"{job.parent.name}-{job.name}"):
-            if (candidate / "reconstructions" / "reconstructions.jpg").is_file():
-                found[job] = candidate
-                break
-        else:
-            if (job / "model" / "tfhub").is_dir():
-                todo.append(job)
+        cached = cache / f"{job.parent.name}-{job.name}"
+        if (job / "visualizations" / "reconstructions" / "reconstructions.jpg").is_file():
+            found[job] = job / "visualizations"
+        elif ((cached / "reconstructions" / "reconstructions.jpg").is_file()
+              and _read_text(cached / _CACHE_STAMP) == _model_stamp(job)):
+            found[job] = cached
+        elif (job / "model" / "tfhub").is_dir():
+            todo.append(job)
     if todo:
         code = ("import shutil, sys\n"
                 "from disentanglement_lib.visualize import visualize_model\n"
@@ -281,8 +282,31 @@ def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
         for job in todo:
             out = cache / f"{job.parent.name}-{job.name}"
             if (out / "reconstructions" / "reconstructions.jpg").is_file():
+                (out / _CACHE_STAMP).write_text(_model_stamp(job))
                 found[job] = out
     return found
+
+
+# Which model a cached visualization was made from: a job redone since (same
+# directory, new model) must not reuse the old model's pictures.
+_CACHE_STAMP = "model_stamp.txt"
+
+
+def _model_stamp(job: Path) -> str:
+    """Identifies the model a job directory holds: its completion time and TF-Hub module."""
+    done = read_done(job) or {}
+    try:
+        module = (job / "model" / "tfhub" / "saved_model.pb").stat().st_mtime_ns
+    except OSError:
+        module = None
+    return f"{done.get('finished_at')} {module}"
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def aggregate(directory: str | Path, output_dir: str | Path | None = None,

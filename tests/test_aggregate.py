@@ -174,3 +174,20 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert split["p_recon_mwu"] == pytest.approx(1 / 3)
     assert split["mig_per_seed"] == "s0 0.3000, s1 0.5000 vs s0 0.1000, s1 0.2000"
     assert noise["p_mig_higher"] == 0.0 and math.isnan(noise["p_mig_mwu"])  # 1 run: no test
+
+
+def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) -> None:
+    from splitenc_plugin.aggregate import _model_stamp, _visualize
+
+    job = tmp_path / "runs" / STUDY / "0"
+    job.mkdir(parents=True)
+    (job / "done.json").write_text(json.dumps({"identity": {}, "finished_at": "first"}))
+    cache = tmp_path / "cache"
+    pictures = cache / f"{STUDY}-0"
+    (pictures / "reconstructions").mkdir(parents=True)
+    (pictures / "reconstructions" / "reconstructions.jpg").write_bytes(b"jpg")
+    (pictures / "model_stamp.txt").write_text(_model_stamp(job))
+    assert _visualize([job], cache) == {job: pictures}
+    # The job is redone (same directory, new model): the cached pictures show the old one.
+    (job / "done.json").write_text(json.dumps({"identity": {}, "finished_at": "second"}))
+    assert _visualize([job], cache) == {}  # no TF-Hub module to redo them from: left out
