@@ -570,11 +570,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--gin_bindings", action="append", default=[], metavar="B",
                     help="extra gin binding for every job (repeatable; part of its identity)")
     ex.add_argument("--max_jobs", type=int, metavar="K",
-                    help="run at most K of the unfinished jobs (in model_num order), then "
+                    help="run at most K of the unfinished jobs (those that resume from a "
+                         "checkpoint first, then in model_num order), then "
                          "stop; e.g. 1 to advance a long campaign one job per session")
     ex.add_argument("--dry_run", action="store_true", help="print the plan and exit")
     ex.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _resume_step(job: Job) -> int | None:
+    """The checkpoint step an unfinished job would resume from (None: from scratch)."""
+    return resumable_step(job.job_dir) if _same_identity(job.job_dir, job.spec) else None
 
 
 def _unfinished_state(job: Job) -> str:
@@ -584,7 +590,7 @@ def _unfinished_state(job: Job) -> str:
         if fd is None:
             return "running"
         os.close(fd)
-    step = resumable_step(job.job_dir) if _same_identity(job.job_dir, job.spec) else None
+    step = _resume_step(job)
     return "to run" if step is None else f"resume from {step}"
 
 
@@ -601,6 +607,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_jobs is not None and args.max_jobs < 1:
         raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
     finished, pending = check_finished(jobs)
+    # Jobs that can resume from a checkpoint go first: their compute is half spent.
+    pending.sort(key=lambda job: (_resume_step(job) is None, job.spec.model_num))
     later = pending[args.max_jobs:] if args.max_jobs is not None else []
     pending = pending[:len(pending) - len(later)]
     if pending and not args.dry_run:

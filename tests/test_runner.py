@@ -174,6 +174,12 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     plan = _reproduce(tmp_path / "b", *btc, "--steps", "8", "--dry_run")
     assert_ok(plan)
     assert re.search(rf"{STUDY}/20 +resume from 4 ", plan.stdout), plan.stdout
+    # With --max_jobs, a job that can resume goes before lower-numbered fresh ones.
+    ahead = _reproduce(tmp_path / "b", *btc, "--models", "factor_vae", "beta_tc_vae",
+                       "--steps", "8", "--max_jobs", "1", "--dry_run")  # models 0 and 20
+    assert_ok(ahead)
+    assert re.search(rf"{STUDY}/20 +resume from 4 ", ahead.stdout), ahead.stdout
+    assert re.search(rf"{STUDY}/0 +later ", ahead.stdout), ahead.stdout
     proc = _reproduce(tmp_path / "b", *btc, "--steps", "8")
     assert_ok(proc)
     assert "1 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
