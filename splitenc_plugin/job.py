@@ -207,7 +207,7 @@ def _log(message: str) -> None:
 
 
 def _instrument_training(tf, total_steps: int, resume_from: Path | None,
-                         reports: int = 100) -> None:
+                         resume_step: int | None, reports: int = 100) -> None:
     """Makes this process's TPUEstimator.train resumable and log its progress.
 
     dlib's ``train`` calls ``TPUEstimator.train(input_fn, steps=N)`` without
@@ -216,7 +216,7 @@ def _instrument_training(tf, total_steps: int, resume_from: Path | None,
 
     * passes ``max_steps=N`` instead: training stops at global step N, which
       for a fresh estimator directory is exactly ``steps=N``;
-    * copies the checkpoint in ``resume_from`` (if any) into the estimator
+    * copies checkpoint ``resume_step`` of ``resume_from`` (if any) into the estimator
       directory first, so the estimator restores it (weights, optimizer slots
       and global step) and trains the remaining steps;
     * logs "train step N/total" ~100 times (the runner's progress bar).
@@ -241,9 +241,8 @@ def _instrument_training(tf, total_steps: int, resume_from: Path | None,
 
     def train(self, input_fn, hooks=None, steps=None, max_steps=None, **kwargs):
         if resume_from is not None:
-            step = checkpoint_step(resume_from)
-            _copy_checkpoint(resume_from, step, Path(self.model_dir))
-            _log(f"resuming training from the checkpoint at step {step}/{total_steps}")
+            _copy_checkpoint(resume_from, resume_step, Path(self.model_dir))
+            _log(f"resuming training from the checkpoint at step {resume_step}/{total_steps}")
         return original(self, input_fn, [*(hooks or []), _Progress()],
                         max_steps=max_steps or steps, **kwargs)
 
@@ -279,8 +278,8 @@ def run(job_dir: str | os.PathLike) -> dict:
         resumes.append({"step": resume_step,
                         "at": datetime.now(UTC).isoformat(timespec="seconds")})
         write_json_atomic(job_dir / RESUMES_FILE, {"resumes": resumes})
-    _instrument_training(tf, spec.steps, job_dir / RESUME_DIR if resume_step is not None
-                         else None)
+    _instrument_training(tf, spec.steps,
+                         job_dir / RESUME_DIR if resume_step is not None else None, resume_step)
     options = job.get("options", {})
     timings: dict[str, float] = {}
     start = time.time()

@@ -151,6 +151,11 @@ def _same_identity(job_dir: Path, spec: JobSpec) -> bool:
         return False
 
 
+def _resume_step(job_dir: Path, spec: JobSpec) -> int | None:
+    """The checkpoint step an unfinished job would resume from (None: from scratch)."""
+    return resumable_step(job_dir) if _same_identity(job_dir, spec) else None
+
+
 def execute_job(job: dict, env: dict | None = None) -> dict:
     """Runs one job in a subprocess; called on the machine that runs it.
 
@@ -183,7 +188,7 @@ def execute_job(job: dict, env: dict | None = None) -> dict:
             return {**outcome, "status": "skipped" if same else "failed",
                     "error": "" if same else "a different finished job is in the way"}
         start = time.time()
-        resume = resumable_step(job_dir) if _same_identity(job_dir, spec) else None
+        resume = _resume_step(job_dir, spec)
         if resume is None:
             if job_dir.exists():
                 shutil.rmtree(job_dir)
@@ -578,19 +583,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resume_step(job: Job) -> int | None:
-    """The checkpoint step an unfinished job would resume from (None: from scratch)."""
-    return resumable_step(job.job_dir) if _same_identity(job.job_dir, job.spec) else None
-
-
-def _unfinished_state(job: Job) -> str:
+def _unfinished_state(job: Job, step: int | None) -> str:
     """'running', 'resume from N' or 'to run': what running the job now would do."""
     if lock_path(job.job_dir).exists():  # a dry run creates nothing
         fd = _lock(job.job_dir)
         if fd is None:
             return "running"
         os.close(fd)
-    step = _resume_step(job)
     return "to run" if step is None else f"resume from {step}"
 
 
@@ -608,7 +607,8 @@ def _run(args: argparse.Namespace) -> int:
         raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
     finished, pending = check_finished(jobs)
     # Jobs that can resume from a checkpoint go first: their compute is half spent.
-    pending.sort(key=lambda job: (_resume_step(job) is None, job.spec.model_num))
+    resume = {job.key: _resume_step(job.job_dir, job.spec) for job in pending}
+    pending.sort(key=lambda job: (resume[job.key] is None, job.spec.model_num))
     later = pending[args.max_jobs:] if args.max_jobs is not None else []
     pending = pending[:len(pending) - len(later)]
     if pending and not args.dry_run:
@@ -622,8 +622,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{os.path.join(args.output_directory, args.study)}", flush=True)
     if args.dry_run:
         for job in jobs:
-            state = "finished" if job in finished else _unfinished_state(job) \
-                if job in pending else "later"
+            state = "finished" if job in finished else \
+                _unfinished_state(job, resume[job.key]) if job in pending else "later"
             s = job.spec
             print(f"  {job.key:32s} {state:18s} {s.dataset} {s.model} {s.encoder} "
                   f"sigma={s.sigma:g} seed={s.seed} ({s.config})")
