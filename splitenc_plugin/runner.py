@@ -6,7 +6,7 @@ Usage::
         [--steps N] [--datasets D ...] [--models M ...] [--encoders E ...] \\
         [--sigmas S ...] [--seeds 0 1 ...] [--model_nums N ...] \\
         [--workers K | --scheduler ADDRESS] [--threads_per_job T] \\
-        [--visualize] [--prune_heavy] \\
+        [--visualize] [--prune_heavy] [--max_jobs K] \\
         [--gin_bindings B ...] [--dry_run]
 
 Each selected model of the study is one *job* (train -> postprocess ->
@@ -27,7 +27,7 @@ Guarantees:
 * A job runs under an exclusive lock (``<study>/.<model_num>.lock``, held by
   the runner and inherited by the job process): a second runner never deletes
   or doubles a job that is still running, even if the first runner was killed
-  and its job lives on.
+  and its job lives on. Such a job takes no ``--max_jobs`` slot.
 * A job's identity is (study, model_num, gin config, bindings, steps): a
   finished job with another identity in the output directory (e.g. 5 steps
   where 100,000 are asked) is an error before anything runs.
@@ -576,21 +576,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="extra gin binding for every job (repeatable; part of its identity)")
     ex.add_argument("--max_jobs", type=int, metavar="K",
                     help="run at most K of the unfinished jobs (those that resume from a "
-                         "checkpoint first, then in model_num order), then "
-                         "stop; e.g. 1 to advance a long campaign one job per session")
+                         "checkpoint first, then in model_num order; jobs running in "
+                         "another process do not count), then stop; e.g. 1 to put the "
+                         "next job on a core another runner's finished job left idle")
     ex.add_argument("--dry_run", action="store_true", help="print the plan and exit")
     ex.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 
 
-def _unfinished_state(job: Job, step: int | None) -> str:
-    """'running', 'resume from N' or 'to run': what running the job now would do."""
-    if lock_path(job.job_dir).exists():  # a dry run creates nothing
-        fd = _lock(job.job_dir)
-        if fd is None:
-            return "running"
-        os.close(fd)
-    return "to run" if step is None else f"resume from {step}"
+def _running_elsewhere(job_dir: Path) -> bool:
+    """Whether another process holds the job's lock (i.e. is running it now)."""
+    if not lock_path(job_dir).exists():  # a dry run creates nothing
+        return False
+    fd = _lock(job_dir)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def _report_busy(busy: list[dict]) -> None:
+    if busy:
+        print(f"{len(busy)} job(s) are being run by another process and were left alone "
+              "(re-run the same command when it has ended):", file=sys.stderr)
+        for o in busy:
+            print(f"  {o['key']}: {o['error']}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -606,6 +616,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_jobs is not None and args.max_jobs < 1:
         raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
     finished, pending = check_finished(jobs)
+    # Jobs another runner is running are left alone and take no --max_jobs slot,
+    # so a second runner can fill an idle core with the next job.
+    running = [job for job in pending if _running_elsewhere(job.job_dir)]
+    pending = [job for job in pending if job not in running]
     # Jobs that can resume from a checkpoint go first: their compute is half spent.
     resume = {job.key: _resume_step(job.job_dir, job.spec) for job in pending}
     pending.sort(key=lambda job: (resume[job.key] is None, job.spec.model_num))
@@ -617,34 +631,39 @@ def _run(args: argparse.Namespace) -> int:
         f"{args.workers} local worker(s)"
     print(f"{args.study}: {len(jobs)} job(s) selected, {len(finished)} already finished, "
           f"{len(pending)} to run on {where}"
+          + (f", {len(running)} running in another process" if running else "")
           + (f" ({len(later)} left for later: --max_jobs)" if later else "")
           + f"; {args.steps} steps each; output in "
           f"{os.path.join(args.output_directory, args.study)}", flush=True)
     if args.dry_run:
         for job in jobs:
-            state = "finished" if job in finished else \
-                _unfinished_state(job, resume[job.key]) if job in pending else "later"
+            step = resume.get(job.key)
+            state = "finished" if job in finished else "running" if job in running else \
+                ("to run" if step is None else f"resume from {step}") if job in pending \
+                else "later"
             s = job.spec
             print(f"  {job.key:32s} {state:18s} {s.dataset} {s.model} {s.encoder} "
                   f"sigma={s.sigma:g} seed={s.seed} ({s.config})")
         return 0
+    elsewhere = [{"key": job.key, "status": "busy",
+                  "error": f"{_holder(job.job_dir)} is running this job "
+                           f"(lock {lock_path(job.job_dir)})"} for job in running]
     if not pending:
-        print("nothing to do: every selected job is finished")
-        return 0
+        print("nothing to do: every selected job is finished" if not running else
+              "nothing to start: the unfinished jobs are running in another process")
+        _report_busy(elsewhere)
+        return EXIT_FAILED if running else 0
     outcomes = run_jobs(pending, workers=args.workers, scheduler=args.scheduler,
                         already_finished=len(finished), progress=not args.no_progress,
                         threads_per_job=args.threads_per_job)
     failed = sorted((o for o in outcomes if o["status"] == "failed"), key=lambda o: o["log"])
-    busy = sorted((o for o in outcomes if o["status"] == "busy"), key=lambda o: o["key"])
+    busy = sorted([o for o in outcomes if o["status"] == "busy"] + elsewhere,
+                  key=lambda o: o["key"])
     ran = sum(o["status"] == "done" for o in outcomes)
     print(f"{ran} job(s) finished now, {len(finished)} earlier, {len(failed)} failed"
           + (f", {len(busy)} running in another process" if busy else "")
           + (f", {len(later)} not started (--max_jobs)" if later else ""))
-    if busy:
-        print(f"{len(busy)} job(s) are being run by another process and were left alone "
-              "(re-run the same command when it has ended):", file=sys.stderr)
-        for o in busy:
-            print(f"  {o['key']}: {o['error']}", file=sys.stderr)
+    _report_busy(busy)
     if failed:
         print(f"{len(failed)} job(s) FAILED (re-run the same command to retry them):",
               file=sys.stderr)

@@ -24,7 +24,7 @@ from conftest import BIN_DIR, assert_ok, run_script
 
 from splitenc_plugin.aggregate import aggregate, load_results
 from splitenc_plugin.job import write_json_atomic
-from splitenc_plugin.runner import plan_jobs
+from splitenc_plugin.runner import execute_job, plan_jobs
 
 STUDY = "split_encoder_study_v1"
 # Model 0: factor_vae + conv_encoder, seed 0; model 1: the same with seed 1;
@@ -219,6 +219,19 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         plan = run_script(*args[0:1], *args[1:], "--dry_run")
         assert_ok(plan)
         assert re.search(rf"{STUDY}/0 +running ", plan.stdout), plan.stdout
+        # A job running elsewhere takes no --max_jobs slot: the next job gets it.
+        fill = run_script(*args[0:1], *args[1:], "--seeds", "0", "1", "--max_jobs", "1",
+                          "--dry_run")
+        assert_ok(fill)
+        assert "1 to run on 1 local worker(s), 1 running in another process" in fill.stdout
+        assert re.search(rf"{STUDY}/0 +running ", fill.stdout), fill.stdout
+        assert re.search(rf"{STUDY}/1 +to run ", fill.stdout), fill.stdout
+        # A runner that planned before the job started still finds it busy at its lock.
+        [planned] = plan_jobs(STUDY, tmp_path, steps=1000000, datasets=["dummy_data"],
+                              models=["factor_vae"], encoders=["conv_encoder"], seeds=[0],
+                              gin_bindings=["model.eval_steps = 5"])
+        outcome = execute_job(planned.to_dict())
+        assert outcome["status"] == "busy" and f"pid {job_pid} on " in outcome["error"]
         second = run_script(*args[0:1], *args[1:])
         assert second.returncode == 1, second.stdout + second.stderr
         assert "1 job(s) are being run by another process and were left alone" in second.stderr
