@@ -11,7 +11,8 @@ writes, into ``DIR`` (or ``--output_dir``):
 * ``summary.md`` — per cell (study, dataset, model, encoder, sigma, steps): n,
   median / IQR / max MIG, median reconstruction loss; and the differences of
   medians split - vanilla (split_encoder_study_v1) and sigma=0.9 - sigma=0
-  (correlated_noise_study_v1);
+  (correlated_noise_study_v1), and the paper's claims judged on them by a
+  fixed decision rule (:func:`claim_verdicts`);
 * ``figures/*.png`` — MIG violins (Figs 2, 3, 5, 7), MIG vs reconstruction
   (Figs 4, 6, 8) and reconstructions + traversals of each cell's best-MIG
   model (Appendix C; made with dlib's ``visualize_model`` from the job's
@@ -37,7 +38,8 @@ from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.job import DONE_FILE, JOB_FILE, read_done
 from splitenc_plugin.study_grid import get_grid
 
-__all__ = ["COLUMNS", "REPRESENTATIONS", "aggregate", "load_results", "main", "summarize"]
+__all__ = ["COLUMNS", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate", "claim_verdicts",
+           "load_results", "main", "summarize"]
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
@@ -178,7 +180,7 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs = frame.drop_duplicates(subset=[*config, "seed"]).sort_values("seed")
     pooled = runs.groupby(config, sort=True).agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
-        mig_sampled_median=("mig_sampled", "median"),
+        mig_max=("mig_mean", "max"), mig_sampled_median=("mig_sampled", "median"),
         recon_median=("reconstruction_loss", "median")).reset_index()
     diffs = []
     for column, base, variant, labels in COMPARISONS.values():
@@ -200,8 +202,91 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                     **_separation(arm[variant]["reconstruction_loss"],
                                   arm[base]["reconstruction_loss"], "recon"),
                     "mig_per_seed": f"{_per_seed(arm[variant])} vs {_per_seed(arm[base])}",
+                    # For claim_verdicts; not shown in the differences table.
+                    "_compared": column, "_n_variant": v["n"], "_n_baseline": b["n"],
+                    "_mig_median_variant": v["mig_median"],
+                    "_mig_median_baseline": b["mig_median"],
+                    "_d_mig_max": v["mig_max"] - b["mig_max"],
                 })
     return cells, pd.DataFrame(diffs)
+
+
+# The campaign's decision rule (docs/results/campaign/README.md, fixed before
+# its results): P(variant higher) at or beyond 0.75 (or at or below 0.25) counts
+# as a separation of two small samples; fewer than 2 runs per cell, no verdict.
+SEPARATED = 0.75
+MIN_RUNS = 2
+
+
+def _directional(d_median: float, p_higher: float, higher: bool) -> str:
+    """Verdict on "the variant's value is higher (lower)": medians and separation agree."""
+    sign, p_claimed = (1, p_higher) if higher else (-1, 1 - p_higher)
+    if p_claimed >= SEPARATED and sign * d_median > 0:
+        return "holds"
+    if p_claimed <= 1 - SEPARATED and sign * d_median < 0:
+        return "does not hold"
+    return "inconclusive"
+
+
+def _median_mig_higher(d: dict) -> str:
+    return _directional(d["d_mig_median"], d["p_mig_higher"], higher=True)
+
+
+def _max_mig_higher(d: dict) -> str:
+    return "holds" if d["_d_mig_max"] > 0 else \
+        "does not hold" if d["_d_mig_max"] < 0 else "inconclusive"
+
+
+def _recon_lower(d: dict) -> str:
+    return _directional(d["d_recon_median"], d["p_recon_higher"], higher=False)
+
+
+def _mig_dramatically_lower(d: dict) -> str:
+    """Sec 5.1's "dramatic decline": every variant run below every baseline run
+    and the variant's median MIG at most half the baseline's."""
+    if d["p_mig_higher"] == 0 and \
+            d["_mig_median_variant"] <= 0.5 * d["_mig_median_baseline"]:
+        return "holds"
+    verdict = _directional(d["d_mig_median"], d["p_mig_higher"], higher=False)
+    return "direction holds, magnitude does not" if verdict == "holds" else verdict
+
+
+# Compared column -> the paper's claims about the variant (Sec 5.1, 5.2) and
+# how each is judged from a row of summarize()'s differences.
+PAPER_CLAIMS: dict[str, tuple[tuple[str, object], ...]] = {
+    "encoder": (("median MIG higher (Sec 5.2)", _median_mig_higher),
+                ("maximum MIG higher (Sec 5.2)", _max_mig_higher),
+                ("reconstruction loss lower (Sec 5.2)", _recon_lower)),
+    "sigma": (("MIG dramatically lower (Sec 5.1)", _mig_dramatically_lower),),
+}
+
+
+def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claims judged on each comparison of :func:`summarize`.
+
+    Args:
+      diffs: The differences frame of :func:`summarize`.
+
+    Returns:
+      One row per (comparison, claim): dataset, model, steps, comparison, n,
+      claim, verdict ("holds", "does not hold", "inconclusive", "direction
+      holds, magnitude does not", or "too few runs" with fewer than
+      :data:`MIN_RUNS` runs in a cell) and the evidence it rests on.
+    """
+    rows = []
+    for d in diffs.to_dict("records"):
+        enough = min(d["_n_variant"], d["_n_baseline"]) >= MIN_RUNS
+        for claim, judge in PAPER_CLAIMS.get(d["_compared"], ()):
+            rows.append({
+                "dataset": d["dataset"], "model": d["model"], "steps": d["steps"],
+                "comparison": d["comparison"], "n": d["n"], "claim": claim,
+                "verdict": judge(d) if enough else f"too few runs (< {MIN_RUNS} per cell)",
+                "evidence": (f"Δ median MIG {d['d_mig_median']:+.4f}, P(MIG higher) "
+                             f"{d['p_mig_higher']:.2f}, Δ max MIG {d['_d_mig_max']:+.4f}, "
+                             f"Δ median recon. {d['d_recon_median']:+.2f}, "
+                             f"P(recon. higher) {d['p_recon_higher']:.2f}"),
+            })
+    return pd.DataFrame(rows)
 
 
 def _per_seed(runs: pd.DataFrame) -> str:
@@ -365,7 +450,9 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                                        "mig_max": "MIG max",
                                        "mig_sampled_median": "MIG (sampled) median",
                                        "recon_median": "recon. loss median"})
-    diff_table = diffs.rename(columns={"d_mig_median": "Δ MIG median",
+    verdicts = claim_verdicts(diffs) if not diffs.empty else pd.DataFrame()
+    diff_table = diffs.drop(columns=[c for c in diffs.columns if c.startswith("_")])
+    diff_table = diff_table.rename(columns={"d_mig_median": "Δ MIG median",
                                        "d_mig_sampled_median": "Δ MIG (sampled) median",
                                        "d_recon_median": "Δ recon. loss median",
                                        "p_mig_higher": "P(MIG higher)",
@@ -378,7 +465,15 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
              + "\n## Differences of medians (variant − baseline)\n\n"
              + "P(… higher): share of (variant, baseline) run pairs where the variant's value "
                "is higher (ties count half; 0.5 = no separation). MWU p: exact two-sided "
-               "Mann-Whitney p-value.\n\n" + _markdown(diff_table))
+               "Mann-Whitney p-value.\n\n" + _markdown(diff_table)
+             + "\n## The paper's claims at this budget\n\n"
+             + f"Decision rule: a claim about the median holds when the median difference "
+               f"has the paper's sign and P(variant higher) is >= {SEPARATED} (or <= "
+               f"{1 - SEPARATED:g} for 'lower'), does not hold when both point the other "
+               "way, and is inconclusive otherwise; 'dramatically lower' needs every "
+               "variant run below every baseline run and a median at most half the "
+               f"baseline's; cells with fewer than {MIN_RUNS} runs get no verdict "
+               "(docs/results/campaign/README.md).\n\n" + _markdown(verdicts))
     notes = [f"{len(frame)} finished model(s) from {Path(directory)}."]
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "

@@ -175,6 +175,74 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert split["mig_per_seed"] == "s0 0.3000, s1 0.5000 vs s0 0.1000, s1 0.2000"
     assert noise["p_mig_higher"] == 0.0 and math.isnan(noise["p_mig_mwu"])  # 1 run: no test
 
+    from splitenc_plugin.aggregate import claim_verdicts
+    verdicts = {(v["comparison"], v["claim"]): v["verdict"]
+                for v in claim_verdicts(diffs).to_dict("records")}
+    assert verdicts == {
+        ("split encoder − vanilla encoder", "median MIG higher (Sec 5.2)"): "holds",
+        ("split encoder − vanilla encoder", "maximum MIG higher (Sec 5.2)"): "holds",
+        ("split encoder − vanilla encoder", "reconstruction loss lower (Sec 5.2)"): "holds",
+        ("σ = 0.9 (correlated) − σ = 0 (factorized)", "MIG dramatically lower (Sec 5.1)"):
+            "too few runs (< 2 per cell)",
+    }
+
+
+def _noise_frame(mig_sigma0: list[float], mig_sigma09: list[float]):
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"study": "correlated_noise_study_v1", "dataset": "dsprites_full", "model": "vae",
+         "encoder": "conv_encoder", "sigma": sigma, "steps": 100, "seed": seed,
+         "mig_mean": mig, "mig_sampled": mig, "reconstruction_loss": 50.0}
+        for sigma, migs in ((0.0, mig_sigma0), (0.9, mig_sigma09))
+        for seed, mig in enumerate(migs)])
+
+
+@pytest.mark.parametrize(("mig_sigma09", "verdict"), [
+    # Baseline MIG 0.2, 0.3 (median 0.25) in every case; hand-counted pairs.
+    ([0.05, 0.12], "holds"),  # all 4 pairs lower, median 0.085 <= 0.125
+    ([0.15, 0.18], "direction holds, magnitude does not"),  # all lower, median 0.165
+    ([0.10, 0.40], "inconclusive"),  # 2 of 4 pairs higher
+    ([0.25, 0.35], "does not hold"),  # 3 of 4 pairs higher, median +0.05
+])
+def test_correlated_noise_claim_follows_the_decision_rule(mig_sigma09, verdict) -> None:
+    from splitenc_plugin.aggregate import claim_verdicts, summarize
+
+    _, diffs = summarize(_noise_frame([0.2, 0.3], mig_sigma09))
+    [row] = claim_verdicts(diffs).to_dict("records")
+    assert row["claim"] == "MIG dramatically lower (Sec 5.1)" and row["n"] == "2 vs 2"
+    assert row["verdict"] == verdict, row["evidence"]
+
+
+def test_split_claims_that_fail_or_do_not_separate() -> None:
+    import pandas as pd
+
+    from splitenc_plugin.aggregate import claim_verdicts, summarize
+
+    def row(encoder, seed, mig, recon):
+        return {"study": "split_encoder_study_v1", "dataset": "dsprites_full",
+                "model": "beta_tc_vae", "encoder": encoder, "sigma": 0.0, "steps": 100,
+                "seed": seed, "mig_mean": mig, "mig_sampled": mig, "reconstruction_loss": recon}
+
+    # 3 vs 3. MIG: split 0.10, 0.15, 0.40 vs vanilla 0.20, 0.25, 0.30: 3 of 9 pairs
+    # higher, median 0.15 < 0.25, but the best run is split's. Reconstruction: split
+    # 50, 60, 70 vs 55, 65, 75: 3 of 9 pairs higher, median -5: not separated enough.
+    frame = pd.DataFrame([row("split_conv_encoder", i, m, r)
+                          for i, (m, r) in enumerate([(0.10, 50), (0.15, 60), (0.40, 70)])]
+                         + [row("conv_encoder", i, m, r)
+                            for i, (m, r) in enumerate([(0.20, 55), (0.25, 65), (0.30, 75)])])
+    _, diffs = summarize(frame)
+    verdicts = {v["claim"]: v["verdict"] for v in claim_verdicts(diffs).to_dict("records")}
+    assert verdicts == {"median MIG higher (Sec 5.2)": "inconclusive",  # P = 1/3
+                        "maximum MIG higher (Sec 5.2)": "holds",
+                        "reconstruction loss lower (Sec 5.2)": "inconclusive"}  # P = 1/3
+    # Reversed beyond the threshold: split 0.05, 0.06, 0.07 -> 0 of 9 pairs higher.
+    frame.loc[frame["encoder"] == "split_conv_encoder", "mig_mean"] = [0.05, 0.06, 0.07]
+    _, diffs = summarize(frame)
+    verdicts = {v["claim"]: v["verdict"] for v in claim_verdicts(diffs).to_dict("records")}
+    assert verdicts["median MIG higher (Sec 5.2)"] == "does not hold"
+    assert verdicts["maximum MIG higher (Sec 5.2)"] == "does not hold"
+
 
 def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) -> None:
     from splitenc_plugin.aggregate import _model_stamp, _visualize
