@@ -638,11 +638,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for job in jobs:
             step = resume.get(job.key)
-            state = "finished" if job in finished else "running" if job in running else \
+            state = "finished" if job in finished else \
+                f"running ({(_job_status(job) or ': ?').split(': ', 1)[1]})" \
+                if job in running else \
                 ("to run" if step is None else f"resume from {step}") if job in pending \
                 else "later"
             s = job.spec
-            print(f"  {job.key:32s} {state:18s} {s.dataset} {s.model} {s.encoder} "
+            print(f"  {job.key:32s} {state:30s} {s.dataset} {s.model} {s.encoder} "
                   f"sigma={s.sigma:g} seed={s.seed} ({s.config})")
         return 0
     elsewhere = [{"key": job.key, "status": "busy",
