@@ -8,6 +8,10 @@ Usage::
         [--workers K | --scheduler ADDRESS] [--threads_per_job T] \\
         [--visualize] [--prune_heavy] [--max_jobs K] \\
         [--gin_bindings B ...] [--dry_run]
+    splitenc_reproduce --selections FILE --output_directory runs [--steps N] ...
+
+``--selections`` runs several slices (one per line of FILE, in the syntax of
+the command line's ``--study`` and filters) as one queue, in the file's order.
 
 Each selected model of the study is one *job* (train -> postprocess ->
 evaluate, optionally visualize), run by :mod:`splitenc_plugin.job` in its own
@@ -45,6 +49,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -533,6 +538,77 @@ def _floats(values: Sequence[str] | None, flag: str) -> list[float] | None:
         raise SplitencUserError(f"{flag} takes numbers, got {values}") from None
 
 
+def _add_filters(group) -> None:
+    group.add_argument("--datasets", nargs="+", metavar="D",
+                       help=f"dataset names; '{TEST_DATASET}' (tests/smoke runs only) trains "
+                            "the first dataset's models on dlib's in-memory dummy data")
+    group.add_argument("--models", nargs="+", metavar="M", help="vae, factor_vae, beta_tc_vae")
+    group.add_argument("--encoders", nargs="+", metavar="E",
+                       help="conv_encoder (vanilla), split_conv_encoder (split)")
+    group.add_argument("--sigmas", nargs="+", metavar="S", help="noise correlation: 0, 0.9")
+    group.add_argument("--seeds", nargs="+", metavar="S", help="seeds, e.g. 0 1 2 or 0-9")
+    group.add_argument("--model_nums", nargs="+", metavar="N",
+                       help="model numbers of the study")
+
+
+_FILTERS = ("datasets", "models", "encoders", "sigmas", "seeds", "model_nums")
+
+
+class _SelectionParser(argparse.ArgumentParser):
+    """Parses one line of a --selections file; errors raise instead of exiting."""
+
+    def error(self, message: str):
+        raise SplitencUserError(message)
+
+
+def read_selections(path: str | os.PathLike) -> list[argparse.Namespace]:
+    """The selections of a ``--selections`` file, validated line by line.
+
+    Returns:
+      One namespace per selection line: ``study``, the filter options and
+      ``where`` (file and line, for error messages).
+
+    Raises:
+      SplitencUserError: If the file is missing, empty, or a line is not a
+        valid selection (the message names the line).
+    """
+    parser = _SelectionParser(prog="selection", add_help=False)
+    parser.add_argument("--study", required=True)
+    _add_filters(parser)
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise SplitencUserError(f"cannot read --selections file {path}: {exc.strerror}") \
+            from None
+    selections = []
+    for number, line in enumerate(lines, start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{path}, line {number}"
+        try:
+            selections.append(parser.parse_args(shlex.split(line),
+                                                argparse.Namespace(where=where)))
+        except (SplitencUserError, ValueError) as exc:
+            raise SplitencUserError(f"{where}: {exc}") from None
+    if not selections:
+        raise SplitencUserError(f"--selections file {path} has no selection lines")
+    return selections
+
+
+def _selections(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """The command's selections: its own --study and filters, or a --selections file."""
+    if args.selections is None:
+        if args.study is None:
+            raise SplitencUserError("give --study (and filters) or --selections FILE")
+        return [args]
+    given = [f"--{name}" for name in ("study", *_FILTERS) if getattr(args, name) is not None]
+    if given:
+        raise SplitencUserError(f"--selections replaces {', '.join(given)}: put them in the "
+                                "file's lines instead")
+    return read_selections(args.selections)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``splitenc_reproduce``."""
     parser = argparse.ArgumentParser(
@@ -541,22 +617,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "studies (resumable; local pool or Dask cluster).",
         epilog="Studies: " + "; ".join(f"{g.name} ({len(g)} models): {g.description}"
                                        for g in GRIDS.values()))
-    parser.add_argument("--study", required=True, help=f"one of {', '.join(GRIDS)}")
+    parser.add_argument("--study", help=f"one of {', '.join(GRIDS)} (or --selections)")
     parser.add_argument("--output_directory", required=True,
                         help="jobs go to DIR/<study>/<model_num> (dlib_reproduce's layout)")
     parser.add_argument("--steps", type=int, default=DEFAULT_TRAINING_STEPS,
                         help="model.training_steps of every model (default: %(default)s, "
                              "the paper's); part of each job's identity")
-    sel = parser.add_argument_group("selection (default: the whole study)")
-    sel.add_argument("--datasets", nargs="+", metavar="D",
-                     help=f"dataset names; '{TEST_DATASET}' (tests/smoke runs only) trains the "
-                          "first dataset's models on dlib's in-memory dummy data")
-    sel.add_argument("--models", nargs="+", metavar="M", help="vae, factor_vae, beta_tc_vae")
-    sel.add_argument("--encoders", nargs="+", metavar="E",
-                     help="conv_encoder (vanilla), split_conv_encoder (split)")
-    sel.add_argument("--sigmas", nargs="+", metavar="S", help="noise correlation: 0, 0.9")
-    sel.add_argument("--seeds", nargs="+", metavar="S", help="seeds, e.g. 0 1 2 or 0-9")
-    sel.add_argument("--model_nums", nargs="+", metavar="N", help="model numbers of the study")
+    _add_filters(parser.add_argument_group("selection (default: the whole study)"))
+    parser.add_argument("--selections", metavar="FILE",
+                        help="instead of --study and the filters: a file of selections, one "
+                             "per line ('--study S [--datasets D ...] [--seeds ...]', '#' "
+                             "comments), run as one queue in the file's order; --steps and "
+                             "the execution options apply to all")
     ex = parser.add_argument_group("execution")
     ex.add_argument("--workers", type=int, default=1,
                     help="local jobs at a time (default: %(default)s)")
@@ -576,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="extra gin binding for every job (repeatable; part of its identity)")
     ex.add_argument("--max_jobs", type=int, metavar="K",
                     help="run at most K of the unfinished jobs (those that resume from a "
-                         "checkpoint first, then in model_num order; jobs running in "
+                         "checkpoint first, then in selection and model_num order; jobs "
+                         "running in "
                          "another process do not count), then stop; e.g. 1 to put the "
                          "next job on a core another runner's finished job left idle")
     ex.add_argument("--dry_run", action="store_true", help="print the plan and exit")
@@ -607,12 +680,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SplitencUserError(f"--workers must be >= 1, got {args.workers}")
     thread_env(args.threads_per_job)  # validates before any planning
-    jobs = plan_jobs(
-        args.study, args.output_directory, steps=args.steps, datasets=_split(args.datasets),
-        models=_split(args.models), encoders=_split(args.encoders),
-        sigmas=_floats(args.sigmas, "--sigmas"), seeds=_ints(args.seeds, "--seeds"),
-        model_nums=_ints(args.model_nums, "--model_nums"), gin_bindings=args.gin_bindings,
-        visualize=args.visualize, prune_heavy=args.prune_heavy)
+    if args.steps < 1:  # here, not per selection: it is the command's option
+        raise SplitencUserError(f"--steps must be a positive integer, got {args.steps!r}")
+    selections = _selections(args)
+    jobs, rank = [], {}  # rank: the first selection that names the job
+    for index, sel in enumerate(selections):
+        try:
+            planned = plan_jobs(
+                sel.study, args.output_directory, steps=args.steps,
+                datasets=_split(sel.datasets), models=_split(sel.models),
+                encoders=_split(sel.encoders), sigmas=_floats(sel.sigmas, "--sigmas"),
+                seeds=_ints(sel.seeds, "--seeds"),
+                model_nums=_ints(sel.model_nums, "--model_nums"),
+                gin_bindings=args.gin_bindings, visualize=args.visualize,
+                prune_heavy=args.prune_heavy)
+        except SplitencUserError as exc:
+            where = getattr(sel, "where", None)
+            raise (SplitencUserError(f"{where}: {exc}") if where else exc) from None
+        for job in planned:
+            if job.key not in rank:
+                rank[job.key] = index
+                jobs.append(job)
     if args.max_jobs is not None and args.max_jobs < 1:
         raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
     finished, pending = check_finished(jobs)
@@ -622,19 +710,22 @@ def _run(args: argparse.Namespace) -> int:
     pending = [job for job in pending if job not in running]
     # Jobs that can resume from a checkpoint go first: their compute is half spent.
     resume = {job.key: _resume_step(job.job_dir, job.spec) for job in pending}
-    pending.sort(key=lambda job: (resume[job.key] is None, job.spec.model_num))
+    pending.sort(key=lambda job: (resume[job.key] is None, rank[job.key], job.spec.model_num))
     later = pending[args.max_jobs:] if args.max_jobs is not None else []
     pending = pending[:len(pending) - len(later)]
     if pending and not args.dry_run:
         check_datasets(pending)
     where = f"Dask scheduler {args.scheduler}" if args.scheduler else \
         f"{args.workers} local worker(s)"
-    print(f"{args.study}: {len(jobs)} job(s) selected, {len(finished)} already finished, "
+    studies = sorted({job.spec.study for job in jobs})
+    where_out = os.path.join(args.output_directory, studies[0]) if len(studies) == 1 else \
+        f"{args.output_directory} ({', '.join(studies)})"
+    label = args.study or f"{args.selections} ({len(selections)} selection(s))"
+    print(f"{label}: {len(jobs)} job(s) selected, {len(finished)} already finished, "
           f"{len(pending)} to run on {where}"
           + (f", {len(running)} running in another process" if running else "")
           + (f" ({len(later)} left for later: --max_jobs)" if later else "")
-          + f"; {args.steps} steps each; output in "
-          f"{os.path.join(args.output_directory, args.study)}", flush=True)
+          + f"; {args.steps} steps each; output in {where_out}", flush=True)
     if args.dry_run:
         for job in jobs:
             step = resume.get(job.key)

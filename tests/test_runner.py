@@ -148,6 +148,46 @@ def test_bad_input_is_one_clear_error_before_any_job(tmp_path, args, message) ->
     assert not out.exists()
 
 
+def test_a_selections_file_is_one_queue_in_file_order(tmp_path) -> None:
+    selections = tmp_path / "grid.txt"
+    selections.write_text(
+        "# model 1 is in both lines: it runs once, with the first line\n"
+        f"--study {STUDY} --datasets dummy_data --models factor_vae --seeds 1  # models 1, 11\n"
+        "\n"
+        f"--study {STUDY} --datasets dummy_data --models factor_vae --encoders conv_encoder "
+        "--seeds 0-1\n")  # models 0, 1
+    plan = run_script("splitenc_reproduce", "--selections", str(selections), "--steps", "3",
+                      "--output_directory", str(tmp_path / "out"), "--max_jobs", "2",
+                      "--dry_run")
+    assert_ok(plan)
+    assert f"{selections} (2 selection(s)): 3 job(s) selected, 0 already finished, 2 to run" \
+        in plan.stdout
+    listed = re.findall(rf"{STUDY}/(\d+) +(to run|later) ", plan.stdout)
+    # File order before model_num order: model 0 comes from the second line.
+    assert listed == [("1", "to run"), ("11", "to run"), ("0", "later")], plan.stdout
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("lines", "extra", "message"), [
+    ([f"--study {STUDY} --datasets dummy_data", f"--study {STUDY} --bogus 1"], [],
+     "grid.txt, line 2: unrecognized arguments: --bogus 1"),
+    (["--datasets dummy_data"], [], "grid.txt, line 1: the following arguments are required"),
+    (["# nothing but a comment"], [], "has no selection lines"),
+    ([f"--study {STUDY} --models vae"], [], f"grid.txt, line 1: {STUDY} has no model vae"),
+    ([f"--study {STUDY}"], ["--study", STUDY, "--seeds", "0"],
+     "--selections replaces --study, --seeds: put them in the file's lines instead"),
+    (None, [], "cannot read --selections file"),
+])
+def test_a_bad_selections_file_is_one_clear_error(tmp_path, lines, extra, message) -> None:
+    selections = tmp_path / "grid.txt"
+    if lines is not None:
+        selections.write_text("\n".join(lines) + "\n")
+    proc = run_script("splitenc_reproduce", "--selections", str(selections), *extra,
+                      "--output_directory", str(tmp_path / "out"), "--dry_run")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 def _train_step(job: Path) -> int:
     return json.loads((job / "model/results/json/train_results.json").read_text())["global_step"]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import GIN_DIR, assert_ok, run_python, run_script
+from conftest import GIN_DIR, REPO, assert_ok, run_python, run_script
 
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.study_grid import (
@@ -64,6 +64,18 @@ def test_every_model_config_exists() -> None:
 ])
 def test_selection_expresses_the_campaign_parts(study, filters, expected_nums) -> None:
     assert [s.model_num for s in get_grid(study).select(**filters)] == expected_nums
+
+
+def test_the_campaign_selections_file_is_the_issue_grid_in_order(tmp_path) -> None:
+    # docs/results/campaign/selections.txt must plan exactly parts A, B, C above.
+    plan = run_script("splitenc_reproduce", "--selections",
+                      str(REPO / "docs" / "results" / "campaign" / "selections.txt"),
+                      "--steps", "100000", "--output_directory", str(tmp_path), "--dry_run")
+    assert_ok(plan)
+    a, b, c = "split_encoder_study_v1", "correlated_noise_study_v1", "split_encoder_study_v1"
+    expected = [f"{a}/{n}" for n in (20, 21, 22, 30, 31, 32)] \
+        + [f"{b}/{n}" for n in (20, 21, 30, 31)] + [f"{c}/{n}" for n in (10, 11)]
+    assert [line.split()[0] for line in plan.stdout.splitlines()[1:]] == expected
 
 
 def test_bad_names_are_one_clear_error() -> None:
