@@ -405,14 +405,56 @@ _STEP = re.compile(r"\] train step (\d+)/")
 _PHASE = re.compile(r"\[splitenc job [\d:]+\] (\S+(?: \S+)?)")
 
 
-def _job_status(job: Job) -> str | None:
-    """A short status of a running job from the end of its log (None if not started)."""
+_TIMED_STEP = re.compile(r"\[splitenc job (\d\d):(\d\d):(\d\d)\] train step (\d+)/")
+
+
+def training_rate(log: str, window: int = 10) -> float | None:
+    """Global steps per second over the last ``window`` progress lines of a job log.
+
+    Only the newest attempt counts (steps logged before a resume were another
+    process's). Timestamps are wall-clock ``HH:MM:SS``; a run across midnight
+    is unwrapped. None if there are fewer than two progress lines.
+    """
+    attempt = log.rsplit("resuming training from the checkpoint", 1)[-1]
+    points, offset, last = [], 0, None
+    for h, m, sec, step in _TIMED_STEP.findall(attempt):
+        t = int(h) * 3600 + int(m) * 60 + int(sec)
+        if last is not None and t + offset < last:
+            offset += 86400
+        last = t + offset
+        points.append((last, int(step)))
+    points = points[-window:]
+    if len(points) < 2 or points[-1][0] <= points[0][0] or points[-1][1] <= points[0][1]:
+        return None
+    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+
+
+def _log_tail(job: Job, size: int = 16384) -> str | None:
     try:
         with open(job.job_dir / LOG_FILE, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            tail = f.read().decode(errors="replace")
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode(errors="replace")
     except OSError:
+        return None
+
+
+def _running_state(job: Job) -> str:
+    """'running (train N/total, R steps/s, ~T to train)' for a dry run's plan."""
+    tail = _log_tail(job)
+    status = (_job_status(job, tail) or ": ?").split(": ", 1)[1]
+    rate = training_rate(tail or "")
+    steps = _STEP.findall(tail or "")
+    if rate and steps and status.startswith("train "):
+        left = max(0, job.spec.steps - int(steps[-1])) / rate
+        status += f", {rate:.1f} steps/s, ~{int(left // 3600)}h{int(left % 3600 // 60):02d}m left"
+    return f"running ({status})"
+
+
+def _job_status(job: Job, tail: str | None = None) -> str | None:
+    """A short status of a running job from the end of its log (None if not started)."""
+    tail = _log_tail(job) if tail is None else tail
+    if tail is None:
         return None
     phases = _PHASE.findall(tail)
     phase = phases[-1].split(":")[0] if phases else "starting"
@@ -729,13 +771,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for job in jobs:
             step = resume.get(job.key)
-            state = "finished" if job in finished else \
-                f"running ({(_job_status(job) or ': ?').split(': ', 1)[1]})" \
+            state = "finished" if job in finished else _running_state(job) \
                 if job in running else \
                 ("to run" if step is None else f"resume from {step}") if job in pending \
                 else "later"
             s = job.spec
-            print(f"  {job.key:32s} {state:30s} {s.dataset} {s.model} {s.encoder} "
+            print(f"  {job.key:32s} {state:54s} {s.dataset} {s.model} {s.encoder} "
                   f"sigma={s.sigma:g} seed={s.seed} ({s.config})")
         return 0
     elsewhere = [{"key": job.key, "status": "busy",

@@ -188,6 +188,25 @@ def test_a_bad_selections_file_is_one_clear_error(tmp_path, lines, extra, messag
     assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
+def test_training_rate_reads_the_newest_attempt_of_a_job_log() -> None:
+    from splitenc_plugin.runner import training_rate
+
+    def line(clock: str, step: int) -> str:
+        return f"[splitenc job {clock}] train step {step}/100000\n"
+
+    first = line("05:50:00", 9000) + line("05:51:40", 10000)  # 10 steps/s, then killed
+    resumed = "[splitenc job 06:04:11] resuming training from the checkpoint at step 9380/100000\n"
+    # Across midnight: 23:59:30 -> 00:00:50 is 80 s for 1,000 steps.
+    assert training_rate(first + resumed + line("23:59:30", 10000) + line("00:00:50", 11000)) \
+        == pytest.approx(12.5)
+    assert training_rate(first) == pytest.approx(10.0)
+    assert training_rate(first + resumed + line("06:05:00", 10000)) is None  # one point
+    # Only the last `window` lines: an early slow stretch does not count.
+    slow_then_fast = line("00:00:00", 0) + line("00:10:00", 1000) + line("00:11:40", 2000)
+    assert training_rate(slow_then_fast, window=2) == pytest.approx(10.0)
+    assert training_rate(slow_then_fast) == pytest.approx(2000 / 700)
+
+
 def _train_step(job: Path) -> int:
     return json.loads((job / "model/results/json/train_results.json").read_text())["global_step"]
 
@@ -259,7 +278,7 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         plan = run_script(*args[0:1], *args[1:], "--dry_run")
         assert_ok(plan)
         # The plan shows how far the running job is, from its log.
-        assert re.search(rf"{STUDY}/0 +running \(train \d+/1000000\) ", plan.stdout), \
+        assert re.search(rf"{STUDY}/0 +running \(train \d+/1000000[,)]", plan.stdout), \
             plan.stdout
         # A job running elsewhere takes no --max_jobs slot: the next job gets it.
         fill = run_script(*args[0:1], *args[1:], "--seeds", "0", "1", "--max_jobs", "1",
