@@ -718,12 +718,8 @@ def _report_busy(busy: list[dict]) -> None:
             print(f"  {o['key']}: {o['error']}", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise SplitencUserError(f"--workers must be >= 1, got {args.workers}")
-    thread_env(args.threads_per_job)  # validates before any planning
-    if args.steps < 1:  # here, not per selection: it is the command's option
-        raise SplitencUserError(f"--steps must be a positive integer, got {args.steps!r}")
+def _plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, int], str]:
+    """The command's jobs in selection order, each job's selection rank, and a label."""
     selections = _selections(args)
     jobs, rank = [], {}  # rank: the first selection that names the job
     for index, sel in enumerate(selections):
@@ -743,8 +739,20 @@ def _run(args: argparse.Namespace) -> int:
             if job.key not in rank:
                 rank[job.key] = index
                 jobs.append(job)
+    label = args.study or f"{args.selections} ({len(selections)} selection(s))"
+    return jobs, rank, label
+
+
+def _run(args: argparse.Namespace) -> int:
+    # The command's own options first: no planning with a bad one.
+    if args.workers < 1:
+        raise SplitencUserError(f"--workers must be >= 1, got {args.workers}")
+    thread_env(args.threads_per_job)
+    if args.steps < 1:
+        raise SplitencUserError(f"--steps must be a positive integer, got {args.steps!r}")
     if args.max_jobs is not None and args.max_jobs < 1:
         raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
+    jobs, rank, label = _plan(args)
     finished, pending = check_finished(jobs)
     # Jobs another runner is running are left alone and take no --max_jobs slot,
     # so a second runner can fill an idle core with the next job.
@@ -762,7 +770,6 @@ def _run(args: argparse.Namespace) -> int:
     studies = sorted({job.spec.study for job in jobs})
     where_out = os.path.join(args.output_directory, studies[0]) if len(studies) == 1 else \
         f"{args.output_directory} ({', '.join(studies)})"
-    label = args.study or f"{args.selections} ({len(selections)} selection(s))"
     print(f"{label}: {len(jobs)} job(s) selected, {len(finished)} already finished, "
           f"{len(pending)} to run on {where}"
           + (f", {len(running)} running in another process" if running else "")
