@@ -831,6 +831,10 @@ def main(argv: list[str] | None = None) -> int:
         print("splitenc_reproduce: interrupted; the same command resumes unfinished jobs "
               "from their last checkpoint (saved every 10 minutes)", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout was closed early (e.g. `--dry_run | head`); silence the exit flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0 if args.dry_run else EXIT_FAILED
 
 
 if __name__ == "__main__":
