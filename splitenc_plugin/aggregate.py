@@ -29,6 +29,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -253,7 +254,7 @@ def _mig_dramatically_lower(d: dict) -> str:
 
 # Compared column -> the paper's claims about the variant (Sec 5.1, 5.2) and
 # how each is judged from a row of summarize()'s differences.
-PAPER_CLAIMS: dict[str, tuple[tuple[str, object], ...]] = {
+PAPER_CLAIMS: dict[str, tuple[tuple[str, Callable[[dict], str]], ...]] = {
     "encoder": (("median MIG higher (Sec 5.2)", _median_mig_higher),
                 ("maximum MIG higher (Sec 5.2)", _max_mig_higher),
                 ("reconstruction loss lower (Sec 5.2)", _recon_lower)),
@@ -453,13 +454,13 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     verdicts = claim_verdicts(diffs) if not diffs.empty else pd.DataFrame()
     diff_table = diffs.drop(columns=[c for c in diffs.columns if c.startswith("_")])
     diff_table = diff_table.rename(columns={"d_mig_median": "Δ MIG median",
-                                       "d_mig_sampled_median": "Δ MIG (sampled) median",
-                                       "d_recon_median": "Δ recon. loss median",
-                                       "p_mig_higher": "P(MIG higher)",
-                                       "p_mig_mwu": "MWU p (MIG)",
-                                       "p_recon_higher": "P(recon. higher)",
-                                       "p_recon_mwu": "MWU p (recon.)",
-                                       "mig_per_seed": "MIG per seed (variant vs baseline)"})
+                                            "d_mig_sampled_median": "Δ MIG (sampled) median",
+                                            "d_recon_median": "Δ recon. loss median",
+                                            "p_mig_higher": "P(MIG higher)",
+                                            "p_mig_mwu": "MWU p (MIG)",
+                                            "p_recon_higher": "P(recon. higher)",
+                                            "p_recon_mwu": "MWU p (recon.)",
+                                            "mig_per_seed": "MIG per seed (variant vs baseline)"})
     table = ("## Per cell (MIG of the mean representation unless noted)\n\n"
              + _markdown(cell_table)
              + "\n## Differences of medians (variant − baseline)\n\n"
