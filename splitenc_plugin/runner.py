@@ -161,6 +161,10 @@ def _resume_step(job_dir: Path, spec: JobSpec) -> int | None:
     return resumable_step(job_dir) if _same_identity(job_dir, spec) else None
 
 
+def _busy_error(job_dir: Path) -> str:
+    return f"{_holder(job_dir)} is running this job (lock {lock_path(job_dir)})"
+
+
 def execute_job(job: dict, env: dict | None = None) -> dict:
     """Runs one job in a subprocess; called on the machine that runs it.
 
@@ -184,8 +188,7 @@ def execute_job(job: dict, env: dict | None = None) -> dict:
                "returncode": None, "elapsed": 0.0, "resumed_from": None, "error": ""}
     fd = _lock(job_dir)
     if fd is None:
-        return {**outcome, "status": "busy",
-                "error": f"{_holder(job_dir)} is running this job (lock {lock_path(job_dir)})"}
+        return {**outcome, "status": "busy", "error": _busy_error(job_dir)}
     try:
         done = read_done(job_dir)
         if done is not None:
@@ -440,28 +443,34 @@ def _log_tail(job: Job, size: int = 16384) -> str | None:
 
 
 def _running_state(job: Job) -> str:
-    """'running (train N/total, R steps/s, ~T to train)' for a dry run's plan."""
+    """'running (train N/total, R steps/s, ~T left)' for a dry run's plan."""
     tail = _log_tail(job)
-    status = (_job_status(job, tail) or ": ?").split(": ", 1)[1]
-    rate = training_rate(tail or "")
-    steps = _STEP.findall(tail or "")
-    if rate and steps and status.startswith("train "):
-        left = max(0, job.spec.steps - int(steps[-1])) / rate
+    if tail is None:
+        return "running (?)"
+    status, step = _job_phase(job, tail)
+    rate = training_rate(tail)
+    if rate and step is not None:
+        left = max(0, job.spec.steps - step) / rate
         status += f", {rate:.1f} steps/s, ~{int(left // 3600)}h{int(left % 3600 // 60):02d}m left"
     return f"running ({status})"
 
 
-def _job_status(job: Job, tail: str | None = None) -> str | None:
-    """A short status of a running job from the end of its log (None if not started)."""
-    tail = _log_tail(job) if tail is None else tail
-    if tail is None:
-        return None
+def _job_phase(job: Job, tail: str) -> tuple[str, int | None]:
+    """What a running job is doing, from the end of its log, and its last logged step."""
     phases = _PHASE.findall(tail)
     phase = phases[-1].split(":")[0] if phases else "starting"
     if phase.startswith((job.spec.study, "train")) or phase == "starting":
         steps = _STEP.findall(tail)
-        phase = f"train {steps[-1]}/{job.spec.steps}" if steps else "train"
-    return f"{job.spec.model_num}: {phase}"
+        if steps:
+            return f"train {steps[-1]}/{job.spec.steps}", int(steps[-1])
+        return "train", None
+    return phase, None
+
+
+def _job_status(job: Job) -> str | None:
+    """A short status of a running job from the end of its log (None if not started)."""
+    tail = _log_tail(job)
+    return None if tail is None else f"{job.spec.model_num}: {_job_phase(job, tail)[0]}"
 
 
 def _watch(bar, jobs: Sequence[Job], finished: set[str], stop: threading.Event) -> None:
@@ -691,8 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max_jobs", type=int, metavar="K",
                     help="run at most K of the unfinished jobs (those that resume from a "
                          "checkpoint first, then in selection and model_num order; jobs "
-                         "running in "
-                         "another process do not count), then stop; e.g. 1 to put the "
+                         "running in another process do not count), then stop; e.g. 1 to put the "
                          "next job on a core another runner's finished job left idle")
     ex.add_argument("--dry_run", action="store_true", help="print the plan and exit")
     ex.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -786,9 +794,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {job.key:32s} {state:54s} {s.dataset} {s.model} {s.encoder} "
                   f"sigma={s.sigma:g} seed={s.seed} ({s.config})")
         return 0
-    elsewhere = [{"key": job.key, "status": "busy",
-                  "error": f"{_holder(job.job_dir)} is running this job "
-                           f"(lock {lock_path(job.job_dir)})"} for job in running]
+    elsewhere = [{"key": job.key, "status": "busy", "error": _busy_error(job.job_dir)}
+                 for job in running]
     if not pending:
         print("nothing to do: every selected job is finished" if not running else
               "nothing to start: the unfinished jobs are running in another process")
