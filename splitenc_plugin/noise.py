@@ -127,11 +127,17 @@ def correlated_noise(z_mean, sigma: float | None = None,
     With ``sigma``: Sigma = (1 - sigma) I + sigma 11^T, sampled exactly as
     eps = sqrt(1 - sigma) n + sqrt(sigma) n0 1, with n ~ N(0, I_J) and one
     scalar n0 ~ N(0, 1) per example (Cov = (1 - sigma) I + sigma 11^T). n is
-    drawn first, exactly like dlib's noise, so sigma = 0 reproduces dlib's
-    samples value for value.
+    drawn first, exactly like dlib's noise.
 
     With ``correlation`` (a full J x J correlation matrix C): eps = n L^T with
     L the Cholesky factor of C.
+
+    sigma = 0 builds ``factorized_noise``'s single draw and no n0. In a seeded
+    TF1 graph every random op without its own seed takes the graph's count of
+    such ops as its seed, so an extra draw here, even at weight 0, would reseed
+    every later one (the decoder's and FactorVAE discriminator's initializers,
+    FactorVAE's code shuffling). With this shortcut a sigma sweep's sigma = 0
+    model is dlib's, value for value.
 
     Args:
       z_mean: Tensor [batch, num_latent]; only its shape is used.
@@ -154,6 +160,8 @@ def correlated_noise(z_mean, sigma: float | None = None,
 
     if sigma is not None:
         sigma = validate_sigma(sigma)
+        if sigma == 0.0:
+            return factorized_noise(z_mean)
         n = tf.random_normal(tf.shape(z_mean), 0, 1)
         n0 = tf.random_normal(tf.stack([tf.shape(z_mean)[0], 1]), 0, 1)
         return math.sqrt(1.0 - sigma) * n + math.sqrt(sigma) * n0
