@@ -15,8 +15,10 @@ writes, into ``DIR`` (or ``--output_dir``):
   fixed decision rule (:func:`claim_verdicts`);
 * ``figures/*.png`` — MIG violins (Figs 2, 3, 5, 7), MIG vs reconstruction
   (Figs 4, 6, 8) and reconstructions + traversals of each cell's best-MIG
-  model (Appendix C; made with dlib's ``visualize_model`` from the job's
-  ``visualizations/`` or, if absent, its TF-Hub module).
+  model (Appendix C; made with dlib's ``visualize_model`` and
+  :mod:`splitenc_plugin.traversals` from the job's ``visualizations/`` or, if
+  absent, its TF-Hub module; traversals over each latent's fitted ±2σ range
+  where the job has them, else dlib's [-1, 1] stills).
 
 A job counts if it has ``done.json`` (splitenc_reproduce) or, for plain
 dlib_reproduce output, MIG results for both representations; unfinished jobs
@@ -38,6 +40,7 @@ import pandas as pd
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.job import DONE_FILE, JOB_FILE, read_done
 from splitenc_plugin.study_grid import get_grid
+from splitenc_plugin.traversals import FITTED_DIR
 
 __all__ = ["COLUMNS", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate", "claim_verdicts",
            "load_results", "main", "summarize"]
@@ -336,7 +339,8 @@ def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
 
     Uses ``JOB/visualizations`` when the job made it (``--visualize``);
     otherwise runs dlib's ``visualize_model.visualize`` (without the GIF
-    animations) on the job's TF-Hub module into ``cache``, in one subprocess.
+    animations) and :func:`~splitenc_plugin.traversals.visualize_fitted_traversals`
+    on the job's TF-Hub module into ``cache``, in one subprocess.
     Jobs with neither (pruned) are left out.
     """
     found, todo = {}, []
@@ -350,12 +354,14 @@ def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
         elif (job / "model" / "tfhub").is_dir():
             todo.append(job)
     if todo:
-        code = ("import shutil, sys\n"
+        code = ("import os, shutil, sys\n"
                 "from disentanglement_lib.visualize import visualize_model\n"
+                "from splitenc_plugin.traversals import FITTED_DIR, visualize_fitted_traversals\n"
                 "args = sys.argv[1:]\n"
                 "for model_dir, out in zip(args[::2], args[1::2]):\n"
                 "    shutil.rmtree(out, ignore_errors=True)\n"
-                "    visualize_model.visualize(model_dir, out, num_animations=0)\n")
+                "    visualize_model.visualize(model_dir, out, num_animations=0)\n"
+                "    visualize_fitted_traversals(model_dir, os.path.join(out, FITTED_DIR))\n")
         args = []
         for job in todo:
             args += [str(job / "model"), str(cache / f"{job.parent.name}-{job.name}")]
@@ -441,8 +447,12 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                 appendix_notes.append(f"{study_name}/{row['model_num']}: no visualizations "
                                       "and no TF-Hub module (pruned): left out of Appendix C")
                 continue
-            panels.append((label, path / "reconstructions" / "reconstructions.jpg",
-                           path / "traversals" / "traversals0.jpg"))
+            fitted = path / FITTED_DIR / "traversals0.jpg"
+            traversal, caption = ((fitted, "latent traversals (column: latent, row: its fitted ±2σ range)")
+                                  if fitted.is_file() else
+                                  (path / "traversals" / "traversals0.jpg",
+                                   "latent traversals (column: latent, row: value in [-1, 1])"))
+            panels.append((label, path / "reconstructions" / "reconstructions.jpg", traversal, caption))
         if panels:
             written.append(figures.appendix_c(panels, study_name, dataset,
                                               fig_dir / f"{stem}_appendix_c.png"))

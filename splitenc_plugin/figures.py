@@ -7,7 +7,7 @@
   blue circles, the variant as red triangles (Figs 4, 6, 8).
 * :func:`appendix_c` — reconstructions and latent traversals of the best-MIG
   model of each cell (Appendix C, Figs 9-11), from images made by dlib's
-  ``visualize_model``.
+  ``visualize_model`` and :mod:`splitenc_plugin.traversals`.
 
 Every function writes one PNG and returns its path. Only the Agg backend is
 used, so no display is needed.
@@ -137,14 +137,16 @@ def mig_vs_reconstruction(frame: pd.DataFrame, study: str, dataset: str, out: Pa
     return out
 
 
-def appendix_c(panels: Sequence[tuple[str, Path, Path]], study: str, dataset: str,
+def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, dataset: str,
                out: Path) -> Path:
     """Reconstructions and traversals of the best-MIG model of each cell (Appendix C).
 
     Args:
-      panels: (label, reconstructions image, traversal image) per cell; the
-        images are dlib visualize_model's ``reconstructions/reconstructions.jpg``
-        and ``traversals/traversals0.jpg``.
+      panels: (label, reconstructions image, traversal image, traversal caption)
+        per cell; the images are dlib visualize_model's
+        ``reconstructions/reconstructions.jpg`` and either
+        ``traversals_fitted/traversals0.jpg`` (:mod:`splitenc_plugin.traversals`)
+        or dlib's ``traversals/traversals0.jpg``, from the same input.
       study: Study name (title).
       dataset: Dataset name (title).
       out: PNG path to write.
@@ -153,10 +155,9 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path]], study: str, dataset: st
       ``out``.
     """
     fig, axes = plt.subplots(len(panels), 2, figsize=(9, 4.6 * len(panels)), squeeze=False)
-    for row, (label, recon, traversal) in zip(axes, panels):
+    for row, (label, recon, traversal, caption) in zip(axes, panels):
         for ax, path, what in zip(row, (recon, traversal),
-                                  ("reconstructions (input | output)",
-                                   "latent traversals (column: latent, row: value in [-1, 1])")):
+                                  ("reconstructions (input | output)", caption)):
             ax.imshow(mpimg.imread(path), cmap="gray")
             ax.set_title(f"{label}\n{what}", fontsize=9)
             ax.axis("off")

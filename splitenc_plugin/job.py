@@ -6,7 +6,9 @@ options, written by the runner) with dlib's Python API, in exactly the order
 and with exactly the seeds of dlib's ``dlib_reproduce``:
 
 1. ``train.train_with_gin(JOB_DIR/model, False, [config], bindings)``;
-2. (``--visualize``) ``visualize_model.visualize(JOB_DIR/model, JOB_DIR/visualizations)``;
+2. (``--visualize``) ``visualize_model.visualize(JOB_DIR/model, JOB_DIR/visualizations)``,
+   then still traversals over each latent's fitted ±2σ range into
+   ``JOB_DIR/visualizations/traversals_fitted`` (:mod:`splitenc_plugin.traversals`);
 3. for each postprocess config (sorted), ``postprocess_with_gin`` into
    ``JOB_DIR/postprocessed/<name>`` with ``postprocess.random_seed`` drawn from
    ``np.random.RandomState(0)``;
@@ -296,9 +298,17 @@ def run(job_dir: str | os.PathLike) -> dict:
     if options.get("visualize"):
         from disentanglement_lib.visualize import visualize_model
 
+        from splitenc_plugin.traversals import FITTED_DIR, visualize_fitted_traversals
+
         _log("visualizing the model (dlib visualize_model)")
         t = time.time()
         visualize_model.visualize(model_dir, str(job_dir / "visualizations"), False)
+        _log("visualizing the model (traversals over each latent's fitted ±2σ range)")
+        try:
+            visualize_fitted_traversals(model_dir, job_dir / "visualizations" / FITTED_DIR)
+        except Exception as exc:  # noqa: BLE001 - an extra picture must not cost the trained model
+            _log(f"warning: fitted traversals not written ({type(exc).__name__}: {exc}); "
+                 "dlib's own visualizations are complete")
         timings["visualize"] = time.time() - t
 
     # As dlib_reproduce: one master seed for postprocessing and evaluation.

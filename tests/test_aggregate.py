@@ -123,6 +123,12 @@ def test_figures_are_valid_pngs_with_content(tiny_run) -> None:
             pixels = np.asarray(image.convert("L"), dtype=float)
         assert min(pixels.shape) >= 300 and pixels.std() > 5, name  # not blank
         assert str(path) in tiny_run["agg"].stdout
+    # The jobs ran without --visualize: Appendix C made both kinds of traversals
+    # from their TF-Hub modules (dlib's [-1, 1] stills and the fitted-range ones).
+    for num in (0, 11):
+        made = fig_dir / "visualizations" / f"{STUDY}-{num}"
+        assert (made / "traversals" / "traversals0.jpg").is_file()
+        assert (made / "traversals_fitted" / "traversals0.jpg").is_file()
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -19,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import BIN_DIR, assert_ok, run_script
 
@@ -321,6 +322,8 @@ def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:
     kept = job / "visualizations"
     assert (kept / "reconstructions" / "reconstructions.jpg").is_file()
     assert len(list((kept / "traversals").glob("traversals*.jpg"))) == 10  # one per latent
+    assert len(list((kept / "traversals_fitted").glob("traversals*.jpg"))) == 10
+    assert np.loadtxt(kept / "traversals_fitted" / "values.csv", delimiter=",").shape == (11, 10)
     assert not list(job.rglob("*.gif")) and not list(job.rglob("tfhub"))
     result = aggregate(tmp_path, tmp_path / "agg")
     assert tmp_path / "agg" / "figures" / f"{STUDY}_dummy_data_appendix_c.png" in \
