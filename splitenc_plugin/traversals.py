@@ -1,9 +1,9 @@
 """Still latent traversals over each latent's fitted ±2σ range, for Appendix C.
 
 dlib's ``visualize_model`` writes still traversals (``traversals/traversals{i}.jpg``)
-that set every latent to the same values, ``linspace(-1, 1, 11)``. A latent whose
-codes spread far beyond [-1, 1] (common for β-TCVAE and FactorVAE, whose
-aggregate posterior is not pulled to N(0, 1)) barely moves there. dlib itself
+that set every latent to the same values, ``linspace(-1, 1, 11)``, whatever its
+spread: a latent whose codes spread far beyond [-1, 1] barely moves there, and
+one whose codes fill a narrow band is decoded outside it. dlib itself
 covers each latent's own range only in its GIF animations: its
 ``conf_interval_cycle{i}.gif`` cycles latent j linearly through loc_j ± 2·scale_j
 of a Gaussian fitted to the 64 encoded inputs (loc = mean of the means,
