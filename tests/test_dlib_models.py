@@ -111,9 +111,10 @@ def _initial_values(model_name: str, noise_bindings: list[str]) -> list[np.ndarr
     model_cls = _parse(model_name, [], noise_bindings)
     with tf.Graph().as_default():
         _, spec = _build(model_cls, seed=7)
-        # No training step: dlib's FactorVAE groups two optimizers whose variable
-        # reads race within a step, so even stock dlib's updates are not repeatable.
-        # One thread: CPU reductions then sum in a fixed order.
+        # No training step: Adam's first update is lr * g / |g|, which turns a
+        # last-bit difference in a near-zero gradient into a 2 * lr jump, and one
+        # of three such comparisons differed so (up to 2e-4 in e1's kernel) even on
+        # one thread. One thread: CPU reductions sum in a fixed order.
         single_thread = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
         with tf.Session(config=single_thread) as sess:
             sess.run(tf.global_variables_initializer())
