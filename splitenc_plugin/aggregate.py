@@ -354,14 +354,26 @@ def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
         elif (job / "model" / "tfhub").is_dir():
             todo.append(job)
     if todo:
-        code = ("import os, shutil, sys\n"
+        # One model's failure (e.g. a corrupt module) must not cost the others
+        # their pictures, nor a fitted-traversal failure the model's dlib stills.
+        code = ("import os, shutil, sys, traceback\n"
                 "from disentanglement_lib.visualize import visualize_model\n"
                 "from splitenc_plugin.traversals import FITTED_DIR, visualize_fitted_traversals\n"
-                "args = sys.argv[1:]\n"
+                "args, failed = sys.argv[1:], False\n"
                 "for model_dir, out in zip(args[::2], args[1::2]):\n"
                 "    shutil.rmtree(out, ignore_errors=True)\n"
-                "    visualize_model.visualize(model_dir, out, num_animations=0)\n"
-                "    visualize_fitted_traversals(model_dir, os.path.join(out, FITTED_DIR))\n")
+                "    for make in (lambda: visualize_model.visualize(\n"
+                "                     model_dir, out, num_animations=0),\n"
+                "                 lambda: visualize_fitted_traversals(\n"
+                "                     model_dir, os.path.join(out, FITTED_DIR))):\n"
+                "        try:\n"
+                "            make()\n"
+                "        except Exception:\n"
+                "            failed = True\n"
+                "            print(f'{model_dir}:', traceback.format_exc(limit=3),\n"
+                "                  file=sys.stderr)\n"
+                "            break\n"
+                "sys.exit(1 if failed else 0)\n")
         args = []
         for job in todo:
             args += [str(job / "model"), str(cache / f"{job.parent.name}-{job.name}")]
@@ -369,7 +381,8 @@ def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
         proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
                               text=True, check=False)
         if proc.returncode != 0:
-            print(f"warning: dlib visualize_model failed:\n{proc.stderr[-2000:]}",
+            print("warning: visualizing some models failed (Appendix C leaves them out "
+                  f"or shows dlib's [-1, 1] traversals):\n{proc.stderr[-3000:]}",
                   file=sys.stderr)
         for job in todo:
             out = cache / f"{job.parent.name}-{job.name}"

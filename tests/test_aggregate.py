@@ -265,3 +265,21 @@ def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) ->
     # The job is redone (same directory, new model): the cached pictures show the old one.
     (job / "done.json").write_text(json.dumps({"identity": {}, "finished_at": "second"}))
     assert _visualize([job], cache) == {}  # no TF-Hub module to redo them from: left out
+
+
+def test_one_unreadable_module_does_not_cost_the_others_their_pictures(
+        tiny_run, tmp_path: Path, capsys) -> None:
+    from splitenc_plugin.aggregate import _visualize
+
+    broken = tmp_path / "runs" / STUDY / "7"
+    (broken / "model" / "tfhub").mkdir(parents=True)
+    (broken / "model" / "tfhub" / "saved_model.pb").write_bytes(b"not a saved model")
+    (broken / "done.json").write_text(json.dumps({"identity": {}, "finished_at": "x"}))
+    good = tiny_run["out"] / STUDY / "0"
+    cache = tmp_path / "cache"
+    found = _visualize([broken, good], cache)  # the broken model comes first
+    assert found == {good: cache / f"{STUDY}-0"}
+    assert (found[good] / "traversals" / "traversals0.jpg").is_file()
+    assert (found[good] / "traversals_fitted" / "traversals0.jpg").is_file()
+    warning = capsys.readouterr().err
+    assert "visualizing some models failed" in warning and str(broken / "model") in warning
