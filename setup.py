@@ -47,15 +47,30 @@ STACK = [
 ]
 
 
+# The shipped gin configs live at the repository's top level (beside the code
+# in a checkout, where dlib users expect them); a wheel carries them inside the
+# package, where splitenc_plugin.gin_dir() looks first.
+GIN_DIR = "gin"
+GIN_TARGET = os.path.join("splitenc_plugin", "gin")
+
+
 class BuildPyWithPth(build_py):
-    """Also places the start-up hook's .pth file at the top of the wheel."""
+    """Also places the start-up hook's .pth file at the top of the wheel and the gin configs in the package."""
 
     def run(self):
         super().run()
         self.copy_file(PTH_FILE, os.path.join(self.build_lib, PTH_FILE))
+        self.copy_tree(GIN_DIR, os.path.join(self.build_lib, GIN_TARGET))
 
     def get_outputs(self, include_bytecode=True):
-        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH_FILE)]
+        gin_files = [os.path.join(self.build_lib, GIN_TARGET, os.path.relpath(path, GIN_DIR))
+                     for path in _files_under(GIN_DIR)]
+        return (super().get_outputs(include_bytecode)
+                + [os.path.join(self.build_lib, PTH_FILE)] + gin_files)
+
+
+def _files_under(top):
+    return [os.path.join(root, name) for root, _, names in os.walk(top) for name in names]
 
 
 setup(

@@ -22,11 +22,12 @@ def run_script(name: str, *args: str, env: dict | None = None, cwd: str | Path |
                           env=full_env, cwd=cwd, timeout=timeout, check=False)
 
 
-def run_python(code: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_python(code: str, env: dict | None = None, timeout: float = 600,
+               cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """Runs code in a fresh interpreter of the test venv (start-up hook active)."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, check=False)
+                          env=full_env, cwd=cwd, timeout=timeout, check=False)
 
 
 def assert_ok(proc: subprocess.CompletedProcess) -> None:
