@@ -2,17 +2,22 @@
 
 ``python -m splitenc_plugin.job JOB_DIR`` runs the job described by
 ``JOB_DIR/job.json`` (a :class:`~splitenc_plugin.study_grid.JobSpec` plus
-options, written by the runner) with dlib's Python API, in exactly the order
-and with exactly the seeds of dlib's ``dlib_reproduce``:
+options, written by the runner) with dlib's Python API, in the order of dlib's
+``dlib_reproduce`` and with its seeding scheme (one ``RandomState(0)`` master
+state, one draw per step). Unlike ``dlib_reproduce``, configs are ordered by
+name, not by file path (so that the seeds do not depend on where dlib and the
+plugin are installed), and only the pairs of
+:func:`~splitenc_plugin.study_grid.evaluation_pairs` are evaluated and draw a
+seed:
 
 1. ``train.train_with_gin(JOB_DIR/model, False, [config], bindings)``;
 2. (``--visualize``) ``visualize_model.visualize(JOB_DIR/model, JOB_DIR/visualizations)``,
    then still traversals over each latent's fitted ±2σ range into
    ``JOB_DIR/visualizations/traversals_fitted`` (:mod:`splitenc_plugin.traversals`);
-3. for each postprocess config (sorted), ``postprocess_with_gin`` into
+3. for each postprocess config (by name), ``postprocess_with_gin`` into
    ``JOB_DIR/postprocessed/<name>`` with ``postprocess.random_seed`` drawn from
    ``np.random.RandomState(0)``;
-4. for each representation and each metric, ``evaluate_with_gin`` into
+4. for each meaningful (representation, metric) pair, ``evaluate_with_gin`` into
    ``JOB_DIR/metrics/<rep>/<metric>`` with the next seeds of the same state.
 
 The layout is dlib_reproduce's, so ``dlib_aggregate_results`` works on it too.

@@ -16,8 +16,8 @@ Sigma = (1 - sigma) I + sigma 11^T (Eq 13), deliberately violates that.
 Every model that derives from dlib's GaussianEncoderModel (vae, annealed_vae,
 factor_vae, dip_vae, beta_tc_vae) and the TF-Hub export's "reconstructions"
 signature go through this one method. dlib's "sampled" postprocessing draws its
-own factorized numpy noise from the exported mean / log-variance and is not
-affected.
+own factorized noise (an unseeded ``tf.random_normal``) from the exported mean /
+log-variance and is not affected.
 
 TensorFlow is imported inside the functions, so importing this module (and
 ``splitenc_plugin``) does not import it.
@@ -150,12 +150,7 @@ def correlated_noise(z_mean, sigma: float | None = None,
     Raises:
       ConfigError: if neither or both are bound, or a value is invalid.
     """
-    if (sigma is None) == (correlation is None):
-        raise ConfigError(
-            "correlated_noise needs exactly one of correlated_noise.sigma (Eq 13, "
-            "e.g. 0.9) or correlated_noise.correlation (a J x J matrix); "
-            f"got sigma={sigma!r}, correlation={'set' if correlation is not None else None}."
-        )
+    _check_exactly_one(sigma, correlation)
     import tensorflow.compat.v1 as tf
 
     if sigma is not None:
@@ -195,6 +190,17 @@ def reparameterization(z_mean, z_logvar, noise_fn: NoiseFn = factorized_noise):
     return tf.add(z_mean, scale * noise_fn(z_mean), name="sampled_latent_variable")
 
 
+def _check_exactly_one(sigma: float | None, correlation: object | None) -> None:
+    if (sigma is None) == (correlation is None):
+        raise ConfigError(
+            "correlated_noise needs exactly one of correlated_noise.sigma (Eq 13, "
+            "e.g. 0.9) or correlated_noise.correlation (a J x J matrix); "
+            f"got sigma={sigma!r}, correlation={'set' if correlation is not None else None}. "
+            "To use a matrix with a config that binds sigma (fragments/correlated_noise.gin), "
+            "also bind correlated_noise.sigma = None."
+        )
+
+
 def noise_covariance(sigma: float, num_latent: int) -> np.ndarray:
     """Sigma = (1 - sigma) I + sigma 11^T (Eq 13), as a numpy array."""
     sigma = validate_sigma(sigma)
@@ -209,13 +215,19 @@ def preflight() -> None:
     """
     import gin
 
-    bound = {}
-    for param in ("sigma", "correlation"):
+    def bound(name: str) -> object | None:
         try:
-            bound[param] = gin.query_parameter(f"correlated_noise.{param}")
-        except ValueError:
-            pass
-    if "sigma" in bound and bound["sigma"] is not None:
-        validate_sigma(bound["sigma"])
-    if "correlation" in bound and bound["correlation"] is not None:
-        validate_correlation(bound["correlation"])
+            return gin.query_parameter(name)
+        except ValueError:  # unbound (or only in a scope): the graph build decides
+            return None
+
+    sigma, correlation = bound("correlated_noise.sigma"), bound("correlated_noise.correlation")
+    if sigma is not None:
+        validate_sigma(sigma)
+    if correlation is not None:
+        num_latent = bound("encoder.num_latent")
+        validate_correlation(correlation, num_latent if isinstance(num_latent, int) else None)
+    noise_fn = bound("reparameterization.noise_fn")
+    configurable = getattr(noise_fn, "configurable", None)  # a gin @reference
+    if getattr(configurable, "name", None) == "correlated_noise":
+        _check_exactly_one(sigma, correlation)

@@ -11,7 +11,8 @@ The grids (which model_num is which dataset / model / encoder / sigma / seed)
 live in :mod:`splitenc_plugin.study_grid`, which needs neither TensorFlow nor
 dlib; this module only adapts them to dlib's ``Study`` interface. Both studies
 postprocess with dlib's ``mean`` and ``sampled`` representations and evaluate
-dlib's MIG config, exactly like dlib's ``unsupervised_study_v1``.
+dlib's MIG config, exactly like dlib's ``unsupervised_study_v1``, and add our
+``mean_logvar`` representation with the MI decomposition metric.
 
 This module imports dlib; ``import splitenc_plugin`` does not import it.
 """

@@ -305,9 +305,10 @@ class JobSpec:
       steps: ``model.training_steps``.
       dataset, model, encoder, sigma, seed: The model's grid point (dataset
         after any override).
-      postprocess_configs: dlib postprocess configs (relative to dlib's
-        ``config/unsupervised_study_v1``).
-      eval_configs: dlib metric configs (same).
+      postprocess_configs: Representation configs as ``dlib:`` references
+        (dlib's ``config/unsupervised_study_v1`` files) or ``plugin:`` ones
+        (ours, in ``gin/``); see :data:`POSTPROCESS_CONFIGS`.
+      eval_configs: Metric configs, referenced the same way.
     """
 
     study: str

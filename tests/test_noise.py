@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import disentanglement_lib.methods.shared.architectures  # noqa: F401 - registers encoder.*
 import disentanglement_lib.methods.unsupervised.gaussian_encoder_model as gem
 import gin
 import numpy as np
@@ -107,6 +108,40 @@ def test_invalid_correlation_matrix_names_the_binding(matrix, problem, clean_gin
 def test_correlated_noise_needs_exactly_one_setting(clean_gin) -> None:
     with pytest.raises(ConfigError, match="exactly one"):
         _draw(["reparameterization.noise_fn = @correlated_noise"], batch=2)
+
+
+IDENTITY = np.eye(NUM_LATENT).tolist()
+
+
+@pytest.mark.parametrize(("bindings", "message"), [
+    # Neither setting, with the correlated sampler selected.
+    (["reparameterization.noise_fn = @correlated_noise"], "exactly one"),
+    # A matrix on top of the shipped fragment's sigma = 0.9: the fix is named.
+    (["include 'fragments/correlated_noise.gin'",
+      f"correlated_noise.correlation = {IDENTITY}"], r"correlated_noise\.sigma = None"),
+    # A matrix that does not match encoder.num_latent (the only place it is known
+    # before the graph is built).
+    (["reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = None",
+      f"encoder.num_latent = {NUM_LATENT + 4}", f"correlated_noise.correlation = {IDENTITY}"],
+     rf"is {NUM_LATENT} x {NUM_LATENT} but the encoder has {NUM_LATENT + 4} latents"),
+])
+def test_preflight_catches_what_the_graph_build_would(bindings, message, clean_gin) -> None:
+    gin.parse_config(bindings)
+    with pytest.raises(ConfigError, match=message):
+        noise.preflight()
+
+
+@pytest.mark.parametrize("bindings", [
+    [],  # dlib's factorized noise: nothing to check
+    ["include 'fragments/correlated_noise.gin'", f"encoder.num_latent = {NUM_LATENT}"],
+    ["reparameterization.noise_fn = @correlated_noise", f"encoder.num_latent = {NUM_LATENT}",
+     f"correlated_noise.correlation = {IDENTITY}"],
+])
+def test_preflight_passes_valid_settings(bindings, clean_gin) -> None:
+    gin.parse_config(bindings)
+    noise.preflight()
+    if bindings:  # and the graph build agrees
+        _draw([], batch=2)
 
 
 def test_every_dlib_vae_samples_through_the_hook() -> None:
