@@ -7,7 +7,7 @@ Usage::
         [--sigmas S ...] [--seeds 0 1 ...] [--model_nums N ...] \\
         [--workers K | --scheduler ADDRESS] [--threads_per_job T] \\
         [--visualize] [--prune_heavy] [--max_jobs K] \\
-        [--gin_bindings B ...] [--dry_run]
+        [--gin_bindings B]... [--dry_run]
     splitenc_reproduce --selections FILE --output_directory runs [--steps N] ...
 
 ``--selections`` runs several slices (one per line of FILE, in the syntax of
@@ -77,6 +77,7 @@ from splitenc_plugin.study_grid import (
     GRIDS,
     TEST_DATASET,
     JobSpec,
+    check_extra_bindings,
     get_grid,
     make_job_spec,
 )
@@ -278,6 +279,7 @@ def plan_jobs(study: str, output_directory: str | os.PathLike, *, steps: int,
       SplitencUserError: For any invalid input or an empty selection.
     """
     grid = get_grid(study)
+    check_extra_bindings(gin_bindings)
     if not isinstance(steps, int) or steps < 1:
         raise SplitencUserError(f"--steps must be a positive integer, got {steps!r}")
     override = None
@@ -696,7 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="after a job finishes, delete its checkpoints, TF-Hub modules and "
                          "GIFs, keeping only what splitenc_aggregate reads")
     ex.add_argument("--gin_bindings", action="append", default=[], metavar="B",
-                    help="extra gin binding for every job (repeatable; part of its identity)")
+                    help="extra gin binding for every job (one per flag, repeatable; part of "
+                         "its identity); not the grid's own parameters (dataset, model, "
+                         "encoder, sigma, seed, steps: use their options)")
     ex.add_argument("--max_jobs", type=int, metavar="K",
                     help="run at most K of the unfinished jobs (those that resume from a "
                          "checkpoint first, then in selection and model_num order; jobs "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import tokenize
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -343,6 +344,58 @@ class JobSpec:
 
 def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
+
+
+# Parameters that each job's spec fixes (its grid point, and what
+# dlib_reproduce prepends): an extra binding of one would train something other
+# than what the job records, so results would be filed under the wrong grid
+# point. Value: how to get a different one.
+GRID_BINDINGS = {
+    "model.name": "it is the model's gin config name",
+    "model.model_num": "it is the job's model number",
+    "model.training_steps": "use --steps",
+    "model.random_seed": "use --seeds",
+    "dataset.name": "use --datasets",
+    "model.model": "use --models",
+    "encoder.encoder_fn": "use --encoders",
+    "reparameterization.noise_fn": "use --sigmas",
+    "correlated_noise.sigma": "use --sigmas",
+}
+
+
+def check_extra_bindings(bindings: Sequence[str]) -> None:
+    """Rejects extra bindings that do not parse or that override a job's grid point.
+
+    Parsed with gin's parser alone (no configurable is looked up, so neither
+    TensorFlow nor dlib is imported); unknown names surface in the job itself.
+
+    Args:
+      bindings: ``--gin_bindings`` values, e.g. ``"model.eval_steps = 5"``.
+
+    Raises:
+      SplitencUserError: naming the binding and the option to use instead.
+    """
+    from gin import config, config_parser
+
+    for binding in bindings:
+        try:
+            statements = list(config_parser.ConfigParser(
+                binding, config.ParserDelegate(skip_unknown=True)))
+        except (SyntaxError, ValueError, tokenize.TokenError) as exc:
+            raise SplitencUserError(
+                f"--gin_bindings {binding!r} is not a gin binding ({exc}); "
+                "write one 'name.parameter = value' per --gin_bindings") from None
+        for statement in statements:
+            if not isinstance(statement, config_parser.BindingStatement):
+                raise SplitencUserError(
+                    f"--gin_bindings {binding!r} is not a binding; import and include "
+                    "statements belong in a gin config")
+            key = f"{statement.selector.split('.')[-1]}.{statement.arg_name}"
+            if key in GRID_BINDINGS:
+                raise SplitencUserError(
+                    f"--gin_bindings {binding!r} sets {key}, which each job of a study fixes "
+                    f"({GRID_BINDINGS[key]}); the job would record one grid point and "
+                    "train another")
 
 
 def make_job_spec(study: str, model_num: int, steps: int = DEFAULT_TRAINING_STEPS,

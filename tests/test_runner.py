@@ -137,6 +137,16 @@ def test_a_broken_binding_fails_its_job_alone(tmp_path) -> None:
     (["--study", STUDY, "--workers", "0"], "--workers must be >= 1"),
     (["--study", STUDY, "--threads_per_job", "0"], "--threads_per_job must be >= 1"),
     (["--study", STUDY, "--datasets", "smallnorb"], "dataset 'smallnorb' is missing"),
+    # Grid parameters have their own options: as bindings they would be recorded
+    # as one grid point and train another.
+    (["--study", STUDY, "--gin_bindings", "model.training_steps = 5000"],
+     "sets model.training_steps, which each job of a study fixes (use --steps)"),
+    (["--study", STUDY, "--gin_bindings", "train/dataset.name = 'cars3d'"],
+     "sets dataset.name, which each job of a study fixes (use --datasets)"),
+    (["--study", STUDY, "--gin_bindings", "model.eval_steps = 5",
+      "--gin_bindings", "correlated_noise.sigma = 0.5"], "(use --sigmas)"),
+    (["--study", STUDY, "--gin_bindings", "model.eval_steps = [5"], "is not a gin binding"),
+    (["--study", STUDY, "--gin_bindings", "model.eval_steps"], "is not a gin binding"),
 ])
 def test_bad_input_is_one_clear_error_before_any_job(tmp_path, args, message) -> None:
     empty_root = tmp_path / "data"
