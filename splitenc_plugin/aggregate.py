@@ -78,15 +78,28 @@ def _mi_fields(job_dir: Path) -> dict:
             for column, field in MI_FIELDS.items()}
 
 
+def _sigma(cfg: dict) -> float:
+    """Eq 13's sigma of a model (0 for dlib's factorized noise); NaN for a full matrix.
+
+    A model trained with ``correlated_noise.correlation`` records
+    ``correlated_noise.sigma = None``: it forms its own cells (shown as
+    "matrix") and takes part in no comparison.
+    """
+    noise = _gin_value(cfg.get("train_config.reparameterization.noise_fn", "factorized_noise"))
+    if noise != "correlated_noise":
+        return 0.0
+    try:
+        return float(_gin_value(cfg.get("train_config.correlated_noise.sigma", "None")))
+    except ValueError:
+        return np.nan
+
+
 def _row(study: str, job_dir: Path) -> dict | None:
     evals = {rep: job_dir / "metrics" / rep / "mig" / _EVAL for rep in REPRESENTATIONS}
     if not all(path.is_file() for path in evals.values()):
         return None
     records = {rep: json.loads(path.read_text()) for rep, path in evals.items()}
     cfg = records["mean"]
-    noise = _gin_value(cfg.get("train_config.reparameterization.noise_fn", "factorized_noise"))
-    sigma = float(cfg.get("train_config.correlated_noise.sigma", 0.0)) \
-        if noise == "correlated_noise" else 0.0
     resumed = (read_done(job_dir) or {}).get("resumed_from_steps", [])
     return {
         "study": study,
@@ -94,7 +107,7 @@ def _row(study: str, job_dir: Path) -> dict | None:
         "dataset": _gin_value(cfg["train_config.dataset.name"]),
         "model": _gin_value(cfg["train_config.model.model"]),
         "encoder": _gin_value(cfg["train_config.encoder.encoder_fn"]),
-        "sigma": sigma,
+        "sigma": _sigma(cfg),
         "seed": int(cfg["train_config.model.random_seed"]),
         "steps": int(cfg["train_config.model.training_steps"]),
         "global_step": int(cfg.get("train_results.global_step", -1)),
@@ -171,7 +184,8 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     from splitenc_plugin.figures import COMPARISONS
 
-    cells = frame.groupby(CELL, sort=True).agg(
+    # dropna=False: a full-matrix model's NaN sigma is a cell of its own.
+    cells = frame.groupby(CELL, sort=True, dropna=False).agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
         mig_iqr=("mig_mean", _iqr), mig_max=("mig_mean", "max"),
         mig_sampled_median=("mig_sampled", "median"),
@@ -182,7 +196,7 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     # A configuration run in both studies counts once.
     config = [c for c in CELL if c != "study"]
     runs = frame.drop_duplicates(subset=[*config, "seed"]).sort_values("seed")
-    pooled = runs.groupby(config, sort=True).agg(
+    pooled = runs.groupby(config, sort=True, dropna=False).agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
         mig_max=("mig_mean", "max"), mig_sampled_median=("mig_sampled", "median"),
         recon_median=("reconstruction_loss", "median")).reset_index()
@@ -319,7 +333,9 @@ def _separation(variant: pd.Series, baseline: pd.Series, name: str) -> dict[str,
 
 def _fmt(column: str, value) -> str:
     if isinstance(value, float):
-        return f"{value:g}" if column == "sigma" else f"{value:.4f}"
+        if column == "sigma":
+            return "matrix" if np.isnan(value) else f"{value:g}"
+        return f"{value:.4f}"
     return str(value)
 
 
@@ -449,7 +465,7 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                                                      fig_dir / f"{stem}_mig_vs_recon.png"))
         if not visualize:
             continue
-        best = group.loc[group.groupby(CELL)["mig_mean"].idxmax()]
+        best = group.loc[group.groupby(CELL, dropna=False)["mig_mean"].idxmax()]
         vis = _visualize([Path(p) for p in best["job_dir"]], fig_dir / "visualizations")
         panels = []
         for _, row in best.iterrows():

@@ -283,3 +283,42 @@ def test_one_unreadable_module_does_not_cost_the_others_their_pictures(
     assert (found[good] / "traversals_fitted" / "traversals0.jpg").is_file()
     warning = capsys.readouterr().err
     assert "visualizing some models failed" in warning and str(broken / "model") in warning
+
+
+def _fake_dlib_job(root: Path, num: int, seed: int, mig: float, noise: dict) -> None:
+    """A finished dlib_reproduce-style job: only the JSON the aggregator reads."""
+    record = {"train_config.model.model_num": num,
+              "train_config.dataset.name": "'dsprites_full'",
+              "train_config.model.model": "@factor_vae()",
+              "train_config.encoder.encoder_fn": "@conv_encoder",
+              "train_config.model.random_seed": seed,
+              "train_config.model.training_steps": 100,
+              "train_results.global_step": 100,
+              "train_results.reconstruction_loss": 60.0 + seed,
+              "train_results.elapsed_time": 10.0,
+              "evaluation_results.discrete_mig": mig,
+              **noise}
+    for rep in ("mean", "sampled"):
+        path = root / "my_study" / str(num) / "metrics" / rep / "mig" / "results" / "aggregate"
+        path.mkdir(parents=True)
+        (path / "evaluation.json").write_text(json.dumps(record))
+
+
+def test_a_full_correlation_matrix_model_is_its_own_cell_not_sigma_zero(tmp_path: Path) -> None:
+    from splitenc_plugin.aggregate import load_results, summarize
+
+    correlated = {"train_config.reparameterization.noise_fn": "@correlated_noise"}
+    _fake_dlib_job(tmp_path, 0, 0, 0.30, {})  # dlib's factorized noise
+    _fake_dlib_job(tmp_path, 1, 0, 0.10, {**correlated, "train_config.correlated_noise.sigma": 0.9})
+    _fake_dlib_job(tmp_path, 2, 0, 0.20, {**correlated,
+                                          "train_config.correlated_noise.sigma": "None"})
+    frame, unfinished = load_results(tmp_path)
+    assert unfinished == []
+    assert frame["sigma"].tolist()[:2] == [0.0, 0.9] and math.isnan(frame["sigma"].iloc[2])
+    cells, _ = summarize(frame)
+    assert len(cells) == 3 and sorted(cells["mig_median"]) == [0.10, 0.20, 0.30]
+    proc = run_script("splitenc_aggregate", str(tmp_path), "--no_visualize")
+    assert_ok(proc)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| my_study | dsprites_full | factor_vae | conv_encoder | matrix | 100 | 1 | 0.2000 |" \
+        in summary
