@@ -118,7 +118,9 @@ class Job:
 # --------------------------------------------------------------------------
 # Running one job (on a local thread or on a Dask worker)
 # --------------------------------------------------------------------------
-_CHILDREN: set[subprocess.Popen] = set()
+# Job subprocesses started by this process (a runner, or a Dask worker that
+# may serve several runners), with the id of the run that asked for each.
+_CHILDREN: dict[subprocess.Popen, str | None] = {}
 _CHILDREN_LOCK = threading.Lock()
 
 
@@ -166,7 +168,7 @@ def _busy_error(job_dir: Path) -> str:
     return f"{_holder(job_dir)} is running this job (lock {lock_path(job_dir)})"
 
 
-def execute_job(job: dict, env: dict | None = None) -> dict:
+def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -> dict:
     """Runs one job in a subprocess; called on the machine that runs it.
 
     Takes the job's lock, resumes the job if it left a checkpoint of the same
@@ -177,6 +179,8 @@ def execute_job(job: dict, env: dict | None = None) -> dict:
     Args:
       job: :meth:`Job.to_dict` output.
       env: Environment variables to set for the job (on top of the worker's).
+      run_id: Which run asked for the job, so that stopping that run stops
+        its jobs on a shared Dask worker and no other run's.
 
     Returns:
       A dict with ``key``, ``status`` (``done``, ``skipped``, ``busy`` or
@@ -213,12 +217,12 @@ def execute_job(job: dict, env: dict | None = None) -> dict:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps({"pid": proc.pid, "host": socket.gethostname()}).encode(), 0)
             with _CHILDREN_LOCK:
-                _CHILDREN.add(proc)
+                _CHILDREN[proc] = run_id
             try:
                 returncode = proc.wait()
             finally:
                 with _CHILDREN_LOCK:
-                    _CHILDREN.discard(proc)
+                    _CHILDREN.pop(proc, None)
     finally:
         os.close(fd)
     ok = returncode == 0 and read_done(job_dir) is not None
@@ -235,9 +239,15 @@ def _tail(path: Path, lines: int = 3) -> str:
     return "\n".join(text[-lines:])
 
 
-def _terminate_children() -> None:
+def _terminate_children(run_id: str | None = None) -> int:
+    """Stops this process's job subprocesses (only run ``run_id``'s, if given).
+
+    SIGTERM first (the job process exits; its checkpoint stays for a resume),
+    SIGKILL after 10 s. Returns how many were stopped.
+    """
     with _CHILDREN_LOCK:
-        children = list(_CHILDREN)
+        children = [proc for proc, owner in _CHILDREN.items()
+                    if run_id is None or owner == run_id]
     for proc in children:
         if proc.poll() is None:
             proc.terminate()
@@ -246,6 +256,7 @@ def _terminate_children() -> None:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+    return len(children)
 
 
 # --------------------------------------------------------------------------
@@ -390,9 +401,10 @@ class _DaskPool:
             self._client = Client(address, timeout="20s")
         except OSError as exc:
             raise SplitencUserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        self._run_id = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
 
     def submit(self, job: Job, env: dict):
-        return self._client.submit(execute_job, job.to_dict(), env, pure=False,
+        return self._client.submit(execute_job, job.to_dict(), env, self._run_id, pure=False,
                                    key=f"splitenc-{job.spec.study}-{job.spec.model_num}-"
                                        f"{time.time_ns()}")
 
@@ -403,6 +415,15 @@ class _DaskPool:
         yield from as_completed(futures)
 
     def close(self, cancel: bool = False) -> None:
+        if cancel:
+            # Cancelling a future does not stop a task that is running: stop
+            # this run's job subprocesses on every worker (a job's checkpoint
+            # stays, so the same command resumes it).
+            try:
+                self._client.run(_terminate_children, self._run_id)
+            except Exception as exc:  # noqa: BLE001 - report and still disconnect
+                print(f"warning: could not stop the jobs on the Dask workers: {exc}",
+                      file=sys.stderr)
         self._client.close()
 
 

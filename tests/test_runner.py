@@ -80,6 +80,51 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
     assert "nothing to do" in again.stdout
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_interrupting_a_run_stops_its_jobs_on_dask_workers(tmp_path) -> None:
+    # Worker processes of their own: the job is not a child of the runner, and
+    # cancelling its Dask future would not stop it.
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  protocol="tcp://", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        args = [str(BIN_DIR / "splitenc_reproduce"), "--study", STUDY, "--datasets",
+                "dummy_data", "--model_nums", "0", "--steps", "1000000", "--no_progress",
+                "--threads_per_job", "1", "--output_directory", str(tmp_path),
+                "--scheduler", cluster.scheduler_address]
+        runner = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, text=True)
+        job_pid = None
+        try:
+            log, deadline = tmp_path / STUDY / "0" / "job.log", time.time() + 300
+            while "train step" not in (log.read_text() if log.exists() else ""):
+                assert runner.poll() is None and time.time() < deadline, "the job never trained"
+                time.sleep(0.5)
+            job_pid = json.loads((tmp_path / STUDY / ".0.lock").read_text())["pid"]
+            assert _alive(job_pid)
+            runner.send_signal(signal.SIGINT)
+            output = runner.communicate(timeout=60)[0]
+            deadline = time.time() + 30
+            while _alive(job_pid):
+                assert time.time() < deadline, "the job kept running after the run was stopped"
+                time.sleep(0.2)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+            if job_pid is not None and _alive(job_pid):
+                os.kill(job_pid, signal.SIGKILL)
+    assert runner.returncode == 130, output
+    assert "interrupted; the same command resumes" in output
+    assert not (tmp_path / STUDY / "0" / "done.json").exists()
+
+
 def test_interrupted_run_resumes_without_touching_finished_jobs(tmp_path) -> None:
     args = [str(BIN_DIR / "splitenc_reproduce"), *TINY, "--output_directory", str(tmp_path),
             "--seeds", "0", "1", "--encoders", "conv_encoder", "--workers", "1"]
