@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +21,11 @@ def run_script(name: str, *args: str, env: dict | None = None, cwd: str | Path |
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([str(BIN_DIR / name), *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout, check=False)
+
+
+def eq13_covariance(sigma: float, num_latent: int) -> np.ndarray:
+    """Sigma = (1 - sigma) I + sigma 11^T: the paper's Eq 13, written out for tests."""
+    return (1.0 - sigma) * np.eye(num_latent) + sigma * np.ones((num_latent, num_latent))
 
 
 def run_python(code: str, env: dict | None = None, timeout: float = 600,

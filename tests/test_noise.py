@@ -10,6 +10,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
+from conftest import eq13_covariance
 
 from splitenc_plugin import noise
 from splitenc_plugin.errors import ConfigError
@@ -41,11 +42,17 @@ def _dlib_original(seed: int = 1, batch: int = 64):
             return sess.run(z)
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.3, 0.9])
+def test_noise_covariance_helper_is_eq13(sigma: float) -> None:
+    np.testing.assert_allclose(noise.noise_covariance(sigma, NUM_LATENT),
+                               eq13_covariance(sigma, NUM_LATENT), rtol=0, atol=1e-15)
+
+
 @pytest.mark.parametrize("sigma", [0.3, 0.9])
 def test_correlation_matches_eq13(sigma: float, clean_gin) -> None:
     z = _draw(["reparameterization.noise_fn = @correlated_noise", f"correlated_noise.sigma = {sigma}"])
     empirical = np.cov(z, rowvar=False)
-    expected = noise.noise_covariance(sigma, NUM_LATENT)
+    expected = eq13_covariance(sigma, NUM_LATENT)
     assert np.max(np.abs(empirical - expected)) < 0.01
 
 
@@ -64,7 +71,7 @@ def test_scale_is_exp_half_logvar(clean_gin) -> None:
     # Var(z) = exp(logvar) * Sigma: logvar = log 4 doubles the standard deviation.
     z = _draw(["reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = 0.5"],
               logvar=math.log(4.0))
-    assert np.max(np.abs(np.cov(z, rowvar=False) - 4.0 * noise.noise_covariance(0.5, NUM_LATENT))) < 0.05
+    assert np.max(np.abs(np.cov(z, rowvar=False) - 4.0 * eq13_covariance(0.5, NUM_LATENT))) < 0.05
 
 
 @pytest.mark.parametrize("bindings", [
@@ -93,14 +100,18 @@ def test_invalid_sigma_names_the_binding(bad, clean_gin) -> None:
 
 
 @pytest.mark.parametrize("matrix,problem", [
-    ([[1.0, 0.9], [0.9, 1.0]], "latents"),                 # wrong size for 6 latents
-    (np.full((NUM_LATENT, NUM_LATENT), 1.5).tolist(), "unit diagonal"),
-    ((np.eye(NUM_LATENT) + np.triu(np.full((NUM_LATENT, NUM_LATENT), 0.5), 1)).tolist(), "symmetric"),
+    ([[1.0, 0.9], [0.9, 1.0]], f"is 2 x 2 but the encoder has {NUM_LATENT} latents"),
+    # symmetric and positive definite (eigenvalues 0.5 and 0.5 + 1.5 J), diagonal 2
+    ((0.5 * np.eye(NUM_LATENT) + 1.5 * np.ones((NUM_LATENT, NUM_LATENT))).tolist(),
+     "does not have a unit diagonal"),
+    ((np.eye(NUM_LATENT) + np.triu(np.full((NUM_LATENT, NUM_LATENT), 0.5), 1)).tolist(),
+     "is not symmetric"),
     # unit diagonal, symmetric, but eigenvalue 1 + 5 * (-0.5) < 0: not PSD
-    ((1.5 * np.eye(NUM_LATENT) - 0.5 * np.ones((NUM_LATENT, NUM_LATENT))).tolist(), "positive definite"),
+    ((1.5 * np.eye(NUM_LATENT) - 0.5 * np.ones((NUM_LATENT, NUM_LATENT))).tolist(),
+     "is not positive definite"),
 ])
 def test_invalid_correlation_matrix_names_the_binding(matrix, problem, clean_gin) -> None:
-    with pytest.raises(ConfigError, match=rf"correlated_noise\.correlation.*{problem}|{problem}"):
+    with pytest.raises(ConfigError, match=rf"^correlated_noise\.correlation {problem}"):
         _draw(["reparameterization.noise_fn = @correlated_noise",
                f"correlated_noise.correlation = {matrix}"], batch=2)
 

@@ -110,11 +110,9 @@ def test_interrupting_a_run_stops_its_jobs_on_dask_workers(tmp_path) -> None:
             job_pid = json.loads((tmp_path / STUDY / ".0.lock").read_text())["pid"]
             assert _alive(job_pid)
             runner.send_signal(signal.SIGINT)
-            output = runner.communicate(timeout=60)[0]
-            deadline = time.time() + 30
-            while _alive(job_pid):
-                assert time.time() < deadline, "the job kept running after the run was stopped"
-                time.sleep(0.2)
+            output = runner.communicate(timeout=120)[0]
+            # The runner exits only after the workers have stopped its job.
+            assert not _alive(job_pid), "the job kept running after the run was stopped"
         finally:
             if runner.poll() is None:
                 runner.kill()

@@ -109,12 +109,31 @@ def test_with_dlibs_values_it_draws_dlibs_own_traversals(trained_model, tmp_path
         np.testing.assert_array_equal(ours, dlib)
 
 
-def test_fitted_traversals_of_a_trained_model(trained_model, tmp_path, clean_gin) -> None:
+def test_fitted_traversals_of_a_trained_model(trained_model, tmp_path, clean_gin,
+                                             monkeypatch) -> None:
     from PIL import Image
 
+    encoded = []  # the model's encodings that the range is fitted to
+    fit = traversals.fitted_interval_values
+
+    def recording_fit(means, logvars, num_values=11):
+        encoded.append((np.array(means), np.array(logvars)))
+        return fit(means, logvars, num_values)
+
+    monkeypatch.setattr(traversals, "fitted_interval_values", recording_fit)
     written = traversals.visualize_fitted_traversals(trained_model, tmp_path, num_images=2)
     assert [p.name for p in written] == ["traversals0.jpg", "traversals1.jpg"]
     assert np.asarray(Image.open(written[0])).shape[:2] == (11 * 64, 4 * 64)
     values = np.loadtxt(tmp_path / "values.csv", delimiter=",")
-    assert values.shape == (11, 4) and np.all(np.isfinite(values))
-    assert np.all(np.diff(values, axis=0) > 0)  # each latent ascends over a positive-width range
+    assert values.shape == (11, 4) and np.all(np.diff(values, axis=0) > 0)
+    # values.csv holds the ±2σ range of the fitted Gaussian of those encodings
+    # (the closed form is checked above), not dlib's fixed [-1, 1].
+    (means, logvars), = encoded
+    means, logvars = means.astype(np.float64), logvars.astype(np.float64)
+    assert means.shape[1] == logvars.shape[1] == 4 and means.shape[0] > 1
+    loc = means.mean(axis=0)
+    scale = np.sqrt(np.exp(logvars).mean(axis=0) + means.var(axis=0))
+    # values.csv has 6 significant digits.
+    np.testing.assert_allclose(values[0], loc - 2 * scale, rtol=1e-5)
+    np.testing.assert_allclose(values[-1], loc + 2 * scale, rtol=1e-5)
+    assert not np.allclose(values, np.linspace(-1.0, 1.0, 11)[:, None])
