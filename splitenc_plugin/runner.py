@@ -389,6 +389,11 @@ class _LocalPool:
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
 
+# How long an interrupted runner waits for the Dask workers to stop its jobs
+# (each job gets SIGTERM, then SIGKILL after 10 s).
+DASK_STOP_TIMEOUT_S = 60
+
+
 class _DaskPool:
     """Runs execute_job on the workers of a Dask distributed scheduler."""
 
@@ -418,13 +423,28 @@ class _DaskPool:
         if cancel:
             # Cancelling a future does not stop a task that is running: stop
             # this run's job subprocesses on every worker (a job's checkpoint
-            # stays, so the same command resumes it).
-            try:
-                self._client.run(_terminate_children, self._run_id)
-            except Exception as exc:  # noqa: BLE001 - report and still disconnect
-                print(f"warning: could not stop the jobs on the Dask workers: {exc}",
-                      file=sys.stderr)
-        self._client.close()
+            # stays, so the same command resumes it). Bounded, so that an
+            # unresponsive cluster cannot keep an interrupted runner alive.
+            print("stopping this run's jobs on the Dask workers ...", file=sys.stderr, flush=True)
+            outcome: dict = {}
+
+            def stop_jobs() -> None:
+                try:
+                    outcome["stopped"] = sum(self._client.run(_terminate_children,
+                                                              self._run_id).values())
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    outcome["error"] = exc
+
+            stopper = threading.Thread(target=stop_jobs, daemon=True)
+            stopper.start()
+            stopper.join(timeout=DASK_STOP_TIMEOUT_S)
+            if "stopped" in outcome:
+                print(f"stopped {outcome['stopped']} job(s) on the Dask workers", file=sys.stderr)
+            else:
+                print("warning: could not stop the jobs on the Dask workers "
+                      f"({outcome.get('error', f'no answer in {DASK_STOP_TIMEOUT_S} s')}); "
+                      "they hold their locks until they end", file=sys.stderr)
+        self._client.close(timeout=DASK_STOP_TIMEOUT_S)
 
 
 _STEP = re.compile(r"\] train step (\d+)/")

@@ -110,7 +110,7 @@ def test_interrupting_a_run_stops_its_jobs_on_dask_workers(tmp_path) -> None:
             job_pid = json.loads((tmp_path / STUDY / ".0.lock").read_text())["pid"]
             assert _alive(job_pid)
             runner.send_signal(signal.SIGINT)
-            output = runner.communicate(timeout=120)[0]
+            output = runner.communicate(timeout=300)[0]
             # The runner exits only after the workers have stopped its job.
             assert not _alive(job_pid), "the job kept running after the run was stopped"
         finally:
@@ -119,6 +119,7 @@ def test_interrupting_a_run_stops_its_jobs_on_dask_workers(tmp_path) -> None:
             if job_pid is not None and _alive(job_pid):
                 os.kill(job_pid, signal.SIGKILL)
     assert runner.returncode == 130, output
+    assert "stopped 1 job(s) on the Dask workers" in output
     assert "interrupted; the same command resumes" in output
     assert not (tmp_path / STUDY / "0" / "done.json").exists()
 
