@@ -510,17 +510,29 @@ def _job_phase(job: Job, tail: str) -> tuple[str, int | None]:
     return phase, None
 
 
-def _job_status(job: Job) -> str | None:
-    """A short status of a running job from the end of its log (None if not started)."""
+def _job_status(job: Job, since: float = 0.0) -> str | None:
+    """A short status of a running job from the end of its log.
+
+    None if the job has not started, or its log was last written before
+    ``since`` (epoch seconds): a queued job that an earlier run left half
+    trained still has that run's log, and is not running now.
+    """
+    try:
+        if (job.job_dir / LOG_FILE).stat().st_mtime < since:
+            return None
+    except OSError:
+        return None
     tail = _log_tail(job)
     return None if tail is None else f"{job.spec.model_num}: {_job_phase(job, tail)[0]}"
 
 
-def _watch(bar, jobs: Sequence[Job], finished: set[str], stop: threading.Event) -> None:
+def _watch(bar, jobs: Sequence[Job], finished: set[str], stop: threading.Event,
+           since: float) -> None:
     """Shows what the running jobs are doing as the bar's postfix, every 2 s."""
     while not stop.wait(2.0):
         states = [s for job in jobs if job.key not in finished
-                  and (s := _job_status(job)) is not None and read_done(job.job_dir) is None]
+                  and (s := _job_status(job, since)) is not None
+                  and read_done(job.job_dir) is None]
         bar.set_postfix_str(" | ".join(states[:4]), refresh=True)
 
 
@@ -563,7 +575,8 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = N
     finished: set[str] = set()
     stop = threading.Event()
     if progress:
-        threading.Thread(target=_watch, args=(bar, jobs, finished, stop), daemon=True).start()
+        threading.Thread(target=_watch, args=(bar, jobs, finished, stop, time.time()),
+                         daemon=True).start()
     try:
         futures = {pool.submit(job, env): job for job in jobs}
         for future in pool.as_completed(list(futures)):

@@ -265,6 +265,25 @@ def test_training_rate_reads_the_newest_attempt_of_a_job_log() -> None:
     assert training_rate(slow_then_fast) == pytest.approx(2000 / 700)
 
 
+def test_progress_shows_only_jobs_whose_log_this_run_wrote(tmp_path) -> None:
+    # A queued job that an earlier run left half trained keeps that run's log;
+    # the bar must not show it as training.
+    from splitenc_plugin.runner import _job_status
+
+    [job] = plan_jobs(STUDY, tmp_path, steps=100, datasets=["dummy_data"],
+                      models=["beta_tc_vae"], encoders=["conv_encoder"], seeds=[0])
+    assert _job_status(job) is None  # no log: not started
+    job.job_dir.mkdir(parents=True)
+    log = job.job_dir / "job.log"
+    log.write_text("[splitenc job 10:00:00] train step 40/100\n")
+    os.utime(log, (1000.0, 1000.0))
+    assert _job_status(job, since=2000.0) is None  # the earlier run's log
+    assert _job_status(job, since=500.0) == "20: train 40/100"
+    with open(log, "a") as f:  # this run resumed it
+        f.write("[splitenc job 10:05:00] train step 60/100\n")
+    assert _job_status(job, since=2000.0) == "20: train 60/100"
+
+
 def _train_step(job: Path) -> int:
     return json.loads((job / "model/results/json/train_results.json").read_text())["global_step"]
 
