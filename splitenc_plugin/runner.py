@@ -121,6 +121,9 @@ class Job:
 # Job subprocesses started by this process (a runner, or a Dask worker that
 # may serve several runners), with the id of the run that asked for each.
 _CHILDREN: dict[subprocess.Popen, str | None] = {}
+# How long a runner waits for a job's lock before leaving the job as busy:
+# long enough to outlast another process's instantaneous probe of it.
+LOCK_PATIENCE_S = 1.0
 _CHILDREN_LOCK = threading.Lock()
 
 
@@ -130,17 +133,28 @@ def lock_path(job_dir: str | os.PathLike) -> Path:
     return job_dir.parent / f".{job_dir.name}.lock"
 
 
-def _lock(job_dir: Path) -> int | None:
-    """Takes the job's exclusive lock; returns its fd, or None if another process holds it."""
+def _lock(job_dir: Path, patience: float = 0.0) -> int | None:
+    """Takes the job's exclusive lock; returns its fd, or None if another process holds it.
+
+    Args:
+      job_dir: The job's directory.
+      patience: Seconds to keep trying. A dry run (``_running_elsewhere``)
+        probes a lock by taking it for an instant; a runner that met such a
+        probe would otherwise skip a free job as busy.
+    """
     path = lock_path(job_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
 
 
 def _holder(job_dir: Path) -> str:
@@ -191,7 +205,7 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
     job_dir = Path(job["job_dir"])
     outcome = {"key": f"{spec.study}/{spec.model_num}", "log": str(job_dir / LOG_FILE),
                "returncode": None, "elapsed": 0.0, "resumed_from": None, "error": ""}
-    fd = _lock(job_dir)
+    fd = _lock(job_dir, patience=LOCK_PATIENCE_S)
     if fd is None:
         return {**outcome, "status": "busy", "error": _busy_error(job_dir)}
     try:

@@ -284,6 +284,26 @@ def test_progress_shows_only_jobs_whose_log_this_run_wrote(tmp_path) -> None:
     assert _job_status(job, since=2000.0) == "20: train 60/100"
 
 
+def test_a_runner_outwaits_a_momentary_probe_of_a_jobs_lock(tmp_path) -> None:
+    # A dry run probes a job's lock by taking it for an instant; a runner that
+    # meets the probe must not skip the (free) job as busy.
+    import fcntl
+    import threading
+
+    from splitenc_plugin.runner import LOCK_PATIENCE_S, _lock, lock_path
+
+    job_dir = tmp_path / STUDY / "20"
+    probe = _lock(job_dir)
+    assert probe is not None and _lock(job_dir) is None  # held: no patience, no lock
+    release = threading.Timer(0.2, lambda: fcntl.flock(probe, fcntl.LOCK_UN))
+    release.start()
+    fd = _lock(job_dir, patience=LOCK_PATIENCE_S)
+    release.join()
+    assert fd is not None and lock_path(job_dir).exists()
+    os.close(fd)
+    os.close(probe)
+
+
 def _train_step(job: Path) -> int:
     return json.loads((job / "model/results/json/train_results.json").read_text())["global_step"]
 

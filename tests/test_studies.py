@@ -78,6 +78,21 @@ def test_the_campaign_selections_file_is_the_issue_grid_in_order(tmp_path) -> No
     assert [line.split()[0] for line in plan.stdout.splitlines()[1:]] == expected
 
 
+def test_the_campaign_command_skips_every_committed_finished_job() -> None:
+    # Issue #8: a fresh clone's campaign command must skip the jobs whose small
+    # result files are committed, and only those (their checkpoints are gone).
+    campaign = REPO / "docs" / "results" / "campaign"
+    plan = run_script("splitenc_reproduce", "--selections", str(campaign / "selections.txt"),
+                      "--steps", "100000", "--prune_heavy", "--visualize",
+                      "--output_directory", str(campaign), "--dry_run")
+    assert_ok(plan)
+    states = {line.split()[0]: line.split()[1] for line in plan.stdout.splitlines()[1:]}
+    committed = {f"{d.parent.name}/{d.name}" for d in campaign.glob("*/*")
+                 if (d / "done.json").is_file()}
+    assert committed and committed <= set(states), committed - set(states)
+    assert {key for key, state in states.items() if state == "finished"} == committed
+
+
 def test_bad_names_are_one_clear_error() -> None:
     with pytest.raises(UnknownStudyError, match="correlated_noise_study_v1, split_encoder"):
         get_grid("nope")
