@@ -43,7 +43,7 @@ from splitenc_plugin.study_grid import get_grid
 from splitenc_plugin.traversals import FITTED_DIR
 
 __all__ = ["COLUMNS", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate", "claim_verdicts",
-           "load_results", "main", "summarize"]
+           "load_results", "main", "planned_runs", "summarize"]
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
@@ -167,12 +167,68 @@ def load_results(directory: str | Path, study: str | None = None) -> tuple[pd.Da
     return frame.reset_index(drop=True), unfinished
 
 
+# What identifies a planned run in a comparison's arm (its steps may be
+# unknown: a --selections file does not say them).
+PLAN_COLUMNS = ["study", "dataset", "model", "encoder", "sigma", "seed", "steps"]
+
+
+def planned_runs(unfinished: list[Path] = (),
+                 selections: str | Path | None = None) -> pd.DataFrame:
+    """Runs that were planned but have not finished, for the completeness check.
+
+    Args:
+      unfinished: Job directories :func:`load_results` left out; those with
+        a ``job.json`` (splitenc_reproduce) name their grid point and steps.
+      selections: A ``splitenc_reproduce --selections`` file: every job it
+        plans is expected, at whatever step count the compared cells have.
+
+    Returns:
+      One row per planned run with :data:`PLAN_COLUMNS` (``steps`` NaN where
+      unknown); finished ones are still included (callers match them out).
+
+    Raises:
+      SplitencUserError: If the selections file is missing or invalid.
+    """
+    from splitenc_plugin.runner import plan_selections, read_selections
+    from splitenc_plugin.study_grid import JobSpec
+
+    rows = []
+    for job_dir in unfinished:
+        try:
+            spec = JobSpec.from_dict(json.loads((job_dir / JOB_FILE).read_text())["spec"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a dlib_reproduce job dir: its grid point is unknown
+        rows.append({c: getattr(spec, c) for c in PLAN_COLUMNS})
+    if selections is not None:
+        jobs, _ = plan_selections(read_selections(selections), ".", steps=1)
+        rows += [{**{c: getattr(job.spec, c) for c in PLAN_COLUMNS}, "steps": np.nan}
+                 for job in jobs]
+    return pd.DataFrame(rows, columns=PLAN_COLUMNS).astype({"steps": float})
+
+
+def _missing(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) -> int:
+    """How many planned seeds of one comparison arm (``config``) have not finished."""
+    if planned is None or planned.empty:
+        return 0
+    match = np.ones(len(planned), dtype=bool)
+    for column in ("dataset", "model", "encoder", "sigma"):
+        match &= (planned[column] == config[column]).to_numpy()
+    match &= (planned["steps"].isna() | (planned["steps"] == config["steps"])).to_numpy()
+    return len(set(planned.loc[match, "seed"]) - set(arm["seed"]))
+
+
 def _iqr(values: pd.Series) -> float:
     return float(np.percentile(values, 75) - np.percentile(values, 25))
 
 
-def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def summarize(frame: pd.DataFrame,
+              planned: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-cell statistics and the differences of medians between compared cells.
+
+    Args:
+      frame: :func:`load_results` rows.
+      planned: :func:`planned_runs`: a comparison with a planned run of
+        either arm unfinished gets no verdict from :func:`claim_verdicts`.
 
     Returns:
       (cells, differences). ``cells``: one row per :data:`CELL` with n,
@@ -222,6 +278,8 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "mig_per_seed": f"{_per_seed(arm[variant])} vs {_per_seed(arm[base])}",
                     # For claim_verdicts; not shown in the differences table.
                     "_compared": column, "_n_variant": v["n"], "_n_baseline": b["n"],
+                    "_missing": sum(_missing(planned, arm[value], {
+                        **dict(zip(others, key)), column: value}) for value in (base, variant)),
                     "_mig_median_variant": v["mig_median"],
                     "_mig_median_baseline": b["mig_median"],
                     "_d_mig_max": v["mig_max"] - b["mig_max"],
@@ -231,7 +289,8 @@ def summarize(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # The campaign's decision rule (docs/results/campaign/README.md, fixed before
 # its results): P(variant higher) at or beyond 0.75 (or at or below 0.25) counts
-# as a separation of two small samples; fewer than 2 runs per cell, no verdict.
+# as a separation of two small samples; no verdict until every planned run of
+# both cells has finished, nor with fewer than 2 runs per cell.
 SEPARATED = 0.75
 MIN_RUNS = 2
 
@@ -287,22 +346,33 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
       One row per (comparison, claim): dataset, model, steps, comparison, n,
-      claim, verdict ("holds", "does not hold", "inconclusive", "direction
-      holds, magnitude does not", or "too few runs" with fewer than
-      :data:`MIN_RUNS` runs in a cell) and the evidence it rests on.
+      claim, verdict and the evidence it rests on (with the exact
+      Mann-Whitney p beside it). The verdict is "holds", "does not hold",
+      "inconclusive" or "direction holds, magnitude does not" once every
+      planned run of both cells has finished (the decision rule); else
+      "waiting for K unfinished run(s)", or "too few runs" with fewer than
+      :data:`MIN_RUNS` runs in a cell.
     """
     rows = []
     for d in diffs.to_dict("records"):
-        enough = min(d["_n_variant"], d["_n_baseline"]) >= MIN_RUNS
+        missing = d.get("_missing", 0)
         for claim, judge in PAPER_CLAIMS.get(d["_compared"], ()):
+            if missing:
+                verdict = f"waiting for {missing} unfinished run(s)"
+            elif min(d["_n_variant"], d["_n_baseline"]) < MIN_RUNS:
+                verdict = f"too few runs (< {MIN_RUNS} per cell)"
+            else:
+                verdict = judge(d)
             rows.append({
                 "dataset": d["dataset"], "model": d["model"], "steps": d["steps"],
                 "comparison": d["comparison"], "n": d["n"], "claim": claim,
-                "verdict": judge(d) if enough else f"too few runs (< {MIN_RUNS} per cell)",
+                "verdict": verdict,
                 "evidence": (f"Δ median MIG {d['d_mig_median']:+.4f}, P(MIG higher) "
-                             f"{d['p_mig_higher']:.2f}, Δ max MIG {d['_d_mig_max']:+.4f}, "
+                             f"{d['p_mig_higher']:.2f} (MWU p {d['p_mig_mwu']:.2f}), "
+                             f"Δ max MIG {d['_d_mig_max']:+.4f}, "
                              f"Δ median recon. {d['d_recon_median']:+.2f}, "
-                             f"P(recon. higher) {d['p_recon_higher']:.2f}"),
+                             f"P(recon. higher) {d['p_recon_higher']:.2f} "
+                             f"(MWU p {d['p_recon_mwu']:.2f})"),
             })
     return pd.DataFrame(rows)
 
@@ -431,7 +501,8 @@ def _read_text(path: Path) -> str | None:
 
 
 def aggregate(directory: str | Path, output_dir: str | Path | None = None,
-              study: str | None = None, visualize: bool = True) -> dict:
+              study: str | None = None, visualize: bool = True,
+              selections: str | Path | None = None) -> dict:
     """Writes results.csv, summary.md and figures/*.png for the jobs under ``directory``.
 
     Args:
@@ -440,6 +511,10 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
       study: Only this study (None: all found).
       visualize: Also make the Appendix C figures (runs dlib visualize_model
         for best-MIG models that have no visualizations yet).
+      selections: The ``--selections`` file the runs were made with: its
+        jobs that have not finished (even those never started) hold back the
+        verdicts of the comparisons they belong to. Without it, only the
+        unfinished job directories found do.
 
     Returns:
       A dict with ``csv``, ``summary`` (paths), ``figures`` (list of paths),
@@ -448,13 +523,16 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     from splitenc_plugin import figures
 
     frame, unfinished = load_results(directory, study)
+    planned = planned_runs(unfinished, selections)
+    if study is not None:
+        planned = planned[planned["study"] == study]
     out = Path(output_dir) if output_dir is not None else Path(directory)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
     frame.to_csv(csv_path, index=False)
 
-    cells, diffs = summarize(frame)
+    cells, diffs = summarize(frame, planned)
     written: list[Path] = []
     appendix_notes = []
     for (study_name, dataset), group in frame.groupby(["study", "dataset"], sort=True):
@@ -512,12 +590,21 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                f"{1 - SEPARATED:g} for 'lower'), does not hold when both point the other "
                "way, and is inconclusive otherwise; 'dramatically lower' needs every "
                "variant run below every baseline run and a median at most half the "
-               f"baseline's; cells with fewer than {MIN_RUNS} runs get no verdict "
+               "baseline's; no verdict while a planned run of either cell is unfinished, "
+               f"nor with fewer than {MIN_RUNS} runs in a cell "
                "(docs/results/campaign/README.md).\n\n" + _markdown(verdicts))
     notes = [f"{len(frame)} finished model(s) from {Path(directory)}."]
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "
                      + ", ".join(str(p) for p in unfinished[:10]))
+    key = ["dataset", "model", "encoder", "sigma", "seed"]
+    waiting = planned.drop_duplicates(subset=key).merge(frame[key].drop_duplicates(), on=key,
+                                                        how="left", indicator=True)
+    waiting = waiting[waiting["_merge"] == "left_only"]
+    if len(waiting):
+        notes.append(f"{len(waiting)} planned run(s) not finished yet: "
+                     + ", ".join(f"{r.study} {r.model} {r.encoder} σ={r.sigma:g} seed {r.seed}"
+                                 for r in waiting.itertuples()))
     notes += appendix_notes
     summary = ("# splitenc results summary\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n"
                + table + "\n## Figures\n\n"
@@ -539,10 +626,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", help="only this study (default: every study found)")
     parser.add_argument("--no_visualize", action="store_true",
                         help="skip the Appendix C reconstructions/traversals figures")
+    parser.add_argument("--selections", metavar="FILE",
+                        help="the --selections file of splitenc_reproduce: no verdict on a "
+                             "comparison until all of its planned jobs have finished")
     args = parser.parse_args(argv)
     try:
         result = aggregate(args.directory, args.output_dir, args.study,
-                           visualize=not args.no_visualize)
+                           visualize=not args.no_visualize, selections=args.selections)
     except SplitencUserError as exc:
         print(f"splitenc_aggregate: error: {exc}", file=sys.stderr)
         return 2

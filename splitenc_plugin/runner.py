@@ -83,7 +83,7 @@ from splitenc_plugin.study_grid import (
 )
 
 __all__ = ["Job", "JobMismatchError", "execute_job", "lock_path", "main", "plan_jobs",
-           "run_jobs"]
+           "plan_selections", "read_selections", "run_jobs"]
 
 DATA_ENV = "DISENTANGLEMENT_LIB_DATA"
 # Exit codes: 0 all finished, 1 some job failed or is busy elsewhere, 2 bad input,
@@ -798,20 +798,34 @@ def _report_busy(busy: list[dict]) -> None:
             print(f"  {o['key']}: {o['error']}", file=sys.stderr)
 
 
-def _plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, int], str]:
-    """The command's jobs in selection order, each job's selection rank, and a label."""
-    selections = _selections(args)
-    jobs, rank = [], {}  # rank: the first selection that names the job
+def plan_selections(selections: Sequence[argparse.Namespace],
+                    output_directory: str | os.PathLike, *, steps: int,
+                    gin_bindings: Sequence[str] = (), visualize: bool = False,
+                    prune_heavy: bool = False) -> tuple[list[Job], dict[str, int]]:
+    """The jobs of several selections (:func:`read_selections`), as one queue.
+
+    Args:
+      selections: Namespaces with ``study`` and the filter options.
+      output_directory, steps, gin_bindings, visualize, prune_heavy: As in
+        :func:`plan_jobs`, for every selection.
+
+    Returns:
+      (the jobs in selection order, each named once; each job's rank: the
+      index of the first selection that names it).
+
+    Raises:
+      SplitencUserError: For an invalid selection (naming its file line).
+    """
+    jobs, rank = [], {}
     for index, sel in enumerate(selections):
         try:
             planned = plan_jobs(
-                sel.study, args.output_directory, steps=args.steps,
+                sel.study, output_directory, steps=steps,
                 datasets=_split(sel.datasets), models=_split(sel.models),
                 encoders=_split(sel.encoders), sigmas=_floats(sel.sigmas, "--sigmas"),
                 seeds=_ints(sel.seeds, "--seeds"),
                 model_nums=_ints(sel.model_nums, "--model_nums"),
-                gin_bindings=args.gin_bindings, visualize=args.visualize,
-                prune_heavy=args.prune_heavy)
+                gin_bindings=gin_bindings, visualize=visualize, prune_heavy=prune_heavy)
         except SplitencUserError as exc:
             where = getattr(sel, "where", None)
             raise (SplitencUserError(f"{where}: {exc}") if where else exc) from None
@@ -819,6 +833,15 @@ def _plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, int], str]:
             if job.key not in rank:
                 rank[job.key] = index
                 jobs.append(job)
+    return jobs, rank
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Job], dict[str, int], str]:
+    """The command's jobs in selection order, each job's selection rank, and a label."""
+    selections = _selections(args)
+    jobs, rank = plan_selections(selections, args.output_directory, steps=args.steps,
+                                 gin_bindings=args.gin_bindings, visualize=args.visualize,
+                                 prune_heavy=args.prune_heavy)
     label = args.study or f"{args.selections} ({len(selections)} selection(s))"
     return jobs, rank, label
 

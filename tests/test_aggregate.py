@@ -250,6 +250,83 @@ def test_split_claims_that_fail_or_do_not_separate() -> None:
     assert verdicts["maximum MIG higher (Sec 5.2)"] == "does not hold"
 
 
+def _btc_frame(split: list[float], conv: list[float]):
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"study": "split_encoder_study_v1", "dataset": "dsprites_full", "model": "beta_tc_vae",
+         "encoder": encoder, "sigma": 0.0, "steps": 100, "seed": seed, "mig_mean": mig,
+         "mig_sampled": mig, "reconstruction_loss": 60.0 - 10 * mig}
+        for encoder, migs in (("split_conv_encoder", split), ("conv_encoder", conv))
+        for seed, mig in enumerate(migs)])
+
+
+def test_no_verdict_until_every_planned_run_of_both_cells_has_finished(tmp_path: Path) -> None:
+    # The campaign's rule: verdicts only with every seed of both cells finished.
+    # Split 0.4, 0.5 vs conv 0.1, 0.2, 0.3 would "hold" on 2 vs 3 runs, but the
+    # selection plans seeds 0-2 of both encoders: split seed 2 is missing.
+    from splitenc_plugin.aggregate import claim_verdicts, planned_runs, summarize
+
+    selections = tmp_path / "grid.txt"
+    selections.write_text("--study split_encoder_study_v1 --datasets dsprites_full "
+                          "--models beta_tc_vae --seeds 0-2\n")
+    planned = planned_runs(selections=selections)
+    assert sorted(zip(planned["encoder"], planned["seed"])) == [
+        (e, s) for e in ("conv_encoder", "split_conv_encoder") for s in (0, 1, 2)]
+    assert planned["steps"].isna().all()  # a selections file does not say the steps
+    frame = _btc_frame([0.4, 0.5], [0.1, 0.2, 0.3])
+    _, diffs = summarize(frame, planned)
+    verdicts = claim_verdicts(diffs).to_dict("records")
+    assert [v["verdict"] for v in verdicts] == ["waiting for 1 unfinished run(s)"] * 3
+    # The same runs without the plan are judged (the generic aggregator's rule) ...
+    _, diffs = summarize(frame)
+    assert {v["verdict"] for v in claim_verdicts(diffs).to_dict("records")} == {"holds"}
+    # ... and with the missing seed finished, the plan no longer holds them back.
+    _, diffs = summarize(_btc_frame([0.4, 0.5, 0.6], [0.1, 0.2, 0.3]), planned)
+    [median, maximum, recon] = claim_verdicts(diffs).to_dict("records")
+    assert (median["verdict"], maximum["verdict"], recon["verdict"]) == ("holds",) * 3
+    # The exact Mann-Whitney p stands beside the verdict: 3 vs 3, fully separated.
+    assert "P(MIG higher) 1.00 (MWU p 0.10)" in median["evidence"]
+    assert "P(recon. higher) 0.00 (MWU p 0.10)" in median["evidence"]
+
+
+def test_an_unfinished_job_directory_holds_back_its_comparison(tmp_path: Path) -> None:
+    # Without a selections file, the runner's unfinished job dirs name their
+    # grid point; one at another step count belongs to no compared cell.
+    from splitenc_plugin.aggregate import claim_verdicts, planned_runs, summarize
+    from splitenc_plugin.runner import plan_jobs
+
+    def unfinished(steps: int) -> Path:
+        [job] = plan_jobs(STUDY, tmp_path / str(steps), steps=steps, datasets=["dsprites_full"],
+                          models=["beta_tc_vae"], encoders=["split_conv_encoder"], seeds=[2])
+        job.job_dir.mkdir(parents=True)
+        (job.job_dir / "job.json").write_text(json.dumps({"spec": job.spec.to_dict()}))
+        return job.job_dir
+
+    dlib_style = tmp_path / "dlib" / STUDY / "5"  # no job.json: grid point unknown
+    dlib_style.mkdir(parents=True)
+    planned = planned_runs([unfinished(100), unfinished(5000), dlib_style])
+    assert planned[["encoder", "seed", "steps"]].values.tolist() == [
+        ["split_conv_encoder", 2, 100.0], ["split_conv_encoder", 2, 5000.0]]
+    frame = _btc_frame([0.4, 0.5], [0.1, 0.2, 0.3])  # steps 100
+    _, diffs = summarize(frame, planned)
+    assert {v["verdict"] for v in claim_verdicts(diffs).to_dict("records")} \
+        == {"waiting for 1 unfinished run(s)"}
+    _, diffs = summarize(frame, planned[planned["steps"] == 5000])
+    assert {v["verdict"] for v in claim_verdicts(diffs).to_dict("records")} == {"holds"}
+
+
+def test_a_bad_selections_file_for_the_aggregator_is_one_clear_error(tiny_run,
+                                                                      tmp_path: Path) -> None:
+    bad = tmp_path / "grid.txt"
+    bad.write_text(f"--study {STUDY} --models nope\n")
+    proc = run_script("splitenc_aggregate", str(tiny_run["out"]), "--output_dir",
+                      str(tmp_path / "agg"), "--no_visualize", "--selections", str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"grid.txt, line 1: {STUDY} has no model nope" in proc.stderr
+    assert not (tmp_path / "agg" / "results.csv").exists()
+
+
 def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) -> None:
     from splitenc_plugin.aggregate import _model_stamp, _visualize
 
