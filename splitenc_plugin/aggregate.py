@@ -31,7 +31,7 @@ import argparse
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -167,12 +167,14 @@ def load_results(directory: str | Path, study: str | None = None) -> tuple[pd.Da
     return frame.reset_index(drop=True), unfinished
 
 
-# What identifies a planned run in a comparison's arm (its steps may be
-# unknown: a --selections file does not say them).
-PLAN_COLUMNS = ["study", "dataset", "model", "encoder", "sigma", "seed", "steps"]
+# A run's grid point apart from its study and steps: what matches a planned
+# run to a finished one (its steps may be unknown: a --selections file does
+# not say them; the study does not matter: identical configs pool).
+_RUN_POINT = ["dataset", "model", "encoder", "sigma", "seed"]
+PLAN_COLUMNS = ["study", *_RUN_POINT, "steps"]
 
 
-def planned_runs(unfinished: list[Path] = (),
+def planned_runs(unfinished: Sequence[Path] = (),
                  selections: str | Path | None = None) -> pd.DataFrame:
     """Runs that were planned but have not finished, for the completeness check.
 
@@ -211,7 +213,7 @@ def _missing(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) -> i
     if planned is None or planned.empty:
         return 0
     match = np.ones(len(planned), dtype=bool)
-    for column in ("dataset", "model", "encoder", "sigma"):
+    for column in _RUN_POINT[:-1]:  # all but the seed
         match &= (planned[column] == config[column]).to_numpy()
     match &= (planned["steps"].isna() | (planned["steps"] == config["steps"])).to_numpy()
     return len(set(planned.loc[match, "seed"]) - set(arm["seed"]))
@@ -597,9 +599,8 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "
                      + ", ".join(str(p) for p in unfinished[:10]))
-    key = ["dataset", "model", "encoder", "sigma", "seed"]
-    waiting = planned.drop_duplicates(subset=key).merge(frame[key].drop_duplicates(), on=key,
-                                                        how="left", indicator=True)
+    waiting = planned.drop_duplicates(subset=_RUN_POINT).merge(
+        frame[_RUN_POINT].drop_duplicates(), on=_RUN_POINT, how="left", indicator=True)
     waiting = waiting[waiting["_merge"] == "left_only"]
     if len(waiting):
         notes.append(f"{len(waiting)} planned run(s) not finished yet: "

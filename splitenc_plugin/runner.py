@@ -121,10 +121,10 @@ class Job:
 # Job subprocesses started by this process (a runner, or a Dask worker that
 # may serve several runners), with the id of the run that asked for each.
 _CHILDREN: dict[subprocess.Popen, str | None] = {}
+_CHILDREN_LOCK = threading.Lock()
 # How long a runner waits for a job's lock before leaving the job as busy:
 # long enough to outlast another process's instantaneous probe of it.
 LOCK_PATIENCE_S = 1.0
-_CHILDREN_LOCK = threading.Lock()
 
 
 def lock_path(job_dir: str | os.PathLike) -> Path:
