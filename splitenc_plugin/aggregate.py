@@ -219,6 +219,50 @@ def _missing(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) -> i
     return len(set(planned.loc[match, "seed"]) - set(arm["seed"]))
 
 
+def unfinished_planned_runs(frame: pd.DataFrame, planned: pd.DataFrame) -> pd.DataFrame:
+    """Planned runs with no finished run at their grid point (and steps, where known).
+
+    The same match as the hold-back of :func:`summarize`: a planned run whose
+    steps are known (an unfinished job directory) is finished only by a run
+    at that step count; one from a selections file by a run at any. A run
+    planned both ways is listed once, with its steps.
+    """
+    planned = planned.drop_duplicates(subset=[*_RUN_POINT, "steps"]).reset_index(drop=True)
+    found = planned.reset_index().merge(
+        frame[[*_RUN_POINT, "steps"]].rename(columns={"steps": "finished_steps"}),
+        on=_RUN_POINT, how="inner")
+    found = found[found["steps"].isna() | (found["steps"] == found["finished_steps"])]
+    # A job both in the selections file (steps unknown) and started (steps
+    # known) is listed once, with its steps.
+    left = planned.drop(index=found["index"].unique())
+    key = ["study", *_RUN_POINT]
+    started = left.loc[left["steps"].notna(), key].drop_duplicates()
+    also_started = left[key].merge(started, on=key, how="left", indicator=True)["_merge"]
+    return left[~(left["steps"].isna().to_numpy() & (also_started == "both").to_numpy())]
+
+
+def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
+    """One line per run present in more than one study, which summaries count once.
+
+    The campaign's split FactorVAE cell takes its vanilla baseline from the
+    correlated-noise study; if both studies ran that configuration, the
+    comparison uses the first study's run (by name) and this says which, with
+    both MIG values, so that a disagreement between the copies is visible.
+    """
+    config = [c for c in CELL if c != "study"]
+    lines = []
+    for key, group in frame.groupby([*config, "seed"], sort=True, dropna=False):
+        if len(group) > 1:
+            point = dict(zip([*config, "seed"], key))
+            group = group.sort_values("study")
+            copies = "; ".join(f"{r.study}/{r.model_num}: MIG {r.mig_mean:.4f}"
+                               for r in group.itertuples())
+            lines.append(f"{point['model']} {point['encoder']} σ={point['sigma']:g} seed "
+                         f"{point['seed']} ({point['steps']} steps) finished in {len(group)} "
+                         f"studies ({copies}): counted once, as {group['study'].iloc[0]}'s")
+    return lines
+
+
 def _iqr(values: pd.Series) -> float:
     return float(np.percentile(values, 75) - np.percentile(values, 25))
 
@@ -253,7 +297,7 @@ def summarize(frame: pd.DataFrame,
     # study's vanilla FactorVAE cell needs (same gin config, seed and data).
     # A configuration run in both studies counts once.
     config = [c for c in CELL if c != "study"]
-    runs = frame.drop_duplicates(subset=[*config, "seed"]).sort_values("seed")
+    runs = frame.sort_values("study").drop_duplicates(subset=[*config, "seed"]).sort_values("seed")
     pooled = runs.groupby(config, sort=True, dropna=False).agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
         mig_max=("mig_mean", "max"), mig_sampled_median=("mig_sampled", "median"),
@@ -599,9 +643,8 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "
                      + ", ".join(str(p) for p in unfinished[:10]))
-    waiting = planned.drop_duplicates(subset=_RUN_POINT).merge(
-        frame[_RUN_POINT].drop_duplicates(), on=_RUN_POINT, how="left", indicator=True)
-    waiting = waiting[waiting["_merge"] == "left_only"]
+    notes += pooled_duplicates(frame)
+    waiting = unfinished_planned_runs(frame, planned)
     if len(waiting):
         notes.append(f"{len(waiting)} planned run(s) not finished yet: "
                      + ", ".join(f"{r.study} {r.model} {r.encoder} σ={r.sigma:g} seed {r.seed}"

@@ -180,6 +180,16 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert split["p_recon_mwu"] == pytest.approx(1 / 3)
     assert split["mig_per_seed"] == "s0 0.3000, s1 0.5000 vs s0 0.1000, s1 0.2000"
     assert noise["p_mig_higher"] == 0.0 and math.isnan(noise["p_mig_mwu"])  # 1 run: no test
+    # The summary names the run counted once, with both copies' MIG.
+    from splitenc_plugin.aggregate import pooled_duplicates
+    frame.loc[3, "mig_mean"] = 0.21  # a copy that disagrees with the first
+    assert pooled_duplicates(frame.assign(model_num=[20, 21, 30, 20, 10, 11])) == [
+        ("factor_vae conv_encoder σ=0 seed 1 (100 steps) finished in 2 studies "
+         "(correlated_noise_study_v1/21: MIG 0.2000; split_encoder_study_v1/20: MIG 0.2100): "
+         "counted once, as correlated_noise_study_v1's")]
+    _, diffs = summarize(frame)
+    assert diffs.set_index("comparison").loc["split encoder − vanilla encoder",
+                                             "d_mig_median"] == pytest.approx(0.40 - 0.15)
 
     from splitenc_plugin.aggregate import claim_verdicts
     verdicts = {(v["comparison"], v["claim"]): v["verdict"]
@@ -314,6 +324,19 @@ def test_an_unfinished_job_directory_holds_back_its_comparison(tmp_path: Path) -
         == {"waiting for 1 unfinished run(s)"}
     _, diffs = summarize(frame, planned[planned["steps"] == 5000])
     assert {v["verdict"] for v in claim_verdicts(diffs).to_dict("records")} == {"holds"}
+    # The summary's "not finished yet" list matches the same way: split seed 2
+    # is unfinished at 100 and 5000 steps, and a 100-step run finishes only
+    # the first; a planned run of unknown steps is finished at any count.
+    import pandas as pd
+
+    from splitenc_plugin.aggregate import unfinished_planned_runs
+    assert unfinished_planned_runs(frame, planned)["steps"].tolist() == [100.0, 5000.0]
+    done = _btc_frame([0.4, 0.5, 0.6], [0.1, 0.2, 0.3])
+    assert unfinished_planned_runs(done, planned)["steps"].tolist() == [5000.0]
+    assert unfinished_planned_runs(done, planned.assign(steps=float("nan"))).empty
+    # Planned twice (started: steps known; in a selections file: unknown): listed once.
+    both = pd.concat([planned.assign(steps=float("nan")), planned], ignore_index=True)
+    assert unfinished_planned_runs(frame, both)["steps"].tolist() == [100.0, 5000.0]
 
 
 def test_a_bad_selections_file_for_the_aggregator_is_one_clear_error(tiny_run,
