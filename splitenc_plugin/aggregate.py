@@ -233,12 +233,22 @@ def unfinished_planned_runs(frame: pd.DataFrame, planned: pd.DataFrame) -> pd.Da
         on=_RUN_POINT, how="inner")
     found = found[found["steps"].isna() | (found["steps"] == found["finished_steps"])]
     # A job both in the selections file (steps unknown) and started (steps
-    # known) is listed once, with its steps.
+    # known) is listed once, with its steps. Keyed like the dedupe above and
+    # the match: by grid point, whatever the study.
     left = planned.drop(index=found["index"].unique())
-    key = ["study", *_RUN_POINT]
-    started = left.loc[left["steps"].notna(), key].drop_duplicates()
-    also_started = left[key].merge(started, on=key, how="left", indicator=True)["_merge"]
-    return left[~(left["steps"].isna().to_numpy() & (also_started == "both").to_numpy())]
+    known = left["steps"].notna().to_numpy()
+    started = left.loc[known, _RUN_POINT].drop_duplicates()
+    also_started = left[_RUN_POINT].merge(started, how="left", indicator=True)["_merge"]
+    return left[known | (also_started != "both").to_numpy()]
+
+
+# What identifies a run when identical configurations pool across studies.
+_POOLED_RUN = [*(c for c in CELL if c != "study"), "seed"]
+
+
+def _count_once(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each pooled run once: the copy of the first study by name."""
+    return frame.sort_values("study").drop_duplicates(subset=_POOLED_RUN)
 
 
 def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
@@ -249,17 +259,17 @@ def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
     comparison uses the first study's run (by name) and this says which, with
     both MIG values, so that a disagreement between the copies is visible.
     """
-    config = [c for c in CELL if c != "study"]
     lines = []
-    for key, group in frame.groupby([*config, "seed"], sort=True, dropna=False):
+    for key, group in frame.groupby(_POOLED_RUN, sort=True, dropna=False):
         if len(group) > 1:
-            point = dict(zip([*config, "seed"], key))
+            point = dict(zip(_POOLED_RUN, key))
             group = group.sort_values("study")
             copies = "; ".join(f"{r.study}/{r.model_num}: MIG {r.mig_mean:.4f}"
                                for r in group.itertuples())
+            kept = _count_once(group)["study"].iloc[0]
             lines.append(f"{point['model']} {point['encoder']} σ={point['sigma']:g} seed "
                          f"{point['seed']} ({point['steps']} steps) finished in {len(group)} "
-                         f"studies ({copies}): counted once, as {group['study'].iloc[0]}'s")
+                         f"studies ({copies}): counted once, as {kept}'s")
     return lines
 
 
@@ -296,8 +306,8 @@ def summarize(frame: pd.DataFrame,
     # correlated-noise study's sigma = 0 FactorVAE is the very run the split
     # study's vanilla FactorVAE cell needs (same gin config, seed and data).
     # A configuration run in both studies counts once.
-    config = [c for c in CELL if c != "study"]
-    runs = frame.sort_values("study").drop_duplicates(subset=[*config, "seed"]).sort_values("seed")
+    config = _POOLED_RUN[:-1]
+    runs = _count_once(frame).sort_values("seed")
     pooled = runs.groupby(config, sort=True, dropna=False).agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
         mig_max=("mig_mean", "max"), mig_sampled_median=("mig_sampled", "median"),

@@ -337,6 +337,9 @@ def test_an_unfinished_job_directory_holds_back_its_comparison(tmp_path: Path) -
     # Planned twice (started: steps known; in a selections file: unknown): listed once.
     both = pd.concat([planned.assign(steps=float("nan")), planned], ignore_index=True)
     assert unfinished_planned_runs(frame, both)["steps"].tolist() == [100.0, 5000.0]
+    # ... also when the selections file names it under another study (configs pool).
+    both.loc[both["steps"].isna(), "study"] = "correlated_noise_study_v1"
+    assert unfinished_planned_runs(frame, both)["steps"].tolist() == [100.0, 5000.0]
 
 
 def test_a_bad_selections_file_for_the_aggregator_is_one_clear_error(tiny_run,
