@@ -47,12 +47,19 @@ __all__ = ["COLUMNS", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate", "claim_ver
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
+# The joint terms are plug-in lower / leave-one-out upper estimates; both are
+# kept, with log N (the plug-in I(z;x)'s ceiling), so that a model whose
+# I(z;x) nears log N shows its bracket rather than one capped number.
 MI_FIELDS = {
     "mi_joint": "mi_joint",
+    "mi_joint_loo": "mi_joint_loo",
     "mi_latent_sum": "mi_latent_sum",
     "mi_gap": "decomposition_gap",
+    "mi_gap_loo": "decomposition_gap_loo",
     "mi_tc": "total_correlation",
+    "mi_tc_loo": "total_correlation_loo",
     "mi_ci": "conditional_independence",
+    "mi_log_n": "log_num_points",
 }
 COLUMNS = [
     "study", "model_num", "dataset", "model", "encoder", "sigma", "seed", "steps",
@@ -208,6 +215,17 @@ def planned_runs(unfinished: Sequence[Path] = (),
     return pd.DataFrame(rows, columns=PLAN_COLUMNS).astype({"steps": float})
 
 
+def _finishes(planned_steps: pd.Series, finished_steps) -> pd.Series:
+    """Whether a run finished at ``finished_steps`` finishes planned runs of ``planned_steps``.
+
+    A planned run whose steps are known (an unfinished job directory) is
+    finished only at that step count; one from a selections file (steps NaN)
+    at any. The one rule for both the verdict hold-back and the summary's
+    "not finished yet" list.
+    """
+    return planned_steps.isna() | (planned_steps == finished_steps)
+
+
 def _missing(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) -> int:
     """How many planned seeds of one comparison arm (``config``) have not finished."""
     if planned is None or planned.empty:
@@ -215,23 +233,21 @@ def _missing(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) -> i
     match = np.ones(len(planned), dtype=bool)
     for column in _RUN_POINT[:-1]:  # all but the seed
         match &= (planned[column] == config[column]).to_numpy()
-    match &= (planned["steps"].isna() | (planned["steps"] == config["steps"])).to_numpy()
+    match &= _finishes(planned["steps"], config["steps"]).to_numpy()
     return len(set(planned.loc[match, "seed"]) - set(arm["seed"]))
 
 
 def unfinished_planned_runs(frame: pd.DataFrame, planned: pd.DataFrame) -> pd.DataFrame:
     """Planned runs with no finished run at their grid point (and steps, where known).
 
-    The same match as the hold-back of :func:`summarize`: a planned run whose
-    steps are known (an unfinished job directory) is finished only by a run
-    at that step count; one from a selections file by a run at any. A run
-    planned both ways is listed once, with its steps.
+    The same match as the hold-back of :func:`summarize` (:func:`_finishes`).
+    A run planned both ways is listed once, with its steps.
     """
     planned = planned.drop_duplicates(subset=[*_RUN_POINT, "steps"]).reset_index(drop=True)
     found = planned.reset_index().merge(
         frame[[*_RUN_POINT, "steps"]].rename(columns={"steps": "finished_steps"}),
         on=_RUN_POINT, how="inner")
-    found = found[found["steps"].isna() | (found["steps"] == found["finished_steps"])]
+    found = found[_finishes(found["steps"], found["finished_steps"])]
     # A job both in the selections file (steps unknown) and started (steps
     # known) is listed once, with its steps. Keyed like the dedupe above and
     # the match: by grid point, whatever the study.

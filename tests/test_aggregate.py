@@ -94,6 +94,11 @@ def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
                          "evaluation_results.json").read_text())
         assert float(row["mi_gap"]) == pytest.approx(mi["decomposition_gap"])
         assert float(row["mi_tc"]) == pytest.approx(mi["total_correlation"])
+        assert float(row["mi_tc_loo"]) == pytest.approx(mi["total_correlation_loo"])
+        # The bracket: plug-in I(z;x) <= log N, and below the leave-one-out one.
+        assert float(row["mi_log_n"]) == pytest.approx(np.log(mi["num_points"]))
+        assert float(row["mi_joint"]) <= float(row["mi_log_n"]) + 1e-9
+        assert float(row["mi_joint"]) < float(row["mi_joint_loo"])
         assert float(row["mi_ci"]) == 0.0  # factorized noise: exactly conditionally independent
 
 
