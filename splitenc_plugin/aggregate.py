@@ -43,7 +43,7 @@ from splitenc_plugin.study_grid import get_grid
 from splitenc_plugin.traversals import FITTED_DIR
 
 __all__ = ["COLUMNS", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate", "claim_verdicts",
-           "load_results", "main", "planned_runs", "summarize"]
+           "difference_table", "load_results", "main", "planned_runs", "summarize"]
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
@@ -359,6 +359,30 @@ def summarize(frame: pd.DataFrame,
     return cells, pd.DataFrame(diffs)
 
 
+_DIFFERENCE_HEADERS = {
+    "d_mig_median": "Δ MIG median", "d_mig_sampled_median": "Δ MIG (sampled) median",
+    "d_recon_median": "Δ recon. loss median", "p_mig_higher": "P(MIG higher)",
+    "p_mig_mwu": "MWU p (MIG)", "p_recon_higher": "P(recon. higher)",
+    "p_recon_mwu": "MWU p (recon.)", "mig_per_seed": "MIG per seed (variant vs baseline)"}
+
+
+def difference_table(diffs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summarize`'s differences as ``summary.md`` shows them.
+
+    The configuration columns come first, in :data:`CELL` order; the column a
+    row compares (e.g. ``encoder`` for split - vanilla) reads "compared" rather
+    than being left empty (which would print as "nan", or as "matrix" for sigma).
+    """
+    if diffs.empty:
+        return diffs
+    table = diffs.astype(object)
+    for index, compared in diffs["_compared"].items():
+        table.loc[index, compared] = "compared"
+    config = [c for c in CELL if c in table.columns]
+    rest = [c for c in table.columns if c not in config and not c.startswith("_")]
+    return table[config + rest].rename(columns=_DIFFERENCE_HEADERS)
+
+
 # The campaign's decision rule (docs/results/campaign/README.md, fixed before
 # its results): P(variant higher) at or beyond 0.75 (or at or below 0.25) counts
 # as a separation of two small samples; no verdict until every planned run of
@@ -477,7 +501,8 @@ def _fmt(column: str, value) -> str:
     if isinstance(value, float):
         if column == "sigma":
             return "matrix" if np.isnan(value) else f"{value:g}"
-        return f"{value:.4f}"
+        # E.g. a Mann-Whitney p with one run in a cell: there is no test.
+        return "—" if np.isnan(value) else f"{value:.4f}"
     return str(value)
 
 
@@ -641,15 +666,7 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                                        "mig_sampled_median": "MIG (sampled) median",
                                        "recon_median": "recon. loss median"})
     verdicts = claim_verdicts(diffs) if not diffs.empty else pd.DataFrame()
-    diff_table = diffs.drop(columns=[c for c in diffs.columns if c.startswith("_")])
-    diff_table = diff_table.rename(columns={"d_mig_median": "Δ MIG median",
-                                            "d_mig_sampled_median": "Δ MIG (sampled) median",
-                                            "d_recon_median": "Δ recon. loss median",
-                                            "p_mig_higher": "P(MIG higher)",
-                                            "p_mig_mwu": "MWU p (MIG)",
-                                            "p_recon_higher": "P(recon. higher)",
-                                            "p_recon_mwu": "MWU p (recon.)",
-                                            "mig_per_seed": "MIG per seed (variant vs baseline)"})
+    diff_table = difference_table(diffs)
     table = ("## Per cell (MIG of the mean representation unless noted)\n\n"
              + _markdown(cell_table)
              + "\n## Differences of medians (variant − baseline)\n\n"

@@ -185,6 +185,15 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert split["p_recon_mwu"] == pytest.approx(1 / 3)
     assert split["mig_per_seed"] == "s0 0.3000, s1 0.5000 vs s0 0.1000, s1 0.2000"
     assert noise["p_mig_higher"] == 0.0 and math.isnan(noise["p_mig_mwu"])  # 1 run: no test
+    # As summary.md shows them: configuration columns first, the compared one marked.
+    from splitenc_plugin.aggregate import difference_table
+    shown = difference_table(diffs).set_index("comparison")
+    assert list(shown.columns[:4]) == ["dataset", "model", "encoder", "sigma"]
+    assert shown.loc["split encoder − vanilla encoder", "encoder"] == "compared"
+    assert shown.loc["split encoder − vanilla encoder", "sigma"] == 0.0
+    assert shown.loc["σ = 0.9 (correlated) − σ = 0 (factorized)", "sigma"] == "compared"
+    assert shown.loc["σ = 0.9 (correlated) − σ = 0 (factorized)", "encoder"] == "conv_encoder"
+    assert not any(c.startswith("_") for c in shown.columns)
     # The summary names the run counted once, with both copies' MIG.
     from splitenc_plugin.aggregate import pooled_duplicates
     frame.loc[3, "mig_mean"] = 0.21  # a copy that disagrees with the first
