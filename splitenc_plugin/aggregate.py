@@ -43,7 +43,7 @@ from splitenc_plugin.study_grid import get_grid
 from splitenc_plugin.traversals import FITTED_DIR
 
 __all__ = ["COLUMNS", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate", "claim_verdicts",
-           "difference_table", "load_results", "main", "planned_runs", "summarize"]
+           "difference_table", "figure_runs", "load_results", "main", "planned_runs", "summarize"]
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
@@ -287,6 +287,42 @@ def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
                          f"{point['seed']} ({point['steps']} steps) finished in {len(group)} "
                          f"studies ({copies}): counted once, as {kept}'s")
     return lines
+
+
+def figure_runs(frame: pd.DataFrame, study: str, dataset: str) -> pd.DataFrame:
+    """The runs a study's figures on one dataset show: its own and their pooled partners.
+
+    A cell of ``study`` is drawn beside the cell it is compared with (its
+    baseline or variant in the study's comparison, e.g. the vanilla encoder
+    for a split-encoder cell) even when that cell's runs were made in another
+    study with the identical configuration, as :func:`summarize` pools them:
+    e.g. the split study's FactorVAE runs beside the correlated-noise study's
+    sigma = 0 FactorVAE. A run present in both studies is drawn once, as the
+    study's own.
+
+    Args:
+      frame: :func:`load_results` rows of every study.
+      study: The figure's study.
+      dataset: The figure's dataset.
+
+    Returns:
+      Rows of ``frame``; borrowed rows keep their own ``study``.
+    """
+    from splitenc_plugin.figures import COMPARISONS
+
+    own = frame[(frame["study"] == study) & (frame["dataset"] == dataset)]
+    if study not in COMPARISONS or own.empty:
+        return own
+    column, base, variant, _ = COMPARISONS[study]
+    config = _POOLED_RUN[:-1]
+    partners = own[own[column].isin([base, variant])][config].drop_duplicates()
+    partners[column] = partners[column].map({base: variant, variant: base})
+    others = frame[frame["study"] != study].merge(partners, on=config)
+    own_runs = set(own[_POOLED_RUN].itertuples(index=False, name=None))
+    others = _count_once(others)
+    others = others[[run not in own_runs
+                     for run in others[_POOLED_RUN].itertuples(index=False, name=None)]]
+    return pd.concat([own, others], ignore_index=True)
 
 
 def _iqr(values: pd.Series) -> float:
@@ -632,7 +668,9 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     cells, diffs = summarize(frame, planned)
     written: list[Path] = []
     appendix_notes = []
-    for (study_name, dataset), group in frame.groupby(["study", "dataset"], sort=True):
+    for study_name, dataset in frame[["study", "dataset"]].drop_duplicates().sort_values(
+            ["study", "dataset"]).itertuples(index=False):
+        group = figure_runs(frame, study_name, dataset)
         stem = f"{study_name}_{dataset}"
         written.append(figures.mig_violins(group, study_name, dataset,
                                            fig_dir / f"{stem}_mig_violin.png"))
@@ -645,8 +683,10 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
         panels = []
         for _, row in best.iterrows():
             path = vis.get(Path(row["job_dir"]))
-            label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}: model "
-                     f"{row['model_num']} (seed {row['seed']}), MIG {row['mig_mean']:.3f}")
+            model = (f"model {row['model_num']}" if row["study"] == study_name
+                     else f"{row['study']}/{row['model_num']}")
+            label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}: {model} "
+                     f"(seed {row['seed']}), MIG {row['mig_mean']:.3f}")
             if path is None:
                 appendix_notes.append(f"{study_name}/{row['model_num']}: no visualizations "
                                       "and no TF-Hub module (pruned): left out of Appendix C")

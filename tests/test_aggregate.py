@@ -217,6 +217,38 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     }
 
 
+def test_a_study_figure_draws_its_cells_beside_their_pooled_partners() -> None:
+    # The split study's FactorVAE split cell is drawn beside the vanilla runs
+    # made in the correlated-noise study (sigma = 0), not beside its sigma =
+    # 0.9 runs; the correlated-noise study's figure borrows no split runs.
+    import pandas as pd
+
+    from splitenc_plugin.aggregate import figure_runs
+
+    def row(study, num, encoder, sigma, seed, dataset="dsprites_full"):
+        return {"study": study, "model_num": num, "dataset": dataset, "model": "factor_vae",
+                "encoder": encoder, "sigma": sigma, "steps": 100, "seed": seed,
+                "mig_mean": 0.1, "mig_sampled": 0.1, "reconstruction_loss": 50.0}
+
+    noise, split = "correlated_noise_study_v1", "split_encoder_study_v1"
+    frame = pd.DataFrame([
+        row(noise, 20, "conv_encoder", 0.0, 0), row(noise, 21, "conv_encoder", 0.0, 1),
+        row(noise, 30, "conv_encoder", 0.9, 0),
+        row(noise, 22, "conv_encoder", 0.0, 2, dataset="cars3d"),  # another dataset
+        row(split, 1, "conv_encoder", 0.0, 1),  # the same run as noise/21: drawn once
+        row(split, 10, "split_conv_encoder", 0.0, 0),
+        row(split, 11, "split_conv_encoder", 0.0, 1),
+    ])
+    drawn = figure_runs(frame, split, "dsprites_full")
+    assert sorted(zip(drawn["study"], drawn["model_num"])) == [
+        (noise, 20), (split, 1), (split, 10), (split, 11)]
+    drawn = figure_runs(frame, noise, "dsprites_full")
+    assert sorted(drawn["model_num"]) == [20, 21, 30] and set(drawn["study"]) == {noise}
+    # A study with no comparison of its own (e.g. a custom one) borrows nothing.
+    custom = frame.assign(study=["custom"] * 3 + [noise] * 4)
+    assert sorted(figure_runs(custom, "custom", "dsprites_full")["model_num"]) == [20, 21, 30]
+
+
 def _noise_frame(mig_sigma0: list[float], mig_sigma09: list[float]):
     import pandas as pd
 
