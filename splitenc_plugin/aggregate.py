@@ -685,7 +685,8 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
             path = vis.get(Path(row["job_dir"]))
             model = (f"model {row['model_num']}" if row["study"] == study_name
                      else f"{row['study']}/{row['model_num']}")
-            label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}: {model} "
+            # Two lines: a borrowed cell's "<study>/<num>" is too long for one.
+            label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}\n{model} "
                      f"(seed {row['seed']}), MIG {row['mig_mean']:.3f}")
             if path is None:
                 appendix_notes.append(f"{study_name}/{row['model_num']}: no visualizations "

@@ -164,7 +164,8 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
     paper = PAPER_FIGURES.get((study, dataset), ("", "", ""))[2]
     fig.suptitle(f"Best-MIG model per cell on {dataset} ({study})"
                  + (f" — cf. paper {paper}" if paper else ""), fontsize=10)
-    fig.tight_layout()
+    # Keep ~0.4 inch above the first row's titles for the suptitle.
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return out
