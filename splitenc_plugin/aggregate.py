@@ -259,7 +259,8 @@ def unfinished_planned_runs(frame: pd.DataFrame, planned: pd.DataFrame) -> pd.Da
 
 
 # What identifies a run when identical configurations pool across studies.
-_POOLED_RUN = [*(c for c in CELL if c != "study"), "seed"]
+_POOLED_CELL = [c for c in CELL if c != "study"]
+_POOLED_RUN = [*_POOLED_CELL, "seed"]
 
 
 def _count_once(frame: pd.DataFrame) -> pd.DataFrame:
@@ -314,7 +315,7 @@ def figure_runs(frame: pd.DataFrame, study: str, dataset: str) -> pd.DataFrame:
     if study not in COMPARISONS or own.empty:
         return own
     column, base, variant, _ = COMPARISONS[study]
-    config = _POOLED_RUN[:-1]
+    config = _POOLED_CELL
     partners = own[own[column].isin([base, variant])][config].drop_duplicates()
     partners[column] = partners[column].map({base: variant, variant: base})
     others = frame[frame["study"] != study].merge(partners, on=config)
@@ -358,7 +359,7 @@ def summarize(frame: pd.DataFrame,
     # correlated-noise study's sigma = 0 FactorVAE is the very run the split
     # study's vanilla FactorVAE cell needs (same gin config, seed and data).
     # A configuration run in both studies counts once.
-    config = _POOLED_RUN[:-1]
+    config = _POOLED_CELL
     runs = _count_once(frame).sort_values("seed")
     pooled = runs.groupby(config, sort=True, dropna=False).agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
@@ -678,18 +679,19 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                                                      fig_dir / f"{stem}_mig_vs_recon.png"))
         if not visualize:
             continue
-        best = group.loc[group.groupby(CELL, dropna=False)["mig_mean"].idxmax()]
+        # Per pooled cell: a cell with runs in two studies gets one panel.
+        best = group.loc[group.groupby(_POOLED_CELL, dropna=False)["mig_mean"].idxmax()]
         vis = _visualize([Path(p) for p in best["job_dir"]], fig_dir / "visualizations")
         panels = []
         for _, row in best.iterrows():
             path = vis.get(Path(row["job_dir"]))
-            model = (f"model {row['model_num']}" if row["study"] == study_name
-                     else f"{row['study']}/{row['model_num']}")
+            run = f"{row['study']}/{row['model_num']}"
+            model = f"model {row['model_num']}" if row["study"] == study_name else run
             # Two lines: a borrowed cell's "<study>/<num>" is too long for one.
             label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}\n{model} "
                      f"(seed {row['seed']}), MIG {row['mig_mean']:.3f}")
             if path is None:
-                appendix_notes.append(f"{study_name}/{row['model_num']}: no visualizations "
+                appendix_notes.append(f"{run}: no visualizations "
                                       "and no TF-Hub module (pruned): left out of Appendix C")
                 continue
             fitted = path / FITTED_DIR / "traversals0.jpg"

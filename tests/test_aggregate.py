@@ -434,7 +434,8 @@ def test_one_unreadable_module_does_not_cost_the_others_their_pictures(
     assert "visualizing some models failed" in warning and str(broken / "model") in warning
 
 
-def _fake_dlib_job(root: Path, num: int, seed: int, mig: float, noise: dict) -> None:
+def _fake_dlib_job(root: Path, num: int, seed: int, mig: float, noise: dict,
+                   study: str = "my_study") -> None:
     """A finished dlib_reproduce-style job: only the JSON the aggregator reads."""
     record = {"train_config.model.model_num": num,
               "train_config.dataset.name": "'dsprites_full'",
@@ -448,7 +449,7 @@ def _fake_dlib_job(root: Path, num: int, seed: int, mig: float, noise: dict) -> 
               "evaluation_results.discrete_mig": mig,
               **noise}
     for rep in ("mean", "sampled"):
-        path = root / "my_study" / str(num) / "metrics" / rep / "mig" / "results" / "aggregate"
+        path = root / study / str(num) / "metrics" / rep / "mig" / "results" / "aggregate"
         path.mkdir(parents=True)
         (path / "evaluation.json").write_text(json.dumps(record))
 
@@ -471,3 +472,21 @@ def test_a_full_correlation_matrix_model_is_its_own_cell_not_sigma_zero(tmp_path
     summary = (tmp_path / "summary.md").read_text()
     assert "| my_study | dsprites_full | factor_vae | conv_encoder | matrix | 100 | 1 | 0.2000 |" \
         in summary
+
+
+def test_appendix_c_has_one_panel_per_pooled_cell_named_by_its_own_study(tmp_path: Path) -> None:
+    # The split study ran vanilla seed 1 itself; the correlated-noise study's
+    # vanilla seed 0 (higher MIG) is borrowed. The vanilla cell is one cell:
+    # one best model, named by the study that ran it. The jobs have no
+    # visualizations, so each best model shows up as a note instead of a panel.
+    from splitenc_plugin.aggregate import aggregate
+
+    noise, split = "correlated_noise_study_v1", "split_encoder_study_v1"
+    _fake_dlib_job(tmp_path, 20, 0, 0.30, {}, study=noise)
+    _fake_dlib_job(tmp_path, 1, 1, 0.20, {}, study=split)
+    _fake_dlib_job(tmp_path, 10, 0, 0.25,
+                   {"train_config.encoder.encoder_fn": "@split_conv_encoder"}, study=split)
+    summary = aggregate(tmp_path)["summary"].read_text()
+    left_out = sorted(line.split(":")[0][2:] for line in summary.splitlines()
+                      if line.endswith("left out of Appendix C"))
+    assert left_out == [f"{noise}/20", f"{noise}/20", f"{split}/10"]  # noise/20 in both studies' figures
