@@ -1,43 +1,55 @@
-"""Procedural re-rendering of the dSprites data set, in DeepMind's file format.
+"""Procedural re-rendering of the dSprites data set, fitted to DeepMind's pixels.
 
 dlib's ``dsprites_full``, ``dsprites_noshape``, ``color_dsprites``,
 ``noisy_dsprites`` and ``scream_dsprites`` read
 ``$DISENTANGLEMENT_LIB_DATA/dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``.
 This module writes that file without network access: same keys, shapes,
 dtypes, metadata and row order as DeepMind's file, with the same factors and
-factor values, but our own pixels (DeepMind rendered theirs with Love2D; the
-exact rasterisation is not published).
+factor values, and pixels from a renderer whose geometry was fitted to real
+dSprites frames (``../shared/reference/dsprites_real_frames.npz``; the fit and
+its per-shape fidelity are in the README's datasets section and
+``tests/test_data_dsprites_fidelity.py``). DeepMind drew the originals with
+Love2D as vector shapes rasterised without anti-aliasing (their issue #2/#3);
+this renderer follows that rule.
 
-Geometry (all lengths in pixels of the 64 x 64 canvas; pixel ``i`` covers the
-continuous interval ``[i, i + 1)``, ``x`` grows to the right along columns and
-``y`` grows downwards along rows, as in the image array):
+Geometry, renderer version 2 (lengths in pixels of the 64 x 64 canvas; pixel
+``i`` covers ``[i, i + 1)``; ``x`` grows to the right along columns, ``y``
+downwards along rows; ``s`` is the scale value 0.5 ... 1):
 
-* position: ``centre = POSITION_MARGIN_PX + pos * 31 * POSITION_STEP_PX``, i.e.
-  posX/posY = ``linspace(0, 1, 32)`` map to sprite centres 12.625, 13.875, ...,
-  51.375 (a 1.25 px step, symmetric about the canvas centre 32.0). posX moves
-  the sprite right, posY moves it down.
-* size: every shape is normalised so that its circumscribed circle about its
-  area centroid has radius ``SPRITE_RADIUS_PX * scale`` (11 px at scale 1).
-  The sprite therefore never comes closer than 12.625 - 11 = 1.625 px to the
-  border, whatever its orientation: rows/columns 0, 1, 62 and 63 stay empty.
-* shapes: a square, an ellipse with axes 2:1 (long axis horizontal at
-  orientation 0) and the classic implicit heart ``(x^2 + y^2 - 1)^3 <= x^2 y^3``
-  (lobes up, point down at orientation 0). Areas at equal scale differ:
-  ellipse 1.57 R^2 < square 2.00 R^2 < heart 2.20 R^2.
-* orientation: the shape is rotated about its centroid by ``theta``, clockwise
-  on screen (the mathematical sense in a y-down frame, as Love2D does).
-* rasterisation: 8 x 8 supersampling per pixel (point samples at sub-pixel
-  centres), area-averaged coverage, pixel = 1 where coverage >= 0.5.
+* position: the sprite's anchor is at ``16 + 32 * pos`` on each axis
+  (posX/posY = ``linspace(0, 1, 32)``: 16.0, 17.03, ..., 48.0, a 32/31 px
+  step): the middle half of the canvas, as in a Love2D canvas of size 1 with
+  positions ``0.25 + 0.5 * pos``. posX moves right, posY moves down.
+* square: side ``SIZE_PX * s`` (19.2 px = 0.3 of the canvas at scale 1),
+  centred on the anchor.
+* ellipse: semi-axes ``ELLIPSE_SEMI_AXES_PX * s`` (12.76 x 7.22 px at scale
+  1; long axis horizontal at orientation 0), centred on the anchor.
+* heart: the classic parametric heart ``x = 16 sin^3 t``, ``y = 13 cos t -
+  5 cos 2t - 2 cos 3t - cos 4t`` (lobes up), drawn as a polygon of
+  ``HEART_VERTICES`` points ``t = 2 pi k / 150``, stretched to ``SIZE_PX * s``
+  wide (x / 32) and ``SIZE_PX * s`` over its y range of 29 units (y / 29), its
+  curve origin ``HEART_ORIGIN_ABOVE_ANCHOR_PX * s`` above the anchor. The
+  anchor is not the heart's area centroid, so the heart's centroid circles
+  the anchor as it rotates (as in the real animation).
+* orientation: every shape turns about its anchor by ``theta``
+  counter-clockwise on screen. The 40 values are ``linspace(0, 2 pi, 40)``:
+  both endpoints are included (a 2 pi / 39 step), so orientation 39 repeats
+  orientation 0's image.
+* rasterisation: a pixel is 1 iff its centre is inside the shape (point
+  sampling, as OpenGL rasterises polygons without multisampling).
 
-Determinism: the per-sample geometry uses only +, *, / and comparisons on
-float64 (the heart is a polynomial test, angles go through :func:`math.cos` and
-:func:`math.sin` once per orientation), and the zip container has fixed
-timestamps, so a generation is byte-identical on every run.
+Implementation: every pixel centre, at every position, lies on one lattice of
+offsets ``(n + 1/2) / 31`` px from the anchor (``16 + 32 k / 31`` puts all
+positions on a 1/31 px grid), so each (shape, scale, orientation) sprite is
+evaluated once on that lattice and each of its 1,024 images is a strided view
+of it. Square and ellipse are tested in closed form; the heart polygon by
+even-odd scanline crossings (vertices at lattice-row heights count for the edge
+above them).
 
-Speed and memory: each (shape, scale, orientation) sprite is rasterised once
-per sub-pixel phase (a 1.25 px step has 4 phases per axis) and pasted at the
-32 x 32 positions; the image array is streamed into the zip member block by
-block, so peak memory stays in the hundreds of megabytes.
+Determinism: the geometry uses only +, *, /, floor and comparisons on float64;
+angles and heart vertices go through :func:`math.cos` and :func:`math.sin`
+once each; the zip container has fixed timestamps. A generation is
+byte-identical on every run.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ import math
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -59,43 +72,37 @@ LATENT_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
 LATENT_SIZES = (1, 3, 6, 40, 32, 32)
 SHAPE_NAMES = ("square", "ellipse", "heart")
 
-# Sub-pixel samples per pixel side. 8 keeps the 1.25 px position step an
-# integer number of samples (10), so each position is an exact integer shift
-# of the same sample lattice and sprites can be rendered once per phase.
-SUPERSAMPLE = 8
-POSITION_STEP_FINE = 10
-POSITION_STEP_PX = POSITION_STEP_FINE / SUPERSAMPLE
-# Centres are placed symmetrically: (64 * 8 - 31 * 10) / 2 = 101 samples.
-POSITION_MARGIN_FINE = (CANVAS_PX * SUPERSAMPLE
-                        - (LATENT_SIZES[4] - 1) * POSITION_STEP_FINE) // 2
-POSITION_MARGIN_PX = POSITION_MARGIN_FINE / SUPERSAMPLE
-SPRITE_RADIUS_PX = 11.0
+# Bumped whenever any pixel changes; recorded in the file's metadata and so in
+# every job's data fingerprint (splitenc_plugin.data.fingerprint).
+RENDERER_VERSION = 2
 
-# The patch a sprite is rendered into: _HALF pixels either side of the pixel
-# holding its centre, enough for the 11 px radius plus the sub-pixel phase.
-_HALF = math.ceil(SPRITE_RADIUS_PX) + 1
-_PATCH = 2 * _HALF + 1
-# Sample offsets (in samples, relative to the sprite centre) covering every
-# phase: phase p uses the window starting at SUPERSAMPLE - 1 - p.
-_FINE_OFFSETS = (np.arange(_PATCH * SUPERSAMPLE + SUPERSAMPLE - 1, dtype=np.float64)
-                 - (_HALF * SUPERSAMPLE + SUPERSAMPLE - 1))
+# Fitted to the real frames (see the module docstring).
+POSITION_ORIGIN_PX = 16.0
+POSITION_SPAN_PX = 32.0
+SIZE_PX = 19.2
+ELLIPSE_SEMI_AXES_PX = (12.76, 7.22)
+HEART_VERTICES = 150
+HEART_WIDTH_UNITS = 32.0   # x of the parametric heart spans [-16, 16]
+HEART_HEIGHT_UNITS = 29.0  # its y spans [-17, 11.92]: DeepMind's stretch uses 29
+HEART_ORIGIN_ABOVE_ANCHOR_PX = 1.438
 
-# Implicit heart (x^2 + y^2 - 1)^3 - x^2 y^3 <= 0 (y up): its area centroid
-# is at y = 0.293482 and the farthest boundary point from it is at 1.290607
-# (both measured numerically on a 4000^2 grid, radius rounded up so the heart
-# stays inside the unit circle). tests/test_data_dsprites.py re-measures them.
-HEART_CENTROID_Y = 0.293482
-HEART_RADIUS = 1.290700
-_SQUARE_HALF_SIDE = 1.0 / math.sqrt(2.0)
-_ELLIPSE_SEMI_MINOR = 0.5
+# Lattice of anchor-relative sample offsets: (n + 1/2) / LATTICE px. Every
+# pixel centre of every position is on it because the position step is
+# POSITION_SPAN_PX / LATTICE = 32 / 31 px.
+LATTICE = LATENT_SIZES[4] - 1
+# Offsets up to _REACH px from the anchor are evaluated; no sprite reaches
+# further (the square's corner at scale 1 is 9.6 * sqrt(2) = 13.6 px away).
+_REACH = 14.0
+_HALF = int(_REACH * LATTICE)          # lattice indices -_HALF-1 .. _HALF-1
+_SIDE = 2 * _HALF + 1                   # (and one zero column for "outside")
 
 _DESCRIPTION = (
     "Procedural re-rendering of the dSprites dataset (Matthey et al., 2017) by "
-    "splitenc_plugin: same latents, latent values, array layout and ordering "
-    "as DeepMind's dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz, but the "
-    "pixels are our own rendering (supersampled, thresholded at 0.5), not "
-    "DeepMind's. Ordering along dimension 0 is row-major over (color, shape, "
-    "scale, orientation, posX, posY), posY fastest."
+    "splitenc_plugin, renderer version 2: same latents, latent values, array layout and "
+    "ordering as DeepMind's dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz, with pixels from "
+    "a vector renderer fitted to real dSprites frames (point-sampled, no anti-aliasing). "
+    "Ordering along dimension 0 is row-major over (color, shape, scale, orientation, posX, "
+    "posY), posY fastest."
 )
 
 
@@ -116,87 +123,137 @@ def latent_possible_values() -> dict[str, np.ndarray]:
 
 
 def position_to_pixel(pos_idx: int | np.ndarray) -> np.ndarray:
-    """Maps a posX/posY index (0..31) to the sprite centre in canvas pixels.
+    """Maps a posX/posY index (0..31) to the sprite's anchor in canvas pixels.
 
     Args:
       pos_idx: Position index or array of indices.
 
     Returns:
-      The continuous pixel coordinate of the sprite centre (pixel ``i`` covers
-      ``[i, i + 1)``): ``12.625 + 1.25 * pos_idx``.
+      The continuous pixel coordinate of the anchor (pixel ``i`` covers
+      ``[i, i + 1)``): ``16 + 32 * pos_idx / 31``.
     """
     idx = np.asarray(pos_idx, dtype=np.int64)
-    return (POSITION_MARGIN_FINE + POSITION_STEP_FINE * idx) / SUPERSAMPLE
+    return POSITION_ORIGIN_PX + POSITION_SPAN_PX * idx / LATTICE
 
 
-def _inside_square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.maximum(np.abs(u), np.abs(v)) <= _SQUARE_HALF_SIDE
+def heart_polygon() -> np.ndarray:
+    """The heart's outline at scale 1, orientation 0, relative to its anchor.
+
+    Returns:
+      A float64 array of shape (HEART_VERTICES, 2): (x right, y down) in pixels.
+    """
+    kx = SIZE_PX / HEART_WIDTH_UNITS
+    ky = SIZE_PX / HEART_HEIGHT_UNITS
+    points = []
+    for k in range(HEART_VERTICES):
+        t = 2.0 * math.pi * k / HEART_VERTICES
+        x = 16.0 * math.sin(t) ** 3
+        y = 13.0 * math.cos(t) - 5.0 * math.cos(2 * t) - 2.0 * math.cos(3 * t) - math.cos(4 * t)
+        points.append((x * kx, -y * ky - HEART_ORIGIN_ABOVE_ANCHOR_PX))
+    return np.array(points, dtype=np.float64)
 
 
-def _inside_ellipse(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    w = v / _ELLIPSE_SEMI_MINOR
-    return u * u + w * w <= 1.0
+def _offsets() -> np.ndarray:
+    """Anchor-relative sample offsets of the lattice, in pixels, shape (_SIDE - 1,)."""
+    return (np.arange(-_HALF, _HALF, dtype=np.float64) + 0.5) / LATTICE
 
 
-def _inside_heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    x = u * HEART_RADIUS
-    # Screen v points down, the implicit heart's y points up.
-    y = HEART_CENTROID_Y - v * HEART_RADIUS
-    r = x * x + y * y - 1.0
-    return r * r * r - x * x * y * y * y <= 0.0
+def _inside_square(u: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
+    return np.maximum(np.abs(u), np.abs(v)) <= 0.5 * SIZE_PX * scale
+
+
+def _inside_ellipse(u: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
+    a, b = (r * scale for r in ELLIPSE_SEMI_AXES_PX)
+    return (u / a) ** 2 + (v / b) ** 2 <= 1.0
+
+
+def _closed_form(inside: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+                 ) -> Callable[[float, float, float], np.ndarray]:
+    """Lattice evaluation of a shape given by an inside test in its own frame."""
+    def evaluate(scale: float, cos_t: float, sin_t: float) -> np.ndarray:
+        d = _offsets()
+        dx, dy = d[np.newaxis, :], d[:, np.newaxis]
+        # Shape frame of each sample: the inverse of a counter-clockwise
+        # (on screen, y down) rotation by theta.
+        return inside(cos_t * dx - sin_t * dy, sin_t * dx + cos_t * dy, scale)
+    return evaluate
+
+
+def _heart_lattice(scale: float, cos_t: float, sin_t: float) -> np.ndarray:
+    """Even-odd scanline fill of the rotated heart polygon on the lattice."""
+    poly = heart_polygon() * scale
+    # Counter-clockwise on screen (y down): (u, v) -> (u c + v s, -u s + v c).
+    x = cos_t * poly[:, 0] + sin_t * poly[:, 1]
+    y = -sin_t * poly[:, 0] + cos_t * poly[:, 1]
+    x0, y0, x1, y1 = x, y, np.roll(x, -1), np.roll(y, -1)
+    rows = _offsets()[:, np.newaxis]
+    crosses = (y0 > rows) != (y1 > rows)                      # (rows, edges)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_cross = x0 + (rows - y0) * (x1 - x0) / (y1 - y0)
+    r, e = np.nonzero(crosses)
+    # A crossing toggles inside/outside for every sample right of it: the
+    # first such lattice column is floor(x * LATTICE - 1/2) + 1 + _HALF.
+    first = np.floor(x_cross[r, e] * LATTICE - 0.5).astype(np.int64) + 1 + _HALF
+    toggles = np.zeros((_SIDE - 1, _SIDE), dtype=np.int32)
+    np.add.at(toggles, (r, np.clip(first, 0, _SIDE - 1)), 1)
+    return (np.cumsum(toggles, axis=1)[:, :-1] & 1).astype(bool)
 
 
 # Indexed by the shape latent's class (0 square, 1 ellipse, 2 heart).
-_SHAPE_TESTS: tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], ...] = (
-    _inside_square, _inside_ellipse, _inside_heart)
+_SHAPES = (_closed_form(_inside_square), _closed_form(_inside_ellipse), _heart_lattice)
 
 
-def _sprite_samples(shape_idx: int, scale_idx: int, orient_idx: int) -> np.ndarray:
-    """Returns the boolean sample lattice of one sprite, for all phases."""
+@lru_cache(maxsize=64)
+def _sprite(shape_idx: int, scale_idx: int, orient_idx: int) -> np.ndarray:
+    """One sprite on the lattice, padded with a zero row and column at the end."""
     values = latent_possible_values()
     theta = float(values["orientation"][orient_idx])
-    cos_t, sin_t = math.cos(theta), math.sin(theta)
-    radius = SPRITE_RADIUS_PX * float(values["scale"][scale_idx])
-    d = (_FINE_OFFSETS + 0.5) / SUPERSAMPLE / radius
-    dx = d[np.newaxis, :]
-    dy = d[:, np.newaxis]
-    # Sample the shape at the inverse rotation of each sample point, which
-    # rotates the shape by +theta (clockwise on screen, y down).
-    u = cos_t * dx + sin_t * dy
-    v = cos_t * dy - sin_t * dx
-    return _SHAPE_TESTS[shape_idx](u, v)
+    scale = float(values["scale"][scale_idx])
+    lattice = _SHAPES[shape_idx](scale, math.cos(theta), math.sin(theta))
+    padded = np.zeros((_SIDE, _SIDE), dtype=np.uint8)
+    padded[:-1, :-1] = lattice
+    padded.flags.writeable = False
+    return padded
 
 
-def _phase_patch(samples: np.ndarray, phase_y: int, phase_x: int) -> np.ndarray:
-    """Area-averages one phase window of the lattice and thresholds it."""
-    sy = SUPERSAMPLE - 1 - phase_y
-    sx = SUPERSAMPLE - 1 - phase_x
-    size = _PATCH * SUPERSAMPLE
-    window = samples[sy:sy + size, sx:sx + size]
-    counts = window.reshape(_PATCH, SUPERSAMPLE, _PATCH, SUPERSAMPLE).sum(
-        axis=(1, 3), dtype=np.int32)
-    # Integer comparison: coverage >= 0.5 exactly, no float rounding.
-    return (2 * counts >= SUPERSAMPLE * SUPERSAMPLE).astype(np.uint8)
+def _lattice_index(pos_idx: np.ndarray) -> np.ndarray:
+    """Lattice index of every pixel centre for each position: shape (positions, 64).
+
+    Pixel ``i`` at position ``k`` is ``(i + 1/2) - 16 - 32 k / 31`` px from
+    the anchor, i.e. lattice offset ``n + 1/2`` with ``n = 31 i - 32 k - 481``;
+    offsets beyond the evaluated reach map to the zero padding.
+    """
+    pixel = np.arange(CANVAS_PX, dtype=np.int64)[np.newaxis, :]
+    n = (LATTICE * pixel - int(POSITION_SPAN_PX) * np.asarray(pos_idx)[:, np.newaxis]
+         - int(LATTICE * POSITION_ORIGIN_PX - (LATTICE - 1) // 2))
+    index = n + _HALF
+    return np.where((index >= 0) & (index < _SIDE - 1), index, _SIDE - 1)
 
 
-class _Sprite:
-    """One (shape, scale, orientation) sprite with its phase patches cached."""
+def render_grid(shape_idx: int, scale_idx: int, orient_idx: int,
+                posx_idx: Sequence[int] | None = None,
+                posy_idx: Sequence[int] | None = None) -> np.ndarray:
+    """Renders one sprite at every (posX, posY) of a grid, as the file has them.
 
-    def __init__(self, shape_idx: int, scale_idx: int, orient_idx: int) -> None:
-        self._samples = _sprite_samples(shape_idx, scale_idx, orient_idx)
-        self._patches: dict[tuple[int, int], np.ndarray] = {}
+    Args:
+      shape_idx: Shape class.
+      scale_idx: Scale class.
+      orient_idx: Orientation class.
+      posx_idx: posX classes; None means all 32.
+      posy_idx: posY classes; None means all 32.
 
-    def paste(self, canvas: np.ndarray, posx_idx: int, posy_idx: int) -> None:
-        """Draws the sprite into a zeroed 64 x 64 canvas at a position."""
-        cx = POSITION_MARGIN_FINE + POSITION_STEP_FINE * posx_idx
-        cy = POSITION_MARGIN_FINE + POSITION_STEP_FINE * posy_idx
-        key = (cy % SUPERSAMPLE, cx % SUPERSAMPLE)
-        patch = self._patches.get(key)
-        if patch is None:
-            patch = self._patches[key] = _phase_patch(self._samples, *key)
-        x0 = cx // SUPERSAMPLE - _HALF
-        y0 = cy // SUPERSAMPLE - _HALF
-        canvas[y0:y0 + _PATCH, x0:x0 + _PATCH] = patch
+    Returns:
+      A uint8 array of shape (len(posx_idx), len(posy_idx), 64, 64), values 0/1
+      (the file's order: posY fastest).
+    """
+    every = np.arange(LATENT_SIZES[4], dtype=np.int64)
+    posx_idx = every if posx_idx is None else np.asarray(posx_idx, dtype=np.int64)
+    posy_idx = every if posy_idx is None else np.asarray(posy_idx, dtype=np.int64)
+    sprite = _sprite(shape_idx, scale_idx, orient_idx)
+    columns = sprite[:, _lattice_index(posx_idx)]              # (_SIDE, X, 64 cols)
+    rows = _lattice_index(posy_idx)                             # (Y, 64 rows)
+    # [lattice row, posX, col] -> [posX, posY, row, col]
+    return columns[rows].transpose(2, 0, 1, 3)
 
 
 def render(shape_idx: Iterable[int] | int,
@@ -230,12 +287,8 @@ def render(shape_idx: Iterable[int] | int,
         if idx.size and (idx.min() < 0 or idx.max() >= size):
             raise ValueError(f"{name} index out of range 0..{size - 1}: {idx}")
     images = np.zeros((flat[0].size, CANVAS_PX, CANVAS_PX), dtype=np.uint8)
-    sprites: dict[tuple[int, int, int], _Sprite] = {}
     for n, (sh, sc, ori, px, py) in enumerate(zip(*(a.tolist() for a in flat))):
-        sprite = sprites.get((sh, sc, ori))
-        if sprite is None:
-            sprite = sprites[(sh, sc, ori)] = _Sprite(sh, sc, ori)
-        sprite.paste(images[n], px, py)
+        images[n] = render_grid(sh, sc, ori, [px], [py])[0, 0]
     return images
 
 
@@ -274,7 +327,7 @@ def build_metadata(subset: Mapping[str, Sequence[int]] | None = None) -> dict:
     return {
         "date": "generated by splitenc_plugin",
         "description": _DESCRIPTION,
-        "version": 1,
+        "version": RENDERER_VERSION,
         "latents_names": LATENT_NAMES,
         "latents_possible_values": {
             name: values[name][chosen[name]] for name in LATENT_NAMES},
@@ -284,12 +337,17 @@ def build_metadata(subset: Mapping[str, Sequence[int]] | None = None) -> dict:
         "author": "splitenc_plugin (procedural re-rendering)",
         "title": "dSprites dataset (procedural re-rendering)",
         "rendering": {
+            "renderer_version": RENDERER_VERSION,
             "canvas_px": CANVAS_PX,
-            "position_centre_px": "12.625 + 38.75 * pos (x right, y down)",
-            "sprite_radius_px_at_scale_1": SPRITE_RADIUS_PX,
-            "supersample": SUPERSAMPLE,
-            "threshold": "coverage >= 0.5",
-            "rotation": "clockwise on screen by orientation",
+            "anchor_px": f"{POSITION_ORIGIN_PX} + {POSITION_SPAN_PX} * pos (x right, y down)",
+            "square_side_px_at_scale_1": SIZE_PX,
+            "ellipse_semi_axes_px_at_scale_1": ELLIPSE_SEMI_AXES_PX,
+            "heart": (f"16 sin^3 t, 13 cos t - 5 cos 2t - 2 cos 3t - cos 4t; "
+                      f"{HEART_VERTICES} vertices; x * {SIZE_PX}/{HEART_WIDTH_UNITS}, "
+                      f"y * {SIZE_PX}/{HEART_HEIGHT_UNITS}; origin "
+                      f"{HEART_ORIGIN_ABOVE_ANCHOR_PX} px above the anchor"),
+            "rotation": "counter-clockwise on screen about the anchor by orientation",
+            "rasterisation": "pixel = 1 iff its centre is inside the shape",
         },
     }
 
@@ -320,18 +378,14 @@ def latents(subset: Mapping[str, Sequence[int]] | None = None
 
 def _image_blocks(chosen: Mapping[str, list[int]]) -> Iterator[np.ndarray]:
     """Yields the images in file order, one (shape, scale, orientation) at a time."""
-    posx, posy = chosen["posX"], chosen["posY"]
-    block = np.zeros((len(posx), len(posy), CANVAS_PX, CANVAS_PX), dtype=np.uint8)
+    posx = np.asarray(chosen["posX"], dtype=np.int64)
+    posy = np.asarray(chosen["posY"], dtype=np.int64)
     for _ in chosen["color"]:
         for sh in chosen["shape"]:
             for sc in chosen["scale"]:
                 for ori in chosen["orientation"]:
-                    sprite = _Sprite(sh, sc, ori)
-                    block.fill(0)
-                    for a, px in enumerate(posx):
-                        for b, py in enumerate(posy):
-                            sprite.paste(block[a, b], px, py)
-                    yield block
+                    yield render_grid(sh, sc, ori, posx, posy)
+                _sprite.cache_clear()
 
 
 def _zip_info(name: str) -> zipfile.ZipInfo:
