@@ -153,3 +153,31 @@ def measure(frames: np.ndarray, frame_index: Sequence[int],
             min_iou=float(iou[mine].min()), exact=int(exact[mine].sum()),
             best_match_right_shape=None if best is None else int((best[mine] == sh).sum())))
     return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m splitenc_plugin.data.dsprites_fidelity FRAMES.npz``: the fidelity table.
+
+    FRAMES.npz holds ``frames`` (N, 64, 64) and ``frame_index`` (N,), as
+    ``../shared/reference/dsprites_real_frames.npz`` does.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("frames", help="npz with 'frames' and 'frame_index'")
+    parser.add_argument("--no_best_match", action="store_true",
+                        help="skip the search over the whole file (~15 s)")
+    args = parser.parse_args(argv)
+    with np.load(args.frames) as data:
+        frames, index = data["frames"], data["frame_index"]
+    print("| shape | frames | median IoU | min IoU | pixel-exact | best match has its shape |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in measure(frames, index, best_match=not args.no_best_match):
+        best = "—" if r.best_match_right_shape is None else r.best_match_right_shape
+        print(f"| {r.shape} | {r.frames} | {r.median_iou:.3f} | {r.min_iou:.3f} | {r.exact} "
+              f"| {best} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
