@@ -3,8 +3,8 @@
 What is counted (multiply-adds of conv / transposed-conv / dense kernels;
 biases, activations, losses and the optimizer's element-wise updates are not):
 
-* encoder: :func:`splitenc_plugin.encoders.encoder_flops` (dlib ``conv_encoder``
-  or ``split_conv_encoder``);
+* encoder: :func:`splitenc_plugin.encoders.encoder_flops` (dlib ``conv_encoder``,
+  ``split_conv_encoder`` or another kind of ``encoders.ENCODER_KINDS``);
 * decoder: dlib's ``deconv_decoder`` (dense 256, dense 1024, four 4x4 stride-2
   transposed convs 64, 32, 32, C); a transposed conv costs
   ``H_in * W_in * k * k * C_in * C_out``;

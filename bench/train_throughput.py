@@ -37,11 +37,11 @@ import time
 from collections.abc import Sequence
 
 from bench import common, flops
+from splitenc_plugin.study_grid import MODEL_CONFIGS
 
 MODELS = ("vae", "factor_vae", "beta_tc_vae")
 ENCODERS = ("conv_encoder", "split_conv_encoder")
 PIPELINES = ("dlib", "vectorized")
-_CONFIG_FILES = {"vae": "vae.gin", "factor_vae": "factorvae.gin", "beta_tc_vae": "betatcvae.gin"}
 _RESULT_PREFIX = "RESULT "
 
 
@@ -59,12 +59,12 @@ class Config:
 
 
 def gin_files(config: Config) -> list[str]:
-    """The shipped gin config of a configuration."""
-    name = _CONFIG_FILES[config.model]
-    if config.encoder == "split_conv_encoder":
-        name = "split_" + name
-    elif config.encoder != "conv_encoder":
-        raise ValueError(f"unknown encoder {config.encoder!r}")
+    """The shipped gin config of a configuration (factorized noise), as the studies use it."""
+    try:
+        name = MODEL_CONFIGS[(config.model, config.encoder, 0.0)]
+    except KeyError:
+        raise ValueError(f"no shipped config trains {config.model!r} with encoder "
+                         f"{config.encoder!r}") from None
     return [str(common.REPO / "gin" / name)]
 
 

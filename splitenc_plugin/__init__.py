@@ -2,7 +2,8 @@
 
 Importing this package registers the plugin's gin configurables
 (``split_conv_encoder``, ``split_fc_encoder``, ``reparameterization``,
-``factorized_noise``, ``correlated_noise``) and lets gin find the plugin's
+``factorized_noise``, ``correlated_noise``, the metrics ``mi_decomposition``
+and ``factor_mig``) and lets gin find the plugin's
 ``gin/`` configs, so that they can ``include`` their fragments from any working
 directory. It does not import TensorFlow:
 the configurables import it when they are called. gin files use it as
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import gin
 
-from splitenc_plugin import encoders, mi_decomposition, noise, pipeline  # noqa: F401  (registers configurables)
+from splitenc_plugin import encoders, metrics, mi_decomposition, noise, pipeline  # noqa: F401  (registers configurables)
 
 __version__ = "0.1.0"
 

@@ -13,11 +13,16 @@ contract ``fn(input_tensor, num_latent, is_training=True) -> (means, log_var)``
   heads split per factor; ``num_shared_layers`` (0..4) of dlib's conv layers
   stay shared, the rest become per-branch conv layers too.
 * :func:`split_fc_encoder`: the same on dlib's ``fc_encoder``.
+* Two capacity controls for :func:`split_conv_encoder` (the
+  ``split_encoder_capacity_study_v1`` study): :func:`matched_split_conv_encoder`,
+  the split encoder narrowed to dlib ``conv_encoder``'s parameter count, and
+  :func:`wide_conv_encoder`, dlib's ``conv_encoder`` (nothing split) with its
+  dense layer widened to the split encoder's parameter count.
 * :func:`looped_split_conv_encoder`: a naive reference (a Python loop of
   per-factor ``tf.layers``), for the benchmark and the known-answer tests;
   not meant for training.
 * :func:`encoder_parameter_count` / :func:`encoder_flops`: analytic sizes of
-  the vanilla and split encoders, for the README and the benchmark.
+  the vanilla, split and control encoders, for the README and the benchmark.
 
 The branches are batched over the factor axis: every per-branch variable has
 the branch axis first (dense kernel ``[K, D_in, H]``, conv kernel
@@ -45,7 +50,8 @@ All variables are created in the caller's variable scope, which dlib's
 ``make_gaussian_encoder`` sets to ``encoder``: the shared layers keep dlib's
 names (``encoder/e1`` ...), the per-branch ones live under
 ``encoder/branches/<layer>`` (FactorVAE selects the VAE's variables by the
-substring "encoder").
+substring "encoder"). :func:`wide_conv_encoder` has no branches: all its
+layers, heads included, are dlib's ``tf.layers`` with dlib's names.
 
 TensorFlow is imported inside the functions, so importing this module (and
 ``splitenc_plugin``) does not import it.
@@ -67,12 +73,23 @@ __all__ = [
     "encoder_flops",
     "encoder_parameter_count",
     "looped_split_conv_encoder",
+    "matched_split_conv_encoder",
     "split_conv_encoder",
     "split_fc_encoder",
+    "wide_conv_encoder",
 ]
 
 # Scope of the per-branch (batched) variables, below the caller's scope.
 BRANCH_SCOPE = "branches"
+
+#: Default branch width of :func:`matched_split_conv_encoder`: with 10 latents
+#: on 64x64x1 images, the largest width at which the default split (4 shared
+#: conv layers) has no more parameters than dlib's ``conv_encoder``.
+MATCHED_BRANCH_WIDTH = 26
+#: Default dense width of :func:`wide_conv_encoder`: with 10 latents on
+#: 64x64x1 images, the e5 width whose parameter count is closest to the
+#: default :func:`split_conv_encoder`'s.
+WIDE_DENSE_WIDTH = 2516
 
 
 # ---------------------------------------------------------------------------
@@ -117,12 +134,14 @@ class _Architecture:
 
     Attributes:
       layers: The hidden layers, in order.
-      split: False for dlib's vanilla encoders (everything shared, heads with
-        num_latent outputs); True for split encoders (layers from index
+      split: False for vanilla (dlib-style) encoders (everything shared, heads
+        with num_latent outputs); True for split encoders (layers from index
         ``num_shared_layers`` on are per-branch, heads are per-branch scalars).
       max_shared: Largest valid num_shared_layers (split kinds only).
       default_shared: Default num_shared_layers (split kinds only).
-      default_width: Default branch_width (split kinds only).
+      default_width: Default width of the configurable dense layers: the
+        per-branch ones (``branch_width``, split kinds) or, for a vanilla kind
+        with ``dense_width``, the shared ones; 0 = dlib's fixed widths.
     """
 
     layers: tuple[_Layer, ...]
@@ -131,12 +150,26 @@ class _Architecture:
     default_shared: int = 0
     default_width: int = 0
 
+    @property
+    def width_arg(self) -> str | None:
+        """The argument that sets the configurable width, or None (dlib's widths)."""
+        if self.split:
+            return "branch_width"
+        return "dense_width" if self.default_width else None
+
+
+_SPLIT_CONV = _Architecture(
+    # The dense layer e5 is always per-branch: at most the 4 convs are shared.
+    _DLIB_CONV_LAYERS, split=True, max_shared=4, default_shared=4, default_width=256)
 
 _ARCHITECTURES: dict[str, _Architecture] = {
     "conv_encoder": _Architecture(_DLIB_CONV_LAYERS, split=False),
-    # The dense layer e5 is always per-branch: at most the 4 convs are shared.
-    "split_conv_encoder": _Architecture(
-        _DLIB_CONV_LAYERS, split=True, max_shared=4, default_shared=4, default_width=256),
+    "split_conv_encoder": _SPLIT_CONV,
+    "matched_split_conv_encoder": dataclasses.replace(_SPLIT_CONV,
+                                                      default_width=MATCHED_BRANCH_WIDTH),
+    # dlib's conv_encoder, dense layer e5 widened; nothing split.
+    "wide_conv_encoder": _Architecture(_DLIB_CONV_LAYERS, split=False,
+                                       default_width=WIDE_DENSE_WIDTH),
     "fc_encoder": _Architecture(_DLIB_FC_LAYERS, split=False),
     # 2 = both hidden layers shared, only the heads are split.
     "split_fc_encoder": _Architecture(
@@ -153,15 +186,20 @@ class _PlannedLayer:
     per_branch: bool
 
 
-def _plan(arch: _Architecture, num_shared_layers: int, branch_width: int) -> list[_PlannedLayer]:
-    """The hidden layers with their sharing; per-branch dense layers get branch_width units."""
+def _plan(arch: _Architecture, num_shared_layers: int, width: int) -> list[_PlannedLayer]:
+    """The hidden layers with their sharing and widths.
+
+    Per-branch dense layers get ``width`` units (the branch width); so do the
+    shared dense layers of a vanilla kind with a configurable width
+    (``dense_width``). Conv layers always keep dlib's filter counts.
+    """
     plan = []
     for index, layer in enumerate(arch.layers):
         per_branch = arch.split and index >= num_shared_layers
-        if per_branch and isinstance(layer, _Dense):
-            # Per-branch conv layers keep dlib's filter counts; only the dense
-            # width is the branch width (the paper's larger no-shared block).
-            layer = dataclasses.replace(layer, units=branch_width)
+        if isinstance(layer, _Dense) and (per_branch or (not arch.split and arch.width_arg)):
+            # The paper's larger no-shared block (split kinds), or the
+            # widened shared block (wide_conv_encoder).
+            layer = dataclasses.replace(layer, units=width)
         plan.append(_PlannedLayer(layer, per_branch))
     return plan
 
@@ -183,32 +221,47 @@ def _check_int(value: Any, binding: str, low: int, high: int | None, example: st
 
 
 def _resolve(kind: str, num_latent: Any, num_shared_layers: Any, branch_width: Any,
-             gin_name: str | None = None) -> tuple[_Architecture, int, int, int]:
+             gin_name: str | None = None,
+             dense_width: Any = None) -> tuple[_Architecture, int, int, int]:
     """Validates the arguments of ``kind``; returns (arch, K, shared, width) with defaults filled.
 
     ``gin_name`` (default: ``kind``) is the configurable named in error messages.
+    ``width`` is the branch width (split kinds), the dense width (a vanilla
+    kind with ``dense_width``) or 0 (dlib's fixed widths).
     """
     gin_name = gin_name or kind
     arch = _ARCHITECTURES.get(kind)
     if arch is None:
         raise ConfigError(f"unknown encoder kind {kind!r}; use one of {', '.join(ENCODER_KINDS)}.")
     num_latent = _check_int(num_latent, "encoder.num_latent", 1, None, "10")
-    if not arch.split:
-        for name, value in (("num_shared_layers", num_shared_layers), ("branch_width", branch_width)):
-            if value is not None:
-                raise ConfigError(
-                    f"{kind} has no {name} (dlib's vanilla encoder shares all layers), got "
-                    f"{name}={value!r}; pass None, or use split_{kind}.")
-        return arch, num_latent, len(arch.layers), 0
-    if num_shared_layers is None:
-        num_shared_layers = arch.default_shared
-    if branch_width is None:
-        branch_width = arch.default_width
-    num_shared_layers = _check_int(num_shared_layers, f"{gin_name}.num_shared_layers", 0,
-                                   arch.max_shared, str(arch.default_shared))
-    branch_width = _check_int(branch_width, f"{gin_name}.branch_width", 1, None,
-                              str(arch.default_width))
-    return arch, num_latent, num_shared_layers, branch_width
+    given = {"num_shared_layers": num_shared_layers, "branch_width": branch_width,
+             "dense_width": dense_width}
+    accepted = ("num_shared_layers", "branch_width") if arch.split else (arch.width_arg,)
+    for name, value in given.items():
+        if value is None or name in accepted:
+            continue
+        if arch.split:
+            why = "its per-factor dense width is branch_width"
+        elif arch.width_arg:
+            why = f"it shares all layers; its dense width is {arch.width_arg}"
+        else:
+            why = "dlib's vanilla encoder shares all layers"
+        alternative = f"split_{kind}" if f"split_{kind}" in _ARCHITECTURES else "split_conv_encoder"
+        if name == "dense_width":
+            alternative = "wide_conv_encoder"
+        raise ConfigError(f"{kind} has no {name} ({why}), got {name}={value!r}; pass None, "
+                          f"or use {alternative}.")
+    shared = len(arch.layers)
+    if arch.split:
+        shared = arch.default_shared if num_shared_layers is None else num_shared_layers
+        shared = _check_int(shared, f"{gin_name}.num_shared_layers", 0, arch.max_shared,
+                            str(arch.default_shared))
+    width = 0
+    if arch.width_arg:
+        width = given[arch.width_arg]
+        width = _check_int(arch.default_width if width is None else width,
+                           f"{gin_name}.{arch.width_arg}", 1, None, str(arch.default_width))
+    return arch, num_latent, shared, width
 
 
 def _image_shape(input_tensor: Any) -> tuple[int, int, int]:
@@ -225,9 +278,11 @@ def _image_shape(input_tensor: Any) -> tuple[int, int, int]:
 # Analytic parameter and FLOP counts
 # ---------------------------------------------------------------------------
 def _costs(kind: str, num_latent: int, input_shape: Sequence[int],
-           num_shared_layers: int | None, branch_width: int | None) -> tuple[int, int]:
+           num_shared_layers: int | None, branch_width: int | None,
+           dense_width: int | None) -> tuple[int, int]:
     """(trainable parameters, multiply-adds per example) of an encoder."""
-    arch, k, shared, width = _resolve(kind, num_latent, num_shared_layers, branch_width)
+    arch, k, shared, width = _resolve(kind, num_latent, num_shared_layers, branch_width,
+                                      dense_width=dense_width)
     if len(input_shape) != 3 or not all(_is_int(d) and d >= 1 for d in input_shape):
         raise ConfigError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
     height, width_px, channels = (int(d) for d in input_shape)
@@ -259,32 +314,37 @@ def _costs(kind: str, num_latent: int, input_shape: Sequence[int],
 def encoder_parameter_count(kind: str, num_latent: int,
                             input_shape: Sequence[int] = (64, 64, 1),
                             num_shared_layers: int | None = None,
-                            branch_width: int | None = None) -> int:
+                            branch_width: int | None = None,
+                            dense_width: int | None = None) -> int:
     """Number of trainable parameters of an encoder, in closed form.
 
     Args:
       kind: One of :data:`ENCODER_KINDS`: "conv_encoder", "fc_encoder" (dlib's
-        vanilla encoders), "split_conv_encoder", "split_fc_encoder".
+        vanilla encoders), "split_conv_encoder", "split_fc_encoder",
+        "matched_split_conv_encoder" (split kinds), "wide_conv_encoder".
       num_latent: Number of latent factors K.
       input_shape: (height, width, channels) of the images.
       num_shared_layers: Split kinds only; None = the encoder's default.
       branch_width: Split kinds only; None = the encoder's default.
+      dense_width: "wide_conv_encoder" only; None = its default.
 
     Returns:
       Kernel plus bias sizes summed over all layers; equals the trainable
       variables the encoder function creates.
 
     Raises:
-      ConfigError: Unknown kind, invalid values, or split-only arguments given
-        for a vanilla kind.
+      ConfigError: Unknown kind, invalid values, or an argument the kind does
+        not have (e.g. split-only arguments for a vanilla kind).
     """
-    return _costs(kind, num_latent, input_shape, num_shared_layers, branch_width)[0]
+    return _costs(kind, num_latent, input_shape, num_shared_layers, branch_width,
+                  dense_width)[0]
 
 
 def encoder_flops(kind: str, num_latent: int,
                   input_shape: Sequence[int] = (64, 64, 1),
                   num_shared_layers: int | None = None,
-                  branch_width: int | None = None) -> int:
+                  branch_width: int | None = None,
+                  dense_width: int | None = None) -> int:
     """Multiply-adds per example of an encoder's forward pass, in closed form.
 
     Counts the multiply-adds of the conv and dense kernels (a conv output
@@ -297,6 +357,7 @@ def encoder_flops(kind: str, num_latent: int,
       input_shape: (height, width, channels) of the images.
       num_shared_layers: Split kinds only; None = the encoder's default.
       branch_width: Split kinds only; None = the encoder's default.
+      dense_width: "wide_conv_encoder" only; None = its default.
 
     Returns:
       Multiply-adds for one example.
@@ -304,7 +365,8 @@ def encoder_flops(kind: str, num_latent: int,
     Raises:
       ConfigError: As :func:`encoder_parameter_count`.
     """
-    return _costs(kind, num_latent, input_shape, num_shared_layers, branch_width)[1]
+    return _costs(kind, num_latent, input_shape, num_shared_layers, branch_width,
+                  dense_width)[1]
 
 
 # ---------------------------------------------------------------------------
@@ -391,7 +453,11 @@ def _to_branch_vectors(images, num_branches: int):
 
 def _build_batched(arch: _Architecture, input_tensor, num_latent: int, num_shared_layers: int,
                    branch_width: int):
-    """Shared dlib layers, then K branches as batched ops (see the module docstring)."""
+    """Shared dlib layers, then K branches as batched ops (see the module docstring).
+
+    A vanilla (unsplit) ``arch`` builds only the shared dlib layers, then
+    dlib's two dense heads of K units (``means``, ``log_var``).
+    """
     import tensorflow.compat.v1 as tf
 
     k = num_latent
@@ -446,6 +512,10 @@ def _build_batched(arch: _Architecture, input_tensor, num_latent: int, num_share
         x, form = tf.layers.flatten(x), "vector"
     elif form == "branch_image":
         x, form = _to_branch_vectors(x, k), "branch_vector"
+    if not arch.split:
+        # dlib's heads: one dense layer of K units each, its names and initialiser.
+        return (tf.layers.dense(x, k, activation=None, name="means"),
+                tf.layers.dense(x, k, activation=None, name="log_var"))
     d_in = x.shape.as_list()[-1]
     outputs = []
     for name in ("means", "log_var"):
@@ -493,9 +563,10 @@ def _build_looped(arch: _Architecture, input_tensor, num_latent: int, num_shared
 
 
 def _encode(kind: str, gin_name: str, builder, input_tensor, num_latent, num_shared_layers,
-            branch_width):
+            branch_width, dense_width=None):
     """Validates everything, then builds ``kind`` with ``builder``."""
-    arch, k, shared, width = _resolve(kind, num_latent, num_shared_layers, branch_width, gin_name)
+    arch, k, shared, width = _resolve(kind, num_latent, num_shared_layers, branch_width, gin_name,
+                                      dense_width)
     _image_shape(input_tensor)
     return builder(arch, input_tensor, k, shared, width)
 
@@ -534,6 +605,78 @@ def split_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
     del is_training
     return _encode("split_conv_encoder", "split_conv_encoder", _build_batched, input_tensor, num_latent,
                    num_shared_layers, branch_width)
+
+
+@configurable("matched_split_conv_encoder", allowlist=["num_shared_layers", "branch_width"])
+def matched_split_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
+                               num_shared_layers: int = 4,
+                               branch_width: int = MATCHED_BRANCH_WIDTH):
+    """Capacity control: the Split Encoder at dlib conv_encoder's parameter count.
+
+    Exactly :func:`split_conv_encoder` (same layers, variable names and
+    initialisers), registered under its own gin name so that a study's
+    ``encoder`` axis and the results tell it apart, with a narrower default
+    branch: :data:`MATCHED_BRANCH_WIDTH` units, the largest branch width at
+    which :func:`encoder_parameter_count` of the default split (10 latents,
+    64x64x1 images) does not exceed dlib ``conv_encoder``'s. It separates the
+    effect of splitting from the effect of the split encoder's larger
+    parameter count. Other ``num_latent`` or image shapes change both counts;
+    pick the width with :func:`encoder_parameter_count` then.
+
+    Args:
+      input_tensor: Images [B, H, W, C] (dlib: [B, 64, 64, C]), static H, W, C.
+      num_latent: Number of latent factors K (= number of branches).
+      is_training: Unused (no batch norm), as in dlib's conv_encoder.
+      num_shared_layers: As in :func:`split_conv_encoder` (0..4).
+      branch_width: Units of each branch's dense layer.
+
+    Returns:
+      means: [B, K] latent means; column k depends only on shared and branch-k
+        parameters.
+      log_var: [B, K] latent log variances; likewise.
+
+    Raises:
+      ConfigError: num_latent < 1, num_shared_layers not in 0..4 or
+        branch_width < 1 (checked before any op is built).
+    """
+    del is_training
+    return _encode("matched_split_conv_encoder", "matched_split_conv_encoder", _build_batched,
+                   input_tensor, num_latent, num_shared_layers, branch_width)
+
+
+@configurable("wide_conv_encoder", allowlist=["dense_width"])
+def wide_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
+                      dense_width: int = WIDE_DENSE_WIDTH):
+    """Capacity control: dlib's conv_encoder, unsplit, at the Split Encoder's parameter count.
+
+    dlib's conv_encoder layer for layer (conv e1..e4: 32, 32, 64, 64 filters,
+    kernels 4, 4, 2, 2, stride 2, ReLU, "same" padding; flatten; dense e5,
+    ReLU; dense heads ``means`` and ``log_var`` of K units; dlib's names and
+    ``tf.layers`` initialisers), with e5 widened from 256 to ``dense_width``
+    units. Every parameter up to the heads is shared by all latent factors:
+    the model the split encoder's extra capacity would be without the split.
+    The default, :data:`WIDE_DENSE_WIDTH`, is the width whose
+    :func:`encoder_parameter_count` (10 latents, 64x64x1 images) is closest
+    to the default :func:`split_conv_encoder`'s. ``dense_width = 256`` is
+    dlib's conv_encoder.
+
+    Args:
+      input_tensor: Images [B, H, W, C] (dlib: [B, 64, 64, C]), static H, W, C.
+      num_latent: Number of latent factors K.
+      is_training: Unused (no batch norm), as in dlib's conv_encoder.
+      dense_width: Units of the shared dense layer e5.
+
+    Returns:
+      means: [B, K] latent means; every column depends on every e5 unit.
+      log_var: [B, K] latent log variances; likewise.
+
+    Raises:
+      ConfigError: num_latent < 1 or dense_width < 1 (checked before any op
+        is built).
+    """
+    del is_training
+    return _encode("wide_conv_encoder", "wide_conv_encoder", _build_batched, input_tensor,
+                   num_latent, None, None, dense_width)
 
 
 @configurable("looped_split_conv_encoder", allowlist=["num_shared_layers", "branch_width"])

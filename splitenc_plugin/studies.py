@@ -1,4 +1,4 @@
-"""The paper's two studies (Sec 5) as dlib ``Study`` objects, for ``dlib_reproduce``.
+"""The plugin's studies (the paper's Sec 5, a capacity control) as dlib ``Study`` objects.
 
 The compat layer merges :data:`STUDIES` into dlib's ``reproduce.STUDIES`` when
 ``disentanglement_lib.config.reproduce`` is imported, so dlib's own console
@@ -9,7 +9,7 @@ script runs them verbatim::
 
 The grids (which model_num is which dataset / model / encoder / sigma / seed)
 live in :mod:`splitenc_plugin.study_grid`, which needs neither TensorFlow nor
-dlib; this module only adapts them to dlib's ``Study`` interface. Both studies
+dlib; this module only adapts them to dlib's ``Study`` interface. All studies
 postprocess with dlib's ``mean`` and ``sampled`` representations and evaluate
 dlib's MIG config, exactly like dlib's ``unsupervised_study_v1``, and add our
 ``mean_logvar`` representation with the MI decomposition metric.
@@ -60,7 +60,7 @@ class PaperStudy(dlib_study.Study):
         return [config_file(name) for name in POSTPROCESS_CONFIGS]
 
     def get_eval_config_files(self) -> list[str]:
-        """dlib's MIG config and our MI decomposition (study variant)."""
+        """dlib's MIG config, our MI decomposition (study variant) and MIG per factor."""
         return [config_file(name) for name in EVAL_CONFIGS]
 
 

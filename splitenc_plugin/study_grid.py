@@ -1,21 +1,28 @@
-"""The grids of the paper's two studies (Sec 5) and the job specs built from them.
+"""The grids of the paper's studies (Sec 5), a capacity control, and their job specs.
 
 This module is pure Python (no TensorFlow, no dlib), so the runner and the
 aggregator can validate input and plan jobs in well under a second. The dlib
 ``Study`` objects that ``dlib_reproduce`` uses wrap these grids
 (:mod:`splitenc_plugin.studies`).
 
-========================== ==================================================
-study                      grid (model_num enumerates it, last axis fastest)
-========================== ==================================================
-correlated_noise_study_v1  Sec 5.1 / Fig 2: model {vae, factor_vae (gamma=35)}
-                           x sigma {0, 0.9} x seed 0..9, on dsprites_full
-                           (40 models)
-split_encoder_study_v1     Sec 5.2 / Figs 3-8: dataset {dsprites_full,
-                           smallnorb, cars3d} x model {factor_vae (gamma=35),
-                           beta_tc_vae (beta=6)} x encoder {conv_encoder,
-                           split_conv_encoder} x seed 0..9 (120 models)
-========================== ==================================================
+=============================== ============================================
+study                           grid (model_num enumerates it, last axis
+                                fastest)
+=============================== ============================================
+correlated_noise_study_v1       Sec 5.1 / Fig 2: model {vae, factor_vae
+                                (gamma=35)} x sigma {0, 0.9} x seed 0..9, on
+                                dsprites_full (40 models)
+split_encoder_study_v1          Sec 5.2 / Figs 3-8: dataset {dsprites_full,
+                                smallnorb, cars3d} x model {factor_vae
+                                (gamma=35), beta_tc_vae (beta=6)} x encoder
+                                {conv_encoder, split_conv_encoder} x seed
+                                0..9 (120 models)
+split_encoder_capacity_study_v1 not in the paper, a capacity control: as
+                                split_encoder_study_v1 with encoder
+                                {conv_encoder, split_conv_encoder,
+                                matched_split_conv_encoder,
+                                wide_conv_encoder} (240 models)
+=============================== ============================================
 
 Each model's gin config is one of the plugin's full configs in ``gin/``
 (:data:`MODEL_CONFIGS`); the study adds ``dataset.name`` and
@@ -40,6 +47,7 @@ __all__ = [
     "EVAL_CONFIGS",
     "GRIDS",
     "METRIC_REPRESENTATIONS",
+    "METRIC_SEED_GENERATIONS",
     "MODEL_CONFIGS",
     "POSTPROCESS_CONFIGS",
     "TEST_DATASET",
@@ -68,27 +76,48 @@ MODEL_CONFIGS: dict[tuple[str, str, float], str] = {
     ("factor_vae", "split_conv_encoder", 0.0): "split_factorvae.gin",
     ("beta_tc_vae", "conv_encoder", 0.0): "betatcvae.gin",
     ("beta_tc_vae", "split_conv_encoder", 0.0): "split_betatcvae.gin",
+    # Capacity controls of the split encoder (split_encoder_capacity_study_v1).
+    ("factor_vae", "matched_split_conv_encoder", 0.0): "matched_split_factorvae.gin",
+    ("beta_tc_vae", "matched_split_conv_encoder", 0.0): "matched_split_betatcvae.gin",
+    ("factor_vae", "wide_conv_encoder", 0.0): "wide_factorvae.gin",
+    ("beta_tc_vae", "wide_conv_encoder", 0.0): "wide_betatcvae.gin",
 }
 
-# Representations and metrics of both studies. "dlib:" configs are dlib's
+# Representations and metrics of every study. "dlib:" configs are dlib's
 # unsupervised_study_v1 files (the paper's MIG on the mean and sampled
 # representations); "plugin:" ones are ours in gin/ (the MI decomposition,
-# which needs the [mean, logvar] representation).
+# which needs the [mean, logvar] representation, and MIG per factor).
 POSTPROCESS_CONFIGS = (
     "dlib:postprocess_configs/mean.gin",
     "dlib:postprocess_configs/sampled.gin",
     "plugin:postprocess/mean_logvar.gin",
 )
-EVAL_CONFIGS = ("dlib:metric_configs/mig.gin", "plugin:metrics/mi_decomposition_study.gin")
+EVAL_CONFIGS = ("dlib:metric_configs/mig.gin", "plugin:metrics/mi_decomposition_study.gin",
+                "plugin:metrics/factor_mig.gin")
 
 # Which metric is meaningful on which representation (by config name). Our
 # runner evaluates only these pairs; dlib_reproduce evaluates every metric on
 # every representation (MI then records "skipped" on mean-only
 # representations, and MIG on [mean, logvar] is computed but means nothing).
+# factor_mig is MIG per factor, on the mean representation only.
 METRIC_REPRESENTATIONS = {
     "mig": ("mean", "sampled"),
     "mi_decomposition_study": ("mean_logvar",),
+    "factor_mig": ("mean",),
 }
+
+# The seed rule of evaluation_pairs (job.py draws one seed per pair, in that
+# order, after the postprocessing seeds). Metrics come in generations: the
+# first is the metrics of the committed campaign, each later one the metrics
+# added since, so a new metric's pairs draw their seeds after every existing
+# pair's and adding a metric never changes an existing pair's seed. Append new
+# metrics as a new last generation; never reorder. Within a generation pairs
+# are ordered by (representation, metric) name; a metric listed nowhere comes
+# after all generations.
+METRIC_SEED_GENERATIONS: tuple[tuple[str, ...], ...] = (
+    ("mig", "mi_decomposition_study"),  # the committed campaign
+    ("factor_mig",),  # issue 21
+)
 
 
 def dlib_config_path(*parts: str) -> str:
@@ -130,15 +159,21 @@ def config_name(ref: str) -> str:
 
 def evaluation_pairs(postprocess_configs: tuple[str, ...],
                      eval_configs: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(representation config, metric config) pairs to evaluate, in a stable order.
+    """(representation config, metric config) pairs to evaluate, in seed order.
 
-    Ordered by config names, not by file paths, so that the seeds drawn for
-    them do not depend on where dlib and the plugin are installed.
+    Ordered by the metric's generation in :data:`METRIC_SEED_GENERATIONS`,
+    then by config names (not file paths, so that the seeds drawn for them do
+    not depend on where dlib and the plugin are installed).
     """
-    return [(post, metric)
-            for post in sorted(postprocess_configs, key=config_name)
-            for metric in sorted(eval_configs, key=config_name)
-            if config_name(post) in METRIC_REPRESENTATIONS.get(config_name(metric), ())]
+    def generation(metric: str) -> int:
+        name = config_name(metric)
+        return next((i for i, names in enumerate(METRIC_SEED_GENERATIONS) if name in names),
+                    len(METRIC_SEED_GENERATIONS))
+
+    pairs = [(post, metric) for post in postprocess_configs for metric in eval_configs
+             if config_name(post) in METRIC_REPRESENTATIONS.get(config_name(metric), ())]
+    return sorted(pairs, key=lambda pair: (generation(pair[1]), config_name(pair[0]),
+                                           config_name(pair[1])))
 
 # dlib's in-memory random dataset (with factors, so MIG works): allowed as a
 # dataset override for tests and smoke runs, never part of a study's grid.
@@ -157,7 +192,9 @@ class ModelSpec:
       model_num: Index in the study (``dlib_reproduce --model_num``).
       dataset: dlib dataset name (``dataset.name``).
       model: dlib model name (``vae``, ``factor_vae``, ``beta_tc_vae``).
-      encoder: ``conv_encoder`` (dlib's) or ``split_conv_encoder`` (ours).
+      encoder: ``conv_encoder`` (dlib's), ``split_conv_encoder`` (ours), or a
+        capacity control: ``matched_split_conv_encoder``, ``wide_conv_encoder``
+        (see :mod:`splitenc_plugin.encoders`).
       sigma: Correlation weight of the reparameterization noise (Eq 13).
       seed: ``model.random_seed``.
       config: File name of the gin config in :func:`splitenc_plugin.gin_dir`.
@@ -270,6 +307,14 @@ GRIDS: dict[str, StudyGrid] = {grid.name: grid for grid in (
         "split encoder on dSprites, SmallNORB and Cars3D",
         datasets=["dsprites_full", "smallnorb", "cars3d"], models=["factor_vae", "beta_tc_vae"],
         encoders=["conv_encoder", "split_conv_encoder"], sigmas=[0.0], seeds=_SEEDS),
+    StudyGrid(
+        "split_encoder_capacity_study_v1",
+        "Capacity control (not in the paper): split_encoder_study_v1 plus the split encoder "
+        "narrowed to the conv encoder's parameter count and the conv encoder widened, unsplit, "
+        "to the split encoder's",
+        datasets=["dsprites_full", "smallnorb", "cars3d"], models=["factor_vae", "beta_tc_vae"],
+        encoders=["conv_encoder", "split_conv_encoder", "matched_split_conv_encoder",
+                  "wide_conv_encoder"], sigmas=[0.0], seeds=_SEEDS),
 )}
 """Study name -> grid."""
 

@@ -50,6 +50,13 @@ def expected_split_conv_params(k: int, width: int, shared: int, channels: int = 
     return total
 
 
+def expected_wide_conv_params(k: int, width: int, channels: int = 1) -> int:
+    """dlib conv_encoder with e5 widened: convs once, dense 1024->width, heads width->K."""
+    convs = (4 * 4 * channels * 32 + 32) + (4 * 4 * 32 * 32 + 32) \
+        + (2 * 2 * 32 * 64 + 64) + (2 * 2 * 64 * 64 + 64)
+    return convs + (1024 * width + width) + 2 * (width * k + k)
+
+
 def expected_fc_encoder_params(k: int, pixels: int = 64 * 64) -> int:
     return (pixels * 1200 + 1200) + (1200 * 1200 + 1200) + 2 * (1200 * k + k)
 
@@ -171,6 +178,117 @@ def test_parameter_count_defaults_and_other_input_shapes() -> None:
         expected_fc_encoder_params(5, pixels=64 * 64 * 3)
 
 
+# The control encoders' default widths, derived from the closed forms above
+# (10 latents, 64x64x1): the largest branch width at which the default split
+# has no more parameters than dlib's conv_encoder, and the e5 width whose
+# count is closest to the default split encoder's.
+PAPER_K = 10
+MATCHED_WIDTH = max(w for w in range(1, 257)
+                    if expected_split_conv_params(PAPER_K, w, 4)
+                    <= expected_conv_encoder_params(PAPER_K))
+WIDE_WIDTH = min(range(1, 10_000), key=lambda w: abs(
+    expected_wide_conv_params(PAPER_K, w) - expected_split_conv_params(PAPER_K, 256, 4)))
+
+
+def test_control_widths_are_the_matched_ones() -> None:
+    assert (MATCHED_WIDTH, WIDE_WIDTH) == (26, 2516)
+    # The known answers the README's table states.
+    assert expected_split_conv_params(PAPER_K, MATCHED_WIDTH, 4) == 308_704
+    assert expected_conv_encoder_params(PAPER_K) == 309_204
+    assert expected_wide_conv_params(PAPER_K, WIDE_WIDTH) == 2_670_904
+    assert expected_split_conv_params(PAPER_K, 256, 4) == 2_670_804
+    assert enc.encoder_parameter_count("matched_split_conv_encoder", PAPER_K) == \
+        expected_split_conv_params(PAPER_K, MATCHED_WIDTH, 4)
+    assert enc.encoder_parameter_count("wide_conv_encoder", PAPER_K) == \
+        expected_wide_conv_params(PAPER_K, WIDE_WIDTH)
+
+
+@pytest.mark.parametrize(("fn", "kind", "expected"), [
+    (enc.matched_split_conv_encoder, "matched_split_conv_encoder",
+     lambda: expected_split_conv_params(PAPER_K, MATCHED_WIDTH, 4)),
+    (enc.wide_conv_encoder, "wide_conv_encoder",
+     lambda: expected_wide_conv_params(PAPER_K, WIDE_WIDTH)),
+], ids=["matched", "wide"])
+def test_control_encoders_at_their_defaults_have_the_matched_counts(fn, kind, expected) -> None:
+    """Built with their default widths (as the shipped configs use them) through dlib."""
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, *IMAGE])
+        means, log_var = dlib_arch.make_gaussian_encoder(x, num_latent=PAPER_K, encoder_fn=fn)
+        sizes = _trainable_sizes()
+    assert means.shape.as_list() == [None, PAPER_K] and log_var.shape.as_list() == [None, PAPER_K]
+    assert all(name.startswith("encoder/") for name in sizes)
+    assert _count(sizes) == expected() == enc.encoder_parameter_count(kind, PAPER_K)
+
+
+@pytest.mark.parametrize(("k", "width", "shared"), [(3, 16, 0), (5, 8, 2), (4, 26, 4)])
+def test_matched_split_conv_is_split_conv_under_its_own_name(k: int, width: int,
+                                                             shared: int) -> None:
+    """Same variables (names, shapes) and counts as split_conv_encoder with the same arguments."""
+    built = {}
+    for fn in (enc.split_conv_encoder, enc.matched_split_conv_encoder):
+        with tf.Graph().as_default():
+            fn(tf.placeholder(tf.float32, [None, *IMAGE]), k, num_shared_layers=shared,
+               branch_width=width)
+            built[fn] = _trainable_sizes()
+    assert built[enc.matched_split_conv_encoder] == built[enc.split_conv_encoder]
+    assert _count(built[enc.split_conv_encoder]) == expected_split_conv_params(k, width, shared) \
+        == enc.encoder_parameter_count("matched_split_conv_encoder", k, IMAGE, shared, width)
+
+
+@pytest.mark.parametrize(("k", "width", "channels"), [(1, 8, 1), (10, 300, 1), (4, 16, 3)])
+def test_wide_conv_shapes_and_parameter_count(k: int, width: int, channels: int) -> None:
+    """dlib conv_encoder's variables, e5 and the heads resized to the dense width."""
+    image = (64, 64, channels)
+    with tf.Graph().as_default():
+        dlib_arch.conv_encoder(tf.placeholder(tf.float32, [None, *image]), k)
+        dlib_sizes = _trainable_sizes()
+    with tf.Graph().as_default():
+        enc.wide_conv_encoder(tf.placeholder(tf.float32, [None, *image]), k, dense_width=width)
+        ours = _trainable_sizes()
+    assert set(ours) == set(dlib_sizes)  # dlib's layer names, no branches
+    resized = {"e5/kernel": (1024, width), "e5/bias": (width,),
+               "means/kernel": (width, k), "log_var/kernel": (width, k)}
+    assert ours == {**dlib_sizes, **resized}
+    assert _count(ours) == expected_wide_conv_params(k, width, channels) == \
+        enc.encoder_parameter_count("wide_conv_encoder", k, image, dense_width=width)
+
+
+def test_wide_conv_at_dlib_width_is_dlibs_conv_encoder_value_for_value() -> None:
+    """dense_width = 256 is dlib's conv_encoder: same seeded initial weights, same outputs."""
+    outputs = []
+    for fn in (dlib_arch.conv_encoder, lambda x, k: enc.wide_conv_encoder(x, k, dense_width=256)):
+        with tf.Graph().as_default():
+            tf.set_random_seed(11)
+            with tf.variable_scope("encoder"):
+                means, log_var = fn(tf.constant(_images(3, seed=2)), 4)
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                outputs.append(sess.run([means, log_var]))
+    (dm, dlv), (wm, wlv) = outputs
+    np.testing.assert_array_equal(wm, dm)
+    np.testing.assert_array_equal(wlv, dlv)
+
+
+def test_wide_conv_is_one_shared_layer() -> None:
+    """Every latent's mean and log-variance depends on every unit of the shared e5 layer."""
+    k, width = 3, 40
+    with tf.Graph().as_default() as graph:
+        tf.set_random_seed(5)
+        with tf.variable_scope("encoder"):
+            means, log_var = enc.wide_conv_encoder(tf.constant(_images(2)), k, dense_width=width)
+        e5 = graph.get_tensor_by_name("encoder/e5/Relu:0")  # tf.layers' dense e5 activation
+        assert e5.shape.as_list() == [2, width]
+        assert not [v for v in tf.trainable_variables() if f"/{enc.BRANCH_SCOPE}/" in v.op.name]
+        grads = {(name, j): tf.gradients(out[:, j], e5)[0]
+                 for name, out in (("means", means), ("log_var", log_var)) for j in range(k)}
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            values = sess.run(grads)
+    for key, grad in values.items():
+        assert grad.shape == (2, width)
+        assert np.all(grad != 0), f"{key} does not depend on every e5 unit"
+
+
 def test_flops_closed_form() -> None:
     """Multiply-adds per example; 'same' padding, stride 2: 64 -> 32 -> 16 -> 8 -> 4."""
     convs = [32 * 32 * 4 * 4 * 1 * 32, 16 * 16 * 4 * 4 * 32 * 32,
@@ -186,6 +304,14 @@ def test_flops_closed_form() -> None:
         4096 * 1200 + k * 1200 * 1200 + 2 * k * 1200
     assert enc.encoder_flops("split_fc_encoder", k, IMAGE, 0, 100) == \
         k * (4096 * 100 + 100 * 100) + 2 * k * 100
+    assert enc.encoder_flops("matched_split_conv_encoder", k) == \
+        sum(convs) + k * 1024 * MATCHED_WIDTH + 2 * k * MATCHED_WIDTH
+    assert enc.encoder_flops("matched_split_conv_encoder", k, IMAGE, 2, 64) == \
+        enc.encoder_flops("split_conv_encoder", k, IMAGE, 2, 64)
+    assert enc.encoder_flops("wide_conv_encoder", k) == \
+        sum(convs) + 1024 * WIDE_WIDTH + 2 * WIDE_WIDTH * k
+    assert enc.encoder_flops("wide_conv_encoder", k, dense_width=256) == \
+        enc.encoder_flops("conv_encoder", k)
 
 
 # ---------------------------------------------------------------------------
@@ -195,17 +321,21 @@ def _branch_variables() -> list[tf.Variable]:
     return [v for v in tf.trainable_variables() if f"/{enc.BRANCH_SCOPE}/" in v.op.name]
 
 
-@pytest.mark.parametrize(("fn", "shared"), [
-    (enc.split_conv_encoder, 4), (enc.split_conv_encoder, 2), (enc.split_conv_encoder, 0),
-    (enc.split_fc_encoder, 1), (enc.split_fc_encoder, 0), (enc.split_fc_encoder, 2),
+@pytest.mark.parametrize(("fn", "shared", "width"), [
+    (enc.split_conv_encoder, 4, 8), (enc.split_conv_encoder, 2, 8),
+    (enc.split_conv_encoder, 0, 8),
+    (enc.split_fc_encoder, 1, 8), (enc.split_fc_encoder, 0, 8), (enc.split_fc_encoder, 2, 8),
+    # The narrow, parameter-matched split at its default width (None = default).
+    (enc.matched_split_conv_encoder, 4, None), (enc.matched_split_conv_encoder, 2, None),
 ])
-def test_no_parameter_shared_between_factors(fn, shared: int) -> None:
+def test_no_parameter_shared_between_factors(fn, shared: int, width: int | None) -> None:
     k = 3
+    widths = {} if width is None else {"branch_width": width}
     with tf.Graph().as_default():
         tf.set_random_seed(1)
         x = tf.constant(_images())
         with tf.variable_scope("encoder"):
-            means, log_var = fn(x, k, num_shared_layers=shared, branch_width=8)
+            means, log_var = fn(x, k, num_shared_layers=shared, **widths)
         branch_vars = _branch_variables()
         shared_vars = [v for v in tf.trainable_variables() if v not in branch_vars]
         assert branch_vars and len(shared_vars) == 2 * shared
@@ -366,6 +496,14 @@ def test_branch_slices_are_initialised_like_standalone_layers() -> None:
      "split_fc_encoder.num_shared_layers must be an integer in 0..2, got 3"),
     (enc.split_fc_encoder, {"branch_width": -4},
      "split_fc_encoder.branch_width must be an integer >= 1, got -4"),
+    (enc.matched_split_conv_encoder, {"branch_width": 0},
+     "matched_split_conv_encoder.branch_width must be an integer >= 1, got 0"),
+    (enc.matched_split_conv_encoder, {"num_shared_layers": 5},
+     "matched_split_conv_encoder.num_shared_layers must be an integer in 0..4, got 5"),
+    (enc.wide_conv_encoder, {"dense_width": 0},
+     "wide_conv_encoder.dense_width must be an integer >= 1, got 0"),
+    (enc.wide_conv_encoder, {"dense_width": 12.5},
+     "wide_conv_encoder.dense_width must be an integer >= 1, got 12.5"),
 ])
 def test_invalid_arguments_raise_config_error_before_building(fn, kwargs, message) -> None:
     args = {"num_latent": 4, **kwargs}
@@ -393,6 +531,28 @@ def test_count_functions_validate_their_arguments() -> None:
         enc.encoder_flops("conv_encoder", 10, IMAGE, 2)
     with pytest.raises(ConfigError, match="split_fc_encoder.branch_width"):
         enc.encoder_flops("split_fc_encoder", 10, IMAGE, 1, 0)
+    with pytest.raises(ConfigError, match="wide_conv_encoder has no branch_width"):
+        enc.encoder_parameter_count("wide_conv_encoder", 10, IMAGE, branch_width=8)
+    with pytest.raises(ConfigError, match="wide_conv_encoder has no num_shared_layers"):
+        enc.encoder_flops("wide_conv_encoder", 10, IMAGE, 4)
+    with pytest.raises(ConfigError, match="split_conv_encoder has no dense_width"):
+        enc.encoder_parameter_count("matched_split_conv_encoder", 10, dense_width=8)
+    with pytest.raises(ConfigError, match="conv_encoder has no dense_width"):
+        enc.encoder_parameter_count("conv_encoder", 10, dense_width=8)
+
+
+@pytest.mark.parametrize(("binding", "expected_e5"), [
+    ("wide_conv_encoder.dense_width = 7", (1024, 7)),
+    ("matched_split_conv_encoder.branch_width = 5", (PAPER_K, 1024, 5)),
+])
+def test_control_widths_are_gin_bindable(binding: str, expected_e5, clean_gin) -> None:
+    name = binding.split(".", 1)[0]
+    gin.parse_config([f"encoder.num_latent = {PAPER_K}", f"encoder.encoder_fn = @{name}",
+                      binding])
+    with tf.Graph().as_default():
+        dlib_arch.make_gaussian_encoder(tf.placeholder(tf.float32, [None, *IMAGE]))
+        e5 = [shape for var, shape in _trainable_sizes().items() if var.endswith("e5/kernel")]
+    assert e5 == [expected_e5]
 
 
 # ---------------------------------------------------------------------------
@@ -442,4 +602,35 @@ def test_factor_vae_optimizes_branches_with_the_vae(clean_gin,
     # Every encoder variable (shared e1, e2 included) is the VAE's, and only the VAE's.
     encoder_vars = [v for v in trainable if v.op.name.startswith("encoder/")]
     assert len(encoder_vars) == 4 + len(branch_vars)
+    assert set(encoder_vars) <= vae_vars and not set(encoder_vars) & discr_vars
+
+
+@pytest.mark.parametrize(("name", "binding", "count"), [
+    ("matched_split_conv_encoder", "matched_split_conv_encoder.branch_width = 6",
+     lambda: expected_split_conv_params(4, 6, 4)),
+    ("wide_conv_encoder", "wide_conv_encoder.dense_width = 24",
+     lambda: expected_wide_conv_params(4, 24)),
+], ids=["matched", "wide"])
+def test_factor_vae_optimizes_control_encoders_with_the_vae(
+        name: str, binding: str, count, clean_gin, monkeypatch: pytest.MonkeyPatch) -> None:
+    gin.parse_config([
+        "encoder.num_latent = 4",
+        f"encoder.encoder_fn = @{name}",
+        binding,
+        "decoder.decoder_fn = @deconv_decoder",
+        "discriminator.discriminator_fn = @fc_discriminator",
+        "reconstruction_loss.loss_fn = @bernoulli_loss",
+        "factor_vae.gamma = 10.",
+    ])
+    vae_opt, discr_opt = _RecordingOptimizer(), _RecordingOptimizer()
+    monkeypatch.setattr(dlib_optimizers, "make_vae_optimizer", lambda: vae_opt)
+    monkeypatch.setattr(dlib_optimizers, "make_discriminator_optimizer", lambda: discr_opt)
+    with tf.Graph().as_default():
+        tf.train.get_or_create_global_step()
+        dlib_vae.FactorVAE().model_fn(tf.constant(_images(4)), None,
+                                      tf.estimator.ModeKeys.TRAIN, {})
+        trainable = tf.trainable_variables()
+    encoder_vars = [v for v in trainable if v.op.name.startswith("encoder/")]
+    assert _count({v.op.name: tuple(v.shape.as_list()) for v in encoder_vars}) == count()
+    vae_vars, discr_vars = set(vae_opt.var_lists[0]), set(discr_opt.var_lists[0])
     assert set(encoder_vars) <= vae_vars and not set(encoder_vars) & discr_vars

@@ -10,7 +10,8 @@ import gin
 import pytest
 from conftest import GIN_DIR, assert_ok, run_script
 
-from splitenc_plugin.study_grid import dlib_config_path
+from splitenc_plugin.encoders import encoder_parameter_count
+from splitenc_plugin.study_grid import MODEL_CONFIGS, dlib_config_path
 
 FULL_CONFIGS = sorted(p.name for p in GIN_DIR.glob("*.gin"))
 ALL_GIN_FILES = sorted(GIN_DIR.rglob("*.gin"))
@@ -25,7 +26,16 @@ EXPECTED = {
     "split_betatcvae.gin": {"beta_tc_vae.beta": 6.0},
     "corrnoise_vae.gin": {"vae.beta": 1.0, "correlated_noise.sigma": 0.9},
     "corrnoise_factorvae.gin": {"factor_vae.gamma": 35.0, "correlated_noise.sigma": 0.9},
+    # Capacity controls (split_encoder_capacity_study_v1).
+    "matched_split_factorvae.gin": {"factor_vae.gamma": 35.0,
+                                    "matched_split_conv_encoder.num_shared_layers": 4},
+    "matched_split_betatcvae.gin": {"beta_tc_vae.beta": 6.0,
+                                    "matched_split_conv_encoder.num_shared_layers": 4},
+    "wide_factorvae.gin": {"factor_vae.gamma": 35.0},
+    "wide_betatcvae.gin": {"beta_tc_vae.beta": 6.0},
 }
+# The encoder each full config trains: the one its study grid entry names.
+ENCODER_OF = {config: encoder for (_, encoder, _), config in MODEL_CONFIGS.items()}
 SHARED = {
     "model.batch_size": 64, "model.training_steps": 300000, "encoder.num_latent": 10,
     "vae/AdamOptimizer.learning_rate": 0.0001, "vae/AdamOptimizer.beta1": 0.9,
@@ -37,7 +47,7 @@ SHARED = {
 
 
 def test_the_set_of_full_configs_is_the_papers() -> None:
-    assert FULL_CONFIGS == sorted(EXPECTED)
+    assert FULL_CONFIGS == sorted(EXPECTED) == sorted(ENCODER_OF)
 
 
 @pytest.mark.parametrize("path", ALL_GIN_FILES, ids=lambda p: str(p.relative_to(GIN_DIR)))
@@ -54,9 +64,39 @@ def test_full_config_binds_the_papers_values(name, clean_gin) -> None:
     for key, value in {**SHARED, **EXPECTED[name]}.items():
         assert gin.query_parameter(key) == value, key
     encoder = gin.query_parameter("encoder.encoder_fn").selector.rsplit(".", 1)[-1]
-    assert encoder == ("split_conv_encoder" if name.startswith("split_") else "conv_encoder")
+    assert encoder == ENCODER_OF[name]
     if name.startswith("corrnoise_"):
         assert gin.query_parameter("reparameterization.noise_fn").selector.endswith("correlated_noise")
+
+
+@pytest.mark.parametrize("name", ["matched_split_factorvae.gin", "matched_split_betatcvae.gin"])
+def test_matched_split_config_is_at_the_vanilla_parameter_count(name, clean_gin) -> None:
+    # The largest branch width whose encoder is no larger than dlib's conv_encoder.
+    gin.parse_config_file(str(GIN_DIR / name))
+    k = gin.query_parameter("encoder.num_latent")
+    width = gin.query_parameter("matched_split_conv_encoder.branch_width")
+
+    def count(w: int) -> int:
+        return encoder_parameter_count("matched_split_conv_encoder", k, branch_width=w)
+
+    assert count(width) <= encoder_parameter_count("conv_encoder", k) < count(width + 1)
+    assert count(width) == encoder_parameter_count("matched_split_conv_encoder", k)  # the default
+
+
+@pytest.mark.parametrize("name", ["wide_factorvae.gin", "wide_betatcvae.gin"])
+def test_wide_config_is_at_the_split_parameter_count(name, clean_gin) -> None:
+    # The e5 width whose (unsplit) encoder is closest in size to the split encoder.
+    gin.parse_config_file(str(GIN_DIR / name))
+    k = gin.query_parameter("encoder.num_latent")
+    width = gin.query_parameter("wide_conv_encoder.dense_width")
+
+    def gap(w: int) -> int:
+        return abs(encoder_parameter_count("wide_conv_encoder", k, dense_width=w)
+                   - encoder_parameter_count("split_conv_encoder", k))
+
+    assert gap(width) < min(gap(width - 1), gap(width + 1))
+    assert encoder_parameter_count("wide_conv_encoder", k, dense_width=width) == \
+        encoder_parameter_count("wide_conv_encoder", k)  # the default
 
 
 def _evaluate(rep_dir, out_dir) -> float:
