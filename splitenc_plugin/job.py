@@ -10,7 +10,9 @@ plugin are installed), and only the pairs of
 :func:`~splitenc_plugin.study_grid.evaluation_pairs` are evaluated and draw a
 seed:
 
-1. ``train.train_with_gin(JOB_DIR/model, False, [config], bindings)``;
+1. ``train.train_with_gin(JOB_DIR/model, False, [config], bindings)``, then
+   ``JOB_DIR/model/learning_curves.json`` from its training summaries
+   (:mod:`splitenc_plugin.learning_curves`; a warning, not a failure, if none);
 2. (``--visualize``) ``visualize_model.visualize(JOB_DIR/model, JOB_DIR/visualizations)``,
    then still traversals over each latent's fitted ±2σ range into
    ``JOB_DIR/visualizations/traversals_fitted`` (:mod:`splitenc_plugin.traversals`);
@@ -51,6 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from splitenc_plugin._io import write_json_atomic
+from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.study_grid import (
     JobSpec,
     config_file,
@@ -60,6 +63,7 @@ from splitenc_plugin.study_grid import (
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "DATA_FILE",
     "DONE_FILE",
     "HEAVY_PATTERNS",
     "JOB_FILE",
@@ -67,11 +71,13 @@ __all__ = [
     "RESUMES_FILE",
     "RESUME_DIR",
     "THREAD_ENV",
+    "MarkerError",
     "checkpoint_step",
     "main",
     "mig_result_files",
     "prune_heavy",
     "read_done",
+    "read_job_spec",
     "resumable_step",
     "write_json_atomic",
 ]
@@ -80,12 +86,15 @@ JOB_FILE = "job.json"
 DONE_FILE = "done.json"
 LOG_FILE = "job.log"
 RESUMES_FILE = "resumes.json"
+# The identity of the data the job's first attempt started on
+# (splitenc_plugin.data.fingerprint); a resume on other data is refused.
+DATA_FILE = "data.json"
 # dlib's estimator directory, and where an interrupted attempt's newest
 # checkpoint is kept while the job clears its outputs and starts over.
 CHECKPOINT_DIR = "model/tf_checkpoint"
 RESUME_DIR = "resume_checkpoint"
 # What a resumed job keeps of its directory; everything else is redone.
-_KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR)
+_KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR, DATA_FILE)
 # Thread limits of a job (splitenc_reproduce --threads_per_job): read by
 # TensorFlow's intra-op and inter-op thread pools and by OpenMP.
 THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
@@ -105,19 +114,70 @@ HEAVY_PATTERNS = (
 )
 
 
-def read_done(job_dir: str | os.PathLike) -> dict | None:
-    """The job's completion marker, or None if the job is not finished.
+class MarkerError(SplitencUserError):
+    """A job's ``done.json`` or ``job.json`` exists but cannot be read as this schema.
 
-    A marker that is not valid JSON (impossible with atomic writes, but e.g.
-    a bad merge) counts as absent.
+    The runner never deletes or reruns such a directory: it may hold finished
+    results (a bad merge of a committed ``done.json``, a marker from another
+    version). The message names the file and how to repair it.
     """
-    path = Path(job_dir) / DONE_FILE
+
+
+def _read_marker(path: Path, required: str) -> dict | None:
+    """A marker's JSON object, None if the file does not exist.
+
+    Raises:
+      MarkerError: If it exists but is unreadable, not JSON, or lacks ``required``.
+    """
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) and "identity" in data else None
+    except OSError as exc:
+        raise MarkerError(f"{path} cannot be read ({exc}); fix its permissions") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        conflict = "<<<<<<<" in text or ">>>>>>>" in text
+        raise MarkerError(
+            f"{path} is not valid JSON ({'it has merge-conflict markers' if conflict else exc})"
+            f"; the job's results beside it are kept. Repair the file (e.g. `git checkout -- "
+            f"{path}` or resolve the conflict), or move the job directory away to train the "
+            "job anew") from None
+    if not isinstance(data, dict) or not isinstance(data.get(required), dict):
+        raise MarkerError(
+            f"{path} has no '{required}' object: it was written by another version of "
+            "splitenc_plugin or edited by hand. Restore it from the run that made it, or move "
+            "the job directory away to train the job anew")
+    return data
+
+
+def read_done(job_dir: str | os.PathLike) -> dict | None:
+    """The job's completion marker, or None if the job has none (not finished).
+
+    Raises:
+      MarkerError: If ``done.json`` exists but is not a readable marker of this
+        schema (never taken for "not finished": its results may be complete).
+    """
+    return _read_marker(Path(job_dir) / DONE_FILE, "identity")
+
+
+def read_job_spec(job_dir: str | os.PathLike) -> JobSpec | None:
+    """The spec an (unfinished) job directory was started with, or None if it has none.
+
+    Raises:
+      MarkerError: If ``job.json`` exists but does not hold a spec of this schema.
+    """
+    path = Path(job_dir) / JOB_FILE
+    data = _read_marker(path, "spec")
+    if data is None:
+        return None
+    try:
+        return JobSpec.from_dict(data["spec"])
+    except TypeError as exc:
+        raise MarkerError(
+            f"{path} holds a job spec of another schema ({exc}); its checkpoint is kept. "
+            "Move the job directory away to train the job anew") from None
 
 
 def mig_result_files(job_dir: str | os.PathLike, spec: JobSpec) -> list[Path]:
@@ -256,6 +316,29 @@ def _instrument_training(tf, total_steps: int, resume_from: Path | None,
     estimator_cls.train = train
 
 
+def _check_data(job_dir: Path, dataset: str) -> dict:
+    """The dataset's identity now; refuses to resume a job started on other data.
+
+    Raises:
+      SplitencUserError: If the job's first attempt started on data with
+        another fingerprint (its checkpoint has seen that data).
+    """
+    from splitenc_plugin.data.fingerprint import data_identity, same_data
+
+    current = data_identity(dataset)
+    try:
+        started = json.loads((job_dir / DATA_FILE).read_text())
+    except (OSError, ValueError):
+        started = None
+    if isinstance(started, dict) and not same_data(started, current):
+        raise SplitencUserError(
+            f"{job_dir} started training on {started.get('label')} but the data is now "
+            f"{current['label']}; its checkpoint has seen the other data. Restore that data, "
+            "or move the job directory away to train the job anew")
+    write_json_atomic(job_dir / DATA_FILE, current)
+    return current
+
+
 def run(job_dir: str | os.PathLike) -> dict:
     """Runs the job in ``job_dir`` and writes its completion marker.
 
@@ -279,6 +362,7 @@ def run(job_dir: str | os.PathLike) -> dict:
     with open(job_dir / JOB_FILE) as f:
         job = json.load(f)
     spec = JobSpec.from_dict(job["spec"])
+    data = _check_data(job_dir, spec.dataset)
     resumes = _read_resumes(job_dir)
     resume_step = _prepare_resume(job_dir)
     if resume_step is not None:
@@ -299,6 +383,14 @@ def run(job_dir: str | os.PathLike) -> dict:
     train.train_with_gin(model_dir, False, [model_config], list(spec.bindings))
     timings["train"] = time.time() - t
     shutil.rmtree(job_dir / RESUME_DIR, ignore_errors=True)
+    try:  # from the training event files, which --prune_heavy deletes
+        from splitenc_plugin.learning_curves import write_learning_curves
+
+        curves = write_learning_curves(model_dir)
+        _log(f"learning curves written to {curves.relative_to(job_dir)}" if curves else
+             f"warning: no training summaries in {CHECKPOINT_DIR}; learning curves not written")
+    except Exception as exc:  # noqa: BLE001 - an extra file must not cost the trained model
+        _log(f"warning: learning curves not written ({type(exc).__name__}: {exc})")
 
     if options.get("visualize"):
         from disentanglement_lib.visualize import visualize_model
@@ -359,6 +451,8 @@ def run(job_dir: str | os.PathLike) -> dict:
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "pruned": pruned,
         "resumed_from_steps": [r["step"] for r in resumes],
+        # What it trained on: compared by the runner, split on by the aggregator.
+        "data": data,
         # Thread limits the job ran under (splitenc_reproduce --threads_per_job).
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV},
         "splitenc_version": __version__,
@@ -376,11 +470,15 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m splitenc_plugin.job JOB_DIR", file=sys.stderr)
         return 2
     job_dir = Path(argv[0])
-    if read_done(job_dir) is not None:
-        print(f"{job_dir} is already finished ({DONE_FILE} exists); not touching it",
-              file=sys.stderr)
-        return 0
-    run(job_dir)
+    try:
+        if read_done(job_dir) is not None:
+            print(f"{job_dir} is already finished ({DONE_FILE} exists); not touching it",
+                  file=sys.stderr)
+            return 0
+        run(job_dir)
+    except SplitencUserError as exc:
+        print(f"splitenc job: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -68,7 +68,9 @@ from splitenc_plugin.job import (
     JOB_FILE,
     LOG_FILE,
     THREAD_ENV,
+    MarkerError,
     read_done,
+    read_job_spec,
     resumable_step,
     write_json_atomic,
 )
@@ -165,17 +167,17 @@ def _holder(job_dir: Path) -> str:
         return "another process"
 
 
-def _same_identity(job_dir: Path, spec: JobSpec) -> bool:
-    try:
-        with open(job_dir / JOB_FILE) as f:
-            return JobSpec.from_dict(json.load(f)["spec"]).identity() == spec.identity()
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 def _resume_step(job_dir: Path, spec: JobSpec) -> int | None:
-    """The checkpoint step an unfinished job would resume from (None: from scratch)."""
-    return resumable_step(job_dir) if _same_identity(job_dir, spec) else None
+    """The checkpoint step an unfinished job would resume from (None: from scratch).
+
+    Raises:
+      MarkerError: If the directory's ``job.json`` is unreadable or of another
+        schema (its checkpoint is never deleted on a guess).
+    """
+    started = read_job_spec(job_dir)
+    if started is None or started.identity() != spec.identity():
+        return None
+    return resumable_step(job_dir)
 
 
 def _busy_error(job_dir: Path) -> str:
@@ -209,13 +211,17 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
     if fd is None:
         return {**outcome, "status": "busy", "error": _busy_error(job_dir)}
     try:
-        done = read_done(job_dir)
+        try:
+            done = read_done(job_dir)
+            resume = None if done is not None else _resume_step(job_dir, spec)
+        except MarkerError as exc:
+            # Planning refuses these; a marker broken since then is left alone too.
+            return {**outcome, "status": "failed", "error": str(exc)}
         if done is not None:
             same = done.get("identity") == spec.identity()
             return {**outcome, "status": "skipped" if same else "failed",
                     "error": "" if same else "a different finished job is in the way"}
         start = time.time()
-        resume = _resume_step(job_dir, spec)
         if resume is None:
             if job_dir.exists():
                 shutil.rmtree(job_dir)
@@ -239,10 +245,18 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
                     _CHILDREN.pop(proc, None)
     finally:
         os.close(fd)
-    ok = returncode == 0 and read_done(job_dir) is not None
+    ok = returncode == 0 and _finished(job_dir)
     return {**outcome, "status": "done" if ok else "failed", "returncode": returncode,
             "elapsed": time.time() - start, "resumed_from": resume,
             "error": "" if ok else _tail(job_dir / LOG_FILE)}
+
+
+def _finished(job_dir: Path) -> bool:
+    """Whether the job has a readable completion marker (a broken one is not finished)."""
+    try:
+        return read_done(job_dir) is not None
+    except MarkerError:
+        return False
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -337,16 +351,47 @@ def _difference(key: str, finished, asked) -> str:
     return f"{key}: finished {finished!r}, asked {asked!r}"
 
 
-def check_finished(jobs: Iterable[Job]) -> tuple[list[Job], list[Job]]:
-    """Splits jobs into (finished, to run); refuses finished jobs of another identity.
+def current_data(jobs: Iterable[Job]) -> dict[str, dict]:
+    """The identity of each selected dataset that is present now (absent ones are left out).
+
+    A dataset that is not there cannot be compared with what finished jobs
+    trained on; the runner then trains nothing on it either
+    (:func:`check_datasets`).
+    """
+    from splitenc_plugin.data import fingerprint, registry
+
+    return {dataset: fingerprint.data_identity(dataset)
+            for dataset in sorted({job.spec.dataset for job in jobs})
+            if registry.check_dataset(dataset).ok}
+
+
+def check_finished(jobs: Iterable[Job], data: dict[str, dict] | None = None
+                   ) -> tuple[list[Job], list[Job]]:
+    """Splits jobs into (finished, to run); refuses anything it must not overwrite.
+
+    Args:
+      jobs: The planned jobs.
+      data: Dataset name -> its current identity (:func:`current_data`); a
+        finished job counts only if it recorded the same data. None, or a
+        dataset missing from it, skips that comparison.
 
     Raises:
       JobMismatchError: If a job directory holds a finished job whose identity
-        differs, or a finished job whose result files are missing.
+        differs, a finished job made on other data, a finished job whose result
+        files are missing, or a ``done.json``/``job.json`` that cannot be read
+        (never taken for "not finished": the runner would delete it).
     """
+    from splitenc_plugin.data.fingerprint import recorded_identity, same_data
+
     finished, pending, problems = [], [], []
     for job in jobs:
-        done = read_done(job.job_dir)
+        try:
+            done = read_done(job.job_dir)
+            if done is None:
+                read_job_spec(job.job_dir)  # an unreadable one would be deleted
+        except MarkerError as exc:
+            problems.append(str(exc))
+            continue
         if done is None:
             pending.append(job)
             continue
@@ -355,6 +400,11 @@ def check_finished(jobs: Iterable[Job]) -> tuple[list[Job], list[Job]]:
             diffs = [_difference(k, done["identity"].get(k), v)
                      for k, v in identity.items() if done["identity"].get(k) != v]
             problems.append(f"{job.job_dir} ({'; '.join(diffs)})")
+            continue
+        recorded, now = recorded_identity(done), (data or {}).get(job.spec.dataset)
+        if now is not None and not same_data(recorded, now):
+            problems.append(f"{job.job_dir} was trained on {recorded['label']}, the data is now "
+                            f"{now['label']}")
             continue
         missing = [f for f in done.get("results", []) if not (job.job_dir / f).is_file()]
         if missing:
@@ -365,9 +415,10 @@ def check_finished(jobs: Iterable[Job]) -> tuple[list[Job], list[Job]]:
         shown = "\n  ".join(problems[:5]) + (
             f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise JobMismatchError(
-            f"{len(problems)} finished job(s) in the output directory do not match this run "
-            f"and are never overwritten:\n  {shown}\nUse another --output_directory, or the "
-            "--steps/--gin_bindings/--datasets of the run that made them.")
+            f"{len(problems)} job director(ies) in the output directory do not match this run "
+            f"and are never overwritten or deleted:\n  {shown}\nUse another "
+            "--output_directory, the --steps/--gin_bindings/--datasets and the data of the run "
+            "that made them, or repair the files named.")
     return finished, pending
 
 
@@ -546,7 +597,7 @@ def _watch(bar, jobs: Sequence[Job], finished: set[str], stop: threading.Event,
     while not stop.wait(2.0):
         states = [s for job in jobs if job.key not in finished
                   and (s := _job_status(job, since)) is not None
-                  and read_done(job.job_dir) is None]
+                  and not _finished(job.job_dir)]
         bar.set_postfix_str(" | ".join(states[:4]), refresh=True)
 
 
@@ -856,7 +907,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_jobs is not None and args.max_jobs < 1:
         raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
     jobs, rank, label = _plan(args)
-    finished, pending = check_finished(jobs)
+    finished, pending = check_finished(jobs, current_data(jobs))
     # Jobs another runner is running are left alone and take no --max_jobs slot,
     # so a second runner can fill an idle core with the next job.
     running = [job for job in pending if _running_elsewhere(job.job_dir)]

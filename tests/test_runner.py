@@ -425,3 +425,69 @@ def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:
     assert tmp_path / "agg" / "figures" / f"{STUDY}_dummy_data_appendix_c.png" in \
         result["figures"]
     assert "left out of Appendix C" not in result["summary"].read_text()
+
+
+# --------------------------------------------------------------------------
+# Finished results are never deleted: broken markers and other data stop the command.
+
+@pytest.fixture(scope="module")
+def finished_job(tmp_path_factory) -> Path:
+    """An output directory holding one finished tiny job (model 0), trained once."""
+    out = tmp_path_factory.mktemp("finished")
+    assert_ok(_reproduce(out, "--seeds", "0", "--encoders", "conv_encoder"))
+    return out
+
+
+def _conflicted(text: str) -> str:
+    return f"<<<<<<< HEAD\n{text}=======\n{text}>>>>>>> theirs\n"
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), [
+    ("done.json", _conflicted, "merge-conflict markers"),
+    ("done.json", lambda text: text[: len(text) // 2], "is not valid JSON"),
+    ("done.json", lambda text: json.dumps({"status": "done", "spec": {}}), "no 'identity'"),
+])
+def test_a_broken_marker_stops_the_command_and_nothing_is_deleted(
+        finished_job, tmp_path, name, damage, message) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(finished_job, out)
+    marker = out / STUDY / "0" / name
+    marker.write_text(damage(marker.read_text()))
+    before = _hashes(out)
+    for extra in ((), ("--dry_run",)):
+        proc = _reproduce(out, "--seeds", "0", "--encoders", "conv_encoder", *extra)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert str(marker) in proc.stderr and message in proc.stderr
+        assert "train step" not in proc.stdout + proc.stderr
+        assert _hashes(out) == before
+
+
+def test_an_unfinished_job_of_an_older_schema_keeps_its_checkpoint(finished_job,
+                                                                    tmp_path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(finished_job, out)
+    job = out / STUDY / "0"
+    (job / "done.json").unlink()
+    # An older job.json: its spec lacks fields this version's JobSpec requires.
+    (job / "job.json").write_text(json.dumps({"spec": {"study": STUDY, "model_num": 0}}))
+    before = _hashes(out)
+    proc = _reproduce(out, "--seeds", "0", "--encoders", "conv_encoder")
+    assert proc.returncode == 2 and "another schema" in proc.stderr, proc.stderr
+    assert _hashes(out) == before
+
+
+def test_a_job_finished_on_other_data_is_refused_naming_both(finished_job, tmp_path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(finished_job, out)
+    done_path = out / STUDY / "0" / "done.json"
+    done = json.loads(done_path.read_text())
+    # The job recorded the data it trained on.
+    assert done["data"]["fingerprint"] == "dummy_data"
+    done["data"] = {"dataset": "dummy_data", "fingerprint": "other-data:1234",
+                    "label": "some other data (1234)", "files": {}}
+    write_json_atomic(done_path, done)
+    before = _hashes(out)
+    proc = _reproduce(out, "--seeds", "0", "--encoders", "conv_encoder", "--dry_run")
+    assert proc.returncode == 2
+    assert "some other data (1234)" in proc.stderr and "dlib dummy_data" in proc.stderr
+    assert _hashes(out) == before
