@@ -7,12 +7,20 @@ model's operative training config, its training results and the MIG — so it
 works on pruned jobs and on result files committed without checkpoints. It
 writes, into ``DIR`` (or ``--output_dir``):
 
-* ``results.csv`` — one row per model (:data:`COLUMNS`);
-* ``summary.md`` — per cell (study, dataset, model, encoder, sigma, steps): n,
-  median / IQR / max MIG, median reconstruction loss; and the differences of
-  medians split - vanilla (split_encoder_study_v1) and sigma=0.9 - sigma=0
-  (correlated_noise_study_v1), and the paper's claims judged on them by a
-  fixed decision rule (:func:`claim_verdicts`);
+* ``results.csv`` — one row per model (:data:`COLUMNS`), with the data the
+  model trained on (``data``, ``data_fingerprint``: what the job recorded in
+  ``done.json["data"]``, or the documented legacy rule,
+  :func:`splitenc_plugin.data.fingerprint.recorded_identity`);
+* ``summary.md`` — the data versions present; per cell (:data:`CELL`: study,
+  dataset, data fingerprint, model, encoder, sigma, steps — runs on two data
+  versions never share a cell, a comparison or a figure): n, median / IQR /
+  max MIG, median reconstruction loss; the differences of medians of each
+  compared pair (``figures.comparison_pairs``, e.g. split - vanilla and
+  sigma=0.9 - sigma=0), and the paper's claims judged on them by a fixed
+  decision rule (:func:`claim_verdicts`), each verdict with its chance if the
+  two cells' runs were exchangeable; the MI decomposition as intervals per
+  cell and whether each quantity separates the compared cells
+  (:func:`mi_intervals`, :func:`mi_separation`);
 * ``figures/*.png`` — MIG violins (Figs 2, 3, 5, 7), MIG vs reconstruction
   (Figs 4, 6, 8) and reconstructions + traversals of each cell's best-MIG
   model (Appendix C; made with dlib's ``visualize_model`` and
@@ -28,22 +36,29 @@ are listed and left out.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
+import re
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from splitenc_plugin.data.dsprites import LATENT_SIZES
+from splitenc_plugin.data.fingerprint import recorded_identity
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.job import DONE_FILE, JOB_FILE, read_done
 from splitenc_plugin.study_grid import get_grid
 from splitenc_plugin.traversals import FITTED_DIR
 
-__all__ = ["COLUMNS", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate", "claim_verdicts",
-           "difference_table", "figure_runs", "load_results", "main", "planned_runs", "summarize"]
+__all__ = ["CELL", "COLUMNS", "DISTINCT_IMAGES", "MI_QUANTITIES", "PAPER_CLAIMS",
+           "REPRESENTATIONS", "aggregate", "claim_verdicts", "difference_table", "entropy_cap",
+           "figure_runs", "load_results", "main", "mi_intervals", "mi_separation", "planned_runs",
+           "summarize"]
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
@@ -54,6 +69,7 @@ MI_FIELDS = {
     "mi_joint": "mi_joint",
     "mi_joint_loo": "mi_joint_loo",
     "mi_latent_sum": "mi_latent_sum",
+    "mi_latent_sum_loo": "mi_latent_sum_loo",
     "mi_gap": "decomposition_gap",
     "mi_gap_loo": "decomposition_gap_loo",
     "mi_tc": "total_correlation",
@@ -61,12 +77,17 @@ MI_FIELDS = {
     "mi_ci": "conditional_independence",
     "mi_log_n": "log_num_points",
 }
+# ``data`` / ``data_fingerprint``: the label and fingerprint of the data the run
+# trained on (:func:`splitenc_plugin.data.fingerprint.recorded_identity`).
 COLUMNS = [
-    "study", "model_num", "dataset", "model", "encoder", "sigma", "seed", "steps",
+    "study", "model_num", "dataset", "data", "data_fingerprint", "model", "encoder", "sigma",
+    "seed", "steps",
     "global_step", *(f"mig_{rep}" for rep in REPRESENTATIONS), "reconstruction_loss",
     *MI_FIELDS, "training_time_s", "resumed_from_steps", "job_dir",
 ]
-CELL = ["study", "dataset", "model", "encoder", "sigma", "steps"]
+# A cell: runs that pool. The data fingerprint is part of it, so runs made on two
+# versions of a data set are never pooled, compared with each other or drawn together.
+CELL = ["study", "dataset", "data_fingerprint", "model", "encoder", "sigma", "steps"]
 _EVAL = Path("results") / "aggregate" / "evaluation.json"
 
 
@@ -107,11 +128,16 @@ def _row(study: str, job_dir: Path) -> dict | None:
         return None
     records = {rep: json.loads(path.read_text()) for rep, path in evals.items()}
     cfg = records["mean"]
-    resumed = (read_done(job_dir) or {}).get("resumed_from_steps", [])
+    done = read_done(job_dir) or {}
+    resumed = done.get("resumed_from_steps", [])
+    # What the job recorded, or (finished before data fingerprints) the legacy rule.
+    data = recorded_identity(done)
     return {
         "study": study,
         "model_num": int(cfg.get("train_config.model.model_num", job_dir.name)),
         "dataset": _gin_value(cfg["train_config.dataset.name"]),
+        "data": data["label"],
+        "data_fingerprint": data["fingerprint"],
         "model": _gin_value(cfg["train_config.model.model"]),
         "encoder": _gin_value(cfg["train_config.encoder.encoder_fn"]),
         "sigma": _sigma(cfg),
@@ -290,7 +316,8 @@ def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def figure_runs(frame: pd.DataFrame, study: str, dataset: str) -> pd.DataFrame:
+def figure_runs(frame: pd.DataFrame, study: str, dataset: str,
+                data_fingerprint: str | None = None) -> pd.DataFrame:
     """The runs a study's figures on one dataset show: its own and their pooled partners.
 
     A cell of ``study`` is drawn beside the cell it is compared with (its
@@ -299,12 +326,15 @@ def figure_runs(frame: pd.DataFrame, study: str, dataset: str) -> pd.DataFrame:
     study with the identical configuration, as :func:`summarize` pools them:
     e.g. the split study's FactorVAE runs beside the correlated-noise study's
     sigma = 0 FactorVAE. A run present in both studies is drawn once, as the
-    study's own.
+    study's own. Partners are matched on the whole pooled cell, data
+    fingerprint included: a cell is never drawn beside runs on other data.
 
     Args:
       frame: :func:`load_results` rows of every study.
       study: The figure's study.
       dataset: The figure's dataset.
+      data_fingerprint: Only the study's runs on this data version (None: all;
+        :func:`aggregate` draws one figure set per version).
 
     Returns:
       Rows of ``frame``; borrowed rows keep their own ``study``.
@@ -312,12 +342,17 @@ def figure_runs(frame: pd.DataFrame, study: str, dataset: str) -> pd.DataFrame:
     from splitenc_plugin.figures import COMPARISONS
 
     own = frame[(frame["study"] == study) & (frame["dataset"] == dataset)]
+    if data_fingerprint is not None:
+        own = own[own["data_fingerprint"] == data_fingerprint]
     if study not in COMPARISONS or own.empty:
         return own
-    column, base, variant, _ = COMPARISONS[study]
+    column, base, variants, _ = COMPARISONS[study]
     config = _POOLED_CELL
-    partners = own[own[column].isin([base, variant])][config].drop_duplicates()
-    partners[column] = partners[column].map({base: variant, variant: base})
+    cells = own[config].drop_duplicates()
+    # A variant's partner is the baseline; the baseline's are the variants.
+    pairs = [(base, v) for v in variants] + [(v, base) for v in variants]
+    partners = pd.concat([cells[cells[column] == value].assign(**{column: partner})
+                          for value, partner in pairs]).drop_duplicates()
     others = frame[frame["study"] != study].merge(partners, on=config)
     own_runs = set(own[_POOLED_RUN].itertuples(index=False, name=None))
     others = _count_once(others)
@@ -330,6 +365,210 @@ def _iqr(values: pd.Series) -> float:
     return float(np.percentile(values, 75) - np.percentile(values, 25))
 
 
+# ---------------------------------------------------------------------------
+# The MI decomposition as intervals.
+# ---------------------------------------------------------------------------
+
+# How many distinct images each dataset's observations are drawn from, where
+# that is a fixed, finite set: H(x) <= log of it bounds every I(.;x). Datasets
+# whose observations are drawn afresh (random colour, noise or Scream patch;
+# dummy_data's random pixels) have no such bound.
+DISTINCT_IMAGES: dict[str, int] = {
+    "dsprites_full": math.prod(LATENT_SIZES),  # 737,280
+    "dsprites_noshape": math.prod(LATENT_SIZES),  # shape is drawn, not dropped
+    "smallnorb": 48_600,
+    "cars3d": 183 * 4 * 24,
+    "shapes3d": 480_000,
+    "mpi3d_toy": 460_800,
+    "mpi3d_realistic": 460_800,
+    "mpi3d_real": 1_036_800,
+}
+
+# Quantity -> (its label, the estimate that bounds it from below, from above).
+# The plug-in estimate of I(z;x) (and of each I(z_j;x)) includes each sample's
+# own encoding in the mixture q(z): a lower bound; the leave-one-out one an
+# upper bound (README, MI-decomposition estimator). TC = E log q(z) - ... and
+# the gap = sum_j I(z_j;x) - I(z;x) take q(z) with the other sign, so for them
+# the leave-one-out estimate is the lower bound and the plug-in the upper one.
+# CI = -1/2 log det Sigma is exact.
+MI_QUANTITIES: dict[str, tuple[str, str, str]] = {
+    "joint": ("I(z;x)", "mi_joint", "mi_joint_loo"),
+    "latent_sum": ("Σ_j I(z_j;x)", "mi_latent_sum", "mi_latent_sum_loo"),
+    "gap": ("gap", "mi_gap_loo", "mi_gap"),
+    "tc": ("TC", "mi_tc_loo", "mi_tc"),
+    "ci": ("CI", "mi_ci", "mi_ci"),
+}
+
+
+def entropy_cap(dataset: str) -> float:
+    """log(number of distinct images) of a dataset, an upper bound on H(x) >= I(z;x).
+
+    Returns:
+      ``log(DISTINCT_IMAGES[dataset])`` (log 737,280 = 13.51 nats for
+      dSprites); ``inf`` for a dataset not in :data:`DISTINCT_IMAGES`
+      (dummy_data, and the dSprites variants that draw colour, noise or a
+      Scream patch per image).
+    """
+    count = DISTINCT_IMAGES.get(dataset)
+    return math.log(count) if count else math.inf
+
+
+def _clip(values, low, high) -> np.ndarray:
+    """``values`` clipped into [low, high]; NaN values stay NaN, NaN limits do not clip."""
+    values = np.asarray(values, dtype=float)
+    clipped = np.fmin(np.fmax(values, low), high)
+    return np.where(np.isnan(values), np.nan, clipped)
+
+
+def mi_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the interval [lower, upper] (nats) of each MI-decomposition quantity.
+
+    Each quantity of :data:`MI_QUANTITIES` lies between its lower- and
+    upper-bound estimates, each clipped into what the quantity can be at all
+    (H = :func:`entropy_cap` of the run's dataset; Theorem 1: gap = Σ_j
+    I(z_j;x) - I(z;x) and TC = gap + CI):
+
+    * I(z;x) in [0, H];
+    * Σ_j I(z_j;x) >= 0;
+    * gap in [max(-CI, Σ_j I(z_j;x)'s lower bound - H), its upper bound];
+    * TC in [max(0, Σ_j I(z_j;x)'s lower bound - H + CI), its upper bound + CI].
+
+    log N (``mi_log_n``) caps the plug-in estimate, not the quantity: I(z;x)
+    can exceed log N (README: 11.87 nats at log N = 9.21), so it is shown
+    beside the intervals, not used to clip them.
+
+    Args:
+      frame: :func:`load_results` rows.
+
+    Returns:
+      Indexed like ``frame``: ``h_cap`` and, per quantity key ``q``,
+      ``q_lower`` and ``q_upper`` (NaN where the run has no MI evaluation).
+    """
+    h_cap = frame["dataset"].map(entropy_cap).to_numpy(dtype=float)
+    ci = frame["mi_ci"].to_numpy(dtype=float)
+    # What each quantity can be at all, from H and the per-latent bracket.
+    latent = _clip(frame["mi_latent_sum"], 0.0, np.inf), _clip(frame["mi_latent_sum_loo"],
+                                                               0.0, np.inf)
+    limits = {"joint": (0.0, h_cap), "latent_sum": (0.0, np.inf),
+              "gap": (np.fmax(-ci, latent[0] - h_cap), latent[1]),
+              "tc": (np.fmax(0.0, latent[0] - h_cap + ci), latent[1] + ci),
+              "ci": (-np.inf, np.inf)}
+    out = pd.DataFrame({"h_cap": h_cap}, index=frame.index)
+    for key, (_, lower, upper) in MI_QUANTITIES.items():
+        low, high = limits[key]
+        out[f"{key}_lower"] = _clip(frame[lower], low, high)
+        out[f"{key}_upper"] = _clip(frame[upper], low, high)
+    return out
+
+
+def _median_bounds(bounds: pd.DataFrame) -> dict[str, float]:
+    """A cell's interval per quantity: the median lower and the median upper bound.
+
+    If every run's interval holds its true value, these bound the median of
+    the true values (the median is monotone). A run without an MI evaluation
+    makes the cell's interval NaN.
+    """
+    return {column: float(np.median(bounds[column].to_numpy(dtype=float)))
+            for column in bounds.columns if column.endswith(("_lower", "_upper"))}
+
+
+def mi_separation(diffs: pd.DataFrame) -> pd.DataFrame:
+    """Whether each MI-decomposition quantity separates the cells of each comparison.
+
+    The two cells' intervals (:func:`summarize`'s medians of bounds) overlap
+    by ``overlap`` (0 if disjoint); ``difference`` is the distance between
+    their midpoints. Where the overlap is at least as wide as the difference
+    the metric cannot separate the cells (``separates`` False).
+
+    Args:
+      diffs: The differences frame of :func:`summarize`.
+
+    Returns:
+      One row per (comparison, quantity): dataset, data_fingerprint, model, steps,
+      comparison, quantity (label), variant_lower / variant_upper,
+      baseline_lower / baseline_upper, overlap, difference, separates
+      (NaN / False where an interval is unknown).
+    """
+    rows = []
+    for d in diffs.to_dict("records"):
+        for key, (label, _, _) in MI_QUANTITIES.items():
+            v = d["_mi_variant"][f"{key}_lower"], d["_mi_variant"][f"{key}_upper"]
+            b = d["_mi_baseline"][f"{key}_lower"], d["_mi_baseline"][f"{key}_upper"]
+            overlap = max(0.0, min(v[1], b[1]) - max(v[0], b[0]))
+            difference = abs((v[0] + v[1]) / 2 - (b[0] + b[1]) / 2)
+            known = not np.isnan([*v, *b]).any()
+            rows.append({
+                "dataset": d["dataset"], "data_fingerprint": d["data_fingerprint"],
+                "model": d["model"], "steps": d["steps"], "comparison": d["comparison"],
+                "quantity": label,
+                "variant_lower": v[0], "variant_upper": v[1],
+                "baseline_lower": b[0], "baseline_upper": b[1],
+                "overlap": overlap if known else np.nan,
+                "difference": difference if known else np.nan,
+                "separates": bool(known and overlap < difference),
+            })
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------
+# Cells and comparisons.
+# ---------------------------------------------------------------------------
+
+# The per-run values a comparison's statistics read.
+_STATISTICS = ("mig_mean", "mig_sampled", "reconstruction_loss")
+
+
+def _arm(runs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """One comparison arm's runs as :func:`_contrast` reads them."""
+    return {column: runs[column].to_numpy(dtype=float) for column in _STATISTICS}
+
+
+def _p_higher(variant: np.ndarray, baseline: np.ndarray) -> float:
+    """The share of (variant, baseline) pairs where the variant is higher, ties half.
+
+    The Mann-Whitney U / (n1 n2).
+    """
+    return float(np.mean((variant[:, None] > baseline[None, :])
+                         + 0.5 * (variant[:, None] == baseline[None, :])))
+
+
+def _mwu(variant: np.ndarray, baseline: np.ndarray) -> float:
+    """The exact two-sided Mann-Whitney p-value (NaN with fewer than 2 runs per arm).
+
+    With 3 vs 3 runs the smallest possible p-value is 0.1: such samples
+    cannot reach conventional significance.
+    """
+    from scipy.stats import mannwhitneyu
+
+    if min(len(variant), len(baseline)) < 2:
+        return np.nan
+    return float(mannwhitneyu(variant, baseline, alternative="two-sided",
+                              method="exact").pvalue)
+
+
+def _contrast(variant: Mapping[str, np.ndarray], baseline: Mapping[str, np.ndarray]) -> dict:
+    """The statistics the decision rule reads, from two arms' runs (:func:`_arm`).
+
+    The one computation of them: for the observed arms (:func:`summarize`)
+    and for every relabelling of their runs (:func:`claim_verdicts`' chance).
+    """
+    median = {name: {c: float(np.median(arm[c])) for c in _STATISTICS}
+              for name, arm in (("v", variant), ("b", baseline))}
+    return {
+        "d_mig_median": median["v"]["mig_mean"] - median["b"]["mig_mean"],
+        "d_mig_sampled_median": median["v"]["mig_sampled"] - median["b"]["mig_sampled"],
+        "d_recon_median": (median["v"]["reconstruction_loss"]
+                           - median["b"]["reconstruction_loss"]),
+        "p_mig_higher": _p_higher(variant["mig_mean"], baseline["mig_mean"]),
+        "p_recon_higher": _p_higher(variant["reconstruction_loss"],
+                                    baseline["reconstruction_loss"]),
+        "_n_variant": len(variant["mig_mean"]), "_n_baseline": len(baseline["mig_mean"]),
+        "_mig_median_variant": median["v"]["mig_mean"],
+        "_mig_median_baseline": median["b"]["mig_mean"],
+        "_d_mig_max": float(np.max(variant["mig_mean"]) - np.max(baseline["mig_mean"])),
+    }
+
+
 def summarize(frame: pd.DataFrame,
               planned: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-cell statistics and the differences of medians between compared cells.
@@ -340,59 +579,71 @@ def summarize(frame: pd.DataFrame,
         either arm unfinished gets no verdict from :func:`claim_verdicts`.
 
     Returns:
-      (cells, differences). ``cells``: one row per :data:`CELL` with n,
-      ``mig_median`` / ``mig_iqr`` / ``mig_max`` (mean representation),
-      ``mig_sampled_median`` and ``recon_median``. ``differences``: for every
-      pair of configurations that differ only in a compared column (encoder:
-      split - vanilla; sigma: 0.9 - 0), the variant's medians minus the
-      baseline's, pooling identical configurations across studies.
+      (cells, differences). ``cells``: one row per :data:`CELL` with the data
+      label ``data``, n, ``mig_median`` / ``mig_iqr`` / ``mig_max`` (mean
+      representation), ``mig_sampled_median``, ``recon_median``,
+      ``mi_log_n`` (median) and each MI quantity's cell interval
+      ``<q>_lower`` / ``<q>_upper`` (:func:`mi_intervals`, median of each
+      bound). ``differences``: for every pair of configurations that differ
+      only in a compared column (``figures.comparison_pairs``, e.g. encoder:
+      split - vanilla; sigma: 0.9 - 0) on the same data version, the
+      variant's medians minus the baseline's, pooling identical
+      configurations across studies.
     """
-    from splitenc_plugin.figures import COMPARISONS
+    from splitenc_plugin.figures import comparison_pairs
 
+    labels = dict(zip(frame["data_fingerprint"], frame["data"]))
+    frame = frame.join(mi_intervals(frame))
     # dropna=False: a full-matrix model's NaN sigma is a cell of its own.
-    cells = frame.groupby(CELL, sort=True, dropna=False).agg(
+    groups = frame.groupby(CELL, sort=True, dropna=False)
+    cells = groups.agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
         mig_iqr=("mig_mean", _iqr), mig_max=("mig_mean", "max"),
         mig_sampled_median=("mig_sampled", "median"),
-        recon_median=("reconstruction_loss", "median")).reset_index()
+        recon_median=("reconstruction_loss", "median"),
+        mi_log_n=("mi_log_n", "median")).reset_index()
+    bounds = [c for c in frame.columns if c.endswith(("_lower", "_upper"))]
+    cells = cells.join(pd.DataFrame([_median_bounds(group[bounds]) for _, group in groups]))
+    cells.insert(CELL.index("data_fingerprint"), "data", cells["data_fingerprint"].map(labels))
     # Differences pool identical configurations across studies: e.g. the
     # correlated-noise study's sigma = 0 FactorVAE is the very run the split
     # study's vanilla FactorVAE cell needs (same gin config, seed and data).
     # A configuration run in both studies counts once.
     config = _POOLED_CELL
     runs = _count_once(frame).sort_values("seed")
-    pooled = runs.groupby(config, sort=True, dropna=False).agg(
-        n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
-        mig_max=("mig_mean", "max"), mig_sampled_median=("mig_sampled", "median"),
-        recon_median=("reconstruction_loss", "median")).reset_index()
+    pooled = runs[config].drop_duplicates()
     diffs = []
-    for column, base, variant, labels in COMPARISONS.values():
+    for column, base, variant, names in comparison_pairs():
         others = [c for c in config if c != column]
         for key, group in pooled.groupby(others, sort=True):
-            by_value = {row[column]: row for _, row in group.iterrows()}
-            if base in by_value and variant in by_value:
-                b, v = by_value[base], by_value[variant]
-                arm = {value: runs[(runs[others] == pd.Series(dict(zip(others, key)))).all(axis=1)
-                                   & (runs[column] == value)] for value in (base, variant)}
-                diffs.append({
-                    **dict(zip(others, key)),
-                    "comparison": f"{labels[variant]} − {labels[base]}",
-                    "n": f"{v['n']} vs {b['n']}",
-                    "d_mig_median": v["mig_median"] - b["mig_median"],
-                    "d_mig_sampled_median": v["mig_sampled_median"] - b["mig_sampled_median"],
-                    "d_recon_median": v["recon_median"] - b["recon_median"],
-                    **_separation(arm[variant]["mig_mean"], arm[base]["mig_mean"], "mig"),
-                    **_separation(arm[variant]["reconstruction_loss"],
-                                  arm[base]["reconstruction_loss"], "recon"),
-                    "mig_per_seed": f"{_per_seed(arm[variant])} vs {_per_seed(arm[base])}",
-                    # For claim_verdicts; not shown in the differences table.
-                    "_compared": column, "_n_variant": v["n"], "_n_baseline": b["n"],
-                    "_missing": sum(_missing(planned, arm[value], {
-                        **dict(zip(others, key)), column: value}) for value in (base, variant)),
-                    "_mig_median_variant": v["mig_median"],
-                    "_mig_median_baseline": b["mig_median"],
-                    "_d_mig_max": v["mig_max"] - b["mig_max"],
-                })
+            if not {base, variant} <= set(group[column]):
+                continue
+            point = dict(zip(others, key))
+            arm = {value: runs[(runs[others] == pd.Series(point)).all(axis=1)
+                               & (runs[column] == value)] for value in (base, variant)}
+            v, b = _arm(arm[variant]), _arm(arm[base])
+            stats = _contrast(v, b)
+            diffs.append({
+                **point, "data": labels[point["data_fingerprint"]],
+                "comparison": f"{names[variant]} − {names[base]}",
+                "n": f"{stats['_n_variant']} vs {stats['_n_baseline']}",
+                "d_mig_median": stats["d_mig_median"],
+                "d_mig_sampled_median": stats["d_mig_sampled_median"],
+                "d_recon_median": stats["d_recon_median"],
+                "p_mig_higher": stats["p_mig_higher"],
+                "p_mig_mwu": _mwu(v["mig_mean"], b["mig_mean"]),
+                "p_recon_higher": stats["p_recon_higher"],
+                "p_recon_mwu": _mwu(v["reconstruction_loss"], b["reconstruction_loss"]),
+                "mig_per_seed": f"{_per_seed(arm[variant])} vs {_per_seed(arm[base])}",
+                # For claim_verdicts and mi_separation; not shown in the table.
+                **{k: value for k, value in stats.items() if k.startswith("_")},
+                "_compared": column,
+                "_missing": sum(_missing(planned, arm[value], {**point, column: value})
+                                for value in (base, variant)),
+                "_variant_runs": v, "_baseline_runs": b,
+                "_mi_variant": _median_bounds(arm[variant][bounds]),
+                "_mi_baseline": _median_bounds(arm[base][bounds]),
+            })
     return cells, pd.DataFrame(diffs)
 
 
@@ -406,9 +657,11 @@ _DIFFERENCE_HEADERS = {
 def difference_table(diffs: pd.DataFrame) -> pd.DataFrame:
     """:func:`summarize`'s differences as ``summary.md`` shows them.
 
-    The configuration columns come first, in :data:`CELL` order; the column a
-    row compares (e.g. ``encoder`` for split - vanilla) reads "compared" rather
-    than being left empty (which would print as "nan", or as "matrix" for sigma).
+    The configuration columns come first, in :data:`CELL` order (the data
+    version by its fingerprint; summary.md lists each with its label); the
+    column a row compares (e.g. ``encoder`` for split - vanilla) reads
+    "compared" rather than being left empty (which would print as "nan", or as
+    "matrix" for sigma).
     """
     if diffs.empty:
         return diffs
@@ -416,7 +669,8 @@ def difference_table(diffs: pd.DataFrame) -> pd.DataFrame:
     for index, compared in diffs["_compared"].items():
         table.loc[index, compared] = "compared"
     config = [c for c in CELL if c in table.columns]
-    rest = [c for c in table.columns if c not in config and not c.startswith("_")]
+    rest = [c for c in table.columns
+            if c not in config and c != "data" and not c.startswith("_")]
     return table[config + rest].rename(columns=_DIFFERENCE_HEADERS)
 
 
@@ -471,35 +725,103 @@ PAPER_CLAIMS: dict[str, tuple[tuple[str, Callable[[dict], str]], ...]] = {
 }
 
 
+# Beyond this many relabellings (C(n_variant + n_baseline, n_variant); 10 vs 10
+# runs: 184,756) the chance is estimated from this many random ones (seeded).
+MAX_RELABELLINGS = 200_000
+
+
+def _relabellings(variant: Mapping[str, np.ndarray],
+                  baseline: Mapping[str, np.ndarray]) -> tuple[Iterator[dict], int, bool]:
+    """Every split of the two arms' pooled runs into groups of the arms' sizes.
+
+    Returns:
+      (the :func:`_contrast` of each split, variant group first; how many;
+      whether that is all of them — else :data:`MAX_RELABELLINGS` random ones).
+    """
+    pooled = {c: np.concatenate([variant[c], baseline[c]]) for c in _STATISTICS}
+    size, k = len(pooled["mig_mean"]), len(variant["mig_mean"])
+    exact = math.comb(size, k) <= MAX_RELABELLINGS
+    if exact:
+        picks = itertools.combinations(range(size), k)
+    else:
+        rng = np.random.default_rng(0)
+        picks = (rng.choice(size, k, replace=False) for _ in range(MAX_RELABELLINGS))
+
+    def contrasts() -> Iterator[dict]:
+        for pick in picks:
+            mask = np.zeros(size, dtype=bool)
+            mask[list(pick)] = True
+            yield _contrast({c: a[mask] for c, a in pooled.items()},
+                            {c: a[~mask] for c, a in pooled.items()})
+
+    return contrasts(), math.comb(size, k) if exact else MAX_RELABELLINGS, exact
+
+
+def _verdict_chances(judges: Sequence[Callable[[dict], str]], verdicts: Sequence[str],
+                     variant: Mapping[str, np.ndarray],
+                     baseline: Mapping[str, np.ndarray]) -> tuple[list[int], int, bool]:
+    """How many relabellings of the runs each judge gives its verdict on.
+
+    Returns:
+      (per judge, the relabellings on which it returns exactly its observed
+      verdict; how many relabellings; whether all were enumerated).
+    """
+    splits, total, exact = _relabellings(variant, baseline)
+    hits = [0] * len(judges)
+    for stats in splits:
+        for i, (judge, verdict) in enumerate(zip(judges, verdicts)):
+            hits[i] += judge(stats) == verdict
+    return hits, total, exact
+
+
 def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
     """The paper's claims judged on each comparison of :func:`summarize`.
+
+    Beside each verdict, its chance if the variant's and the baseline's runs
+    were exchangeable: of all the ways to relabel the two cells' pooled runs
+    into groups of the same sizes (C(n_v + n_b, n_v), the observed labelling
+    included), the share on which the same judge gives exactly the same
+    verdict (not "this verdict or a more extreme one": the verdicts are
+    categories). E.g. 2 vs 2 runs with the variant higher in all 4 pairs:
+    "median MIG higher" holds on 1 of the 6 labellings, chance 1/6.
 
     Args:
       diffs: The differences frame of :func:`summarize`.
 
     Returns:
-      One row per (comparison, claim): dataset, model, steps, comparison, n,
-      claim, verdict and the evidence it rests on (with the exact
-      Mann-Whitney p beside it). The verdict is "holds", "does not hold",
-      "inconclusive" or "direction holds, magnitude does not" once every
-      planned run of both cells has finished (the decision rule); else
-      "waiting for K unfinished run(s)", or "too few runs" with fewer than
-      :data:`MIN_RUNS` runs in a cell.
+      One row per (comparison, claim): dataset, data_fingerprint, model, steps,
+      comparison, n, claim, verdict, ``chance``, ``chance_hits``,
+      ``relabellings`` (how many; random ones beyond
+      :data:`MAX_RELABELLINGS`, ``chance_exact`` False) and the evidence the
+      verdict rests on (with the exact Mann-Whitney p beside it). The verdict
+      is "holds", "does not hold", "inconclusive" or "direction holds,
+      magnitude does not" once every planned run of both cells has finished
+      (the decision rule); else "waiting for K unfinished run(s)", or "too few
+      runs" with fewer than :data:`MIN_RUNS` runs in a cell (chance NaN).
     """
     rows = []
     for d in diffs.to_dict("records"):
         missing = d.get("_missing", 0)
-        for claim, judge in PAPER_CLAIMS.get(d["_compared"], ()):
+        claims = PAPER_CLAIMS.get(d["_compared"], ())
+        judged = not missing and min(d["_n_variant"], d["_n_baseline"]) >= MIN_RUNS
+        verdicts = [judge(d) for _, judge in claims] if judged else []
+        hits, total, exact = _verdict_chances([judge for _, judge in claims], verdicts,
+                                              d["_variant_runs"], d["_baseline_runs"]) \
+            if judged else ([0] * len(claims), 0, True)
+        for i, (claim, _) in enumerate(claims):
             if missing:
                 verdict = f"waiting for {missing} unfinished run(s)"
-            elif min(d["_n_variant"], d["_n_baseline"]) < MIN_RUNS:
+            elif not judged:
                 verdict = f"too few runs (< {MIN_RUNS} per cell)"
             else:
-                verdict = judge(d)
+                verdict = verdicts[i]
             rows.append({
-                "dataset": d["dataset"], "model": d["model"], "steps": d["steps"],
-                "comparison": d["comparison"], "n": d["n"], "claim": claim,
-                "verdict": verdict,
+                "dataset": d["dataset"], "data_fingerprint": d["data_fingerprint"],
+                "model": d["model"], "steps": d["steps"], "comparison": d["comparison"],
+                "n": d["n"],
+                "claim": claim, "verdict": verdict,
+                "chance": hits[i] / total if judged else np.nan,
+                "chance_hits": hits[i], "relabellings": total, "chance_exact": exact,
                 "evidence": (f"Δ median MIG {d['d_mig_median']:+.4f}, P(MIG higher) "
                              f"{d['p_mig_higher']:.2f} (MWU p {d['p_mig_mwu']:.2f}), "
                              f"Δ max MIG {d['_d_mig_max']:+.4f}, "
@@ -513,25 +835,6 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
 def _per_seed(runs: pd.DataFrame) -> str:
     """'s0 0.1234, s1 0.2345': a cell's MIG (mean representation) by seed."""
     return ", ".join(f"s{seed} {mig:.4f}" for seed, mig in zip(runs["seed"], runs["mig_mean"]))
-
-
-def _separation(variant: pd.Series, baseline: pd.Series, name: str) -> dict[str, float]:
-    """How cleanly two small samples separate: P(variant > baseline) and an exact test.
-
-    Returns:
-      ``p_<name>_higher``: the share of (variant, baseline) pairs where the
-      variant is higher, ties counting half (the Mann-Whitney U / (n1 n2));
-      ``p_<name>_mwu``: the exact two-sided Mann-Whitney p-value (NaN with
-      fewer than 2 runs per arm). With 3 vs 3 runs the smallest possible
-      p-value is 0.1: such samples cannot reach conventional significance.
-    """
-    from scipy.stats import mannwhitneyu
-
-    v, b = np.asarray(variant, dtype=float), np.asarray(baseline, dtype=float)
-    higher = float(np.mean((v[:, None] > b[None, :]) + 0.5 * (v[:, None] == b[None, :])))
-    p_value = float(mannwhitneyu(v, b, alternative="two-sided", method="exact").pvalue) \
-        if min(len(v), len(b)) >= 2 else np.nan
-    return {f"p_{name}_higher": higher, f"p_{name}_mwu": p_value}
 
 
 def _fmt(column: str, value) -> str:
@@ -669,10 +972,16 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     cells, diffs = summarize(frame, planned)
     written: list[Path] = []
     appendix_notes = []
-    for study_name, dataset in frame[["study", "dataset"]].drop_duplicates().sort_values(
-            ["study", "dataset"]).itertuples(index=False):
-        group = figure_runs(frame, study_name, dataset)
-        stem = f"{study_name}_{dataset}"
+    # One figure set per study, dataset and data version; a (study, dataset)
+    # with runs on several data versions names each set by its fingerprint.
+    versions = frame[["study", "dataset", "data_fingerprint"]].drop_duplicates().sort_values(
+        ["study", "dataset", "data_fingerprint"])
+    several = versions.duplicated(["study", "dataset"], keep=False).to_numpy()
+    for (study_name, dataset, fingerprint), named in zip(versions.itertuples(index=False),
+                                                         several):
+        group = figure_runs(frame, study_name, dataset, fingerprint)
+        stem = f"{study_name}_{dataset}" + (
+            "_" + re.sub(r"[^A-Za-z0-9.-]+", "-", fingerprint) if named else "")
         written.append(figures.mig_violins(group, study_name, dataset,
                                            fig_dir / f"{stem}_mig_violin.png"))
         written.append(figures.mig_vs_reconstruction(group, study_name, dataset,
@@ -704,10 +1013,11 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
             written.append(figures.appendix_c(panels, study_name, dataset,
                                               fig_dir / f"{stem}_appendix_c.png"))
 
-    cell_table = cells.rename(columns={"mig_median": "MIG median", "mig_iqr": "MIG IQR",
-                                       "mig_max": "MIG max",
-                                       "mig_sampled_median": "MIG (sampled) median",
-                                       "recon_median": "recon. loss median"})
+    cell_table = cells[[*CELL, "n", "mig_median", "mig_iqr", "mig_max",
+                        "mig_sampled_median", "recon_median"]].rename(
+        columns={"mig_median": "MIG median", "mig_iqr": "MIG IQR", "mig_max": "MIG max",
+                 "mig_sampled_median": "MIG (sampled) median",
+                 "recon_median": "recon. loss median"})
     verdicts = claim_verdicts(diffs) if not diffs.empty else pd.DataFrame()
     diff_table = difference_table(diffs)
     table = ("## Per cell (MIG of the mean representation unless noted)\n\n"
@@ -724,8 +1034,15 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                "variant run below every baseline run and a median at most half the "
                "baseline's; no verdict while a planned run of either cell is unfinished, "
                f"nor with fewer than {MIN_RUNS} runs in a cell "
-               "(docs/results/campaign/README.md).\n\n" + _markdown(verdicts))
-    notes = [f"{len(frame)} finished model(s) from {Path(directory)}."]
+               "(docs/results/campaign/README.md).\n\n"
+             + "Chance if exchangeable: of all C(n_v + n_b, n_v) ways to relabel the two "
+               "cells' pooled runs into groups of the same sizes (the observed one "
+               "included), how many give exactly this verdict by the same rule — the "
+               "chance of this verdict if the variant changed nothing. E.g. 2 vs 2 runs "
+               "with the variant higher in all 4 pairs: 1 of 6.\n\n"
+             + _markdown(_verdict_table(verdicts))
+             + _mi_section(cells, diffs))
+    notes = [f"{len(frame)} finished model(s) from {Path(directory)}.", *_data_notes(cells)]
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "
                      + ", ".join(str(p) for p in unfinished[:10]))
@@ -743,6 +1060,87 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     summary_path.write_text(summary)
     return {"csv": csv_path, "summary": summary_path, "figures": written, "table": table,
             "frame": frame, "unfinished": unfinished}
+
+
+def _data_notes(cells: pd.DataFrame) -> list[str]:
+    """The summary's lines on data versions: which are present, which cells they split."""
+    versions = cells.groupby(["data_fingerprint", "data"], sort=True)["n"].sum()
+    lines = ["Data versions (a cell, comparison or figure never pools runs of two versions: "
+             "the data fingerprint is part of every cell): "
+             + "; ".join(f"{label} (`{fingerprint}`): {n} run(s)"
+                         for (fingerprint, label), n in versions.items())]
+    split = cells.groupby([c for c in CELL if c != "data_fingerprint"], sort=True,
+                          dropna=False)["data"].agg(list)
+    for key, labels in split.items():
+        if len(labels) > 1:
+            point = dict(zip([c for c in CELL if c != "data_fingerprint"], key))
+            lines.append(f"Split by data version: {point['study']} {point['dataset']} "
+                         f"{point['model']} {point['encoder']} σ={_fmt('sigma', point['sigma'])} "
+                         f"({point['steps']} steps) on " + " and ".join(labels))
+    return lines
+
+
+def _verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`claim_verdicts` as summary.md shows it: the chance beside the verdict."""
+    if verdicts.empty:
+        return verdicts
+
+    def chance(row) -> str:
+        if np.isnan(row["chance"]):
+            return "—"
+        if row["chance_exact"]:
+            return f"{row['chance_hits']} of {row['relabellings']} ({row['chance']:.3f})"
+        return f"≈{row['chance']:.3f} ({row['relabellings']:,} random relabellings)"
+
+    table = verdicts.drop(columns=["chance", "chance_hits", "relabellings", "chance_exact"])
+    table.insert(table.columns.get_loc("verdict") + 1, "chance if exchangeable",
+                 verdicts.apply(chance, axis=1))
+    return table
+
+
+def _interval(lower: float, upper: float) -> str:
+    return "—" if np.isnan(lower) or np.isnan(upper) else f"[{lower:.2f}, {upper:.2f}]"
+
+
+def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame) -> str:
+    """summary.md's MI-decomposition section: intervals per cell and per comparison."""
+    table = cells[[*CELL, "n"]].copy()
+    table["log N"] = cells["mi_log_n"]
+    table["H(x) ≤"] = [f"{h:.2f}" if np.isfinite(h) else "—"
+                       for h in cells["dataset"].map(entropy_cap)]
+    for key, (label, _, _) in MI_QUANTITIES.items():
+        table[label] = [_interval(lo, hi) for lo, hi in
+                        zip(cells[f"{key}_lower"], cells[f"{key}_upper"])]
+    text = ("\n## MI decomposition as intervals (nats)\n\n"
+            "Each quantity lies between two estimates (README, MI-decomposition "
+            "estimator): I(z;x) and Σ_j I(z_j;x) between the plug-in (lower) and "
+            "leave-one-out (upper) values, gap and TC the other way round; CI is exact. "
+            "Each bound is clipped into what the quantity can be: I(z;x) ≤ H(x) ≤ "
+            "log(number of distinct images) (log 737,280 = 13.51 for dSprites; no bound "
+            "for data sets drawn afresh, e.g. dummy_data), TC ≥ 0, and by Theorem 1 (TC = gap "
+            "+ CI) gap ≥ max(−CI, Σ_j I(z_j;x) − H(x)) and TC ≥ Σ_j I(z_j;x) − H(x) + CI. "
+            "log N caps the plug-in estimate, not I(z;x) itself (which can exceed it), so it "
+            "is shown, not used to clip. A cell's interval: the median lower and the median "
+            "upper bound of its runs. The intervals bracket the estimator's small-N bias, "
+            "not its sampling noise (standard errors in each job's evaluation.json).\n\n"
+            + _markdown(table))
+    if diffs.empty:
+        return text
+    separation = mi_separation(diffs)
+    shown = separation[["dataset", "data_fingerprint", "model", "steps", "comparison",
+                        "quantity"]].copy()
+    shown["variant"] = [_interval(lo, hi) for lo, hi in
+                        zip(separation["variant_lower"], separation["variant_upper"])]
+    shown["baseline"] = [_interval(lo, hi) for lo, hi in
+                         zip(separation["baseline_lower"], separation["baseline_upper"])]
+    shown["overlap"] = separation["overlap"]
+    shown["Δ midpoints"] = separation["difference"]
+    shown["reading"] = ["separates" if sep else "—" if np.isnan(gap) else
+                        "cannot separate them (overlap ≥ difference)"
+                        for sep, gap in zip(separation["separates"], separation["difference"])]
+    return (text + "\n### Compared cells\n\nWhere the two cells' intervals overlap by at "
+            "least the distance between their midpoints, the metric cannot separate the "
+            "cells.\n\n" + _markdown(shown))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@
   first (Figs 2, 3, 5, 7): median (white dot), IQR (thick bar) and adjacent
   values (thin line) as the paper describes, with the raw points on top.
 * :func:`mig_vs_reconstruction` — MIG against reconstruction loss, baseline as
-  blue circles, the variant as red triangles (Figs 4, 6, 8).
+  blue circles, the variant as red triangles (Figs 4, 6, 8); a study with more
+  variants (the capacity controls) adds green squares and orange diamonds.
 * :func:`appendix_c` — reconstructions and latent traversals of the best-MIG
   model of each cell (Appendix C, Figs 9-11), from images made by dlib's
   ``visualize_model`` and :mod:`splitenc_plugin.traversals`.
@@ -27,16 +28,38 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["COMPARISONS", "PAPER_FIGURES", "appendix_c", "mig_violins", "mig_vs_reconstruction"]
+__all__ = ["COMPARISONS", "PAPER_FIGURES", "appendix_c", "comparison_pairs", "mig_violins",
+           "mig_vs_reconstruction"]
 
-# Study -> (column compared, baseline value, variant value, labels).
-COMPARISONS: dict[str, tuple[str, object, object, dict]] = {
-    "split_encoder_study_v1": ("encoder", "conv_encoder", "split_conv_encoder",
-                               {"conv_encoder": "vanilla encoder",
-                                "split_conv_encoder": "split encoder"}),
-    "correlated_noise_study_v1": ("sigma", 0.0, 0.9,
+_ENCODER_LABELS = {"conv_encoder": "vanilla encoder", "split_conv_encoder": "split encoder",
+                   "matched_split_conv_encoder": "matched split encoder",
+                   "wide_conv_encoder": "wide encoder"}
+
+# Study -> (column compared, baseline value, variant values, labels): each
+# variant is compared with the baseline.
+COMPARISONS: dict[str, tuple[str, object, tuple, dict]] = {
+    "split_encoder_study_v1": ("encoder", "conv_encoder", ("split_conv_encoder",),
+                               _ENCODER_LABELS),
+    "correlated_noise_study_v1": ("sigma", 0.0, (0.9,),
                                   {0.0: "σ = 0 (factorized)", 0.9: "σ = 0.9 (correlated)"}),
+    "split_encoder_capacity_study_v1": (
+        "encoder", "conv_encoder",
+        ("split_conv_encoder", "matched_split_conv_encoder", "wide_conv_encoder"),
+        _ENCODER_LABELS),
 }
+
+
+def comparison_pairs() -> list[tuple[str, object, object, dict]]:
+    """Every (column, baseline, variant, labels) of :data:`COMPARISONS`, each once.
+
+    A pair two studies share (e.g. split vs vanilla encoder, in the split and
+    the capacity study) is listed once, with the first study's labels.
+    """
+    pairs: dict[tuple, tuple[str, object, object, dict]] = {}
+    for column, base, variants, labels in COMPARISONS.values():
+        for variant in variants:
+            pairs.setdefault((column, base, variant), (column, base, variant, labels))
+    return list(pairs.values())
 
 # (study, dataset) -> (violin figure, scatter figure, appendix figure) of the paper.
 PAPER_FIGURES: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -47,15 +70,16 @@ PAPER_FIGURES: dict[tuple[str, str], tuple[str, str, str]] = {
 }
 
 MODEL_LABELS = {"vae": "VAE", "factor_vae": "FactorVAE", "beta_tc_vae": "β-TCVAE"}
-_PALETTE = ["tab:blue", "tab:red"]
-_MARKERS = ["o", "^"]
+# Baseline, then the variants in COMPARISONS order.
+_PALETTE = ["tab:blue", "tab:red", "tab:green", "tab:orange"]
+_MARKERS = ["o", "^", "s", "D"]
 
 
 def _comparison(study: str, frame: pd.DataFrame) -> tuple[str, list, dict]:
-    """(column, ordered values, labels) that split a study's cells in two."""
+    """(column, ordered values: baseline first, labels) that split a study's cells."""
     if study in COMPARISONS:
-        column, base, variant, labels = COMPARISONS[study]
-        return column, [base, variant], labels
+        column, base, variants, labels = COMPARISONS[study]
+        return column, [base, *variants], labels
     values = sorted(frame["encoder"].unique())
     return "encoder", values, {v: v for v in values}
 
@@ -69,7 +93,7 @@ def _title(study: str, dataset: str, kind: int, what: str, steps: Sequence[int])
 
 def mig_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
                 mig_column: str = "mig_mean") -> Path:
-    """Violin plots of MIG per model: baseline then variant (Figs 2, 3, 5, 7).
+    """Violin plots of MIG per model: baseline then variant(s) (Figs 2, 3, 5, 7).
 
     Args:
       frame: Rows of one study and one dataset (see ``aggregate.COLUMNS``).
@@ -84,15 +108,16 @@ def mig_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
     column, order, labels = _comparison(study, frame)
     models = [m for m in MODEL_LABELS if m in set(frame["model"])] + sorted(
         set(frame["model"]) - set(MODEL_LABELS))
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.2), squeeze=False,
-                             sharey=True)
+    panel_width = max(4.2, 1.6 * len(order))  # room for each violin's label
+    fig, axes = plt.subplots(1, len(models), figsize=(panel_width * len(models), 4.2),
+                             squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
         data = frame[frame["model"] == model].copy()
         data["variant"] = data[column].map(labels)
         names = [labels[v] for v in order]
         sns.violinplot(data=data, x="variant", y=mig_column, order=names, hue="variant",
-                       hue_order=names, palette=_PALETTE, inner="box", cut=0, ax=ax,
-                       legend=False)
+                       hue_order=names, palette=_PALETTE[:len(names)], inner="box", cut=0,
+                       ax=ax, legend=False)
         sns.stripplot(data=data, x="variant", y=mig_column, order=names, color="black",
                       size=4, alpha=0.6, ax=ax)
         ax.set_title(MODEL_LABELS.get(model, model))
@@ -123,8 +148,9 @@ def mig_vs_reconstruction(frame: pd.DataFrame, study: str, dataset: str, out: Pa
         data["variant"] = data[column].map(labels)
         names = [labels[v] for v in order]
         sns.scatterplot(data=data, x="reconstruction_loss", y=mig_column, hue="variant",
-                        style="variant", hue_order=names, style_order=names, palette=_PALETTE,
-                        markers=_MARKERS, s=60, ax=ax)
+                        style="variant", hue_order=names, style_order=names,
+                        palette=_PALETTE[:len(names)], markers=_MARKERS[:len(names)], s=60,
+                        ax=ax)
         ax.set_title(MODEL_LABELS.get(model, model))
         ax.set_xlabel("reconstruction loss")
         ax.set_ylabel("MIG")

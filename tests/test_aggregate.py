@@ -18,8 +18,25 @@ from conftest import assert_ok, run_script
 from PIL import Image
 
 from splitenc_plugin.aggregate import COLUMNS
+from splitenc_plugin.data.fingerprint import LEGACY_DSPRITES, recorded_identity
 
 STUDY = "split_encoder_study_v1"
+REPO = Path(__file__).resolve().parent.parent
+CAMPAIGN = REPO / "docs" / "results" / "campaign"
+
+
+def _frame(rows: list[dict]):
+    """Hand-built runs as :func:`load_results` returns them: missing columns filled.
+
+    Unless given, a run is on the legacy dSprites data and has no MI evaluation.
+    """
+    import pandas as pd
+
+    defaults = {column: np.nan for column in COLUMNS}
+    defaults.update(data=LEGACY_DSPRITES["label"],
+                    data_fingerprint=LEGACY_DSPRITES["fingerprint"], resumed_from_steps="",
+                    job_dir="")
+    return pd.DataFrame([{**defaults, **row} for row in rows])
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +99,10 @@ def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
         assert (row["study"], row["dataset"], row["model"]) == (STUDY, "dummy_data", "factor_vae")
         assert float(row["sigma"]) == 0.0 and row["steps"] == "3"
         job = out / STUDY / row["model_num"]
+        # The data identity the job recorded (or the documented rule for none).
+        identity = recorded_identity(json.loads((job / "done.json").read_text()))
+        assert (row["data"], row["data_fingerprint"]) == (identity["label"],
+                                                          identity["fingerprint"])
         for rep in ("mean", "sampled"):
             result = json.loads((job / f"metrics/{rep}/mig/results/json/"
                                  "evaluation_results.json").read_text())
@@ -104,10 +125,12 @@ def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
 
 def test_summary_has_cells_and_split_minus_vanilla(tiny_run) -> None:
     summary = (tiny_run["out"] / "summary.md").read_text()
-    assert "| study | dataset | model | encoder | sigma | steps | n | MIG median | MIG IQR |" \
-        in summary
-    assert "| split_encoder_study_v1 | dummy_data | factor_vae | conv_encoder | 0 | 3 | 1 |" \
-        in summary
+    assert ("| study | dataset | data_fingerprint | model | encoder | sigma | steps | n | "
+            "MIG median | MIG IQR |") in summary
+    fingerprint = recorded_identity(json.loads(
+        (tiny_run["out"] / STUDY / "0" / "done.json").read_text()))["fingerprint"]
+    assert (f"| split_encoder_study_v1 | dummy_data | {fingerprint} | factor_vae | "
+            "conv_encoder | 0 | 3 | 1 |") in summary
     assert "split encoder − vanilla encoder" in summary
     assert "Δ MIG median" in summary and "Δ recon. loss median" in summary
     assert "## Per cell" in tiny_run["agg"].stdout
@@ -152,7 +175,6 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     # The campaign's split FactorVAE runs (split study) have their vanilla
     # baseline in the correlated-noise study (sigma = 0): same config, same seeds.
     # A run present in both studies must count once.
-    import pandas as pd
 
     from splitenc_plugin.aggregate import summarize
 
@@ -161,7 +183,7 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
                 "encoder": encoder, "sigma": sigma, "steps": 100, "seed": seed,
                 "mig_mean": mig, "mig_sampled": mig / 2, "reconstruction_loss": recon}
 
-    frame = pd.DataFrame([
+    frame = _frame([
         row("correlated_noise_study_v1", "conv_encoder", 0.0, 0, 0.10, 50.0),
         row("correlated_noise_study_v1", "conv_encoder", 0.0, 1, 0.20, 40.0),
         row("correlated_noise_study_v1", "conv_encoder", 0.9, 0, 0.02, 60.0),
@@ -188,7 +210,8 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     # As summary.md shows them: configuration columns first, the compared one marked.
     from splitenc_plugin.aggregate import difference_table
     shown = difference_table(diffs).set_index("comparison")
-    assert list(shown.columns[:4]) == ["dataset", "model", "encoder", "sigma"]
+    assert list(shown.columns[:5]) == ["dataset", "data_fingerprint", "model", "encoder",
+                                       "sigma"]
     assert shown.loc["split encoder − vanilla encoder", "encoder"] == "compared"
     assert shown.loc["split encoder − vanilla encoder", "sigma"] == 0.0
     assert shown.loc["σ = 0.9 (correlated) − σ = 0 (factorized)", "sigma"] == "compared"
@@ -221,7 +244,6 @@ def test_a_study_figure_draws_its_cells_beside_their_pooled_partners() -> None:
     # The split study's FactorVAE split cell is drawn beside the vanilla runs
     # made in the correlated-noise study (sigma = 0), not beside its sigma =
     # 0.9 runs; the correlated-noise study's figure borrows no split runs.
-    import pandas as pd
 
     from splitenc_plugin.aggregate import figure_runs
 
@@ -231,7 +253,7 @@ def test_a_study_figure_draws_its_cells_beside_their_pooled_partners() -> None:
                 "mig_mean": 0.1, "mig_sampled": 0.1, "reconstruction_loss": 50.0}
 
     noise, split = "correlated_noise_study_v1", "split_encoder_study_v1"
-    frame = pd.DataFrame([
+    frame = _frame([
         row(noise, 20, "conv_encoder", 0.0, 0), row(noise, 21, "conv_encoder", 0.0, 1),
         row(noise, 30, "conv_encoder", 0.9, 0),
         row(noise, 22, "conv_encoder", 0.0, 2, dataset="cars3d"),  # another dataset
@@ -250,9 +272,7 @@ def test_a_study_figure_draws_its_cells_beside_their_pooled_partners() -> None:
 
 
 def _noise_frame(mig_sigma0: list[float], mig_sigma09: list[float]):
-    import pandas as pd
-
-    return pd.DataFrame([
+    return _frame([
         {"study": "correlated_noise_study_v1", "dataset": "dsprites_full", "model": "vae",
          "encoder": "conv_encoder", "sigma": sigma, "steps": 100, "seed": seed,
          "mig_mean": mig, "mig_sampled": mig, "reconstruction_loss": 50.0}
@@ -277,7 +297,6 @@ def test_correlated_noise_claim_follows_the_decision_rule(mig_sigma09, verdict) 
 
 
 def test_split_claims_that_fail_or_do_not_separate() -> None:
-    import pandas as pd
 
     from splitenc_plugin.aggregate import claim_verdicts, summarize
 
@@ -289,7 +308,7 @@ def test_split_claims_that_fail_or_do_not_separate() -> None:
     # 3 vs 3. MIG: split 0.10, 0.15, 0.40 vs vanilla 0.20, 0.25, 0.30: 3 of 9 pairs
     # higher, median 0.15 < 0.25, but the best run is split's. Reconstruction: split
     # 50, 60, 70 vs 55, 65, 75: 3 of 9 pairs higher, median -5: not separated enough.
-    frame = pd.DataFrame([row("split_conv_encoder", i, m, r)
+    frame = _frame([row("split_conv_encoder", i, m, r)
                           for i, (m, r) in enumerate([(0.10, 50), (0.15, 60), (0.40, 70)])]
                          + [row("conv_encoder", i, m, r)
                             for i, (m, r) in enumerate([(0.20, 55), (0.25, 65), (0.30, 75)])])
@@ -307,9 +326,7 @@ def test_split_claims_that_fail_or_do_not_separate() -> None:
 
 
 def _btc_frame(split: list[float], conv: list[float]):
-    import pandas as pd
-
-    return pd.DataFrame([
+    return _frame([
         {"study": "split_encoder_study_v1", "dataset": "dsprites_full", "model": "beta_tc_vae",
          "encoder": encoder, "sigma": 0.0, "steps": 100, "seed": seed, "mig_mean": mig,
          "mig_sampled": mig, "reconstruction_loss": 60.0 - 10 * mig}
@@ -470,8 +487,9 @@ def test_a_full_correlation_matrix_model_is_its_own_cell_not_sigma_zero(tmp_path
     proc = run_script("splitenc_aggregate", str(tmp_path), "--no_visualize")
     assert_ok(proc)
     summary = (tmp_path / "summary.md").read_text()
-    assert "| my_study | dsprites_full | factor_vae | conv_encoder | matrix | 100 | 1 | 0.2000 |" \
-        in summary
+    # Plain dlib_reproduce output has no done.json: its data is unrecorded.
+    assert ("| my_study | dsprites_full | unrecorded | factor_vae | conv_encoder | matrix | 100 "
+            "| 1 | 0.2000 |") in summary
 
 
 def test_appendix_c_has_one_panel_per_pooled_cell_named_by_its_own_study(tmp_path: Path) -> None:
@@ -490,3 +508,302 @@ def test_appendix_c_has_one_panel_per_pooled_cell_named_by_its_own_study(tmp_pat
     left_out = sorted(line.split(":")[0][2:] for line in summary.splitlines()
                       if line.endswith("left out of Appendix C"))
     assert left_out == [f"{noise}/20", f"{noise}/20", f"{split}/10"]  # noise/20 in both studies' figures
+
+
+# ---------------------------------------------------------------------------
+# Data identity: runs on two data versions are never pooled.
+# ---------------------------------------------------------------------------
+
+V2 = {"dataset": "dsprites_full", "fingerprint": "splitenc-dsprites-v2:0123456789abcdef",
+      "label": "splitenc dSprites renderer v2 (01234567)", "files": {}}
+
+
+def test_runs_on_two_data_versions_are_separate_cells_never_compared(tmp_path: Path) -> None:
+    from splitenc_plugin.aggregate import (
+        CELL,
+        claim_verdicts,
+        figure_runs,
+        load_results,
+        pooled_duplicates,
+        summarize,
+    )
+
+    # Vanilla and split FactorVAE, seeds 0-1, each on the legacy data (no data
+    # record in done.json) and again on v2: the same configurations and seeds.
+    for num, encoder, seed, data, mig in [
+            (0, "conv_encoder", 0, None, 0.10), (1, "conv_encoder", 1, None, 0.12),
+            (10, "split_conv_encoder", 0, None, 0.30), (11, "split_conv_encoder", 1, None, 0.32),
+            (20, "conv_encoder", 0, V2, 0.50), (21, "conv_encoder", 1, V2, 0.52),
+            (30, "split_conv_encoder", 0, V2, 0.05), (31, "split_conv_encoder", 1, V2, 0.06)]:
+        _fake_dlib_job(tmp_path, num, seed, mig,
+                       {"train_config.encoder.encoder_fn": f"@{encoder}"}, study=STUDY)
+        done = {"identity": {}, "spec": {"dataset": "dsprites_full"}}
+        if data is not None:
+            done["data"] = data
+        (tmp_path / STUDY / str(num) / "done.json").write_text(json.dumps(done))
+    frame, _ = load_results(tmp_path)
+    assert "data_fingerprint" in CELL
+    by_num = frame.set_index("model_num")
+    assert by_num.loc[0, "data"] == LEGACY_DSPRITES["label"]
+    assert by_num.loc[0, "data_fingerprint"] == "splitenc-dsprites-v1"
+    assert (by_num.loc[20, "data"], by_num.loc[20, "data_fingerprint"]) == (
+        V2["label"], V2["fingerprint"])
+    cells, diffs = summarize(frame)
+    assert len(cells) == 4 and set(cells["n"]) == {2}
+    assert sorted(zip(cells["data_fingerprint"], cells["encoder"], cells["mig_median"])) == [
+        ("splitenc-dsprites-v1", "conv_encoder", pytest.approx(0.11)),
+        ("splitenc-dsprites-v1", "split_conv_encoder", pytest.approx(0.31)),
+        ("splitenc-dsprites-v2:0123456789abcdef", "conv_encoder", pytest.approx(0.51)),
+        ("splitenc-dsprites-v2:0123456789abcdef", "split_conv_encoder", pytest.approx(0.055))]
+    # One comparison per data version, each within it: +0.20 on v1, -0.455 on v2.
+    assert sorted(zip(diffs["data_fingerprint"], diffs["n"], diffs["d_mig_median"])) == [
+        ("splitenc-dsprites-v1", "2 vs 2", pytest.approx(0.20)),
+        ("splitenc-dsprites-v2:0123456789abcdef", "2 vs 2", pytest.approx(-0.455))]
+    verdicts = claim_verdicts(diffs)
+    median = verdicts[verdicts["claim"] == "median MIG higher (Sec 5.2)"]
+    assert dict(zip(median["data_fingerprint"], median["verdict"])) == {
+        "splitenc-dsprites-v1": "holds",
+        "splitenc-dsprites-v2:0123456789abcdef": "does not hold"}
+    # The same seed on two data versions is not one run counted twice.
+    assert pooled_duplicates(frame.assign(study=["a"] * 4 + ["b"] * 4)) == []
+    # A figure of one data version draws only its runs.
+    drawn = figure_runs(frame, STUDY, "dsprites_full", V2["fingerprint"])
+    assert sorted(drawn["model_num"]) == [20, 21, 30, 31]
+
+
+def test_the_committed_campaign_aggregates_with_the_legacy_data_label(tmp_path: Path) -> None:
+    # The campaign's done.json files have no data record: the documented legacy
+    # rule names their data, and nothing in docs/results/campaign is rewritten.
+    from splitenc_plugin.aggregate import (
+        aggregate,
+        claim_verdicts,
+        load_results,
+        summarize,
+    )
+
+    before = {p: p.stat().st_mtime_ns for p in CAMPAIGN.iterdir() if p.is_file()}
+    frame, unfinished = load_results(CAMPAIGN)
+    assert len(frame) == 12 and unfinished == []
+    assert set(frame["data"]) == {LEGACY_DSPRITES["label"]}
+    assert set(frame["data_fingerprint"]) == {LEGACY_DSPRITES["fingerprint"]}
+    _, diffs = summarize(frame)
+    verdicts = {(v["model"], v["comparison"][:5], v["claim"]): (v["verdict"], v["chance_hits"],
+                                                               v["relabellings"])
+                for v in claim_verdicts(diffs).to_dict("records")}
+    # The verdicts of summary.md, each with its chance under exchangeability.
+    assert verdicts == {
+        ("beta_tc_vae", "split", "median MIG higher (Sec 5.2)"): ("does not hold", 4, 20),
+        ("beta_tc_vae", "split", "maximum MIG higher (Sec 5.2)"): ("does not hold", 10, 20),
+        ("beta_tc_vae", "split", "reconstruction loss lower (Sec 5.2)"): ("holds", 4, 20),
+        ("factor_vae", "split", "median MIG higher (Sec 5.2)"): ("holds", 2, 6),
+        ("factor_vae", "split", "maximum MIG higher (Sec 5.2)"): ("holds", 3, 6),
+        ("factor_vae", "split", "reconstruction loss lower (Sec 5.2)"): ("holds", 2, 6),
+        ("factor_vae", "σ = 0", "MIG dramatically lower (Sec 5.1)"): ("holds", 1, 6),
+    }
+    result = aggregate(CAMPAIGN, tmp_path / "agg", visualize=False,
+                       selections=CAMPAIGN / "selections.txt")
+    summary = result["summary"].read_text()
+    assert LEGACY_DSPRITES["label"] in summary and "## MI decomposition as intervals" in summary
+    assert {p: p.stat().st_mtime_ns for p in CAMPAIGN.iterdir() if p.is_file()} == before
+
+
+# ---------------------------------------------------------------------------
+# The chance of each verdict if variant and baseline runs were exchangeable.
+# ---------------------------------------------------------------------------
+
+def test_a_complete_2_vs_2_separation_has_chance_one_in_six() -> None:
+    from splitenc_plugin.aggregate import claim_verdicts, summarize
+
+    # Every sigma = 0.9 run below every sigma = 0 run (all 4 pairs) and half the
+    # median: of the C(4, 2) = 6 labellings only the observed one does that.
+    _, diffs = summarize(_noise_frame([0.2, 0.3], [0.05, 0.12]))
+    [row] = claim_verdicts(diffs).to_dict("records")
+    assert row["verdict"] == "holds"
+    assert (row["chance_hits"], row["relabellings"]) == (1, 6)
+    assert row["chance"] == pytest.approx(1 / 6) and row["chance_exact"]
+    # Split higher in all 4 pairs: "median MIG higher" needs only 3 of 4 pairs
+    # (P >= 0.75) and a higher median, which the labellings {1st, 2nd} and
+    # {1st, 3rd} highest both give: 2 of 6. "Maximum MIG higher" holds whenever
+    # the best run is the variant's: 3 of 6.
+    _, diffs = summarize(_btc_frame([0.4, 0.5], [0.1, 0.2]))
+    chances = {v["claim"]: (v["verdict"], v["chance"])
+               for v in claim_verdicts(diffs).to_dict("records")}
+    assert chances["median MIG higher (Sec 5.2)"] == ("holds", pytest.approx(2 / 6))
+    assert chances["maximum MIG higher (Sec 5.2)"] == ("holds", pytest.approx(3 / 6))
+    # No verdict, no chance.
+    _, diffs = summarize(_noise_frame([0.2, 0.3], [0.05]))
+    [row] = claim_verdicts(diffs).to_dict("records")
+    assert row["verdict"].startswith("too few runs") and math.isnan(row["chance"])
+
+
+def test_the_chance_of_a_3_vs_3_verdict_matches_an_enumeration_of_permutations() -> None:
+    # Independently of the aggregator's enumeration (combinations): every
+    # permutation of the 6 runs, the first 3 labelled split, judged by the
+    # public summarize + claim_verdicts.
+    from itertools import permutations
+
+    from splitenc_plugin.aggregate import claim_verdicts, summarize
+
+    split, conv = [0.30, 0.45, 0.50], [0.10, 0.35, 0.20]
+    runs = split + conv
+    _, diffs = summarize(_btc_frame(split, conv))
+    observed = {v["claim"]: v for v in claim_verdicts(diffs).to_dict("records")}
+
+    judged: dict[frozenset, dict[str, str]] = {}
+    counts = dict.fromkeys(observed, 0)
+    orders = list(permutations(range(6)))
+    for order in orders:
+        key = frozenset(order[:3])
+        if key not in judged:
+            _, d = summarize(_btc_frame([runs[i] for i in order[:3]],
+                                        [runs[i] for i in order[3:]]))
+            judged[key] = {v["claim"]: v["verdict"] for v in claim_verdicts(d).to_dict("records")}
+        for claim in counts:
+            counts[claim] += judged[key][claim] == observed[claim]["verdict"]
+    assert len(orders) == 720
+    for claim, row in observed.items():
+        assert row["relabellings"] == 20 and row["chance_exact"]
+        assert row["chance"] == pytest.approx(counts[claim] / 720), claim
+    # And one count by hand: the split cell's best run (0.50) is the best of all
+    # 6; the maximum-MIG claim holds on the labellings that give split the
+    # best run: C(5, 2) = 10 of 20.
+    assert observed["maximum MIG higher (Sec 5.2)"]["verdict"] == "holds"
+    assert observed["maximum MIG higher (Sec 5.2)"]["chance"] == pytest.approx(10 / 20)
+
+
+# ---------------------------------------------------------------------------
+# The MI decomposition as intervals.
+# ---------------------------------------------------------------------------
+
+def _mi_row(encoder: str, seed: int, dataset: str = "dsprites_full", **mi) -> dict:
+    values = {"mi_joint": 9.0, "mi_joint_loo": 20.0, "mi_latent_sum": 15.0,
+              "mi_latent_sum_loo": 15.1, "mi_gap": 6.0, "mi_gap_loo": -5.0, "mi_tc": 6.0,
+              "mi_tc_loo": -5.0, "mi_ci": 0.0, "mi_log_n": math.log(10_000), **mi}
+    return {"study": STUDY, "dataset": dataset, "model": "factor_vae", "encoder": encoder,
+            "sigma": 0.0, "steps": 100, "seed": seed, "mig_mean": 0.1 + seed,
+            "mig_sampled": 0.1, "reconstruction_loss": 50.0, **values}
+
+
+def test_mi_intervals_take_the_right_bounds_and_cap_them() -> None:
+    from splitenc_plugin.aggregate import entropy_cap, mi_intervals
+
+    h = math.log(737_280)
+    assert entropy_cap("dsprites_full") == pytest.approx(h)
+    assert entropy_cap("cars3d") == pytest.approx(math.log(183 * 4 * 24))
+    assert entropy_cap("dummy_data") == math.inf
+    frame = _frame([_mi_row("conv_encoder", 0),
+                    _mi_row("conv_encoder", 0, dataset="dummy_data"),
+                    _mi_row("conv_encoder", 0, mi_tc=15.0, mi_tc_loo=2.0, mi_ci=9.0)])
+    got = mi_intervals(frame)
+    # I(z;x): plug-in 9 (lower) .. leave-one-out 20 (upper), capped by H(x) <=
+    # log 737,280 = 13.51 on dSprites (not by log N = 9.21); uncapped on dummy_data.
+    assert got.loc[0, ["joint_lower", "joint_upper"]].tolist() == pytest.approx([9.0, h])
+    assert got.loc[1, ["joint_lower", "joint_upper"]].tolist() == pytest.approx([9.0, 20.0])
+    assert got.loc[0, ["latent_sum_lower", "latent_sum_upper"]].tolist() == pytest.approx(
+        [15.0, 15.1])
+    # Gap and TC: leave-one-out (-5) below, plug-in (6) above; I(z;x) <= H
+    # raises the lower bound to 15 - 13.51 = 1.49 (TC also >= 0, gap >= -CI).
+    for q in ("gap", "tc"):
+        assert got.loc[0, [f"{q}_lower", f"{q}_upper"]].tolist() == pytest.approx([15 - h, 6.0])
+        assert got.loc[1, [f"{q}_lower", f"{q}_upper"]].tolist() == pytest.approx([0.0, 6.0])
+    # With CI = 9: TC >= 15 - 13.51 + 9 = 10.49 and <= 15.1 + 9 = 24.1.
+    assert got.loc[2, ["tc_lower", "tc_upper"]].tolist() == pytest.approx([15 - h + 9, 15.0])
+    assert got.loc[2, ["ci_lower", "ci_upper"]].tolist() == [9.0, 9.0]
+    # No MI evaluation: no interval.
+    assert np.isnan(mi_intervals(_frame([{**_mi_row("conv_encoder", 0), "mi_joint": np.nan,
+                                           "mi_joint_loo": np.nan}]))["joint_lower"].iloc[0])
+
+
+def test_a_cell_interval_is_the_median_of_bounds_and_overlap_decides_separation() -> None:
+    from splitenc_plugin.aggregate import mi_separation, summarize
+
+    frame = _frame([
+        # Vanilla: latent sums [10, 10.2] and [12, 12.2] -> cell [11, 11.2].
+        _mi_row("conv_encoder", 0, mi_latent_sum=10.0, mi_latent_sum_loo=10.2),
+        _mi_row("conv_encoder", 1, mi_latent_sum=12.0, mi_latent_sum_loo=12.2),
+        # Split: [13, 13.2] twice; TC [1, 3] vs vanilla's [-5 -> 0, 6] (capped below by 0).
+        _mi_row("split_conv_encoder", 0, mi_latent_sum=13.0, mi_latent_sum_loo=13.2,
+                mi_tc=3.0, mi_tc_loo=1.0),
+        _mi_row("split_conv_encoder", 1, mi_latent_sum=13.0, mi_latent_sum_loo=13.2,
+                mi_tc=3.0, mi_tc_loo=1.0),
+    ])
+    cells, diffs = summarize(frame)
+    vanilla = cells[cells["encoder"] == "conv_encoder"].iloc[0]
+    assert (vanilla["latent_sum_lower"], vanilla["latent_sum_upper"]) == pytest.approx(
+        (11.0, 11.2))
+    assert vanilla["mi_log_n"] == pytest.approx(math.log(10_000))
+    rows = mi_separation(diffs).set_index("quantity")
+    # Disjoint: [13, 13.2] vs [11, 11.2], overlap 0 < difference 2.
+    assert rows.loc["Σ_j I(z_j;x)", "overlap"] == 0.0
+    assert rows.loc["Σ_j I(z_j;x)", "difference"] == pytest.approx(2.0)
+    assert rows.loc["Σ_j I(z_j;x)", "separates"]
+    # TC: [1, 3] inside [0, 6]: overlap 2 > |2 - 3| = 1: cannot separate.
+    assert (rows.loc["TC", "baseline_lower"], rows.loc["TC", "baseline_upper"]) == (0.0, 6.0)
+    assert rows.loc["TC", "overlap"] == pytest.approx(2.0)
+    assert rows.loc["TC", "difference"] == pytest.approx(1.0)
+    assert not rows.loc["TC", "separates"]
+    # Identical intervals (I(z;x) capped at H in both): cannot separate.
+    assert not rows.loc["I(z;x)", "separates"]
+
+
+def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path: Path) -> None:
+    # split_encoder_capacity_study_v1: split, matched split and wide encoder, each
+    # against the vanilla encoder; its vanilla and split runs pool with the split
+    # study's identical ones (counted once), in the differences and the figures.
+    from splitenc_plugin import figures
+    from splitenc_plugin.aggregate import figure_runs, summarize
+
+    capacity, split = "split_encoder_capacity_study_v1", "split_encoder_study_v1"
+
+    def row(study, num, encoder, seed, mig):
+        return {"study": study, "model_num": num, "dataset": "dsprites_full",
+                "model": "factor_vae", "encoder": encoder, "sigma": 0.0, "steps": 100,
+                "seed": seed, "mig_mean": mig, "mig_sampled": mig, "reconstruction_loss": 50.0}
+
+    frame = _frame([
+        row(split, 0, "conv_encoder", 0, 0.10),
+        row(capacity, 1, "conv_encoder", 1, 0.20),
+        row(split, 10, "split_conv_encoder", 0, 0.30),
+        row(capacity, 10, "split_conv_encoder", 0, 0.30),  # the same run as split/10
+        row(capacity, 20, "matched_split_conv_encoder", 0, 0.25),
+        row(capacity, 30, "wide_conv_encoder", 0, 0.05),
+    ])
+    _, diffs = summarize(frame)
+    by_comparison = {d["comparison"]: d for d in diffs.to_dict("records")}
+    assert sorted(by_comparison) == ["matched split encoder − vanilla encoder",
+                                     "split encoder − vanilla encoder",
+                                     "wide encoder − vanilla encoder"]
+    assert {d["n"] for d in by_comparison.values()} == {"1 vs 2"}
+    assert by_comparison["split encoder − vanilla encoder"]["d_mig_median"] == \
+        pytest.approx(0.30 - 0.15)
+    assert by_comparison["matched split encoder − vanilla encoder"]["d_mig_median"] == \
+        pytest.approx(0.25 - 0.15)
+    assert by_comparison["wide encoder − vanilla encoder"]["d_mig_median"] == \
+        pytest.approx(0.05 - 0.15)
+
+    drawn = figure_runs(frame, capacity, "dsprites_full")
+    assert sorted(zip(drawn["study"], drawn["model_num"])) == [
+        (capacity, 1), (capacity, 10), (capacity, 20), (capacity, 30), (split, 0)]
+    # The split study's figure borrows the capacity study's vanilla run, not its controls.
+    assert sorted(zip(*(figure_runs(frame, split, "dsprites_full")[c]
+                        for c in ("study", "model_num")))) == [(capacity, 1), (split, 0),
+                                                               (split, 10)]
+    for draw in (figures.mig_violins, figures.mig_vs_reconstruction):
+        out = draw(drawn, capacity, "dsprites_full", tmp_path / f"{draw.__name__}.png")
+        with Image.open(out) as image:
+            assert image.size[0] > image.size[1]
+
+
+def test_an_unreadable_marker_stops_the_aggregator_naming_the_job(tmp_path: Path) -> None:
+    # Unreadable results are never "absent": the command stops and names the file.
+    import shutil
+
+    copy = tmp_path / "campaign"
+    shutil.copytree(CAMPAIGN, copy, ignore=shutil.ignore_patterns("figures", "*.png"))
+    marker = copy / "split_encoder_study_v1" / "10" / "done.json"
+    text = marker.read_text()
+    marker.write_text(f"<<<<<<< HEAD\n{text}=======\n{text}>>>>>>> theirs\n")
+    proc = run_script("splitenc_aggregate", str(copy), "--output_dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert str(marker) in proc.stderr and "merge-conflict markers" in proc.stderr
+    assert not (tmp_path / "out" / "results.csv").exists()

@@ -10,8 +10,8 @@ Every finished job records in ``done.json["data"]`` what
 
 The runner refuses to count a finished job as done when its fingerprint differs
 from the current data's (:func:`same_data`); the aggregator splits cells by
-:func:`recorded_identity`'s label, so runs on two versions of a data set are
-never pooled.
+:func:`recorded_identity`'s fingerprint (and shows its label), so runs on two
+versions of a data set are never pooled.
 
 How a fingerprint is computed:
 
