@@ -570,13 +570,12 @@ class _RecordingOptimizer(tf.train.GradientDescentOptimizer):
         return super().minimize(loss, global_step=global_step, var_list=var_list, **kwargs)
 
 
-def test_factor_vae_optimizes_branches_with_the_vae(clean_gin,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def _factor_vae_var_lists(encoder_bindings: list[str], monkeypatch: pytest.MonkeyPatch
+                          ) -> tuple[list, set, set]:
+    """Builds FactorVAE's train op with an encoder; returns (trainable, VAE vars, discr. vars)."""
     gin.parse_config([
         "encoder.num_latent = 4",
-        "encoder.encoder_fn = @split_conv_encoder",
-        "split_conv_encoder.num_shared_layers = 2",
-        "split_conv_encoder.branch_width = 16",
+        *encoder_bindings,
         "decoder.decoder_fn = @deconv_decoder",
         "discriminator.discriminator_fn = @fc_discriminator",
         "reconstruction_loss.loss_fn = @bernoulli_loss",
@@ -587,11 +586,18 @@ def test_factor_vae_optimizes_branches_with_the_vae(clean_gin,
     monkeypatch.setattr(dlib_optimizers, "make_discriminator_optimizer", lambda: discr_opt)
     with tf.Graph().as_default():
         tf.train.get_or_create_global_step()
-        features = tf.constant(_images(4))
-        dlib_vae.FactorVAE().model_fn(features, None, tf.estimator.ModeKeys.TRAIN, {})
+        dlib_vae.FactorVAE().model_fn(tf.constant(_images(4)), None,
+                                      tf.estimator.ModeKeys.TRAIN, {})
         trainable = tf.trainable_variables()
     assert len(vae_opt.var_lists) == 1 and len(discr_opt.var_lists) == 1
-    vae_vars, discr_vars = set(vae_opt.var_lists[0]), set(discr_opt.var_lists[0])
+    return trainable, set(vae_opt.var_lists[0]), set(discr_opt.var_lists[0])
+
+
+def test_factor_vae_optimizes_branches_with_the_vae(clean_gin,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    trainable, vae_vars, discr_vars = _factor_vae_var_lists(
+        ["encoder.encoder_fn = @split_conv_encoder", "split_conv_encoder.num_shared_layers = 2",
+         "split_conv_encoder.branch_width = 16"], monkeypatch)
     branch_vars = [v for v in trainable if v.op.name.startswith(f"encoder/{enc.BRANCH_SCOPE}/")]
     expected_leaves = {f"{layer}/{p}" for layer in ("e3", "e4", "e5", "means", "log_var")
                        for p in ("kernel", "bias")}
@@ -613,24 +619,8 @@ def test_factor_vae_optimizes_branches_with_the_vae(clean_gin,
 ], ids=["matched", "wide"])
 def test_factor_vae_optimizes_control_encoders_with_the_vae(
         name: str, binding: str, count, clean_gin, monkeypatch: pytest.MonkeyPatch) -> None:
-    gin.parse_config([
-        "encoder.num_latent = 4",
-        f"encoder.encoder_fn = @{name}",
-        binding,
-        "decoder.decoder_fn = @deconv_decoder",
-        "discriminator.discriminator_fn = @fc_discriminator",
-        "reconstruction_loss.loss_fn = @bernoulli_loss",
-        "factor_vae.gamma = 10.",
-    ])
-    vae_opt, discr_opt = _RecordingOptimizer(), _RecordingOptimizer()
-    monkeypatch.setattr(dlib_optimizers, "make_vae_optimizer", lambda: vae_opt)
-    monkeypatch.setattr(dlib_optimizers, "make_discriminator_optimizer", lambda: discr_opt)
-    with tf.Graph().as_default():
-        tf.train.get_or_create_global_step()
-        dlib_vae.FactorVAE().model_fn(tf.constant(_images(4)), None,
-                                      tf.estimator.ModeKeys.TRAIN, {})
-        trainable = tf.trainable_variables()
+    trainable, vae_vars, discr_vars = _factor_vae_var_lists(
+        [f"encoder.encoder_fn = @{name}", binding], monkeypatch)
     encoder_vars = [v for v in trainable if v.op.name.startswith("encoder/")]
     assert _count({v.op.name: tuple(v.shape.as_list()) for v in encoder_vars}) == count()
-    vae_vars, discr_vars = set(vae_opt.var_lists[0]), set(discr_opt.var_lists[0])
     assert set(encoder_vars) <= vae_vars and not set(encoder_vars) & discr_vars
