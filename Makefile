@@ -34,14 +34,14 @@ $(STAMP): setup.py Makefile
 
 test: venv
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -ra -n 2 tests
+	$(PY) -m pytest -ra -n 2 --dist loadgroup tests
 
 demo: venv
 	$(PY) bin/demo.py
 
 # The performance tables of the README (quiet machine; ~45 min in all).
 bench: venv
-	for b in input_pipeline split_encoder dsprites_gen mig_eval train_throughput job_parallelism; do \
+	for b in input_pipeline split_encoder dsprites_gen mig_eval lean_data train_throughput job_parallelism; do \
 	  $(PY) -m bench.$$b || exit 1; done
 
 clean:

@@ -41,9 +41,13 @@ STACK = [
     # dlib's MIG uses sklearn.metrics.mutual_info_score; pinned so that scores
     # are comparable across installs.
     "scikit-learn==1.3.2",
-    # The sweep runner: local pool by default, Dask distributed for clusters.
+    # The sweep runner: local pool by default, Dask distributed for clusters,
+    # dask-jobqueue for the Slurm/PBS clusters it starts itself (--cluster).
     "dask[distributed]>=2024.1",
+    "dask-jobqueue>=0.8",
     "tqdm>=4.66",
+    # splitenc_data shapes3d reads DeepMind's 3dshapes.h5 (TF also depends on it).
+    "h5py>=3.10",
 ]
 
 
@@ -88,7 +92,8 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu==2.15.1"],
         "gpu": ["tensorflow[and-cuda]==2.15.1"],
-        "jobqueue": ["dask-jobqueue>=0.8"],
+        # Kept for old install commands: dask-jobqueue is now a dependency.
+        "jobqueue": [],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff==0.17.6"],
     },
     entry_points={

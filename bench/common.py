@@ -67,19 +67,6 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def parse_table(text: str) -> tuple[list[str], list[list[str]]]:
-    """Parses the first Markdown table of ``text`` (used by the smoke tests)."""
-    lines = [line.strip() for line in text.splitlines()]
-    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
-    headers = [c.strip() for c in lines[start].strip("|").split("|")]
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    return headers, rows
-
-
 def base_parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every benchmark has."""
     parser = argparse.ArgumentParser(description=description)

@@ -38,6 +38,14 @@ def load(name: str) -> Any:
     return named_data.get_named_ground_truth_data(name)
 
 
+def dlib_dataset(ground_truth_data: Any, random_seed: int, batch_size: int):
+    """dlib's own training pipeline, as ``train._make_input_fn`` builds it (the baseline)."""
+    from disentanglement_lib.data.ground_truth import util
+
+    dataset = util.tf_data_set_from_ground_truth_data(ground_truth_data, random_seed)
+    return dataset.batch(batch_size, drop_remainder=True)
+
+
 class _Runner:
     """A graph and session consuming ``num_batches`` batches of one pipeline per run."""
 
@@ -50,7 +58,7 @@ class _Runner:
         self.graph = tf.Graph()
         with self.graph.as_default():
             if pipeline_name == "dlib":
-                dataset = pipeline.dlib_dataset(data, seed, BATCH)
+                dataset = dlib_dataset(data, seed, BATCH)
             else:
                 dataset = pipeline.vectorized_dataset(data, seed, BATCH)
             def pull(count: int):

@@ -12,8 +12,10 @@ reports the median time per global step with the analytic FLOPs of a step
 * vectorized / dlib input pipeline step time for the VAE with the vanilla
   encoder (``input_pipeline.vectorized = True``; target: <= 1).
 
-Step time excludes start-up: a session hook added to the estimator records
-the time of every training iteration; the step time is the mean over the
+Step time excludes start-up: the compat layer's
+:func:`~splitenc_plugin.compat.instrument_estimator_train` (the same patch the
+job worker uses) reports every training iteration, whose time is recorded; the
+step time is the mean over the
 iterations after the first fifth (warm-up), which includes dlib's periodic
 summaries (every 100 steps), as real training does. FactorVAE advances the
 global step twice per iteration, so its time per global step is half its
@@ -37,11 +39,11 @@ import time
 from collections.abc import Sequence
 
 from bench import common, flops
+from splitenc_plugin.compat import instrument_estimator_train
 from splitenc_plugin.study_grid import MODEL_CONFIGS
 
 MODELS = ("vae", "factor_vae", "beta_tc_vae")
 ENCODERS = ("conv_encoder", "split_conv_encoder")
-PIPELINES = ("dlib", "vectorized")
 _RESULT_PREFIX = "RESULT "
 
 
@@ -84,35 +86,23 @@ def gin_bindings(config: Config, steps: int, dataset: str) -> list[str]:
 # ---------------------------------------------------------------------------
 def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) -> dict:
     """Trains one configuration with dlib's train_with_gin; returns its timings."""
-    import tensorflow.compat.v1 as tf
+    # The compat layer installs the input_pipeline switch when dlib's train is imported.
     from disentanglement_lib.methods.unsupervised import train
-
-    from splitenc_plugin import pipeline
-
-    # Until the compat layer installs it: the input_pipeline switch (idempotent).
-    pipeline.install(train)
 
     times: list[float] = []
     cpu_times: list[float] = []  # CPU seconds of the whole process (all threads)
 
-    class _StepTimes(tf.train.SessionRunHook):
-        def after_run(self, run_context, run_values):
-            times.append(time.perf_counter())
-            cpu_times.append(time.process_time())
+    def record(_: int) -> None:
+        times.append(time.perf_counter())
+        cpu_times.append(time.process_time())
 
-    estimator_cls = tf.estimator.tpu.TPUEstimator
-    original_train = estimator_cls.train
-
-    def timed_train(self, input_fn, hooks=None, **kwargs):
-        return original_train(self, input_fn, hooks=[*(hooks or []), _StepTimes()], **kwargs)
-
-    estimator_cls.train = timed_train
+    instrument_estimator_train(on_step=record)
     start = time.perf_counter()
     try:
         train.train_with_gin(model_dir, overwrite=True, gin_config_files=gin_files(config),
                              gin_bindings=gin_bindings(config, steps, dataset))
     finally:
-        estimator_cls.train = original_train
+        instrument_estimator_train()
     wall = time.perf_counter() - start
     iterations = len(times)
     warmup = max(1, iterations // 5)

@@ -44,3 +44,35 @@ def configurable(name: str, allowlist: Sequence[str] | None = None) -> Callable[
         return gin.configurable(name, allowlist=list(allowlist) if allowlist else None)(fn)
 
     return decorate
+
+
+_PACKAGE = "splitenc_plugin"
+
+
+def _is_plugin_module(module: str | None) -> bool:
+    return module is not None and (module == _PACKAGE or module.startswith(_PACKAGE + "."))
+
+
+def plugin_in_use() -> bool:
+    """Whether the active gin config asks for the plugin.
+
+    It does if it imports ``splitenc_plugin`` (or a submodule; gin's
+    ``import splitenc_plugin`` line, from any parsed file or binding), or binds
+    or references (``@name``, also through a macro) one of the plugin's
+    configurables. The compat layer applies the plugin's features (noise
+    routing, input-pipeline switch, preflight checks) only then, so a stock
+    dlib config runs, and records its operative config, exactly as stock dlib.
+    The answer follows the config: ``gin.clear_config()`` (dlib calls it
+    after every train/postprocess/evaluate) resets it.
+    """
+    # gin has no public view of its imports and bindings; these are the
+    # structures its own operative_config_str() reads.
+    if any(_is_plugin_module(statement.module) for statement in gin.config._IMPORTS):
+        return True
+    bindings = gin.config._CONFIG
+    for _, selector in bindings:
+        configurable = gin.config._REGISTRY.get(selector)
+        if configurable is not None and _is_plugin_module(configurable.module):
+            return True
+    return any(_is_plugin_module(reference.configurable.module)
+               for reference in gin.config.iterate_references(bindings))

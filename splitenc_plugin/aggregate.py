@@ -10,7 +10,9 @@ writes, into ``DIR`` (or ``--output_dir``):
 * ``results.csv`` — one row per model (:data:`COLUMNS`), with the data the
   model trained on (``data``, ``data_fingerprint``: what the job recorded in
   ``done.json["data"]``, or the documented legacy rule,
-  :func:`splitenc_plugin.data.fingerprint.recorded_identity`);
+  :func:`splitenc_plugin.data.fingerprint.recorded_identity`), then one
+  ``gap_<factor>`` column per factor of the jobs' per-factor MIG
+  (:func:`load_factor_mig`, :func:`gap_column`);
 * ``summary.md`` — the data versions present; per cell (:data:`CELL`: study,
   dataset, data fingerprint, model, encoder, sigma, steps — runs on two data
   versions never share a cell, a comparison or a figure): n, median / IQR /
@@ -20,13 +22,17 @@ writes, into ``DIR`` (or ``--output_dir``):
   decision rule (:func:`claim_verdicts`), each verdict with its chance if the
   two cells' runs were exchangeable; the MI decomposition as intervals per
   cell and whether each quantity separates the compared cells
-  (:func:`mi_intervals`, :func:`mi_separation`);
+  (:func:`mi_intervals`, :func:`mi_separation`); the median gap per cell and
+  factor (:func:`factor_gap_medians`); how many jobs have no learning curves;
 * ``figures/*.png`` — MIG violins (Figs 2, 3, 5, 7), MIG vs reconstruction
   (Figs 4, 6, 8) and reconstructions + traversals of each cell's best-MIG
   model (Appendix C; made with dlib's ``visualize_model`` and
   :mod:`splitenc_plugin.traversals` from the job's ``visualizations/`` or, if
   absent, its TF-Hub module; traversals over each latent's fitted ±2σ range
-  where the job has them, else dlib's [-1, 1] stills).
+  where the job has them, else dlib's [-1, 1] stills; each column labelled with
+  the factor that latent is most informative about, :func:`latent_factor_labels`),
+  per-run factor × latent normalised-MI heatmaps (:func:`factor_mi_panels`) and
+  learning curves per cell (:func:`run_curves`, :func:`cell_curves`).
 
 A job counts if it has ``done.json`` (splitenc_reproduce) or, for plain
 dlib_reproduce output, MIG results for both representations; unfinished jobs
@@ -48,17 +54,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from splitenc_plugin.data.dsprites import LATENT_SIZES
+from splitenc_plugin.data.dsprites import LATENT_NAMES, LATENT_SIZES
 from splitenc_plugin.data.fingerprint import recorded_identity
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.job import DONE_FILE, JOB_FILE, read_done
-from splitenc_plugin.study_grid import get_grid
-from splitenc_plugin.traversals import FITTED_DIR
+from splitenc_plugin.job import CHECKPOINT_DIR, DONE_FILE, JOB_FILE, read_done
+from splitenc_plugin.learning_curves import CURVES_FILE
+from splitenc_plugin.study_grid import METRIC_REPRESENTATIONS, get_grid
+from splitenc_plugin.traversals import (
+    FITTED_DIR,
+    latent_labels,
+    most_informative_factors,
+)
 
-__all__ = ["CELL", "COLUMNS", "DISTINCT_IMAGES", "MI_QUANTITIES", "PAPER_CLAIMS",
-           "REPRESENTATIONS", "aggregate", "claim_verdicts", "difference_table", "entropy_cap",
-           "figure_runs", "load_results", "main", "mi_intervals", "mi_separation", "planned_runs",
-           "summarize"]
+__all__ = ["CELL", "COLUMNS", "CURVE_QUANTITIES", "DISTINCT_IMAGES", "FACTOR_NAMES",
+           "GAP_PREFIX", "MI_QUANTITIES", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate",
+           "cell_curves", "claim_verdicts", "difference_table", "entropy_cap",
+           "factor_gap_medians", "factor_mi_panels", "factor_names", "figure_runs",
+           "gap_column", "gap_columns", "latent_factor_labels", "load_factor_mig",
+           "load_results", "main", "mi_intervals", "mi_separation", "planned_runs",
+           "run_curves", "summarize"]
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
@@ -152,6 +166,8 @@ def _row(study: str, job_dir: Path) -> dict | None:
         "training_time_s": float(cfg["train_results.elapsed_time"]) if not resumed else np.nan,
         "resumed_from_steps": " ".join(str(step) for step in resumed),
         "job_dir": str(job_dir),
+        # One gap_<factor> column per factor of the job's factor_mig (none without it).
+        **_factor_gaps(job_dir, _gin_value(cfg["train_config.dataset.name"])),
     }
 
 
@@ -164,8 +180,12 @@ def load_results(directory: str | Path, study: str | None = None) -> tuple[pd.Da
       study: Only this study (must be a plugin study); None: every study found.
 
     Returns:
-      (one row per model with :data:`COLUMNS`, sorted by study and model_num;
-      the unfinished job directories that were left out).
+      (one row per model with :data:`COLUMNS`, then one ``gap_<factor>``
+      column (:func:`gap_column`) per factor of every job's factor_mig
+      results, datasets by name, each dataset's factors in order (NaN for
+      runs without factor_mig or of another dataset; no such column when no
+      job has factor_mig); sorted by study and model_num; the unfinished job
+      directories that were left out).
 
     Raises:
       SplitencUserError: If the directory does not exist, the study is
@@ -196,7 +216,9 @@ def load_results(directory: str | Path, study: str | None = None) -> tuple[pd.Da
             f"no finished job {what}under {directory} (expected DIR/<study>/<model_num>/"
             "metrics/mean/mig/...); run splitenc_reproduce --output_directory DIR first"
             + (f" ({len(unfinished)} unfinished job dirs found)" if unfinished else ""))
-    frame = pd.DataFrame(rows, columns=COLUMNS).sort_values(["study", "model_num"])
+    gaps = dict.fromkeys(column for row in sorted(rows, key=lambda r: r["dataset"])
+                         for column in row if column.startswith(GAP_PREFIX))
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *gaps]).sort_values(["study", "model_num"])
     return frame.reset_index(drop=True), unfinished
 
 
@@ -857,6 +879,275 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------------------
+# Per-factor MIG (factor_mig) and learning curves.
+# ---------------------------------------------------------------------------
+
+FACTOR_MIG = "factor_mig"  # the metric's config name (gin/metrics/factor_mig.gin)
+# The one representation factor_mig is evaluated on (the mean: the latents that
+# Appendix C traverses).
+_FACTOR_MIG_REP = METRIC_REPRESENTATIONS[FACTOR_MIG][0]
+# dlib's factors of its dSprites family, named after dSprites' latents: dlib's
+# named_data takes latents 1-5 (shape, scale, orientation, posX, posY) for
+# dsprites_full and the colour, noise and Scream variants, and 2-5 for
+# dsprites_noshape. Other datasets' factors are called "factor k".
+FACTOR_NAMES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("dsprites_full", "color_dsprites", "noisy_dsprites", "scream_dsprites"),
+                    LATENT_NAMES[1:]),
+    "dsprites_noshape": LATENT_NAMES[2:],
+}
+GAP_PREFIX = "gap_"  # results.csv: gap_<factor> = factor_mig's factor_gap of that factor
+
+
+def factor_names(dataset: str, num_factors: int) -> list[str]:
+    """The names of a dataset's ground-truth factors, in dlib's order.
+
+    Args:
+      dataset: dlib's dataset name.
+      num_factors: How many factors the results have.
+
+    Returns:
+      :data:`FACTOR_NAMES` of the dataset if it has that many factors, else
+      ``["factor 0", "factor 1", ...]``.
+    """
+    names = FACTOR_NAMES.get(dataset)
+    if names is not None and len(names) == num_factors:
+        return list(names)
+    return [f"factor {k}" for k in range(num_factors)]
+
+
+def gap_column(factor: str) -> str:
+    """results.csv's column of a factor's gap: ``gap_posX``, ``gap_factor_3``."""
+    return GAP_PREFIX + re.sub(r"\W+", "_", factor)
+
+
+def gap_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``gap_<factor>`` columns of a :func:`load_results` frame, in order."""
+    return [column for column in frame.columns if column.startswith(GAP_PREFIX)]
+
+
+def load_factor_mig(job_dir: str | Path, dataset: str) -> dict | None:
+    """A job's per-factor MIG (:mod:`splitenc_plugin.metrics.factor_mig`), if it has one.
+
+    Reads ``JOB_DIR/metrics/mean/factor_mig/results/aggregate/evaluation.json``.
+
+    Args:
+      job_dir: The job directory.
+      dataset: Its dataset (names the factors, :func:`factor_names`).
+
+    Returns:
+      None if the job has no factor_mig results; else ``mi_matrix``
+      ([num_factors, num_latents] array of normalised MI), ``factor_gap``
+      ([num_factors] array), ``discrete_mig`` and ``factor_names``.
+    """
+    path = Path(job_dir) / "metrics" / _FACTOR_MIG_REP / FACTOR_MIG / _EVAL
+    if not str(job_dir) or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("evaluation_results.skipped"):
+        return None
+    matrix = np.asarray(record["evaluation_results.mi_matrix"], dtype=float)
+    return {"mi_matrix": matrix,
+            "factor_gap": np.asarray(record["evaluation_results.factor_gap"], dtype=float),
+            "discrete_mig": float(record["evaluation_results.discrete_mig"]),
+            "factor_names": factor_names(dataset, matrix.shape[0])}
+
+
+def _factor_gaps(job_dir: Path, dataset: str) -> dict[str, float]:
+    """results.csv's ``gap_<factor>`` values of one job (empty without factor_mig)."""
+    factors = load_factor_mig(job_dir, dataset)
+    if factors is None:
+        return {}
+    return {gap_column(name): float(gap)
+            for name, gap in zip(factors["factor_names"], factors["factor_gap"])}
+
+
+def factor_gap_medians(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and factor, the median of the runs' factor_mig gaps.
+
+    Args:
+      frame: :func:`load_results` rows (with their ``gap_<factor>`` columns).
+
+    Returns:
+      One row per (:data:`CELL`, factor) of every cell with a run that has
+      factor_mig results: the CELL columns, ``factor`` (its name,
+      :func:`factor_names`), ``n`` (the cell's runs with factor_mig) and
+      ``gap_median``; the factors of a cell in dlib's order. Empty (same
+      columns) when no run has factor_mig.
+    """
+    rows = []
+    for key, group in frame.groupby(CELL, sort=True, dropna=False):
+        columns = [c for c in gap_columns(group) if group[c].notna().any()]
+        if not columns:
+            continue
+        names = factor_names(group["dataset"].iloc[0], len(columns))
+        if [gap_column(name) for name in names] != columns:  # cannot happen via load_results
+            names = [c.removeprefix(GAP_PREFIX) for c in columns]
+        runs = group[group[columns].notna().all(axis=1)]
+        for name, column in zip(names, columns):
+            rows.append({**dict(zip(CELL, key)), "factor": name, "n": len(runs),
+                         "gap_median": float(np.median(runs[column]))})
+    return pd.DataFrame(rows, columns=[*CELL, "factor", "n", "gap_median"])
+
+
+def _latent_order(mi_matrix: np.ndarray) -> np.ndarray:
+    """Latents grouped by the factor each is most informative about, then by that MI, high first."""
+    factor, mi = most_informative_factors(mi_matrix)
+    return np.lexsort((-mi, factor))
+
+
+def factor_mi_panels(runs: pd.DataFrame) -> list[dict]:
+    """What the per-factor heatmap figure draws: each run's normalised MI matrix, per cell.
+
+    Each run's own matrix, not a mean over a cell's runs: latent j of one run
+    has nothing to do with latent j of another, so averaging would mix
+    unrelated latents and blur the block structure. Each run's latents are
+    sorted by the factor they are most informative about (dlib's factor
+    order), then by that MI, highest first, so that a disentangled model
+    shows a staircase of blocks. Cells are pooled as in the other figures
+    (identical configurations across studies are one cell; each run is
+    named by its own study).
+
+    Args:
+      runs: :func:`load_results` rows of one figure (:func:`figure_runs`).
+
+    Returns:
+      One dict per cell (by ``model``, ``encoder``, ``sigma``, ``steps``) with
+      a run that has factor_mig results: ``cell`` (its pooled-cell values),
+      ``runs`` (by seed): dicts of ``study``, ``model_num``, ``seed``,
+      ``mig`` (factor_mig's discrete_mig), ``factor_names``, ``latents``
+      (the original latent indices in drawing order) and ``matrix`` (the
+      [num_factors, num_latents] normalised MI with its columns in that
+      order).
+    """
+    panels = []
+    for key, group in _count_once(runs).groupby(_POOLED_CELL, sort=True, dropna=False):
+        drawn = []
+        for run in group.sort_values(["seed", "study"]).to_dict("records"):
+            factors = load_factor_mig(run["job_dir"], run["dataset"])
+            if factors is None:
+                continue
+            order = _latent_order(factors["mi_matrix"])
+            drawn.append({"study": run["study"], "model_num": int(run["model_num"]),
+                          "seed": int(run["seed"]), "mig": factors["discrete_mig"],
+                          "factor_names": factors["factor_names"], "latents": order,
+                          "matrix": factors["mi_matrix"][:, order]})
+        if drawn:
+            panels.append({"cell": dict(zip(_POOLED_CELL, key)), "runs": drawn})
+    return panels
+
+
+def latent_factor_labels(job_dir: str | Path, dataset: str) -> list[str] | None:
+    """Appendix C's label of each traversal column, from the same job's factor_mig.
+
+    Returns:
+      :func:`splitenc_plugin.traversals.latent_labels` (``"z<j>: <factor>
+      <normalised MI>"``, the factor latent j is most informative about), or
+      None if the job has no factor_mig results.
+    """
+    factors = load_factor_mig(job_dir, dataset)
+    if factors is None:
+        return None
+    return latent_labels(factors["mi_matrix"], factors["factor_names"])
+
+
+# Learning curves: JOB_DIR/model/learning_curves.json (the model directory
+# holds the estimator's tf_checkpoint/, whose event files the curves are read from).
+_CURVES = Path(CHECKPOINT_DIR).parent / CURVES_FILE
+# Quantity -> its axis label. From the tags dlib logs in training
+# (splitenc_plugin.learning_curves): dlib's elbo summary is -(reconstruction + KL)
+# and the estimator's loss is reconstruction + regularizer, so KL and the
+# regularizer are exact differences of logged values. FactorVAE logs no elbo:
+# it has no KL curve.
+CURVE_QUANTITIES: dict[str, str] = {
+    "reconstruction_loss": "reconstruction loss",
+    "kl": "KL = −elbo − reconstruction loss",
+    "regularizer": "regulariser = loss − reconstruction loss",
+}
+
+
+def run_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Every run's learning curves (:data:`CURVE_QUANTITIES`) from its learning_curves.json.
+
+    Args:
+      frame: :func:`load_results` rows.
+
+    Returns:
+      (one row per (run, logged step): the :data:`CELL` columns, ``seed``,
+      ``model_num``, ``step`` and each quantity of :data:`CURVE_QUANTITIES`
+      (NaN where a tag was not logged: ``kl`` for FactorVAE, which logs no
+      elbo); the job directories of runs without learning_curves.json,
+      which are left out).
+    """
+    columns = [*CELL, "seed", "model_num", "step", *CURVE_QUANTITIES]
+    parts, missing = [], []
+    for run in frame.to_dict("records"):
+        path = Path(run["job_dir"]) / _CURVES
+        if not run["job_dir"] or not path.is_file():
+            missing.append(run["job_dir"])
+            continue
+        curves = json.loads(path.read_text())
+        steps = curves["steps"]
+
+        def tag(name: str, steps=steps, curves=curves) -> np.ndarray:
+            values = curves.get(name, [None] * len(steps))
+            return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+        recon = tag("reconstruction_loss")
+        parts.append(pd.DataFrame({
+            **{c: [run[c]] * len(steps) for c in [*CELL, "seed", "model_num"]},
+            "step": np.asarray(steps, dtype=int), "reconstruction_loss": recon,
+            "kl": -tag("elbo") - recon, "regularizer": tag("loss") - recon}))
+    curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return curves[columns], missing
+
+
+def cell_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and step, the median over seeds and the range of each quantity.
+
+    Cells pool like the figures' (identical configurations across studies
+    are one cell; a run in both studies counts once).
+
+    Args:
+      curves: :func:`run_curves` rows.
+
+    Returns:
+      One row per (cell: ``dataset``, ``data_fingerprint``, ``model``,
+      ``encoder``, ``sigma``, ``steps``; ``step``): ``n`` (runs logged at that
+      step) and per quantity ``q``: ``q_median``, ``q_low``, ``q_high``
+      (min and max over the runs; NaN where not logged).
+    """
+    curves = curves.sort_values("study").drop_duplicates([*_POOLED_RUN, "step"])
+    groups = curves.groupby([*_POOLED_CELL, "step"], sort=True, dropna=False)
+    stats = {"n": ("seed", "size")}
+    for quantity in CURVE_QUANTITIES:
+        stats.update({f"{quantity}_median": (quantity, "median"),
+                      f"{quantity}_low": (quantity, "min"),
+                      f"{quantity}_high": (quantity, "max")})
+    return groups.agg(**stats).reset_index()
+
+
+def _factor_section(frame: pd.DataFrame) -> str:
+    """summary.md's per-factor MIG tables: one per dataset and data version."""
+    medians = factor_gap_medians(frame)
+    text = ("\n## Per-factor MIG (factor_mig)\n\n"
+            "Median over a cell's runs of each factor's gap: (I(z_j1; v_k) − I(z_j2; v_k)) / "
+            "H(v_k), j1 and j2 the two latents most informative about factor v_k, on dlib's "
+            "discretisation of the mean representation; the mean of a run's gaps is its "
+            "MIG. n: the cell's runs with factor_mig results (runs without them are left "
+            "out).\n\n")
+    if medians.empty:
+        return text + "_No run has factor_mig results._\n"
+    shown = [c for c in CELL if c not in ("dataset", "data_fingerprint")]
+    for (dataset, fingerprint), group in medians.groupby(["dataset", "data_fingerprint"],
+                                                         sort=True):
+        rows = [{**dict(zip([*shown, "n"], key)), **dict(zip(cell["factor"], cell["gap_median"]))}
+                for key, cell in group.groupby([*shown, "n"], sort=True, dropna=False)]
+        table = pd.DataFrame(rows, columns=[*shown, "n", *dict.fromkeys(group["factor"])])
+        text += f"### {dataset} (`{fingerprint}`)\n\n" + _markdown(table) + "\n"
+    return text
+
+
 def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
     """Visualization dirs (dlib visualize_model output) for jobs, making missing ones.
 
@@ -972,6 +1263,7 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     cells, diffs = summarize(frame, planned)
     written: list[Path] = []
     appendix_notes = []
+    no_curves: set[str] = set()  # finished jobs without learning_curves.json
     # One figure set per study, dataset and data version; a (study, dataset)
     # with runs on several data versions names each set by its fingerprint.
     versions = frame[["study", "dataset", "data_fingerprint"]].drop_duplicates().sort_values(
@@ -986,12 +1278,21 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                                            fig_dir / f"{stem}_mig_violin.png"))
         written.append(figures.mig_vs_reconstruction(group, study_name, dataset,
                                                      fig_dir / f"{stem}_mig_vs_recon.png"))
+        heatmaps = factor_mi_panels(group)
+        if heatmaps:
+            written.append(figures.factor_mi_heatmaps(heatmaps, study_name, dataset,
+                                                      fig_dir / f"{stem}_factor_mi.png"))
+        curves, missing = run_curves(group)
+        no_curves.update(missing)
+        if not curves.empty:
+            written.append(figures.learning_curves(cell_curves(curves), study_name, dataset,
+                                                   fig_dir / f"{stem}_learning_curves.png"))
         if not visualize:
             continue
         # Per pooled cell: a cell with runs in two studies gets one panel.
         best = group.loc[group.groupby(_POOLED_CELL, dropna=False)["mig_mean"].idxmax()]
         vis = _visualize([Path(p) for p in best["job_dir"]], fig_dir / "visualizations")
-        panels = []
+        panels, labels = [], []
         for _, row in best.iterrows():
             path = vis.get(Path(row["job_dir"]))
             run = f"{row['study']}/{row['model_num']}"
@@ -1009,9 +1310,11 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                                   (path / "traversals" / "traversals0.jpg",
                                    "latent traversals (column: latent, row: value in [-1, 1])"))
             panels.append((label, path / "reconstructions" / "reconstructions.jpg", traversal, caption))
+            labels.append(latent_factor_labels(row["job_dir"], row["dataset"]))
         if panels:
             written.append(figures.appendix_c(panels, study_name, dataset,
-                                              fig_dir / f"{stem}_appendix_c.png"))
+                                              fig_dir / f"{stem}_appendix_c.png",
+                                              latent_labels=labels))
 
     cell_table = cells[[*CELL, "n", "mig_median", "mig_iqr", "mig_max",
                         "mig_sampled_median", "recon_median"]].rename(
@@ -1041,7 +1344,8 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
                "chance of this verdict if the variant changed nothing. E.g. 2 vs 2 runs "
                "with the variant higher in all 4 pairs: 1 of 6.\n\n"
              + _markdown(_verdict_table(verdicts))
-             + _mi_section(cells, diffs))
+             + _mi_section(cells, diffs)
+             + _factor_section(frame))
     notes = [f"{len(frame)} finished model(s) from {Path(directory)}.", *_data_notes(cells)]
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "
@@ -1052,6 +1356,10 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
         notes.append(f"{len(waiting)} planned run(s) not finished yet: "
                      + ", ".join(f"{r.study} {r.model} {r.encoder} σ={r.sigma:g} seed {r.seed}"
                                  for r in waiting.itertuples()))
+    notes.append(f"Learning curves: {len(no_curves)} of {len(frame)} finished job(s) have no "
+                 f"{_CURVES.as_posix()} (finished before learning curves were recorded, or "
+                 "plain dlib_reproduce output) and are left out of the learning-curve figures"
+                 + (": " + ", ".join(sorted(no_curves)[:10]) if 0 < len(no_curves) <= 10 else ""))
     notes += appendix_notes
     summary = ("# splitenc results summary\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n"
                + table + "\n## Figures\n\n"

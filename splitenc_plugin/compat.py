@@ -28,14 +28,38 @@ TF1 graph semantics                     ``tf.compat.v1.disable_v2_behavior()`` w
                                         exact resampling (``reducing_gap=None``).
 ``imageio.mimwrite`` of float frames    ``visualize_util.save_animation`` converts
                                         frames to uint8 first.
+``thumbnail((350, 274, 3))``            ScreamDSprites' opened image accepts it
+                                        (as for Cars3D).
 tfp 0.7, hub.Module                     pinned tfp 0.23 / tensorflow-hub 0.15
                                         (no patch needed).
 =====================================  ==========================================
 
-On top of compatibility, the same hook points let the plugin extend dlib:
-missing datasets give one clear error before any graph is built, and errors
-that derive from :class:`~splitenc_plugin.errors.SplitencUserError` print as one
-line. Every patch of a dlib module is registered here, in one place, so
+On top of compatibility, the same hook points let the plugin extend dlib
+(patches marked :func:`plugin_feature`): noise routing through
+``reparameterization``, the ``input_pipeline`` switch, preflight checks (plugin
+settings, then missing datasets give one clear error before any graph is
+built), the paper's studies in ``reproduce.STUDIES``, and one-line printing of
+:class:`~splitenc_plugin.errors.SplitencUserError`. Each feature takes effect
+only in a run whose gin config asks for the plugin
+(:func:`splitenc_plugin._gin.plugin_in_use`: it imports ``splitenc_plugin`` or
+binds one of its configurables; ``input_pipeline`` does nothing unless bound);
+a stock dlib config runs, and records its operative config, as stock dlib.
+``SPLITENC_PLUGIN_FEATURES=0`` installs none of the feature patches (compat
+fixes only: what the tests compare stock configs against). The lean dSprites /
+Shapes3D loaders (:mod:`splitenc_plugin.lean_data`) are a feature that applies to
+stock configs too: they give dlib's observations and random stream exactly
+(``SPLITENC_LEAN_DATA=0`` turns them off alone).
+
+**Deterministic mode** (opt-in, ``SPLITENC_DETERMINISTIC=1``, or
+``splitenc_reproduce --deterministic``): TensorFlow's op determinism, and
+graph-level seeds for the two graphs dlib builds without one, each from its
+own step's seed: the TF-Hub export of ``train`` (``model.random_seed``: the
+``reconstructions`` signature's noise) and the module that ``postprocess``
+convolutes (``postprocess.random_seed``: the ``sampled`` representation's
+noise). Without the seeds op determinism stops dlib's export with "Random ops
+require a seed". The same job then gives the same result JSONs every time.
+
+Every patch of a dlib module is registered here, in one place, so
 :data:`WATCHED_MODULES` is complete when this module has been imported; a
 plugin feature's patch calls into the feature's own module lazily.
 """
@@ -57,6 +81,13 @@ _VISUALIZE_UTIL = "disentanglement_lib.visualize.visualize_util"
 _GAUSSIAN_ENCODER_MODEL = "disentanglement_lib.methods.unsupervised.gaussian_encoder_model"
 _REPRODUCE = "disentanglement_lib.config.reproduce"
 _TRAIN = "disentanglement_lib.methods.unsupervised.train"
+_CONVOLUTE_HUB = "disentanglement_lib.utils.convolute_hub"
+
+#: Environment switch of deterministic mode (see the module docstring).
+DETERMINISTIC_ENV = "SPLITENC_DETERMINISTIC"
+# "0" installs only the compat fixes, none of the plugin's features.
+_FEATURES_ENV = "SPLITENC_PLUGIN_FEATURES"
+_TRUE = ("1", "true", "yes", "on")
 
 Patch = Callable[[types.ModuleType], None]
 
@@ -84,6 +115,28 @@ def after_import(module_name: str) -> Callable[[Patch], Patch]:
     return register
 
 
+def deterministic_mode() -> bool:
+    """Whether this process runs dlib in deterministic mode (``SPLITENC_DETERMINISTIC=1``)."""
+    return os.environ.get(DETERMINISTIC_ENV, "").strip().lower() in _TRUE
+
+
+def plugin_feature(patch: Patch) -> Patch:
+    """Marks a patch as a plugin feature: not installed under ``SPLITENC_PLUGIN_FEATURES=0``."""
+
+    @functools.wraps(patch)
+    def install_feature(module: types.ModuleType) -> None:
+        if os.environ.get(_FEATURES_ENV, "1") != "0":
+            patch(module)
+
+    return install_feature
+
+
+def _plugin_in_use() -> bool:
+    from splitenc_plugin._gin import plugin_in_use
+
+    return plugin_in_use()
+
+
 def before_exec(fullname: str, module: types.ModuleType) -> None:
     """Called by the import hook before a watched module's code runs."""
     for patch in _BEFORE.get(fullname, ()):
@@ -104,7 +157,7 @@ def patch_loaded_modules() -> None:
     """
     for name in sorted(set(_BEFORE) | set(_AFTER)):
         module = sys.modules.get(name)
-        if module is not None and not getattr(module, "_splitenc_patched", False):
+        if module is not None:
             after_exec(name, module)
 
 
@@ -214,6 +267,74 @@ def _use_tf1_behaviour(_: types.ModuleType) -> None:
 
 
 # --------------------------------------------------------------------------
+# Deterministic mode (opt-in): op determinism, and seeds where dlib has none
+# --------------------------------------------------------------------------
+@before_import(_ROOT)
+def _deterministic_ops(_: types.ModuleType) -> None:
+    if deterministic_mode():
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _bound_seed(parameter: str) -> int:
+    """The value of the gin seed ``parameter``; 0 if it is not bound."""
+    import gin
+
+    try:
+        seed = gin.query_parameter(parameter)
+    except ValueError:
+        return 0
+    return seed if isinstance(seed, int) else 0
+
+
+class _SeededHub:
+    """``tensorflow_hub`` as one dlib module sees it: module graphs get a graph-level seed.
+
+    dlib builds its TF-Hub modules in graphs of their own (``create_module_spec``)
+    without a seed; their random ops (the export's ``reconstructions`` noise,
+    the ``sampled`` representation's noise) then draw from fresh entropy, and
+    under op determinism they refuse to run. Here each module graph is seeded
+    with the value of the gin parameter ``seed_parameter`` first, so every
+    random op in it gets a fixed op seed. Everything else is ``hub`` itself.
+    """
+
+    def __init__(self, hub: types.ModuleType, seed_parameter: str) -> None:
+        self._hub = hub
+        self._seed_parameter = seed_parameter
+
+    def __getattr__(self, name: str):
+        return getattr(self._hub, name)
+
+    def create_module_spec(self, module_fn: Callable, *args, **kwargs):
+        seed_parameter = self._seed_parameter
+
+        @functools.wraps(module_fn)
+        def seeded_module_fn(*fn_args, **fn_kwargs):
+            import tensorflow.compat.v1 as tf
+
+            tf.set_random_seed(_bound_seed(seed_parameter))
+            return module_fn(*fn_args, **fn_kwargs)
+
+        return self._hub.create_module_spec(seeded_module_fn, *args, **kwargs)
+
+
+@after_import(_GAUSSIAN_ENCODER_MODEL)
+def _seed_tf_hub_export(module: types.ModuleType) -> None:
+    """Deterministic mode: ``export_as_tf_hub`` builds its graph seeded by ``model.random_seed``."""
+    if deterministic_mode() and not isinstance(module.hub, _SeededHub):
+        module.hub = _SeededHub(module.hub, "model.random_seed")
+
+
+@after_import(_CONVOLUTE_HUB)
+def _seed_postprocessing(module: types.ModuleType) -> None:
+    """Deterministic mode: ``postprocess``'s representation module is seeded by
+    ``postprocess.random_seed`` (the ``sampled`` representation's noise)."""
+    if deterministic_mode() and not isinstance(module.hub, _SeededHub):
+        module.hub = _SeededHub(module.hub, "postprocess.random_seed")
+
+
+# --------------------------------------------------------------------------
 # Pillow 10+
 # --------------------------------------------------------------------------
 @before_import(_NORB)
@@ -273,11 +394,13 @@ def _uint8_animation_frames(module: types.ModuleType) -> None:
 # Plugin extensions on dlib's entry points
 # --------------------------------------------------------------------------
 @after_import(_NAMED_DATA)
+@plugin_feature
 def _preflight_before_data(module: types.ModuleType) -> None:
     """dlib's train/postprocess/evaluate all load their dataset first: check there.
 
-    The checks (plugin settings, then the dataset's files) run before dlib
-    reads any data or builds a graph, so bad input fails in seconds.
+    The checks (plugin settings, only in runs whose config asks for the
+    plugin; then the dataset's files, in every run) run before dlib reads any
+    data or builds a graph, so bad input fails in seconds.
     """
     import gin
 
@@ -287,11 +410,16 @@ def _preflight_before_data(module: types.ModuleType) -> None:
 
     @functools.wraps(original)
     def get_named_ground_truth_data(*args, **kwargs):
-        from splitenc_plugin import noise, pipeline
         from splitenc_plugin.data import registry
 
-        noise.preflight()
-        pipeline.preflight()
+        if _plugin_in_use():
+            from splitenc_plugin import noise, pipeline
+
+            noise.preflight()
+            pipeline.preflight()
+        # The data check runs in every dlib process: it changes no result and no
+        # operative config, only turns dlib's tracebacks on a missing or damaged
+        # file into one line naming the file and the fix (a compat fix).
         name = args[0] if args else kwargs.get("name")
         if name is None:
             try:
@@ -307,32 +435,43 @@ def _preflight_before_data(module: types.ModuleType) -> None:
 
 
 @after_import(_GAUSSIAN_ENCODER_MODEL)
+@plugin_feature
 def _sample_through_reparameterization(module: types.ModuleType) -> None:
-    """Every dlib VAE samples z here; delegate to the gin-configurable noise."""
+    """Every dlib VAE samples z here; delegate to the gin-configurable noise.
+
+    Only when the config asks for the plugin; otherwise dlib's own method runs
+    (and ``reparameterization`` stays out of the operative config).
+    """
     cls = module.GaussianEncoderModel
     if getattr(cls.sample_from_latent_distribution, "_splitenc_patched", False):
         return
+    original = cls.sample_from_latent_distribution
 
     def sample_from_latent_distribution(self, z_mean, z_logvar):
         """Samples z = mu + sigma * eps, eps from splitenc's `reparameterization`."""
+        if not _plugin_in_use():
+            return original(self, z_mean, z_logvar)
         from splitenc_plugin import noise
 
         return noise.reparameterization(z_mean, z_logvar)
 
     sample_from_latent_distribution._splitenc_patched = True  # type: ignore[attr-defined]
-    sample_from_latent_distribution.__wrapped__ = cls.sample_from_latent_distribution  # type: ignore[attr-defined]
+    sample_from_latent_distribution.__wrapped__ = original  # type: ignore[attr-defined]
     cls.sample_from_latent_distribution = sample_from_latent_distribution
 
 
 @after_import(_TRAIN)
+@plugin_feature
 def _switchable_input_pipeline(module: types.ModuleType) -> None:
-    """`input_pipeline.vectorized = True` switches dlib's training input to batches."""
-    from splitenc_plugin import pipeline
+    """`input_pipeline.vectorized = True` switches dlib's training input to batches.
 
-    pipeline.install(module)
+    Unbound (every config that does not bind it) it calls dlib's own input function.
+    """
+    patch_input_pipeline(module)
 
 
 @after_import(_REPRODUCE)
+@plugin_feature
 def _register_studies(module: types.ModuleType) -> None:
     """Adds the paper's studies to dlib's STUDIES, so dlib_reproduce finds them."""
     from splitenc_plugin import studies
@@ -354,12 +493,139 @@ def _print_user_errors(default_hook: Callable) -> Callable:
 
 
 @after_import(_ROOT)
+@plugin_feature
 def _register_plugin(_: types.ModuleType) -> None:
     if not getattr(sys.excepthook, "_splitenc_patched", False):
         sys.excepthook = _print_user_errors(sys.excepthook)
     # Registers the plugin's gin configurables, so that dlib's own scripts
     # (e.g. dlib_reproduce with our studies) see them without a gin import.
     importlib.import_module("splitenc_plugin")
+
+
+@after_import("disentanglement_lib.data.ground_truth.dsprites")
+def _scream_three_tuple_thumbnail(module: types.ModuleType) -> None:
+    """ScreamDSprites calls ``thumbnail((350, 274, 3))``: accepted as for Cars3D."""
+    import PIL.Image
+
+    def open_image(*args, **kwargs):
+        image = PIL.Image.open(*args, **kwargs)
+        cls = type(image)
+
+        def thumbnail(self, size, resample=PIL.Image.Resampling.BICUBIC, reducing_gap=None):
+            cls.thumbnail(self, tuple(size[:2]), resample, reducing_gap=reducing_gap)
+
+        image.__class__ = type(f"_Legacy{cls.__name__}", (cls,), {"thumbnail": thumbnail})
+        return image
+
+    # Scoped to dlib's dsprites module (its only PIL call is Image.open).
+    module.PIL = types.SimpleNamespace(Image=types.SimpleNamespace(open=open_image))
+
+
+@after_import("disentanglement_lib.data.ground_truth.dsprites")
+@after_import("disentanglement_lib.data.ground_truth.shapes3d")
+@plugin_feature
+def _lean_datasets(module: types.ModuleType) -> None:
+    """dSprites bit-packed, Shapes3D uint8, loaded once (``SPLITENC_LEAN_DATA=0``: dlib's own)."""
+    from splitenc_plugin import lean_data
+
+    lean_data.install(module)
+
+
+# --------------------------------------------------------------------------
+# Named patches, applied where they are called (idempotent)
+# --------------------------------------------------------------------------
+def patch_input_pipeline(train_module: types.ModuleType) -> None:
+    """Routes dlib's ``train._make_input_fn`` through the ``input_pipeline`` switch.
+
+    Applied by :func:`_switchable_input_pipeline` right after
+    ``disentanglement_lib.methods.unsupervised.train`` is imported. dlib's
+    ``train`` looks ``_make_input_fn`` up at call time, so replacing the module
+    attribute is enough. With the switch off (or unbound) the wrapper calls
+    dlib's original with the same arguments; with
+    ``input_pipeline.vectorized = True`` it builds
+    :func:`splitenc_plugin.pipeline.make_input_fn` instead. Idempotent.
+
+    Args:
+      train_module: The ``disentanglement_lib.methods.unsupervised.train`` module
+        (or a stand-in with a ``_make_input_fn``).
+    """
+    original = train_module._make_input_fn
+    if getattr(original, "_splitenc_patched", False):
+        return
+
+    @functools.wraps(original)
+    def _make_input_fn(ground_truth_data, seed, num_batches=None):
+        from splitenc_plugin import pipeline
+
+        vectorized, prefetch_batches = pipeline.active_settings()
+        if not vectorized:
+            return original(ground_truth_data, seed, num_batches=num_batches)
+        return pipeline.make_input_fn(ground_truth_data, seed, num_batches, prefetch_batches)
+
+    _make_input_fn._splitenc_patched = True  # type: ignore[attr-defined]
+    train_module._make_input_fn = _make_input_fn
+
+
+# What the wrapper of TPUEstimator.train calls (set by instrument_estimator_train).
+_TRAINING_CALLBACKS: dict[str, Callable | None] = {"before_train": None, "on_step": None}
+
+
+def instrument_estimator_train(*, before_train: Callable[[str], None] | None = None,
+                               on_step: Callable[[int], None] | None = None) -> None:
+    """Makes this process's ``TPUEstimator.train`` resumable and observable.
+
+    dlib's ``train`` calls ``TPUEstimator.train(input_fn=..., steps=N)`` without
+    hooks. Once this has been called (in this process only: TF's class is
+    wrapped, dlib's modules are untouched), every such call
+
+    * gets ``max_steps=N`` in place of ``steps=N``: training stops at global
+      step N, which for a fresh estimator directory is exactly ``steps=N``,
+      and for one holding a checkpoint trains the remaining steps;
+    * first calls ``before_train(model_dir)``, if given (the job worker copies
+      the checkpoint it resumes from into the estimator directory there);
+    * calls ``on_step(global_step)`` after every training iteration, if given,
+      with the global step as that iteration read it (before its own update:
+      0, 1, ... for a fresh model; FactorVAE advances it twice per iteration).
+
+    Used by the job worker (:mod:`splitenc_plugin.job`: resuming, the progress
+    file) and ``bench/train_throughput.py`` (step times). Idempotent: the class
+    is wrapped once; a later call replaces both callbacks
+    (``instrument_estimator_train()`` keeps only ``max_steps``).
+    """
+    import tensorflow.compat.v1 as tf
+
+    _TRAINING_CALLBACKS.update(before_train=before_train, on_step=on_step)
+    estimator_cls = tf.estimator.tpu.TPUEstimator
+    if getattr(estimator_cls.train, "_splitenc_patched", False):
+        return
+    original = estimator_cls.train
+
+    class _StepHook(tf.train.SessionRunHook):
+        """Calls ``report(global_step)`` after every training iteration."""
+
+        def __init__(self, report: Callable[[int], None]) -> None:
+            self._report = report
+
+        def begin(self):
+            self._step = tf.train.get_global_step()
+
+        def before_run(self, run_context):
+            return tf.train.SessionRunArgs(self._step)
+
+        def after_run(self, run_context, run_values):
+            self._report(int(run_values.results))
+
+    @functools.wraps(original)
+    def train(self, input_fn, hooks=None, steps=None, max_steps=None, **kwargs):
+        before, report = _TRAINING_CALLBACKS["before_train"], _TRAINING_CALLBACKS["on_step"]
+        if before is not None:
+            before(self.model_dir)
+        if report is not None:
+            hooks = [*(hooks or []), _StepHook(report)]
+        return original(self, input_fn, hooks, max_steps=max_steps or steps, **kwargs)
+
+    train._splitenc_patched = True  # type: ignore[attr-defined]
+    estimator_cls.train = train
 
 
 # Every dlib patch is registered above, in this module, so this set is final.

@@ -8,7 +8,15 @@
   variants (the capacity controls) adds green squares and orange diamonds.
 * :func:`appendix_c` — reconstructions and latent traversals of the best-MIG
   model of each cell (Appendix C, Figs 9-11), from images made by dlib's
-  ``visualize_model`` and :mod:`splitenc_plugin.traversals`.
+  ``visualize_model`` and :mod:`splitenc_plugin.traversals`; each traversal
+  column labelled with the factor that latent is most informative about and
+  that normalised MI, where the job has factor_mig results.
+* :func:`factor_mi_heatmaps` — factor × latent normalised MI (dlib's MIG
+  matrix, per factor), one heatmap per run, one row of them per cell, each
+  run's latents sorted by the factor they inform most about.
+* :func:`learning_curves` — reconstruction loss, KL and the regulariser against
+  global step, one line per cell (median over seeds, min-max band), one row
+  of panels per model.
 
 Every function writes one PNG and returns its path. Only the Agg backend is
 used, so no display is needed.
@@ -25,11 +33,12 @@ matplotlib.use("Agg")
 
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["COMPARISONS", "PAPER_FIGURES", "appendix_c", "comparison_pairs", "mig_violins",
-           "mig_vs_reconstruction"]
+__all__ = ["COMPARISONS", "PAPER_FIGURES", "appendix_c", "comparison_pairs",
+           "factor_mi_heatmaps", "learning_curves", "mig_violins", "mig_vs_reconstruction"]
 
 _ENCODER_LABELS = {"conv_encoder": "vanilla encoder", "split_conv_encoder": "split encoder",
                    "matched_split_conv_encoder": "matched split encoder",
@@ -164,7 +173,7 @@ def mig_vs_reconstruction(frame: pd.DataFrame, study: str, dataset: str, out: Pa
 
 
 def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, dataset: str,
-               out: Path) -> Path:
+               out: Path, latent_labels: Sequence[Sequence[str] | None] | None = None) -> Path:
     """Reconstructions and traversals of the best-MIG model of each cell (Appendix C).
 
     Args:
@@ -176,22 +185,184 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
       study: Study name (title).
       dataset: Dataset name (title).
       out: PNG path to write.
+      latent_labels: Per panel, None or one label per traversal column
+        (latent), e.g. ``aggregate.latent_factor_labels``; written under the
+        columns (the traversal image's columns have equal widths).
 
     Returns:
       ``out``.
     """
-    fig, axes = plt.subplots(len(panels), 2, figsize=(9, 4.6 * len(panels)), squeeze=False)
-    for row, (label, recon, traversal, caption) in zip(axes, panels):
+    labels = list(latent_labels) if latent_labels is not None else [None] * len(panels)
+    label_room = 1.2 if any(labels) else 0.0  # inches under a row for its column labels
+    fig, axes = plt.subplots(len(panels), 2, figsize=(9, (4.6 + label_room) * len(panels)),
+                             squeeze=False)
+    for row, (label, recon, traversal, caption), names in zip(axes, panels, labels):
         for ax, path, what in zip(row, (recon, traversal),
                                   ("reconstructions (input | output)", caption)):
-            ax.imshow(mpimg.imread(path), cmap="gray")
+            image = mpimg.imread(path)
+            ax.imshow(image, cmap="gray")
             ax.set_title(f"{label}\n{what}", fontsize=9)
             ax.axis("off")
+        if names:
+            ax = row[1]
+            ax.axis("on")
+            width = image.shape[1]
+            ax.set_xticks([(j + 0.5) * width / len(names) for j in range(len(names))])
+            ax.set_xticklabels(names, rotation=90, fontsize=7)
+            ax.set_yticks([])
+            ax.tick_params(length=0)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
     paper = PAPER_FIGURES.get((study, dataset), ("", "", ""))[2]
     fig.suptitle(f"Best-MIG model per cell on {dataset} ({study})"
-                 + (f" — cf. paper {paper}" if paper else ""), fontsize=10)
-    # Keep ~0.4 inch above the first row's titles for the suptitle.
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+                 + (f" — cf. paper {paper}" if paper else "")
+                 + ("\ntraversal columns: latent, the factor it is most informative about and "
+                    "that normalised MI (factor_mig)" if any(labels) else ""), fontsize=10)
+    # Keep ~0.4 inch (two lines: 0.6) above the first row's titles for the suptitle.
+    top = (0.6 if any(labels) else 0.4) / fig.get_figheight()
+    fig.tight_layout(rect=(0, label_room / fig.get_figheight(), 1, 1 - top))
+    if label_room:
+        # tight_layout leaves no room for the column labels of an image axes: add it.
+        pars = fig.subplotpars
+        rows = len(panels)
+        axes_height = (pars.top - pars.bottom) * fig.get_figheight() / (
+            rows + (rows - 1) * pars.hspace)
+        fig.subplots_adjust(hspace=pars.hspace + label_room / axes_height)
     fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Path) -> Path:
+    """Factor × latent normalised MI of each run, one row of heatmaps per cell.
+
+    Args:
+      panels: ``aggregate.factor_mi_panels``: per cell, its runs' matrices
+        with their latents already in drawing order.
+      study: Study name (title).
+      dataset: Dataset name (title).
+      out: PNG path to write.
+
+    Returns:
+      ``out``.
+    """
+    num_cols = max(len(panel["runs"]) for panel in panels)
+    num_latents = max(run["matrix"].shape[1] for panel in panels for run in panel["runs"])
+    num_factors = max(run["matrix"].shape[0] for panel in panels for run in panel["runs"])
+    width, height = 0.42 * num_latents + 1.6, 0.32 * num_factors + 1.5
+    fig, axes = plt.subplots(len(panels), num_cols, squeeze=False, layout="constrained",
+                             figsize=(width * num_cols + 0.8, height * len(panels) + 0.5))
+    image = None
+    for row, panel in zip(axes, panels):
+        cell = panel["cell"]
+        sigma = "matrix" if pd.isna(cell["sigma"]) else f"{cell['sigma']:g}"
+        name = (f"{MODEL_LABELS.get(cell['model'], cell['model'])}, "
+                f"{_ENCODER_LABELS.get(cell['encoder'], cell['encoder'])}, σ={sigma}")
+        for ax, run in zip(row, panel["runs"]):
+            matrix = run["matrix"]
+            image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+            for (k, j), value in np.ndenumerate(matrix):
+                ax.text(j, k, f"{value:.2f}", ha="center", va="center", fontsize=5,
+                        color="black" if value > 0.6 else "white")
+            ax.set_xticks(range(matrix.shape[1]))
+            ax.set_xticklabels([f"z{j}" for j in run["latents"]], fontsize=7)
+            ax.set_yticks(range(matrix.shape[0]))
+            ax.set_yticklabels(run["factor_names"], fontsize=7)
+            ax.set_title(f"{name}\n{run['study']}/{run['model_num']} (seed {run['seed']}), "
+                         f"factor_mig's MIG {run['mig']:.3f}", fontsize=8)
+        for ax in row[len(panel["runs"]):]:
+            ax.axis("off")
+    fig.suptitle(f"Normalised MI I(z_j; v_k) / H(v_k) per run on {dataset} ({study}); "
+                 "latents sorted by their most informative factor", fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes, fraction=0.03, pad=0.01, label="normalised MI")
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+# The y axes of the learning curves show the medians after the initial transient.
+_TRANSIENT = 0.02  # share of the steps left out of the y range
+
+
+def _curve_limits(values: np.ndarray, steps: np.ndarray) -> tuple[float, float] | None:
+    """y limits covering the medians after the first :data:`_TRANSIENT` of the steps."""
+    late = values[(steps > _TRANSIENT * np.nanmax(steps)) & np.isfinite(values)]
+    if late.size == 0:
+        return None
+    low, high = float(late.min()), float(late.max())
+    pad = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
+    return low - pad, high + pad
+
+
+def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) -> Path:
+    """Reconstruction loss, KL and regulariser against global step, one line per cell.
+
+    One row of panels per model, one column per quantity of
+    ``aggregate.CURVE_QUANTITIES``; each cell's line is the median over its
+    seeds at each logged step, with a light band from the lowest to the
+    highest seed. The y axes cover the medians after the first 2 % of the
+    steps (the first summaries, at step 1, are far above the rest). A panel
+    whose quantity the model does not log (KL for FactorVAE, which logs no
+    elbo) says so.
+
+    Args:
+      cells: ``aggregate.cell_curves`` of one study's figure runs.
+      study: Study name (colours: baseline blue, variants as in the other
+        figures).
+      dataset: Dataset name (title).
+      out: PNG path to write.
+
+    Returns:
+      ``out``.
+    """
+    from splitenc_plugin.aggregate import CURVE_QUANTITIES
+
+    column, order, labels = _comparison(study, cells)
+    models = [m for m in MODEL_LABELS if m in set(cells["model"])] + sorted(
+        set(cells["model"]) - set(MODEL_LABELS))
+    fig, axes = plt.subplots(len(models), len(CURVE_QUANTITIES),
+                             figsize=(4.6 * len(CURVE_QUANTITIES), 3.4 * len(models)),
+                             squeeze=False)
+    keys = ["encoder", "sigma", "steps"]
+    for row, model in zip(axes, models):
+        data = cells[cells["model"] == model]
+        lines = list(data.groupby(keys, sort=True, dropna=False))
+        several_steps = data["steps"].nunique() > 1
+        for ax, (quantity, what) in zip(row, CURVE_QUANTITIES.items()):
+            limits = []
+            for i, (key, line) in enumerate(lines):
+                point = dict(zip(keys, key))
+                value = point[column]
+                index = order.index(value) if value in order else len(order) + i
+                label = labels.get(value, str(value)) + (
+                    f", {point['steps']:,} steps" if several_steps else "")
+                label += f" (n={int(line['n'].max())})"
+                steps = line["step"].to_numpy(dtype=float)
+                median = line[f"{quantity}_median"].to_numpy(dtype=float)
+                if not np.isfinite(median).any():
+                    continue
+                color = _PALETTE[index % len(_PALETTE)]
+                ax.plot(steps, median, color=color, lw=1.2, label=label,
+                        marker="." if len(steps) < 30 else None)  # few points: show them
+                ax.fill_between(steps, line[f"{quantity}_low"], line[f"{quantity}_high"],
+                                color=color, alpha=0.18, lw=0)
+                limits.append(_curve_limits(median, steps))
+            limits = [lim for lim in limits if lim is not None]
+            if limits:
+                ax.set_ylim(min(lim[0] for lim in limits), max(lim[1] for lim in limits))
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, f"not logged by {MODEL_LABELS.get(model, model)}",
+                        ha="center", va="center", transform=ax.transAxes, fontsize=9)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            ax.set_title(f"{MODEL_LABELS.get(model, model)}: {what}", fontsize=9)
+            ax.set_xlabel("global step")
+    step_note = ", ".join(f"{s:,}" for s in sorted(set(cells["steps"])))
+    fig.suptitle(f"Learning curves on {dataset} ({study}, {step_note} steps): median over "
+                 "seeds, band from lowest to highest", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out

@@ -24,6 +24,12 @@ seed:
 
 The layout is dlib_reproduce's, so ``dlib_aggregate_results`` works on it too.
 
+While it runs, the job keeps ``JOB_DIR/progress.json`` current (phase, global
+step, recent step times, attempt, pid; the schema is
+:class:`splitenc_plugin.progress.Progress`): that file, not ``job.log``, is
+what the runner reads for its progress bar and time estimates. ``job.log``
+is for humans.
+
 An interrupted job resumes training from its newest checkpoint (the estimator
 saves one every 10 minutes): the job keeps it in ``JOB_DIR/resume_checkpoint``,
 clears its other outputs and lets dlib's ``train`` run again with
@@ -49,11 +55,14 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from splitenc_plugin._io import write_json_atomic
+from splitenc_plugin.compat import deterministic_mode, instrument_estimator_train
 from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.progress import ProgressWriter
 from splitenc_plugin.study_grid import (
     JobSpec,
     config_file,
@@ -273,47 +282,24 @@ def _log(message: str) -> None:
     print(f"[splitenc job {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _instrument_training(tf, total_steps: int, resume_from: Path | None,
-                         resume_step: int | None, reports: int = 100) -> None:
-    """Makes this process's TPUEstimator.train resumable and log its progress.
+def _training_reporter(progress: ProgressWriter, total_steps: int,
+                       reports: int = 100) -> Callable[[int], None]:
+    """An ``on_step`` callback reporting ~``reports`` steps of training.
 
-    dlib's ``train`` calls ``TPUEstimator.train(input_fn, steps=N)`` without
-    hooks. The wrapper (only in this job process: TF's class is wrapped, not
-    dlib's module)
-
-    * passes ``max_steps=N`` instead: training stops at global step N, which
-      for a fresh estimator directory is exactly ``steps=N``;
-    * copies checkpoint ``resume_step`` of ``resume_from`` (if any) into the estimator
-      directory first, so the estimator restores it (weights, optimizer slots
-      and global step) and trains the remaining steps;
-    * logs "train step N/total" ~100 times (the runner's progress bar).
+    Each report updates ``progress.json`` (the runner's progress bar and time
+    estimates) and logs "train step N/total" for humans.
     """
-    estimator_cls = tf.estimator.tpu.TPUEstimator
-    original = estimator_cls.train
     every = max(1, total_steps // reports)
+    last = -1
 
-    class _Progress(tf.train.SessionRunHook):
-        def begin(self):
-            self._step = tf.train.get_global_step()
-            self._last = -1
+    def on_step(step: int) -> None:
+        nonlocal last
+        if step // every != last:
+            last = step // every
+            progress.step(step)
+            _log(f"train step {step}/{total_steps}")
 
-        def before_run(self, run_context):
-            return tf.train.SessionRunArgs(self._step)
-
-        def after_run(self, run_context, run_values):
-            step = int(run_values.results)
-            if step // every != self._last:
-                self._last = step // every
-                _log(f"train step {step}/{total_steps}")
-
-    def train(self, input_fn, hooks=None, steps=None, max_steps=None, **kwargs):
-        if resume_from is not None:
-            _copy_checkpoint(resume_from, resume_step, Path(self.model_dir))
-            _log(f"resuming training from the checkpoint at step {resume_step}/{total_steps}")
-        return original(self, input_fn, [*(hooks or []), _Progress()],
-                        max_steps=max_steps or steps, **kwargs)
-
-    estimator_cls.train = train
+    return on_step
 
 
 def _check_data(job_dir: Path, dataset: str) -> dict:
@@ -351,7 +337,6 @@ def run(job_dir: str | os.PathLike) -> dict:
     """
     # dlib (and TensorFlow) only now: importing this module stays cheap.
     import numpy as np
-    import tensorflow.compat.v1 as tf
     from disentanglement_lib.evaluation import evaluate
     from disentanglement_lib.methods.unsupervised import train
     from disentanglement_lib.postprocessing import postprocess
@@ -369,8 +354,15 @@ def run(job_dir: str | os.PathLike) -> dict:
         resumes.append({"step": resume_step,
                         "at": datetime.now(UTC).isoformat(timespec="seconds")})
         write_json_atomic(job_dir / RESUMES_FILE, {"resumes": resumes})
-    _instrument_training(tf, spec.steps,
-                         job_dir / RESUME_DIR if resume_step is not None else None, resume_step)
+    progress = ProgressWriter(job_dir, spec.steps, attempt=len(resumes) + 1, step=resume_step)
+
+    def resume_into(model_dir: str) -> None:
+        _copy_checkpoint(job_dir / RESUME_DIR, resume_step, Path(model_dir))
+        _log(f"resuming training from the checkpoint at step {resume_step}/{spec.steps}")
+
+    # dlib's train: max_steps in place of steps, from the kept checkpoint, with reports.
+    instrument_estimator_train(before_train=None if resume_step is None else resume_into,
+                               on_step=_training_reporter(progress, spec.steps))
     options = job.get("options", {})
     timings: dict[str, float] = {}
     start = time.time()
@@ -397,6 +389,7 @@ def run(job_dir: str | os.PathLike) -> dict:
 
         from splitenc_plugin.traversals import FITTED_DIR, visualize_fitted_traversals
 
+        progress.phase("visualize")
         _log("visualizing the model (dlib visualize_model)")
         t = time.time()
         visualize_model.visualize(model_dir, str(job_dir / "visualizations"), False)
@@ -413,6 +406,7 @@ def run(job_dir: str | os.PathLike) -> dict:
     t = time.time()
     for config in sorted(spec.postprocess_configs, key=config_name):
         post_name = config_name(config)
+        progress.phase("postprocess", post_name)
         _log(f"extracting representation {post_name}")
         postprocess.postprocess_with_gin(
             model_dir, str(job_dir / "postprocessed" / post_name), False, [config_file(config)],
@@ -423,6 +417,7 @@ def run(job_dir: str | os.PathLike) -> dict:
     t = time.time()
     for post, metric_config in evaluation_pairs(spec.postprocess_configs, spec.eval_configs):
         post_name, metric = config_name(post), config_name(metric_config)
+        progress.phase("evaluate", f"{post_name}/{metric}")
         _log(f"computing metric {metric} on {post_name}")
         evaluate.evaluate_with_gin(
             str(job_dir / "postprocessed" / post_name),
@@ -455,9 +450,12 @@ def run(job_dir: str | os.PathLike) -> dict:
         "data": data,
         # Thread limits the job ran under (splitenc_reproduce --threads_per_job).
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV},
+        # Deterministic mode (SPLITENC_DETERMINISTIC, splitenc_reproduce --deterministic).
+        "deterministic": deterministic_mode(),
         "splitenc_version": __version__,
         "results": [str(p.relative_to(job_dir)) for p in mig_result_files(job_dir, spec)],
     }
+    progress.phase("done")
     write_json_atomic(job_dir / DONE_FILE, done)
     _log(f"done in {done['elapsed_seconds']:.1f} s")
     return done

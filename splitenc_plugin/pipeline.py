@@ -34,10 +34,11 @@ different images in each batch). With the switch off (the default, and
 whenever the binding is absent) dlib's own ``_make_input_fn`` runs,
 untouched, and nothing of this module shows up in the operative gin config.
 
-The switch is applied by :func:`install`, which the compat layer calls right
-after ``disentanglement_lib.methods.unsupervised.train`` is imported. The
-switch covers both input functions that ``train`` builds (training and the
-``model.eval_steps`` evaluation pass).
+The switch is applied by the compat layer
+(:func:`splitenc_plugin.compat.patch_input_pipeline`, right after
+``disentanglement_lib.methods.unsupervised.train`` is imported), which asks
+:func:`active_settings` at every call. The switch covers both input functions
+that ``train`` builds (training and the ``model.eval_steps`` evaluation pass).
 
 TensorFlow is imported inside the functions, so importing this module (and
 ``splitenc_plugin``) does not import it.
@@ -47,7 +48,6 @@ from __future__ import annotations
 
 import functools
 import numbers
-import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,9 +59,8 @@ from splitenc_plugin.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PREFETCH_BATCHES",
-    "dlib_dataset",
+    "active_settings",
     "input_pipeline",
-    "install",
     "make_input_fn",
     "preflight",
     "sample_batch",
@@ -122,8 +121,8 @@ def _is_bound() -> bool:
     return False
 
 
-def _settings() -> tuple[bool, int]:
-    """The active settings; dlib's pipeline unless ``input_pipeline`` is bound.
+def active_settings() -> tuple[bool, int]:
+    """The active ``(vectorized, prefetch_batches)``; dlib's pipeline unless bound.
 
     The configurable is only called when bound, so that an unconfigured run
     records nothing extra in dlib's saved operative config.
@@ -135,7 +134,7 @@ def _settings() -> tuple[bool, int]:
 
 def preflight() -> None:
     """Validates the ``input_pipeline`` bindings (raises :class:`ConfigError`)."""
-    _settings()
+    active_settings()
 
 
 def _observation_shape(ground_truth_data: Any) -> list[int]:
@@ -256,21 +255,6 @@ def vectorized_dataset(ground_truth_data: Any, random_seed: int, batch_size: int
     return dataset.prefetch(prefetch_batches)
 
 
-def dlib_dataset(ground_truth_data: Any, random_seed: int, batch_size: int,
-                 num_batches: int | None = None):
-    """dlib's own training pipeline, exactly as ``train._make_input_fn`` builds it.
-
-    For benchmarks and tests (the comparison baseline).
-    """
-    from disentanglement_lib.data.ground_truth import util
-
-    dataset = util.tf_data_set_from_ground_truth_data(ground_truth_data, random_seed)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
-    if num_batches is not None:
-        dataset = dataset.take(num_batches)
-    return dataset
-
-
 def make_input_fn(ground_truth_data: Any, seed: int, num_batches: int | None = None,
                   prefetch_batches: int = DEFAULT_PREFETCH_BATCHES) -> Callable[[dict], Any]:
     """A TPUEstimator input function like dlib's ``train._make_input_fn``, vectorized.
@@ -292,30 +276,3 @@ def make_input_fn(ground_truth_data: Any, seed: int, num_batches: int | None = N
         return dataset.make_one_shot_iterator().get_next()
 
     return load_dataset
-
-
-def install(train_module: types.ModuleType) -> None:
-    """Routes ``train._make_input_fn`` through the ``input_pipeline`` switch.
-
-    Called by the compat layer right after
-    ``disentanglement_lib.methods.unsupervised.train`` is imported. dlib's
-    ``train`` looks ``_make_input_fn`` up at call time, so replacing the module
-    attribute is enough. With the switch off (or unbound) the wrapper calls
-    dlib's original with the same arguments. Idempotent.
-
-    Args:
-      train_module: The ``disentanglement_lib.methods.unsupervised.train`` module.
-    """
-    original = train_module._make_input_fn
-    if getattr(original, "_splitenc_patched", False):
-        return
-
-    @functools.wraps(original)
-    def _make_input_fn(ground_truth_data, seed, num_batches=None):
-        vectorized, prefetch_batches = _settings()
-        if not vectorized:
-            return original(ground_truth_data, seed, num_batches=num_batches)
-        return make_input_fn(ground_truth_data, seed, num_batches, prefetch_batches)
-
-    _make_input_fn._splitenc_patched = True  # type: ignore[attr-defined]
-    train_module._make_input_fn = _make_input_fn

@@ -5,8 +5,9 @@ Usage::
     splitenc_reproduce --study split_encoder_study_v1 --output_directory runs \\
         [--steps N] [--datasets D ...] [--models M ...] [--encoders E ...] \\
         [--sigmas S ...] [--seeds 0 1 ...] [--model_nums N ...] \\
-        [--workers K | --scheduler ADDRESS] [--threads_per_job T] \\
-        [--visualize] [--prune_heavy] [--max_jobs K] \\
+        [--workers K | --scheduler ADDRESS | --cluster slurm|pbs [--cluster_* ...]] \\
+        [--retries R] [--threads_per_job T] \\
+        [--visualize] [--prune_heavy] [--deterministic] [--max_jobs K] \\
         [--gin_bindings B]... [--dry_run]
     splitenc_reproduce --selections FILE --output_directory runs [--steps N] ...
 
@@ -16,8 +17,12 @@ the command line's ``--study`` and filters) as one queue, in the file's order.
 Each selected model of the study is one *job* (train -> postprocess ->
 evaluate, optionally visualize), run by :mod:`splitenc_plugin.job` in its own
 subprocess, in ``DIR/<study>/<model_num>/`` with dlib_reproduce's layout; its
-output goes to ``job.log`` there. Jobs run on a local pool of ``--workers``
-threads (default 1), or on a Dask distributed cluster with ``--scheduler``.
+output goes to ``job.log`` there (for humans), its progress to ``progress.json``
+(:mod:`splitenc_plugin.progress`: the progress bar and the dry run's time
+estimates read that file, never the log). Jobs run on a local pool of ``--workers``
+threads (default 1), on a Dask distributed cluster with ``--scheduler``, or on
+Dask workers the runner submits as Slurm/PBS batch jobs with ``--cluster``
+(:mod:`splitenc_plugin.clusters`, which also retries jobs lost with their worker).
 
 Guarantees:
 
@@ -48,7 +53,6 @@ import argparse
 import fcntl
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -62,6 +66,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from splitenc_plugin.compat import DETERMINISTIC_ENV
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.job import (
     DONE_FILE,
@@ -74,6 +79,7 @@ from splitenc_plugin.job import (
     resumable_step,
     write_json_atomic,
 )
+from splitenc_plugin.progress import Progress, read_progress
 from splitenc_plugin.study_grid import (
     DEFAULT_TRAINING_STEPS,
     GRIDS,
@@ -84,8 +90,8 @@ from splitenc_plugin.study_grid import (
     make_job_spec,
 )
 
-__all__ = ["Job", "JobMismatchError", "execute_job", "lock_path", "main", "plan_jobs",
-           "plan_selections", "read_selections", "run_jobs"]
+__all__ = ["Job", "JobMismatchError", "execute_job", "job_status", "lock_path", "main",
+           "plan_jobs", "plan_selections", "read_selections", "run_jobs", "running_state"]
 
 DATA_ENV = "DISENTANGLEMENT_LIB_DATA"
 # Exit codes: 0 all finished, 1 some job failed or is busy elsewhere, 2 bad input,
@@ -462,7 +468,10 @@ DASK_STOP_TIMEOUT_S = 60
 class _DaskPool:
     """Runs execute_job on the workers of a Dask distributed scheduler."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, retries: int | None = None) -> None:
+        from splitenc_plugin.clusters import DEFAULT_RETRIES
+
+        self._retries = DEFAULT_RETRIES if retries is None else retries
         try:
             from distributed import Client
         except ImportError as exc:  # pragma: no cover - dask is a dependency
@@ -474,7 +483,11 @@ class _DaskPool:
         self._run_id = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
 
     def submit(self, job: Job, env: dict):
-        return self._client.submit(execute_job, job.to_dict(), env, self._run_id, pure=False,
+        # A job lost with its worker is run again (clusters.run_attempt).
+        from splitenc_plugin.clusters import run_attempt
+
+        return self._client.submit(run_attempt, job.to_dict(), env, self._run_id, self._retries,
+                                   pure=False,
                                    key=f"splitenc-{job.spec.study}-{job.spec.model_num}-"
                                        f"{time.time_ns()}")
 
@@ -512,83 +525,44 @@ class _DaskPool:
         self._client.close(timeout=DASK_STOP_TIMEOUT_S)
 
 
-_STEP = re.compile(r"\] train step (\d+)/")
-_PHASE = re.compile(r"\[splitenc job [\d:]+\] (\S+(?: \S+)?)")
+def _phase_text(progress: Progress) -> str:
+    """'train 4200/100000', 'postprocess mean', 'evaluate mean/mig', ...: a job's phase."""
+    if progress.phase == "train":
+        return "train" if progress.step is None else \
+            f"train {progress.step}/{progress.total_steps}"
+    return f"{progress.phase} {progress.detail}".strip()
 
 
-_TIMED_STEP = re.compile(r"\[splitenc job (\d\d):(\d\d):(\d\d)\] train step (\d+)/")
+def running_state(job_dir: str | os.PathLike) -> str:
+    """A running job's state for a dry run's plan, from its ``progress.json`` only.
 
-
-def training_rate(log: str, window: int = 10) -> float | None:
-    """Global steps per second over the last ``window`` progress lines of a job log.
-
-    Only the newest attempt counts (steps logged before a resume were another
-    process's). Timestamps are wall-clock ``HH:MM:SS``; a run across midnight
-    is unwrapped. None if there are fewer than two progress lines.
+    'running (train N/total, R steps/s, ~T left)' while it trains (rate and
+    time left once it has reported twice in its current attempt), 'running
+    (PHASE ...)' after; plain 'running' for a job that writes no progress file
+    (one started by an older version).
     """
-    attempt = log.rsplit("resuming training from the checkpoint", 1)[-1]
-    points, offset, last = [], 0, None
-    for h, m, sec, step in _TIMED_STEP.findall(attempt):
-        t = int(h) * 3600 + int(m) * 60 + int(sec)
-        if last is not None and t + offset < last:
-            offset += 86400
-        last = t + offset
-        points.append((last, int(step)))
-    points = points[-window:]
-    if len(points) < 2 or points[-1][0] <= points[0][0] or points[-1][1] <= points[0][1]:
-        return None
-    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
-
-
-def _log_tail(job: Job, size: int = 16384) -> str | None:
-    try:
-        with open(job.job_dir / LOG_FILE, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - size))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return None
-
-
-def _running_state(job: Job) -> str:
-    """'running (train N/total, R steps/s, ~T left)' for a dry run's plan."""
-    tail = _log_tail(job)
-    if tail is None:
-        return "running (?)"
-    status, step = _job_phase(job, tail)
-    rate = training_rate(tail)
-    if rate and step is not None:
-        left = max(0, job.spec.steps - step) / rate
+    progress = read_progress(job_dir)
+    if progress is None:
+        return "running"
+    status = _phase_text(progress)
+    rate, left = progress.rate(), progress.seconds_left()
+    if rate is not None and left is not None:
         status += f", {rate:.1f} steps/s, ~{int(left // 3600)}h{int(left % 3600 // 60):02d}m left"
     return f"running ({status})"
 
 
-def _job_phase(job: Job, tail: str) -> tuple[str, int | None]:
-    """What a running job is doing, from the end of its log, and its last logged step."""
-    phases = _PHASE.findall(tail)
-    phase = phases[-1].split(":")[0] if phases else "starting"
-    if phase.startswith((job.spec.study, "train")) or phase == "starting":
-        steps = _STEP.findall(tail)
-        if steps:
-            return f"train {steps[-1]}/{job.spec.steps}", int(steps[-1])
-        return "train", None
-    return phase, None
+def job_status(job: Job, since: float = 0.0) -> str | None:
+    """A running job's short status for the progress bar ('20: train 40/100'), from ``progress.json``.
 
-
-def _job_status(job: Job, since: float = 0.0) -> str | None:
-    """A short status of a running job from the end of its log.
-
-    None if the job has not started, or its log was last written before
-    ``since`` (epoch seconds): a queued job that an earlier run left half
-    trained still has that run's log, and is not running now.
+    None if the job has no progress file (not started, or started by an older
+    version), or the file was last updated before ``since`` (epoch seconds): a
+    queued job that an earlier run left half trained still has that run's
+    progress, and is not running now.
     """
-    try:
-        if (job.job_dir / LOG_FILE).stat().st_mtime < since:
-            return None
-    except OSError:
+    progress = read_progress(job.job_dir)
+    if progress is None or progress.updated_at < since:
         return None
-    tail = _log_tail(job)
-    return None if tail is None else f"{job.spec.model_num}: {_job_phase(job, tail)[0]}"
+    return f"{job.spec.model_num}: {_phase_text(progress)}"
 
 
 def _watch(bar, jobs: Sequence[Job], finished: set[str], stop: threading.Event,
@@ -596,7 +570,7 @@ def _watch(bar, jobs: Sequence[Job], finished: set[str], stop: threading.Event,
     """Shows what the running jobs are doing as the bar's postfix, every 2 s."""
     while not stop.wait(2.0):
         states = [s for job in jobs if job.key not in finished
-                  and (s := _job_status(job, since)) is not None
+                  and (s := job_status(job, since)) is not None
                   and not _finished(job.job_dir)]
         bar.set_postfix_str(" | ".join(states[:4]), refresh=True)
 
@@ -612,7 +586,8 @@ def thread_env(threads_per_job: int | None) -> dict[str, str]:
 
 def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None,
              already_finished: int = 0, progress: bool = True,
-             threads_per_job: int | None = None) -> list[dict]:
+             threads_per_job: int | None = None, deterministic: bool = False,
+             cluster=None, retries: int | None = None) -> list[dict]:
     """Runs the jobs, locally or on Dask, with a progress bar.
 
     Args:
@@ -623,6 +598,9 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = N
       progress: Whether to show the tqdm bar.
       threads_per_job: Limit each job's TensorFlow to this many threads
         (None: TF's default, every core).
+      deterministic: Run each job in deterministic mode (``SPLITENC_DETERMINISTIC=1``
+        in its environment; see :mod:`splitenc_plugin.compat`). Otherwise a job
+        inherits this process's setting.
 
     Returns:
       One outcome dict per job (see :func:`execute_job`), in completion order.
@@ -631,7 +609,14 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = N
 
     env = {DATA_ENV: os.path.abspath(os.environ[DATA_ENV])} if DATA_ENV in os.environ else {}
     env.update(thread_env(threads_per_job))
-    pool = _DaskPool(scheduler) if scheduler else _LocalPool(workers)
+    if deterministic:
+        env[DETERMINISTIC_ENV] = "1"
+    if cluster is not None:  # a batch-system cluster (splitenc_plugin.clusters)
+        from splitenc_plugin.clusters import cluster_pool
+
+        pool = cluster_pool(cluster, len(jobs), retries)
+    else:
+        pool = _DaskPool(scheduler, retries) if scheduler else _LocalPool(workers)
     outcomes: list[dict] = []
     bar = tqdm(total=len(jobs) + already_finished, initial=already_finished, unit="job",
                desc="splitenc jobs", disable=not progress, dynamic_ncols=True, file=sys.stderr)
@@ -813,6 +798,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "cores. With --workers K on C cores, T = C / K")
     ex.add_argument("--visualize", action="store_true",
                     help="also run dlib's visualize_model in each job, as dlib_reproduce does")
+    ex.add_argument("--deterministic", action="store_true",
+                    help="deterministic mode: the same job gives the same result JSONs every "
+                         "time (TF op determinism, seeded TF-Hub export and sampled "
+                         "representation; slower, see the README); recorded in done.json")
     ex.add_argument("--prune_heavy", action="store_true",
                     help="after a job finishes, delete its checkpoints, TF-Hub modules and "
                          "GIFs, keeping only what splitenc_aggregate reads")
@@ -827,6 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "next job on a core another runner's finished job left idle")
     ex.add_argument("--dry_run", action="store_true", help="print the plan and exit")
     ex.add_argument("--no_progress", action="store_true", help="no progress bar")
+    from splitenc_plugin.clusters import add_arguments as add_cluster_arguments
+
+    add_cluster_arguments(parser)
     return parser
 
 
@@ -906,6 +898,9 @@ def _run(args: argparse.Namespace) -> int:
         raise SplitencUserError(f"--steps must be a positive integer, got {args.steps!r}")
     if args.max_jobs is not None and args.max_jobs < 1:
         raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
+    from splitenc_plugin.clusters import cluster_options, retry_report
+
+    cluster = cluster_options(args)  # --cluster/--retries: checked before any submission
     jobs, rank, label = _plan(args)
     finished, pending = check_finished(jobs, current_data(jobs))
     # Jobs another runner is running are left alone and take no --max_jobs slot,
@@ -919,7 +914,8 @@ def _run(args: argparse.Namespace) -> int:
     pending = pending[:len(pending) - len(later)]
     if pending and not args.dry_run:
         check_datasets(pending)
-    where = f"Dask scheduler {args.scheduler}" if args.scheduler else \
+    where = cluster.describe(len(pending)) if cluster else \
+        f"Dask scheduler {args.scheduler}" if args.scheduler else \
         f"{args.workers} local worker(s)"
     studies = sorted({job.spec.study for job in jobs})
     where_out = os.path.join(args.output_directory, studies[0]) if len(studies) == 1 else \
@@ -932,7 +928,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for job in jobs:
             step = resume.get(job.key)
-            state = "finished" if job in finished else _running_state(job) \
+            state = "finished" if job in finished else running_state(job.job_dir) \
                 if job in running else \
                 ("to run" if step is None else f"resume from {step}") if job in pending \
                 else "later"
@@ -949,7 +945,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILED if running else 0
     outcomes = run_jobs(pending, workers=args.workers, scheduler=args.scheduler,
                         already_finished=len(finished), progress=not args.no_progress,
-                        threads_per_job=args.threads_per_job)
+                        threads_per_job=args.threads_per_job,
+                        deterministic=args.deterministic, cluster=cluster,
+                        retries=args.retries)
     failed = sorted((o for o in outcomes if o["status"] == "failed"), key=lambda o: o["log"])
     busy = sorted([o for o in outcomes if o["status"] == "busy"] + elsewhere,
                   key=lambda o: o["key"])
@@ -958,6 +956,8 @@ def _run(args: argparse.Namespace) -> int:
           + (f", {len(busy)} running in another process" if busy else "")
           + (f", {len(later)} not started (--max_jobs)" if later else ""))
     _report_busy(busy)
+    for line in retry_report(outcomes):
+        print(line)
     if failed:
         print(f"{len(failed)} job(s) FAILED (re-run the same command to retry them):",
               file=sys.stderr)

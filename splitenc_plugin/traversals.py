@@ -12,6 +12,12 @@ rather than sort, so :func:`visualize_fitted_traversals` writes the same range a
 still images in dlib's layout: the same 64 inputs and base codes as dlib's stills
 (its random stream replayed), one column per latent, one row per value from
 loc_j − 2·scale_j to loc_j + 2·scale_j.
+
+Appendix C labels each traversal column (latent) with the factor it is most
+informative about and that normalised MI (:func:`most_informative_factors`,
+:func:`latent_labels`), from the same job's per-factor MIG matrix
+(:mod:`splitenc_plugin.metrics.factor_mig`, on the mean representation, whose
+latents are the traversals' columns).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FITTED_DIR", "fitted_interval_values", "traversal_grid", "visualize_fitted_traversals"]
+__all__ = ["FITTED_DIR", "fitted_interval_values", "latent_labels", "most_informative_factors",
+           "traversal_grid", "visualize_fitted_traversals"]
 
 FITTED_DIR = "traversals_fitted"  # beside dlib's visualizations/traversals/
 NUM_PICS = 64  # dlib visualize_model's num_pics
@@ -52,6 +59,41 @@ def fitted_interval_values(means: np.ndarray, logvars: np.ndarray,
     loc = means.mean(axis=0)
     scale = np.sqrt(np.exp(logvars).mean(axis=0) + means.var(axis=0))
     return np.linspace(loc - 2.0 * scale, loc + 2.0 * scale, num_values)
+
+
+def most_informative_factors(mi_matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each latent, the factor it is most informative about and that MI.
+
+    Args:
+      mi_matrix: [num_factors, num_latents] normalised MI (factor_mig's
+        ``mi_matrix``: row k = factor k, column j = latent j).
+
+    Returns:
+      ([num_latents] factor index, the lowest on ties; [num_latents] its
+      normalised MI with that factor).
+    """
+    mi_matrix = np.asarray(mi_matrix, dtype=float)
+    if mi_matrix.ndim != 2:
+        raise ValueError(f"mi_matrix must be [num_factors, num_latents], got {mi_matrix.shape}")
+    factor = np.argmax(mi_matrix, axis=0)
+    return factor, mi_matrix[factor, np.arange(mi_matrix.shape[1])]
+
+
+def latent_labels(mi_matrix: np.ndarray, factor_names: list[str] | tuple[str, ...]) -> list[str]:
+    """One label per traversal column: ``"z<j>: <factor> <MI>"`` (MI to 2 decimals).
+
+    Args:
+      mi_matrix: As :func:`most_informative_factors`.
+      factor_names: Name of each factor (row of ``mi_matrix``).
+
+    Returns:
+      E.g. ``["z0: posX 0.81", "z1: shape 0.05", ...]``, one per latent.
+    """
+    factor, mi = most_informative_factors(mi_matrix)
+    if len(factor_names) != np.shape(mi_matrix)[0]:
+        raise ValueError(f"{len(factor_names)} factor names for a matrix of "
+                         f"{np.shape(mi_matrix)[0]} factors")
+    return [f"z{j}: {factor_names[k]} {value:.2f}" for j, (k, value) in enumerate(zip(factor, mi))]
 
 
 def traversal_grid(generator_fn: Callable[[np.ndarray], np.ndarray], base_code: np.ndarray,

@@ -19,6 +19,7 @@ from PIL import Image
 
 from splitenc_plugin.aggregate import COLUMNS
 from splitenc_plugin.data.fingerprint import LEGACY_DSPRITES, recorded_identity
+from splitenc_plugin.learning_curves import CURVES_FILE
 
 STUDY = "split_encoder_study_v1"
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +92,8 @@ def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
     out = tiny_run["out"]
     with open(out / "results.csv") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == COLUMNS
+        # dummy_data's 10 factors have no names: one gap column each, after COLUMNS.
+        assert reader.fieldnames == COLUMNS + [f"gap_factor_{k}" for k in range(10)]
         rows = list(reader)
     assert [(r["model_num"], r["encoder"], r["seed"]) for r in rows] == [
         ("0", "conv_encoder", "0"), ("11", "split_conv_encoder", "1")]
@@ -121,6 +123,10 @@ def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
         assert float(row["mi_joint"]) <= float(row["mi_log_n"]) + 1e-9
         assert float(row["mi_joint"]) < float(row["mi_joint_loo"])
         assert float(row["mi_ci"]) == 0.0  # factorized noise: exactly conditionally independent
+        factor_mig = json.loads((job / "metrics/mean/factor_mig/results/json/"
+                                 "evaluation_results.json").read_text())
+        assert [float(row[f"gap_factor_{k}"]) for k in range(10)] == pytest.approx(
+            factor_mig["factor_gap"])
 
 
 def test_summary_has_cells_and_split_minus_vanilla(tiny_run) -> None:
@@ -141,6 +147,7 @@ def test_figures_are_valid_pngs_with_content(tiny_run) -> None:
     names = {p.name for p in fig_dir.glob("*.png")}
     stem = f"{STUDY}_dummy_data"
     assert names == {f"{stem}_mig_violin.png", f"{stem}_mig_vs_recon.png",
+                     f"{stem}_factor_mi.png", f"{stem}_learning_curves.png",
                      f"{stem}_appendix_c.png"}
     for name in names:
         path = fig_dir / name
@@ -581,9 +588,10 @@ def test_the_committed_campaign_aggregates_with_the_legacy_data_label(tmp_path: 
         summarize,
     )
 
-    before = {p: p.stat().st_mtime_ns for p in CAMPAIGN.iterdir() if p.is_file()}
+    before = {p: p.stat().st_mtime_ns for p in CAMPAIGN.rglob("*") if p.is_file()}
     frame, unfinished = load_results(CAMPAIGN)
     assert len(frame) == 12 and unfinished == []
+    assert list(frame.columns) == COLUMNS  # no factor_mig results: no gap columns
     assert set(frame["data"]) == {LEGACY_DSPRITES["label"]}
     assert set(frame["data_fingerprint"]) == {LEGACY_DSPRITES["fingerprint"]}
     _, diffs = summarize(frame)
@@ -604,7 +612,11 @@ def test_the_committed_campaign_aggregates_with_the_legacy_data_label(tmp_path: 
                        selections=CAMPAIGN / "selections.txt")
     summary = result["summary"].read_text()
     assert LEGACY_DSPRITES["label"] in summary and "## MI decomposition as intervals" in summary
-    assert {p: p.stat().st_mtime_ns for p in CAMPAIGN.iterdir() if p.is_file()} == before
+    assert "Learning curves: 12 of 12 finished job(s) have no model/learning_curves.json" \
+        in summary and "_No run has factor_mig results._" in summary
+    assert not any("factor_mi" in p.name or "learning_curves" in p.name
+                   for p in result["figures"])
+    assert {p: p.stat().st_mtime_ns for p in CAMPAIGN.rglob("*") if p.is_file()} == before
 
 
 # ---------------------------------------------------------------------------
@@ -807,3 +819,188 @@ def test_an_unreadable_marker_stops_the_aggregator_naming_the_job(tmp_path: Path
     assert proc.returncode == 2
     assert str(marker) in proc.stderr and "merge-conflict markers" in proc.stderr
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+# ---------------------------------------------------------------------------
+# Per-factor MIG (factor_mig) and learning curves.
+# ---------------------------------------------------------------------------
+
+# Two hand-written factor_mig matrices (dSprites' 5 factors x 4 latents).
+# MATRIX_A: z0 -> posX 0.80, z1 -> scale 0.60, z2 -> shape 0.30, z3 -> posY 0.70;
+# gaps (best - second best per row): shape 0.20, scale 0.50, orientation 0.01,
+# posX 0.70, posY 0.65.
+MATRIX_A = [[0.10, 0.05, 0.30, 0.00],
+            [0.02, 0.60, 0.10, 0.01],
+            [0.05, 0.04, 0.03, 0.02],
+            [0.80, 0.10, 0.00, 0.05],
+            [0.00, 0.02, 0.05, 0.70]]
+# MATRIX_B: z0 -> shape 0.50, z1 -> posX 0.60, z2 -> scale 0.40, z3 -> posY 0.50;
+# gaps: shape 0.40, scale 0.30, orientation 0.03, posX 0.50, posY 0.45.
+MATRIX_B = [[0.50, 0.10, 0.00, 0.02],
+            [0.05, 0.00, 0.40, 0.10],
+            [0.01, 0.04, 0.00, 0.01],
+            [0.00, 0.60, 0.05, 0.10],
+            [0.05, 0.00, 0.00, 0.50]]
+GAPS_A = [0.20, 0.50, 0.01, 0.70, 0.65]
+GAPS_B = [0.40, 0.30, 0.03, 0.50, 0.45]
+DSPRITES_FACTORS = ["shape", "scale", "orientation", "posX", "posY"]
+
+
+def _write_factor_mig(job: Path, matrix: list[list[float]], gaps: list[float]) -> None:
+    """factor_mig's aggregate evaluation.json as dlib writes it (nested lists kept)."""
+    best = np.argmax(matrix, axis=1)
+    record = {"evaluation_results.mi_matrix": matrix,
+              "evaluation_results.factor_gap": gaps,
+              "evaluation_results.discrete_mig": float(np.mean(gaps)),
+              "evaluation_results.best_latent": best.tolist(),
+              "evaluation_results.best_normalized_mi": [row[j] for row, j in zip(matrix, best)]}
+    path = job / "metrics" / "mean" / "factor_mig" / "results" / "aggregate"
+    path.mkdir(parents=True)
+    (path / "evaluation.json").write_text(json.dumps(record))
+
+
+def _write_curves(job: Path, curves: dict) -> None:
+    (job / "model").mkdir(parents=True, exist_ok=True)
+    (job / "model" / CURVES_FILE).write_text(json.dumps(curves))
+
+
+def _write_visualizations(job: Path, num_latents: int = 4) -> None:
+    """Stand-ins for dlib visualize_model's pictures (the job ran with --visualize)."""
+    rng = np.random.default_rng(0)
+    for rel, shape in (("reconstructions/reconstructions.jpg", (128, 256)),
+                       ("traversals/traversals0.jpg", (11 * 64, num_latents * 64))):
+        path = job / "visualizations" / rel
+        path.parent.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(path)
+
+
+@pytest.fixture
+def factor_jobs(tmp_path: Path) -> Path:
+    """Split study, FactorVAE on dsprites_full: vanilla seeds 0-1 (MATRIX_A, MATRIX_B)
+    and split seeds 0-1 (MATRIX_A; seed 1, the best split run, has no factor_mig), each
+    with visualizations; learning curves for all but split seed 1."""
+    for num, encoder, seed, mig, matrix, gaps, curves in [
+            (0, "conv_encoder", 0, 0.30, MATRIX_A, GAPS_A,
+             {"steps": [1, 101, 201], "loss": [520.0, 70.0, 55.0],
+              "reconstruction_loss": [500.0, 60.0, 50.0]}),
+            (1, "conv_encoder", 1, 0.20, MATRIX_B, GAPS_B,
+             {"steps": [1, 101, 201], "loss": [410.0, 75.0, 48.0],
+              "reconstruction_loss": [400.0, 70.0, 40.0]}),
+            (10, "split_conv_encoder", 0, 0.25, MATRIX_A, GAPS_A,
+             {"steps": [101, 201], "loss": [90.0, None],  # resumed at 101; a null value
+              "reconstruction_loss": [80.0, 45.0]}),
+            (11, "split_conv_encoder", 1, 0.35, None, None, None)]:
+        _fake_dlib_job(tmp_path, num, seed, mig,
+                       {"train_config.encoder.encoder_fn": f"@{encoder}"}, study=STUDY)
+        job = tmp_path / STUDY / str(num)
+        if matrix is not None:
+            _write_factor_mig(job, matrix, gaps)
+        if curves is not None:
+            _write_curves(job, curves)
+        _write_visualizations(job)
+    return tmp_path
+
+
+def test_factor_mig_gives_gap_columns_and_a_per_factor_table_of_median_gaps(
+        factor_jobs: Path) -> None:
+    from splitenc_plugin.aggregate import aggregate, factor_gap_medians, load_results
+
+    frame, _ = load_results(factor_jobs)
+    gaps = [f"gap_{name}" for name in DSPRITES_FACTORS]
+    assert list(frame.columns) == COLUMNS + gaps
+    by_num = frame.set_index("model_num")
+    assert by_num.loc[1, gaps].tolist() == pytest.approx(GAPS_B)
+    assert by_num.loc[11, gaps].isna().all()  # no factor_mig: NaN
+
+    medians = factor_gap_medians(frame)
+    table = {(r.encoder, r.factor): (r.n, r.gap_median) for r in medians.itertuples()}
+    assert [f for e, f in table if e == "conv_encoder"] == DSPRITES_FACTORS  # dlib's order
+    assert [table["conv_encoder", f] for f in DSPRITES_FACTORS] == [
+        (2, pytest.approx(0.30)), (2, pytest.approx(0.40)), (2, pytest.approx(0.02)),
+        (2, pytest.approx(0.60)), (2, pytest.approx(0.55))]
+    assert [table["split_conv_encoder", f] for f in DSPRITES_FACTORS] == [
+        (1, pytest.approx(g)) for g in GAPS_A]  # seed 1 has no factor_mig: left out
+
+    result = aggregate(factor_jobs, factor_jobs / "agg")
+    summary = result["summary"].read_text()
+    assert "## Per-factor MIG (factor_mig)" in summary and "### dsprites_full (`unrecorded`)" \
+        in summary
+    assert ("| study | model | encoder | sigma | steps | n | shape | scale | orientation | "
+            "posX | posY |") in summary
+    assert (f"| {STUDY} | factor_vae | conv_encoder | 0 | 100 | 2 | 0.3000 | 0.4000 | 0.0200 | "
+            "0.6000 | 0.5500 |") in summary
+    with open(result["csv"]) as f:
+        assert csv.DictReader(f).fieldnames == COLUMNS + gaps
+    stem = factor_jobs / "agg" / "figures" / f"{STUDY}_dsprites_full"
+    for suffix in ("factor_mi", "learning_curves", "appendix_c"):
+        path = Path(f"{stem}_{suffix}.png")
+        assert path in result["figures"], suffix
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L"), dtype=float)
+        assert min(pixels.shape) >= 300 and pixels.std() > 5, suffix
+    assert ("Learning curves: 1 of 4 finished job(s) have no model/learning_curves.json"
+            in summary and str(factor_jobs / STUDY / "11") in summary)
+
+
+def test_the_heatmap_shows_each_runs_matrix_with_latents_sorted_by_factor(
+        factor_jobs: Path) -> None:
+    from splitenc_plugin.aggregate import factor_mi_panels, figure_runs, load_results
+
+    frame, _ = load_results(factor_jobs)
+    panels = factor_mi_panels(figure_runs(frame, STUDY, "dsprites_full"))
+    assert [(p["cell"]["encoder"], [r["seed"] for r in p["runs"]]) for p in panels] == [
+        ("conv_encoder", [0, 1]), ("split_conv_encoder", [0])]
+    seed0, seed1 = panels[0]["runs"]
+    # A: shape z2, scale z1, posX z0, posY z3. B: shape z0, scale z2, posX z1, posY z3.
+    assert seed0["latents"].tolist() == [2, 1, 0, 3]
+    assert seed1["latents"].tolist() == [0, 2, 1, 3]
+    assert seed0["matrix"] == pytest.approx(np.array(MATRIX_A)[:, [2, 1, 0, 3]])
+    assert seed1["matrix"] == pytest.approx(np.array(MATRIX_B)[:, [0, 2, 1, 3]])
+    assert seed0["factor_names"] == DSPRITES_FACTORS
+    assert seed1["mig"] == pytest.approx(np.mean(GAPS_B))
+
+
+def test_a_traversal_label_names_the_latents_most_informative_factor(
+        factor_jobs: Path, tmp_path: Path) -> None:
+    from splitenc_plugin.aggregate import latent_factor_labels
+
+    assert latent_factor_labels(factor_jobs / STUDY / "0", "dsprites_full") == [
+        "z0: posX 0.80", "z1: scale 0.60", "z2: shape 0.30", "z3: posY 0.70"]
+    assert latent_factor_labels(factor_jobs / STUDY / "1", "dsprites_full") == [
+        "z0: shape 0.50", "z1: posX 0.60", "z2: scale 0.40", "z3: posY 0.50"]
+    assert latent_factor_labels(factor_jobs / STUDY / "11", "dsprites_full") is None
+    # A dataset without factor names (or dsprites_noshape's 4): "factor k".
+    assert latent_factor_labels(factor_jobs / STUDY / "0", "smallnorb")[0] == "z0: factor 3 0.80"
+
+
+def test_learning_curves_per_cell_are_the_medians_of_the_runs_curves(
+        factor_jobs: Path, tmp_path: Path) -> None:
+    from splitenc_plugin.aggregate import cell_curves, load_results, run_curves
+
+    frame, _ = load_results(factor_jobs)
+    curves, missing = run_curves(frame)
+    assert missing == [str(factor_jobs / STUDY / "11")]
+    cells = cell_curves(curves).set_index(["encoder", "step"])
+    conv = cells.loc["conv_encoder"]
+    assert conv.index.tolist() == [1, 101, 201] and conv["n"].tolist() == [2, 2, 2]
+    assert conv["reconstruction_loss_median"].tolist() == [450.0, 65.0, 45.0]
+    assert conv["reconstruction_loss_low"].tolist() == [400.0, 60.0, 40.0]
+    assert conv["reconstruction_loss_high"].tolist() == [500.0, 70.0, 50.0]
+    # regulariser = loss - reconstruction loss: seed 0 20, 10, 5; seed 1 10, 5, 8.
+    assert conv["regularizer_median"].tolist() == [15.0, 7.5, 6.5]
+    assert conv["kl_median"].isna().all()  # FactorVAE logs no elbo
+    split = cells.loc["split_conv_encoder"]
+    assert split.index.tolist() == [101, 201]
+    assert split["regularizer_median"].iloc[0] == 10.0 and np.isnan(
+        split["regularizer_median"].iloc[1])
+
+    # A beta-TCVAE logs elbo = -(reconstruction + KL): KL is derived from it.
+    job = tmp_path / "btc"
+    _write_curves(job, {"steps": [1, 101], "loss": [75.0, 62.0], "elbo": [-70.0, -56.0],
+                        "reconstruction_loss": [60.0, 50.0]})
+    btc = _frame([{"study": STUDY, "model_num": 20, "dataset": "dsprites_full",
+                   "model": "beta_tc_vae", "encoder": "conv_encoder", "sigma": 0.0,
+                   "steps": 101, "seed": 0, "job_dir": str(job)}])
+    curves, missing = run_curves(btc)
+    assert missing == [] and curves["kl"].tolist() == [10.0, 6.0]
+    assert curves["regularizer"].tolist() == [15.0, 12.0]

@@ -125,3 +125,37 @@ def test_job_parallelism_smoke(tmp_path) -> None:
     layouts = {row["layout"]: row for row in payload["layouts"]}
     assert [len(run) for run in layouts["2 jobs x 1 thread"]["runs"]] == [2]
     assert layouts["1 job"]["ratio_to_1_job"] == 1.0
+
+
+def test_deterministic_smoke(tmp_path) -> None:
+    stdout, payload = _run_bench("deterministic", tmp_path)
+    tables = _tables(stdout)
+    assert len(tables) == 1, stdout
+    _check_table(tables[0], ["model", "encoder", "steps/s (default)", "steps/s (deterministic)",
+                             "step-time ratio (deterministic / default)",
+                             "ms/step range (default)", "ms/step range (deterministic)"], 1,
+                 ["steps/s (default)", "steps/s (deterministic)",
+                  "step-time ratio (deterministic / default)"])
+    assert set(payload["rows"][0]["ms_per_step"]) == {"default", "deterministic"}
+
+
+def test_lean_data_smoke(tmp_path) -> None:
+    out = tmp_path / "lean_data.json"
+    # Nine short dlib processes (3 loader variants x train/evaluate, Shapes3D): longer
+    # than the other smoke runs.
+    proc = subprocess.run([sys.executable, "-m", "bench.lean_data", "--smoke", "--json",
+                           str(out)], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=900,
+                          check=False)
+    assert_ok(proc)
+    payload = json.loads(out.read_text())
+    tables = _tables(proc.stdout)
+    assert len(tables) == 4, proc.stdout
+    numeric = ["peak RSS MB", "of which file-backed MB", "start-up s (to 1st step)", "wall s"]
+    # Evaluations have no training step: their start-up cell is "-".
+    _check_table(tables[0], ["job", "loaders"] + numeric, 6,
+                 [c for c in numeric if not c.startswith("start-up")])
+    assert all(_number(row[4]) > 0 for row in tables[0][1][:3])
+    _check_table(tables[2], ["images", "loaders"] + numeric, 2, numeric)
+    assert payload["mig_identical"] is True
+    assert {r["variant"] for r in payload["rows"]} == {"stock", "lean (cold)", "lean"}

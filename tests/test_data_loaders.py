@@ -21,10 +21,11 @@ import subprocess
 import sys
 import textwrap
 
+import data_fixtures as fixtures
 import numpy as np
 import pytest
 
-from splitenc_plugin.data import dsprites, fixtures, registry
+from splitenc_plugin.data import dsprites, registry
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("disentanglement_lib") is None,

@@ -1,7 +1,7 @@
 """Tests of the dataset registry, ``require_dataset`` and ``splitenc_data check``.
 
 These run without dlib or TensorFlow: the registry reads headers only, and
-the fixtures are written by :mod:`splitenc_plugin.data.fixtures`.
+the fixtures are written by ``tests/data_fixtures.py``.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import shutil
 import subprocess
 import sys
 
+import data_fixtures as fixtures
 import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
 
-from splitenc_plugin.data import cli, dsprites, fixtures, registry
+from splitenc_plugin.data import cli, dsprites, registry
 from splitenc_plugin.errors import DatasetUnavailableError
 
 DLIB_NAMES = ["dsprites_full", "dsprites_noshape", "color_dsprites", "noisy_dsprites",
@@ -63,7 +64,7 @@ def test_registry_knows_exactly_dlibs_dataset_names() -> None:
 def test_data_modules_import_neither_tensorflow_nor_dlib() -> None:
     # splitenc_data must start fast and work without a working TF install.
     code = ("import sys\n"
-            "import splitenc_plugin.data.cli, splitenc_plugin.data.fixtures\n"
+            "import splitenc_plugin.data.cli, splitenc_plugin.data.registry\n"
             "print('HEAVY', [m for m in ('tensorflow', 'disentanglement_lib') "
             "if m in sys.modules])\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

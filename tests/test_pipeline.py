@@ -17,7 +17,7 @@ import tensorflow.compat.v1 as tf
 from conftest import GIN_DIR, assert_ok, run_python, run_script
 from disentanglement_lib.data.ground_truth import dummy_data
 
-from splitenc_plugin import pipeline
+from splitenc_plugin import compat, pipeline
 from splitenc_plugin.data import dsprites
 from splitenc_plugin.errors import ConfigError
 
@@ -172,8 +172,8 @@ def _fake_train_module() -> types.ModuleType:
 
 def test_switch_off_by_default_calls_dlibs_input_fn(clean_gin) -> None:
     module = _fake_train_module()
-    pipeline.install(module)
-    pipeline.install(module)  # idempotent
+    compat.patch_input_pipeline(module)
+    compat.patch_input_pipeline(module)  # idempotent
     data = object()
     assert module._make_input_fn(data, 5, num_batches=3) == "dlib input_fn"
     assert module._make_input_fn(data, 6) == "dlib input_fn"
@@ -185,14 +185,14 @@ def test_switch_off_by_default_calls_dlibs_input_fn(clean_gin) -> None:
 def test_switch_off_explicitly_calls_dlibs_input_fn(clean_gin) -> None:
     gin.parse_config("input_pipeline.vectorized = False")
     module = _fake_train_module()
-    pipeline.install(module)
+    compat.patch_input_pipeline(module)
     assert module._make_input_fn(object(), 5) == "dlib input_fn"
 
 
 def test_switch_on_builds_the_vectorized_input_fn(clean_gin) -> None:
     gin.parse_config(["input_pipeline.vectorized = True", "input_pipeline.prefetch_batches = 2"])
     module = _fake_train_module()
-    pipeline.install(module)
+    compat.patch_input_pipeline(module)
     data = dummy_data.DummyData()
     input_fn = module._make_input_fn(data, 5, num_batches=2)
     assert module.calls == []
@@ -218,7 +218,7 @@ def test_dlib_train_with_the_switch_on(tmp_path, clean_gin) -> None:
     """dlib's own train_with_gin, with the hook installed, trains on the vectorized pipeline."""
     from disentanglement_lib.methods.unsupervised import train
 
-    pipeline.install(train)  # what the compat layer does at import
+    compat.patch_input_pipeline(train)  # what the compat layer does at import
     model_dir = tmp_path / "model"
     train.train_with_gin(str(model_dir), gin_config_files=[str(GIN_DIR / "vae.gin")],
                          gin_bindings=["model.training_steps = 5", "model.eval_steps = 2",
@@ -230,7 +230,7 @@ def test_dlib_train_with_the_switch_on(tmp_path, clean_gin) -> None:
 
 
 def test_dlib_train_console_script_honours_the_switch(tmp_path) -> None:
-    """Needs the compat hook that calls pipeline.install on dlib's train module."""
+    """Needs the compat hook that patches dlib's train module at import."""
     model_dir = tmp_path / "model"
     proc = run_script("dlib_train", f"--gin_config={GIN_DIR / 'vae.gin'}",
                       f"--model_dir={model_dir}", "--gin_bindings=model.training_steps=3",

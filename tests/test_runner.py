@@ -25,6 +25,7 @@ from conftest import BIN_DIR, assert_ok, run_script
 
 from splitenc_plugin.aggregate import aggregate, load_results
 from splitenc_plugin.job import write_json_atomic
+from splitenc_plugin.progress import read_progress
 from splitenc_plugin.runner import execute_job, plan_jobs
 
 STUDY = "split_encoder_study_v1"
@@ -103,8 +104,8 @@ def test_interrupting_a_run_stops_its_jobs_on_dask_workers(tmp_path) -> None:
                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, text=True)
         job_pid = None
         try:
-            log, deadline = tmp_path / STUDY / "0" / "job.log", time.time() + 300
-            while "train step" not in (log.read_text() if log.exists() else ""):
+            job_dir, deadline = tmp_path / STUDY / "0", time.time() + 300
+            while not _training(job_dir):
                 assert runner.poll() is None and time.time() < deadline, "the job never trained"
                 time.sleep(0.5)
             job_pid = json.loads((tmp_path / STUDY / ".0.lock").read_text())["pid"]
@@ -167,7 +168,8 @@ def test_a_broken_binding_fails_its_job_alone(tmp_path) -> None:
                       "--gin_bindings", "split_conv_encoder.num_shared_layers = 9")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     log = tmp_path / STUDY / "10" / "job.log"
-    assert f"{STUDY}/10: exit 1; log: {log}" in proc.stderr
+    # A configuration error is the job's exit 2 (one line in its log), not a traceback.
+    assert f"{STUDY}/10: exit 2; log: {log}" in proc.stderr
     assert "1 job(s) finished now, 0 earlier, 1 failed" in proc.stdout
     assert "num_shared_layers" in log.read_text()
     assert (tmp_path / STUDY / "0" / "done.json").exists()
@@ -246,44 +248,6 @@ def test_a_bad_selections_file_is_one_clear_error(tmp_path, lines, extra, messag
     assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
-def test_training_rate_reads_the_newest_attempt_of_a_job_log() -> None:
-    from splitenc_plugin.runner import training_rate
-
-    def line(clock: str, step: int) -> str:
-        return f"[splitenc job {clock}] train step {step}/100000\n"
-
-    first = line("05:50:00", 9000) + line("05:51:40", 10000)  # 10 steps/s, then killed
-    resumed = "[splitenc job 06:04:11] resuming training from the checkpoint at step 9380/100000\n"
-    # Across midnight: 23:59:30 -> 00:00:50 is 80 s for 1,000 steps.
-    assert training_rate(first + resumed + line("23:59:30", 10000) + line("00:00:50", 11000)) \
-        == pytest.approx(12.5)
-    assert training_rate(first) == pytest.approx(10.0)
-    assert training_rate(first + resumed + line("06:05:00", 10000)) is None  # one point
-    # Only the last `window` lines: an early slow stretch does not count.
-    slow_then_fast = line("00:00:00", 0) + line("00:10:00", 1000) + line("00:11:40", 2000)
-    assert training_rate(slow_then_fast, window=2) == pytest.approx(10.0)
-    assert training_rate(slow_then_fast) == pytest.approx(2000 / 700)
-
-
-def test_progress_shows_only_jobs_whose_log_this_run_wrote(tmp_path) -> None:
-    # A queued job that an earlier run left half trained keeps that run's log;
-    # the bar must not show it as training.
-    from splitenc_plugin.runner import _job_status
-
-    [job] = plan_jobs(STUDY, tmp_path, steps=100, datasets=["dummy_data"],
-                      models=["beta_tc_vae"], encoders=["conv_encoder"], seeds=[0])
-    assert _job_status(job) is None  # no log: not started
-    job.job_dir.mkdir(parents=True)
-    log = job.job_dir / "job.log"
-    log.write_text("[splitenc job 10:00:00] train step 40/100\n")
-    os.utime(log, (1000.0, 1000.0))
-    assert _job_status(job, since=2000.0) is None  # the earlier run's log
-    assert _job_status(job, since=500.0) == "20: train 40/100"
-    with open(log, "a") as f:  # this run resumed it
-        f.write("[splitenc job 10:05:00] train step 60/100\n")
-    assert _job_status(job, since=2000.0) == "20: train 60/100"
-
-
 def test_a_runner_outwaits_a_momentary_probe_of_a_jobs_lock(tmp_path) -> None:
     # A dry run probes a job's lock by taking it for an instant; a runner that
     # meets the probe must not skip the (free) job as busy.
@@ -344,11 +308,12 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     assert done["resumed_from_steps"] == [4] and done["identity"]["steps"] == 8
     assert _train_step(job.job_dir) == 8 and not stale.exists()
     assert not (job.job_dir / "resume_checkpoint").exists()
-    log = (job.job_dir / "job.log").read_text()
-    earlier, resumed = log.split("resuming training from the checkpoint at step 4/8", 1)
-    assert earlier.startswith("the interrupted attempt's log")
-    # Only the remaining steps ran: no step below 4 is logged after resuming.
-    steps = [int(s) for s in re.findall(r"train step (\d+)/8", resumed)]
+    # The log is appended to, for humans.
+    assert (job.job_dir / "job.log").read_text().startswith("the interrupted attempt's log")
+    # Only the remaining steps ran: the second attempt reported no step below 4.
+    progress = read_progress(job.job_dir)
+    assert progress.attempt == 2 and progress.phase == "done" and progress.total_steps == 8
+    steps = [step for _, step in progress.recent_steps]
     assert steps and min(steps) >= 4
     row = load_results(tmp_path / "b")[0].iloc[0]
     assert row["resumed_from_steps"] == "4" and math.isnan(row["training_time_s"])
@@ -363,7 +328,7 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
                             start_new_session=True)
     try:
         deadline = time.time() + 120
-        while "train step" not in _read(job / "job.log"):
+        while not _training(job):
             assert time.time() < deadline and proc.poll() is None, "the job never started"
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)  # the runner dies, its job lives on
@@ -374,7 +339,7 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
 
         plan = run_script(*args[0:1], *args[1:], "--dry_run")
         assert_ok(plan)
-        # The plan shows how far the running job is, from its log.
+        # The plan shows how far the running job is, from its progress file.
         assert re.search(rf"{STUDY}/0 +running \(train \d+/1000000[,)]", plan.stdout), \
             plan.stdout
         # A job running elsewhere takes no --max_jobs slot: the next job gets it.
@@ -395,16 +360,15 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         assert "1 job(s) are being run by another process and were left alone" in second.stderr
         assert f"pid {job_pid} on " in second.stderr
         assert (job / "job.json").stat().st_mtime_ns == before
-        assert "train step" in _read(job / "job.log")
+        assert read_progress(job).pid == job_pid and _training(job)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
+def _training(job_dir: Path) -> bool:
+    """Whether the job's progress file reports a training step."""
+    progress = read_progress(job_dir)
+    return progress is not None and progress.phase == "train" and progress.step is not None
 
 
 def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:

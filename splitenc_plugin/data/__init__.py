@@ -1,9 +1,8 @@
 """Data tools for dlib's ground-truth datasets.
 
 This subpackage generates the dSprites file dlib reads (a procedural
-re-rendering, see :mod:`splitenc_plugin.data.dsprites`), checks which dlib
+re-rendering, see :mod:`splitenc_plugin.data.dsprites`) and checks which dlib
 datasets are present under ``$DISENTANGLEMENT_LIB_DATA``
-(:mod:`splitenc_plugin.data.registry`), and writes small fixtures in the real
-file formats for tests (:mod:`splitenc_plugin.data.fixtures`). Nothing here
-imports TensorFlow or dlib at import time.
+(:mod:`splitenc_plugin.data.registry`). Nothing here imports TensorFlow or
+dlib at import time.
 """

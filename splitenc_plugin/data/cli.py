@@ -3,10 +3,12 @@
 Usage::
 
     splitenc_data dsprites [--output_dir DIR] [--force]
+    splitenc_data shapes3d --from 3dshapes.h5 [--output_dir DIR] [--force]
     splitenc_data check [--data_root DIR] [NAME ...]
 
 ``DIR`` defaults to ``$DISENTANGLEMENT_LIB_DATA``, where dlib looks for its
-data. ``check`` exits 0 when listing every dataset; given names, it exits 1
+data. ``shapes3d`` converts DeepMind's ``3dshapes.h5`` to the npz dlib reads
+(:mod:`splitenc_plugin.data.shapes3d`). ``check`` exits 0 when listing every dataset; given names, it exits 1
 unless all of them are present, so scripts can use it as a guard.
 """
 
@@ -18,6 +20,7 @@ import sys
 import time
 
 from splitenc_plugin.data import dsprites, registry
+from splitenc_plugin.data import shapes3d as shapes3d_data
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +36,20 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"data root to write into (default: ${registry.ENV_VAR})")
     gen.add_argument("--force", action="store_true",
                      help="regenerate even if a valid file is already there")
+    conv = commands.add_parser(
+        "shapes3d", help="convert DeepMind's 3dshapes.h5 to the npz dlib reads",
+        description="Convert DeepMind's 3dshapes.h5 (images (480000, 64, 64, 3) uint8, "
+                    "labels (480000, 6)) into DIR/" + registry.SHAPES3D_FILE + ", streaming, "
+                    "after checking the file's factor layout.")
+    conv.add_argument("--from", dest="source", required=True, metavar="H5",
+                      help="DeepMind's 3dshapes.h5")
+    conv.add_argument("--output_dir", default=None,
+                      help=f"data root to write into (default: ${registry.ENV_VAR})")
+    conv.add_argument("--force", action="store_true",
+                      help="convert even if a valid npz is already there")
+    conv.add_argument("--block", default=None, metavar="S1,...,S6",
+                      help="convert a prefix block of the layout (test fixtures only), "
+                           "e.g. 1,1,1,2,4,15")
     check = commands.add_parser(
         "check", help="list dlib's datasets as present / missing / malformed",
         description="Check the files each dlib dataset reads, without loading them.")
@@ -59,6 +76,29 @@ def _generate(output_dir: str | None, force: bool) -> int:
           f"{time.perf_counter() - start:.1f} s)")
     if root != os.environ.get(registry.ENV_VAR):
         print(f"dlib reads it when {registry.ENV_VAR}={os.path.abspath(root)}")
+    return 0
+
+
+def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
+                      block: str | None) -> int:
+    root = output_dir if output_dir is not None else os.environ.get(registry.ENV_VAR)
+    if not root:
+        print(f"splitenc_data: error: no output directory: pass --output_dir DIR or set "
+              f"{registry.ENV_VAR} (the directory dlib reads its data from)", file=sys.stderr)
+        return 2
+    status = registry.check_dataset("shapes3d", root)
+    if status.ok and not force and block is None:
+        print(f"{status.path} is already present and valid (use --force to convert again)")
+        return 0
+    start = time.perf_counter()
+    try:
+        sizes = None if block is None else [int(s) for s in block.split(",")]
+        path = shapes3d_data.convert_h5(source, root, block_sizes=sizes)
+    except ValueError as exc:  # ConversionError, or a malformed --block
+        print(f"splitenc_data: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, "
+          f"{time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -94,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "dsprites":
         return _generate(args.output_dir, args.force)
+    if args.command == "shapes3d":
+        return _convert_shapes3d(args.source, args.output_dir, args.force, args.block)
     return _check(args.data_root, args.names)
 
 

@@ -31,10 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from splitenc_plugin._io import atomic_path
 from splitenc_plugin.data import registry
 
-SMALLNORB_FACTOR_SIZES = (5, 10, 9, 18, 6)  # category, instance, elevation, azimuth, lighting
 SMALLNORB_INSTANCES = {
     "5x46789x9x18x6x2x96x96-training": (4, 6, 7, 8, 9),
     "5x01235x9x18x6x2x96x96-testing": (0, 1, 2, 3, 5),
@@ -43,8 +41,8 @@ CARS3D_ELEVATIONS = 4
 CARS3D_AZIMUTHS = 24
 
 
-def _atomic_write_bytes(path: str, chunks: Sequence[bytes | memoryview | np.ndarray]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+def _write_bytes(path: str, chunks: Sequence[bytes | memoryview | np.ndarray]) -> None:
+    with open(path, "wb") as f:
         f.writelines(chunks)
 
 
@@ -69,7 +67,7 @@ def write_norb_matrix(path: str, array: np.ndarray) -> None:
     dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
     header = struct.pack(f"<ii{len(dims)}i", magic, array.ndim, *dims)
     payload = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-    _atomic_write_bytes(path, [header, payload])
+    _write_bytes(path, [header, payload])
 
 
 def smallnorb_quadrant_values(category: np.ndarray, elevation: np.ndarray,
@@ -181,10 +179,6 @@ def write_cars3d_fixture(data_root: str, num_cars: int = registry.CARS3D_NUM_CAR
     return paths
 
 
-SHAPES3D_FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape",
-                         "orientation")
-
-
 def shapes3d_label_values() -> list[np.ndarray]:
     """Returns the label value grid of each Shapes3D factor, as in 3dshapes.h5."""
     return [np.arange(10) / 10.0, np.arange(10) / 10.0, np.arange(10) / 10.0,
@@ -240,6 +234,5 @@ def write_shapes3d_fixture(data_root: str,
     labels = np.stack([label_grid[k][factors[..., k]] for k in range(6)], axis=-1)
     path = os.path.join(data_root, registry.SHAPES3D_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, images=np.ascontiguousarray(images), labels=labels)
+    np.savez(path, images=np.ascontiguousarray(images), labels=labels)
     return path

@@ -1,0 +1,217 @@
+"""The lean dSprites-family and Shapes3D loaders give dlib's observations, image for image.
+
+Each check runs dlib in a fresh subprocess (dlib reads its data paths from
+DISENTANGLEMENT_LIB_DATA at import time) on small files in the real formats:
+a dSprites subset from our generator, a synthetic scream.jpg, and Shapes3D
+prefix blocks (stored as ``np.savez`` writes it, and compressed). In one
+process every dataset is built twice through dlib's own classes, once with
+``SPLITENC_LEAN_DATA=0`` (dlib's loader, the known answer) and once lean, and
+both draw factors and observations from the same seed; the test compares the
+arrays and the random state each leaves behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import data_fixtures as fixtures
+import numpy as np
+import pytest
+
+from splitenc_plugin.data import dsprites
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("disentanglement_lib") is None,
+    reason="disentanglement_lib is not installed")
+
+SUBSET = {"shape": [0, 1, 2], "scale": [0, 5], "orientation": [0, 7, 39],
+          "posX": [0, 16, 31], "posY": [3, 30]}
+SHAPES3D_BLOCK = (1, 1, 1, 2, 4, 15)
+NUM = 64
+TIMEOUT = 300
+
+COMPARE = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    from disentanglement_lib.data.ground_truth import dsprites, shapes3d
+    from splitenc_plugin import lean_data
+
+    out_path, block = sys.argv[1], json.loads(sys.argv[2])
+    makers = {
+        "dsprites_full": lambda: dsprites.DSprites([1, 2, 3, 4, 5]),
+        "dsprites_noshape": lambda: dsprites.DSprites([2, 3, 4, 5]),
+        "color_dsprites": lambda: dsprites.ColorDSprites([1, 2, 3, 4, 5]),
+        "noisy_dsprites": lambda: dsprites.NoisyDSprites([1, 2, 3, 4, 5]),
+        "scream_dsprites": lambda: dsprites.ScreamDSprites([1, 2, 3, 4, 5]),
+        "abstract_dsprites": lambda: dsprites.AbstractDSprites(),
+        "shapes3d": lambda: shapes3d.Shapes3D(),
+    }
+    arrays, info = {}, {}
+    for mode in ("stock", "lean"):
+        os.environ["SPLITENC_LEAN_DATA"] = "0" if mode == "stock" else "1"
+        for name, make in makers.items():
+            data = make()
+            rs = np.random.RandomState(7)
+            if name == "shapes3d":
+                # A prefix block holds the first rows only: factors inside it.
+                factors = np.stack([rs.randint(s, size=%(num)d) for s in block], axis=1)
+                singles = [data.sample_observations_from_factors(
+                    np.array([[rs.randint(s) for s in block]]), rs)[0] for _ in range(3)]
+            else:
+                factors = data.sample_factors(%(num)d, rs)
+                # dlib's training generator: one example per call.
+                singles = [data.sample_observations(1, rs)[0] for _ in range(3)]
+            obs = data.sample_observations_from_factors(factors, rs)
+            arrays[f"{mode}/{name}/factors"] = factors
+            arrays[f"{mode}/{name}/obs"] = obs
+            arrays[f"{mode}/{name}/singles"] = np.stack(singles)
+            arrays[f"{mode}/{name}/next"] = rs.randint(2**31, size=4)
+            attrs = {k: (np.asarray(v).tolist() if not hasattr(v, "__dict__") else
+                         {kk: np.asarray(vv).tolist() for kk, vv in vars(v).items()})
+                     for k, v in vars(data).items() if k not in ("images", "scream")}
+            info[f"{mode}/{name}"] = {
+                "attrs": attrs, "obs_dtype": str(obs.dtype),
+                "images_type": type(data.images).__name__,
+                "num_images": int(data.images.shape[0]),
+                "observation_shape": list(data.observation_shape),
+                "factors_num_values": [int(v) for v in data.factors_num_values],
+            }
+        if mode == "lean":
+            first, second = makers["dsprites_full"](), makers["color_dsprites"]()
+            info["same_images_object"] = first.images is second.images
+            s1, s2 = makers["shapes3d"](), makers["shapes3d"]()
+            info["same_shapes3d_object"] = s1.images is s2.images
+            info["dsprites_source"] = lean_data.load_dsprites(dsprites.DSPRITES_PATH).source
+            info["shapes3d_source"] = lean_data.load_shapes3d(shapes3d.SHAPES3D_PATH).source
+    np.savez(out_path, **arrays)
+    print("JSON" + json.dumps(info))
+""") % {"num": NUM}
+
+
+def _write_scream(root: str) -> None:
+    from PIL import Image
+
+    os.makedirs(os.path.join(root, "scream"), exist_ok=True)
+    rng = np.random.RandomState(3)
+    pixels = (rng.rand(300, 400, 3) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(os.path.join(root, "scream", "scream.jpg"), quality=90)
+
+
+def _compare(root: str, cache: str) -> tuple[dict, dict]:
+    out = os.path.join(root, "compare.npz")
+    env = dict(os.environ, DISENTANGLEMENT_LIB_DATA=root, TF_CPP_MIN_LOG_LEVEL="2",
+               SPLITENC_DATA_CACHE=cache)
+    proc = subprocess.run([sys.executable, "-c", COMPARE, out,
+                           json.dumps(SHAPES3D_BLOCK)], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("JSON"))
+    with np.load(out) as data:
+        arrays = {key: data[key] for key in data.files}
+    return json.loads(line[4:]), arrays
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("lean_data"))
+    dsprites.generate_dsprites(root, subset=SUBSET)
+    _write_scream(root)
+    fixtures.write_shapes3d_fixture(root, block_sizes=SHAPES3D_BLOCK)
+    return root
+
+
+@pytest.fixture(scope="module")
+def compared(data_root, tmp_path_factory) -> tuple[dict, dict]:
+    return _compare(data_root, str(tmp_path_factory.mktemp("cache")))
+
+
+DSPRITES_NAMES = ["dsprites_full", "dsprites_noshape", "color_dsprites", "noisy_dsprites",
+                  "scream_dsprites", "abstract_dsprites"]
+
+
+@pytest.mark.parametrize("name", DSPRITES_NAMES + ["shapes3d"])
+def test_same_observations_and_random_stream_as_dlib(compared, name) -> None:
+    info, arrays = compared
+    stock, lean = info[f"stock/{name}"], info[f"lean/{name}"]
+    assert stock["images_type"] == "ndarray"
+    assert lean["images_type"] == ("ScaledUint8Images" if name == "shapes3d"
+                                   else "PackedBinaryImages")
+    for part in ("factors", "obs", "singles", "next"):
+        a, b = arrays[f"stock/{name}/{part}"], arrays[f"lean/{name}/{part}"]
+        assert a.dtype == b.dtype and a.shape == b.shape, part
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}: {part} differ")
+    # Every attribute dlib's constructor sets, except the images themselves.
+    assert lean["attrs"] == stock["attrs"]
+    for key in ("obs_dtype", "num_images", "observation_shape", "factors_num_values"):
+        assert lean[key] == stock[key], key
+
+
+def test_dsprites_observations_are_the_generated_images(compared) -> None:
+    """Known answer independent of dlib: the renderer's pixels for the drawn factors."""
+    _, arrays = compared
+    factors, obs = arrays["lean/dsprites_full/factors"], arrays["lean/dsprites_full/obs"]
+    classes = [np.asarray(SUBSET[n])[factors[:, k]]
+               for k, n in enumerate(["shape", "scale", "orientation", "posX", "posY"])]
+    np.testing.assert_array_equal(obs[..., 0], dsprites.render(*classes))
+    assert obs.sum() > 0
+
+
+def test_dataset_is_loaded_once_per_process(compared) -> None:
+    info, _ = compared
+    assert info["same_images_object"] and info["same_shapes3d_object"]
+    assert info["dsprites_source"] == "packed"  # streamed, then cached on disk
+    assert info["shapes3d_source"] == "mmap"    # np.savez stores members uncompressed
+
+
+def test_second_process_maps_the_disk_cache(data_root, tmp_path) -> None:
+    cache = str(tmp_path / "cache")
+    first_info, _ = _compare(data_root, cache)
+    assert first_info["dsprites_source"] == "packed"
+    assert len(os.listdir(cache)) == 1
+    info, arrays = _compare(data_root, cache)
+    assert info["dsprites_source"] == "cache"
+    np.testing.assert_array_equal(arrays["lean/color_dsprites/obs"],
+                                  arrays["stock/color_dsprites/obs"])
+
+
+def test_cache_off_and_compressed_shapes3d(tmp_path) -> None:
+    root = str(tmp_path)
+    dsprites.generate_dsprites(root, subset=SUBSET)
+    _write_scream(root)
+    path = fixtures.write_shapes3d_fixture(root, block_sizes=SHAPES3D_BLOCK)
+    with np.load(path) as data:
+        images, labels = data["images"], data["labels"]
+    np.savez_compressed(path.removesuffix(".npz"), images=images, labels=labels)
+    info, arrays = _compare(root, "0")
+    assert info["dsprites_source"] == "packed" and info["shapes3d_source"] == "memory"
+    for name in ("dsprites_full", "shapes3d"):
+        np.testing.assert_array_equal(arrays[f"lean/{name}/obs"], arrays[f"stock/{name}/obs"])
+
+
+def test_non_binary_dsprites_falls_back_to_uint8(tmp_path) -> None:
+    root = str(tmp_path)
+    path = dsprites.generate_dsprites(root, subset={"orientation": [0], "posX": [0, 1],
+                                                    "posY": [0, 1]})
+    with np.load(path, allow_pickle=True) as data:
+        members = {k: data[k] for k in data.files}
+    members["imgs"] = members["imgs"] * np.uint8(200)  # 0/200: not bit-packable
+    np.savez_compressed(path.removesuffix(".npz"), **members)
+    code = textwrap.dedent("""
+        import numpy as np
+        from disentanglement_lib.data.ground_truth import dsprites
+        from splitenc_plugin import lean_data
+        lean = dsprites.DSprites([1, 2, 3, 4, 5])
+        print(type(lean.images).__name__, lean_data.load_dsprites(dsprites.DSPRITES_PATH).source)
+        np.testing.assert_array_equal(lean.images, np.load(dsprites.DSPRITES_PATH)["imgs"])
+    """)
+    env = dict(os.environ, DISENTANGLEMENT_LIB_DATA=root, TF_CPP_MIN_LOG_LEVEL="2",
+               SPLITENC_DATA_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert proc.stdout.split() == ["ndarray", "uint8"]
