@@ -376,3 +376,26 @@ def test_full_generation_matches_the_specification(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 0
     assert "already present" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("label", "regenerates", "says"), [
+    (f"splitenc dSprites renderer v{dsprites.RENDERER_VERSION} (abcd)", False, "already present"),
+    ("splitenc dSprites renderer v1", True, "older renderer"),
+    ("DeepMind dSprites file (abcd)", False, "not ours"),
+])
+def test_cli_replaces_only_an_older_renderers_file(monkeypatch, tmp_path, capsys, label,
+                                                   regenerates, says) -> None:
+    # A valid file on disk: regenerated only if an older renderer of ours made it.
+    from splitenc_plugin.data import fingerprint, registry
+
+    calls = []
+    monkeypatch.setattr(registry, "check_dataset", lambda name, root: registry.DatasetStatus(
+        name, registry.PRESENT, str(tmp_path / "f.npz"), "present", root))
+    monkeypatch.setattr(fingerprint, "data_identity", lambda name, root: {"label": label})
+    written = tmp_path / "written.npz"
+    written.write_bytes(b"x")
+    monkeypatch.setattr(dsprites, "generate_dsprites",
+                        lambda root: calls.append(root) or str(written))
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 0
+    assert says in capsys.readouterr().out
+    assert calls == ([str(tmp_path)] if regenerates else [])

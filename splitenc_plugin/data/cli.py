@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from splitenc_plugin.data import dsprites, registry
+from splitenc_plugin.data import dsprites, fingerprint, registry
 from splitenc_plugin.data import shapes3d as shapes3d_data
 
 
@@ -60,16 +60,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _generate(output_dir: str | None, force: bool) -> int:
+def _output_root(output_dir: str | None) -> str | None:
+    """The data root to write into, or None (after one error line) if there is none."""
     root = output_dir if output_dir is not None else os.environ.get(registry.ENV_VAR)
     if not root:
         print(f"splitenc_data: error: no output directory: pass --output_dir DIR or set "
               f"{registry.ENV_VAR} (the directory dlib reads its data from)", file=sys.stderr)
+    return root or None
+
+
+def _generate(output_dir: str | None, force: bool) -> int:
+    root = _output_root(output_dir)
+    if root is None:
         return 2
     status = registry.check_dataset("dsprites_full", root)
     if status.ok and not force:
-        print(f"{status.path} is already present and valid (use --force to regenerate)")
-        return 0
+        label = fingerprint.data_identity("dsprites_full", root)["label"]
+        current = f"splitenc dSprites renderer v{dsprites.RENDERER_VERSION}"
+        if label.startswith(current):
+            print(f"{status.path} is already present and valid (use --force to regenerate)")
+            return 0
+        if not label.startswith("splitenc dSprites renderer"):
+            # Someone's own copy (e.g. DeepMind's file): never overwritten unasked.
+            print(f"{status.path} is present and is not ours ({label}); kept "
+                  "(use --force to replace it with our rendering)")
+            return 0
+        print(f"{status.path} was made by an older renderer ({label}); writing {current}")
     start = time.perf_counter()
     path = dsprites.generate_dsprites(root)
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, "
@@ -81,10 +97,8 @@ def _generate(output_dir: str | None, force: bool) -> int:
 
 def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
                       block: str | None) -> int:
-    root = output_dir if output_dir is not None else os.environ.get(registry.ENV_VAR)
-    if not root:
-        print(f"splitenc_data: error: no output directory: pass --output_dir DIR or set "
-              f"{registry.ENV_VAR} (the directory dlib reads its data from)", file=sys.stderr)
+    root = _output_root(output_dir)
+    if root is None:
         return 2
     status = registry.check_dataset("shapes3d", root)
     if status.ok and not force and block is None:
