@@ -29,7 +29,7 @@ $(STAMP): setup.py Makefile
 	$(PIP) install --quiet -e ".[$(TF_EXTRA),test]"
 	@echo "(pip's note that disentanglement-lib wants tensorflow-probability==0.7 is expected: see setup.py)"
 	# Editable installs do not copy the start-up hook's .pth: place it.
-	$(PY) -m splitenc_plugin.hookfile
+	$(PY) -m splitenc_plugin.compat.hookfile
 	touch $(STAMP)
 
 test: venv

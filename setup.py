@@ -99,8 +99,8 @@ setup(
     entry_points={
         "console_scripts": [
             "splitenc_data = splitenc_plugin.data.cli:main",
-            "splitenc_reproduce = splitenc_plugin.runner:main",
-            "splitenc_aggregate = splitenc_plugin.aggregate:main",
+            "splitenc_reproduce = splitenc_plugin.sweep.runner:main",
+            "splitenc_aggregate = splitenc_plugin.results.aggregate:main",
         ]
     },
     cmdclass={"build_py": BuildPyWithPth},

@@ -3,7 +3,7 @@
 What is counted (multiply-adds of conv / transposed-conv / dense kernels;
 biases, activations, losses and the optimizer's element-wise updates are not):
 
-* encoder: :func:`splitenc_plugin.encoders.encoder_flops` (dlib ``conv_encoder``,
+* encoder: :func:`splitenc_plugin.model.encoders.encoder_flops` (dlib ``conv_encoder``,
   ``split_conv_encoder`` or another kind of ``encoders.ENCODER_KINDS``);
 * decoder: dlib's ``deconv_decoder`` (dense 256, dense 1024, four 4x4 stride-2
   transposed convs 64, 32, 32, C); a transposed conv costs
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from splitenc_plugin.encoders import encoder_flops
+from splitenc_plugin.model.encoders import encoder_flops
 
 #: Training steps cost ~3x the forward multiply-adds (forward, dW, dX).
 TRAIN_MULTIPLIER = 3
@@ -58,7 +58,7 @@ def iteration_macs(model: str, encoder: str, num_latent: int = 10,
 
     Args:
       model: "vae", "beta_tc_vae" or "factor_vae".
-      encoder: An encoder kind of :func:`splitenc_plugin.encoders.encoder_flops`.
+      encoder: An encoder kind of :func:`splitenc_plugin.model.encoders.encoder_flops`.
       num_latent: Latent factors.
       input_shape: Image shape.
 

@@ -3,7 +3,7 @@
 For each dataset, builds dlib's training pipeline exactly as
 ``train._make_input_fn`` does (``tf_data_set_from_ground_truth_data`` +
 ``.batch(64, drop_remainder=True)``) and the vectorized one
-(:func:`splitenc_plugin.pipeline.vectorized_dataset`, what
+(:func:`splitenc_plugin.model.pipeline.vectorized_dataset`, what
 ``input_pipeline.vectorized = True`` uses), and measures batches per second
 with nothing else running: one ``session.run`` pulls N batches through a
 ``Dataset.reduce`` inside the graph, so no per-batch Python/session overhead
@@ -52,7 +52,7 @@ class _Runner:
     def __init__(self, data: Any, pipeline_name: str, num_batches: int, seed: int = 0) -> None:
         import tensorflow.compat.v1 as tf
 
-        from splitenc_plugin import pipeline
+        from splitenc_plugin.model import pipeline
 
         self.num_batches = num_batches
         self.graph = tf.Graph()

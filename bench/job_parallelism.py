@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench import common
 from bench.train_throughput import MODELS, Config, run_worker
-from splitenc_plugin.runner import thread_env
+from splitenc_plugin.sweep.runner import thread_env
 
 # Exactly what splitenc_reproduce --threads_per_job 1 gives each job.
 ONE_THREAD = thread_env(1)

@@ -52,7 +52,7 @@ import numpy as np
 from bench import common
 from splitenc_plugin.data import dsprites, registry
 from splitenc_plugin.data import shapes3d as shapes3d_data
-from splitenc_plugin.study_grid import dlib_config_path
+from splitenc_plugin.studies.grid import dlib_config_path
 
 VARIANTS = ("stock", "lean (cold)", "lean")
 # Prefix blocks of the Shapes3D order (leading factors cut first).

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import common
-from splitenc_plugin.study_grid import dlib_config_path
+from splitenc_plugin.studies.grid import dlib_config_path
 
 ENCODERS = {"conv_encoder": "vae.gin", "split_conv_encoder": "split_vae.gin"}
 

@@ -64,7 +64,7 @@ def _encoder_fn(variant: Variant):
 
     from disentanglement_lib.methods.shared import architectures
 
-    from splitenc_plugin import encoders
+    from splitenc_plugin.model import encoders
 
     if variant.encoder == "conv_encoder":
         return architectures.conv_encoder
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import disentanglement_lib  # noqa: F401  (compat layer: TF1 behaviour)
 
-    from splitenc_plugin.encoders import encoder_flops
+    from splitenc_plugin.model.encoders import encoder_flops
 
     chosen = variants(args.smoke)
     built = {v: build(v) for v in chosen}

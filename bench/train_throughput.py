@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 from bench import common, flops
 from splitenc_plugin.compat import instrument_estimator_train
-from splitenc_plugin.study_grid import MODEL_CONFIGS
+from splitenc_plugin.studies.grid import MODEL_CONFIGS
 
 MODELS = ("vae", "factor_vae", "beta_tc_vae")
 ENCODERS = ("conv_encoder", "split_conv_encoder")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gin
 
-from splitenc_plugin import encoders, metrics, mi_decomposition, noise, pipeline  # noqa: F401  (registers configurables)
+from splitenc_plugin import metrics, model  # noqa: F401  (registers configurables)
 
 __version__ = "0.1.0"
 

@@ -17,9 +17,9 @@ import pytest
 from conftest import assert_ok, run_script
 from PIL import Image
 
-from splitenc_plugin.aggregate import COLUMNS
 from splitenc_plugin.data.fingerprint import LEGACY_DSPRITES, recorded_identity
-from splitenc_plugin.learning_curves import CURVES_FILE
+from splitenc_plugin.results.aggregate import COLUMNS
+from splitenc_plugin.results.learning_curves import CURVES_FILE
 
 STUDY = "split_encoder_study_v1"
 REPO = Path(__file__).resolve().parent.parent
@@ -183,7 +183,7 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     # baseline in the correlated-noise study (sigma = 0): same config, same seeds.
     # A run present in both studies must count once.
 
-    from splitenc_plugin.aggregate import summarize
+    from splitenc_plugin.results.aggregate import summarize
 
     def row(study, encoder, sigma, seed, mig, recon):
         return {"study": study, "dataset": "dsprites_full", "model": "factor_vae",
@@ -215,7 +215,7 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert split["mig_per_seed"] == "s0 0.3000, s1 0.5000 vs s0 0.1000, s1 0.2000"
     assert noise["p_mig_higher"] == 0.0 and math.isnan(noise["p_mig_mwu"])  # 1 run: no test
     # As summary.md shows them: configuration columns first, the compared one marked.
-    from splitenc_plugin.aggregate import difference_table
+    from splitenc_plugin.results.aggregate import difference_table
     shown = difference_table(diffs).set_index("comparison")
     assert list(shown.columns[:5]) == ["dataset", "data_fingerprint", "model", "encoder",
                                        "sigma"]
@@ -225,7 +225,7 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert shown.loc["σ = 0.9 (correlated) − σ = 0 (factorized)", "encoder"] == "conv_encoder"
     assert not any(c.startswith("_") for c in shown.columns)
     # The summary names the run counted once, with both copies' MIG.
-    from splitenc_plugin.aggregate import pooled_duplicates
+    from splitenc_plugin.results.aggregate import pooled_duplicates
     frame.loc[3, "mig_mean"] = 0.21  # a copy that disagrees with the first
     assert pooled_duplicates(frame.assign(model_num=[20, 21, 30, 20, 10, 11])) == [
         ("factor_vae conv_encoder σ=0 seed 1 (100 steps) finished in 2 studies "
@@ -235,7 +235,7 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert diffs.set_index("comparison").loc["split encoder − vanilla encoder",
                                              "d_mig_median"] == pytest.approx(0.40 - 0.15)
 
-    from splitenc_plugin.aggregate import claim_verdicts
+    from splitenc_plugin.results.aggregate import claim_verdicts
     verdicts = {(v["comparison"], v["claim"]): v["verdict"]
                 for v in claim_verdicts(diffs).to_dict("records")}
     assert verdicts == {
@@ -252,7 +252,7 @@ def test_a_study_figure_draws_its_cells_beside_their_pooled_partners() -> None:
     # made in the correlated-noise study (sigma = 0), not beside its sigma =
     # 0.9 runs; the correlated-noise study's figure borrows no split runs.
 
-    from splitenc_plugin.aggregate import figure_runs
+    from splitenc_plugin.results.aggregate import figure_runs
 
     def row(study, num, encoder, sigma, seed, dataset="dsprites_full"):
         return {"study": study, "model_num": num, "dataset": dataset, "model": "factor_vae",
@@ -295,7 +295,7 @@ def _noise_frame(mig_sigma0: list[float], mig_sigma09: list[float]):
     ([0.25, 0.35], "does not hold"),  # 3 of 4 pairs higher, median +0.05
 ])
 def test_correlated_noise_claim_follows_the_decision_rule(mig_sigma09, verdict) -> None:
-    from splitenc_plugin.aggregate import claim_verdicts, summarize
+    from splitenc_plugin.results.aggregate import claim_verdicts, summarize
 
     _, diffs = summarize(_noise_frame([0.2, 0.3], mig_sigma09))
     [row] = claim_verdicts(diffs).to_dict("records")
@@ -305,7 +305,7 @@ def test_correlated_noise_claim_follows_the_decision_rule(mig_sigma09, verdict) 
 
 def test_split_claims_that_fail_or_do_not_separate() -> None:
 
-    from splitenc_plugin.aggregate import claim_verdicts, summarize
+    from splitenc_plugin.results.aggregate import claim_verdicts, summarize
 
     def row(encoder, seed, mig, recon):
         return {"study": "split_encoder_study_v1", "dataset": "dsprites_full",
@@ -345,7 +345,11 @@ def test_no_verdict_until_every_planned_run_of_both_cells_has_finished(tmp_path:
     # The campaign's rule: verdicts only with every seed of both cells finished.
     # Split 0.4, 0.5 vs conv 0.1, 0.2, 0.3 would "hold" on 2 vs 3 runs, but the
     # selection plans seeds 0-2 of both encoders: split seed 2 is missing.
-    from splitenc_plugin.aggregate import claim_verdicts, planned_runs, summarize
+    from splitenc_plugin.results.aggregate import (
+        claim_verdicts,
+        planned_runs,
+        summarize,
+    )
 
     selections = tmp_path / "grid.txt"
     selections.write_text("--study split_encoder_study_v1 --datasets dsprites_full "
@@ -373,8 +377,12 @@ def test_no_verdict_until_every_planned_run_of_both_cells_has_finished(tmp_path:
 def test_an_unfinished_job_directory_holds_back_its_comparison(tmp_path: Path) -> None:
     # Without a selections file, the runner's unfinished job dirs name their
     # grid point; one at another step count belongs to no compared cell.
-    from splitenc_plugin.aggregate import claim_verdicts, planned_runs, summarize
-    from splitenc_plugin.runner import plan_jobs
+    from splitenc_plugin.results.aggregate import (
+        claim_verdicts,
+        planned_runs,
+        summarize,
+    )
+    from splitenc_plugin.sweep.runner import plan_jobs
 
     def unfinished(steps: int) -> Path:
         [job] = plan_jobs(STUDY, tmp_path / str(steps), steps=steps, datasets=["dsprites_full"],
@@ -399,7 +407,7 @@ def test_an_unfinished_job_directory_holds_back_its_comparison(tmp_path: Path) -
     # the first; a planned run of unknown steps is finished at any count.
     import pandas as pd
 
-    from splitenc_plugin.aggregate import unfinished_planned_runs
+    from splitenc_plugin.results.aggregate import unfinished_planned_runs
     assert unfinished_planned_runs(frame, planned)["steps"].tolist() == [100.0, 5000.0]
     done = _btc_frame([0.4, 0.5, 0.6], [0.1, 0.2, 0.3])
     assert unfinished_planned_runs(done, planned)["steps"].tolist() == [5000.0]
@@ -424,7 +432,7 @@ def test_a_bad_selections_file_for_the_aggregator_is_one_clear_error(tiny_run,
 
 
 def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) -> None:
-    from splitenc_plugin.aggregate import _model_stamp, _visualize
+    from splitenc_plugin.results.aggregate import _model_stamp, _visualize
 
     job = tmp_path / "runs" / STUDY / "0"
     job.mkdir(parents=True)
@@ -442,7 +450,7 @@ def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) ->
 
 def test_one_unreadable_module_does_not_cost_the_others_their_pictures(
         tiny_run, tmp_path: Path, capsys) -> None:
-    from splitenc_plugin.aggregate import _visualize
+    from splitenc_plugin.results.aggregate import _visualize
 
     broken = tmp_path / "runs" / STUDY / "7"
     (broken / "model" / "tfhub").mkdir(parents=True)
@@ -479,7 +487,7 @@ def _fake_dlib_job(root: Path, num: int, seed: int, mig: float, noise: dict,
 
 
 def test_a_full_correlation_matrix_model_is_its_own_cell_not_sigma_zero(tmp_path: Path) -> None:
-    from splitenc_plugin.aggregate import load_results, summarize
+    from splitenc_plugin.results.aggregate import load_results, summarize
 
     correlated = {"train_config.reparameterization.noise_fn": "@correlated_noise"}
     _fake_dlib_job(tmp_path, 0, 0, 0.30, {})  # dlib's factorized noise
@@ -504,7 +512,7 @@ def test_appendix_c_has_one_panel_per_pooled_cell_named_by_its_own_study(tmp_pat
     # vanilla seed 0 (higher MIG) is borrowed. The vanilla cell is one cell:
     # one best model, named by the study that ran it. The jobs have no
     # visualizations, so each best model shows up as a note instead of a panel.
-    from splitenc_plugin.aggregate import aggregate
+    from splitenc_plugin.results.aggregate import aggregate
 
     noise, split = "correlated_noise_study_v1", "split_encoder_study_v1"
     _fake_dlib_job(tmp_path, 20, 0, 0.30, {}, study=noise)
@@ -526,7 +534,7 @@ V2 = {"dataset": "dsprites_full", "fingerprint": "splitenc-dsprites-v2:012345678
 
 
 def test_runs_on_two_data_versions_are_separate_cells_never_compared(tmp_path: Path) -> None:
-    from splitenc_plugin.aggregate import (
+    from splitenc_plugin.results.aggregate import (
         CELL,
         claim_verdicts,
         figure_runs,
@@ -581,7 +589,7 @@ def test_runs_on_two_data_versions_are_separate_cells_never_compared(tmp_path: P
 def test_the_committed_campaign_aggregates_with_the_legacy_data_label(tmp_path: Path) -> None:
     # The campaign's done.json files have no data record: the documented legacy
     # rule names their data, and nothing in docs/results/campaign is rewritten.
-    from splitenc_plugin.aggregate import (
+    from splitenc_plugin.results.aggregate import (
         aggregate,
         claim_verdicts,
         load_results,
@@ -624,7 +632,7 @@ def test_the_committed_campaign_aggregates_with_the_legacy_data_label(tmp_path: 
 # ---------------------------------------------------------------------------
 
 def test_a_complete_2_vs_2_separation_has_chance_one_in_six() -> None:
-    from splitenc_plugin.aggregate import claim_verdicts, summarize
+    from splitenc_plugin.results.aggregate import claim_verdicts, summarize
 
     # Every sigma = 0.9 run below every sigma = 0 run (all 4 pairs) and half the
     # median: of the C(4, 2) = 6 labellings only the observed one does that.
@@ -654,7 +662,7 @@ def test_the_chance_of_a_3_vs_3_verdict_matches_an_enumeration_of_permutations()
     # public summarize + claim_verdicts.
     from itertools import permutations
 
-    from splitenc_plugin.aggregate import claim_verdicts, summarize
+    from splitenc_plugin.results.aggregate import claim_verdicts, summarize
 
     split, conv = [0.30, 0.45, 0.50], [0.10, 0.35, 0.20]
     runs = split + conv
@@ -697,7 +705,7 @@ def _mi_row(encoder: str, seed: int, dataset: str = "dsprites_full", **mi) -> di
 
 
 def test_mi_intervals_take_the_right_bounds_and_cap_them() -> None:
-    from splitenc_plugin.aggregate import entropy_cap, mi_intervals
+    from splitenc_plugin.results.aggregate import entropy_cap, mi_intervals
 
     h = math.log(737_280)
     assert entropy_cap("dsprites_full") == pytest.approx(h)
@@ -727,7 +735,7 @@ def test_mi_intervals_take_the_right_bounds_and_cap_them() -> None:
 
 
 def test_a_cell_interval_is_the_median_of_bounds_and_overlap_decides_separation() -> None:
-    from splitenc_plugin.aggregate import mi_separation, summarize
+    from splitenc_plugin.results.aggregate import mi_separation, summarize
 
     frame = _frame([
         # Vanilla: latent sums [10, 10.2] and [12, 12.2] -> cell [11, 11.2].
@@ -762,8 +770,8 @@ def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path:
     # split_encoder_capacity_study_v1: split, matched split and wide encoder, each
     # against the vanilla encoder; its vanilla and split runs pool with the split
     # study's identical ones (counted once), in the differences and the figures.
-    from splitenc_plugin import figures
-    from splitenc_plugin.aggregate import figure_runs, summarize
+    from splitenc_plugin.results import figures
+    from splitenc_plugin.results.aggregate import figure_runs, summarize
 
     capacity, split = "split_encoder_capacity_study_v1", "split_encoder_study_v1"
 
@@ -903,7 +911,11 @@ def factor_jobs(tmp_path: Path) -> Path:
 
 def test_factor_mig_gives_gap_columns_and_a_per_factor_table_of_median_gaps(
         factor_jobs: Path) -> None:
-    from splitenc_plugin.aggregate import aggregate, factor_gap_medians, load_results
+    from splitenc_plugin.results.aggregate import (
+        aggregate,
+        factor_gap_medians,
+        load_results,
+    )
 
     frame, _ = load_results(factor_jobs)
     gaps = [f"gap_{name}" for name in DSPRITES_FACTORS]
@@ -944,7 +956,11 @@ def test_factor_mig_gives_gap_columns_and_a_per_factor_table_of_median_gaps(
 
 def test_the_heatmap_shows_each_runs_matrix_with_latents_sorted_by_factor(
         factor_jobs: Path) -> None:
-    from splitenc_plugin.aggregate import factor_mi_panels, figure_runs, load_results
+    from splitenc_plugin.results.aggregate import (
+        factor_mi_panels,
+        figure_runs,
+        load_results,
+    )
 
     frame, _ = load_results(factor_jobs)
     panels = factor_mi_panels(figure_runs(frame, STUDY, "dsprites_full"))
@@ -962,7 +978,7 @@ def test_the_heatmap_shows_each_runs_matrix_with_latents_sorted_by_factor(
 
 def test_a_traversal_label_names_the_latents_most_informative_factor(
         factor_jobs: Path, tmp_path: Path) -> None:
-    from splitenc_plugin.aggregate import latent_factor_labels
+    from splitenc_plugin.results.aggregate import latent_factor_labels
 
     assert latent_factor_labels(factor_jobs / STUDY / "0", "dsprites_full") == [
         "z0: posX 0.80", "z1: scale 0.60", "z2: shape 0.30", "z3: posY 0.70"]
@@ -975,7 +991,7 @@ def test_a_traversal_label_names_the_latents_most_informative_factor(
 
 def test_learning_curves_per_cell_are_the_medians_of_the_runs_curves(
         factor_jobs: Path, tmp_path: Path) -> None:
-    from splitenc_plugin.aggregate import cell_curves, load_results, run_curves
+    from splitenc_plugin.results.aggregate import cell_curves, load_results, run_curves
 
     frame, _ = load_results(factor_jobs)
     curves, missing = run_curves(frame)

@@ -7,7 +7,7 @@ import math
 
 from conftest import assert_ok, run_script
 
-from splitenc_plugin.study_grid import dlib_config_path
+from splitenc_plugin.studies.grid import dlib_config_path
 
 
 def test_dlib_train_postprocess_evaluate_mig_on_dummy_data(tmp_path) -> None:

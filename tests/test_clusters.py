@@ -20,8 +20,8 @@ import pytest
 from conftest import BIN_DIR, assert_ok, run_script
 from slurm_cluster import LocalSlurm, missing
 
-from splitenc_plugin.job import resumable_step
-from splitenc_plugin.progress import read_progress
+from splitenc_plugin.sweep.job import resumable_step
+from splitenc_plugin.sweep.progress import read_progress
 
 STUDY = "split_encoder_study_v1"
 # Models 0 and 1: factor_vae + conv_encoder, seeds 0 and 1 (dummy data).

@@ -138,7 +138,7 @@ def test_plugin_import_twice_registers_once(clean_gin) -> None:
     import gin
 
     import splitenc_plugin
-    from splitenc_plugin import encoders, noise
+    from splitenc_plugin.model import encoders, noise
 
     readers_before = len(gin.config._FILE_READERS)
     for module in (noise, encoders, splitenc_plugin):

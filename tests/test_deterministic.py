@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import BIN_DIR, assert_ok, run_python, run_script
 
-from splitenc_plugin.study_grid import dlib_config_path
+from splitenc_plugin.studies.grid import dlib_config_path
 
 STUDY = "correlated_noise_study_v1"
 MODEL_NUM = 10  # VAE with correlated noise, sigma = 0.9, seed 0

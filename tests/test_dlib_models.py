@@ -25,8 +25,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 from conftest import GIN_DIR, eq13_covariance
 
-import splitenc_plugin.encoders as enc
-from splitenc_plugin import noise  # noqa: F401 - registers the noise configurables
+import splitenc_plugin.model.encoders as enc
+from splitenc_plugin.model import noise  # noqa: F401 - registers the noise configurables
 
 BATCH = 64
 NUM_LATENT = 10  # dlib_shared.gin's encoder.num_latent

@@ -19,7 +19,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 from conftest import assert_ok, run_python
 
-import splitenc_plugin.encoders as enc
+import splitenc_plugin.model.encoders as enc
 from splitenc_plugin.errors import ConfigError
 
 BATCH = 2
@@ -86,7 +86,7 @@ def _images(batch: int = BATCH, seed: int = 0) -> np.ndarray:
 # Import hygiene
 # ---------------------------------------------------------------------------
 def test_importing_encoders_does_not_import_tensorflow() -> None:
-    proc = run_python("import sys, splitenc_plugin.encoders\n"
+    proc = run_python("import sys, splitenc_plugin.model.encoders\n"
                       "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n")
     assert_ok(proc)
 

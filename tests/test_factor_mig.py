@@ -16,7 +16,7 @@ from disentanglement_lib.evaluation import evaluate  # noqa: F401  (registers dl
 from disentanglement_lib.evaluation.metrics import mig
 
 from splitenc_plugin.metrics.factor_mig import factor_mig, factor_mig_scores
-from splitenc_plugin.study_grid import (
+from splitenc_plugin.studies.grid import (
     EVAL_CONFIGS,
     METRIC_REPRESENTATIONS,
     POSTPROCESS_CONFIGS,
@@ -207,7 +207,7 @@ def test_campaign_results_used_the_pinned_seeds() -> None:
 
 
 def test_dlib_reproduce_study_lists_factor_mig() -> None:
-    from splitenc_plugin.studies import STUDIES
+    from splitenc_plugin.studies.dlib_studies import STUDIES
 
     files = STUDIES["split_encoder_study_v1"].get_eval_config_files()
     assert str(GIN_DIR / "metrics" / "factor_mig.gin") in files

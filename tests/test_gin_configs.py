@@ -10,8 +10,8 @@ import gin
 import pytest
 from conftest import GIN_DIR, assert_ok, run_script
 
-from splitenc_plugin.encoders import encoder_parameter_count
-from splitenc_plugin.study_grid import MODEL_CONFIGS, dlib_config_path
+from splitenc_plugin.model.encoders import encoder_parameter_count
+from splitenc_plugin.studies.grid import MODEL_CONFIGS, dlib_config_path
 
 FULL_CONFIGS = sorted(p.name for p in GIN_DIR.glob("*.gin"))
 ALL_GIN_FILES = sorted(GIN_DIR.rglob("*.gin"))

@@ -39,7 +39,7 @@ COMPARE = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     from disentanglement_lib.data.ground_truth import dsprites, shapes3d
-    from splitenc_plugin import lean_data
+    from splitenc_plugin.data import lean_data
 
     out_path, block = sys.argv[1], json.loads(sys.argv[2])
     makers = {
@@ -204,7 +204,7 @@ def test_non_binary_dsprites_falls_back_to_uint8(tmp_path) -> None:
     code = textwrap.dedent("""
         import numpy as np
         from disentanglement_lib.data.ground_truth import dsprites
-        from splitenc_plugin import lean_data
+        from splitenc_plugin.data import lean_data
         lean = dsprites.DSprites([1, 2, 3, 4, 5])
         print(type(lean.images).__name__, lean_data.load_dsprites(dsprites.DSPRITES_PATH).source)
         np.testing.assert_array_equal(lean.images, np.load(dsprites.DSPRITES_PATH)["imgs"])

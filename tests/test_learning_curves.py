@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splitenc_plugin.learning_curves import (
+from splitenc_plugin.results.learning_curves import (
     CURVES_FILE,
     read_learning_curves,
     write_learning_curves,

@@ -3,7 +3,7 @@
 Known answers: a linear-Gaussian encoder q(z|x) = N(W x, D Sigma D) on
 x ~ N(0, I), where I(z;x), I(z_j;x), TC(z) and the conditional-independence
 term CI = -1/2 log det Sigma are closed-form
-(:func:`splitenc_plugin.mi_decomposition.linear_gaussian_reference`).
+(:func:`splitenc_plugin.metrics.mi_decomposition.linear_gaussian_reference`).
 
 Tolerance of the estimates (N = 2000 points, M = 1): 0.15 nats for I(z;x),
 sum_j I(z_j;x), TC and the gap, 0.08 nats for each I(z_j;x). Measured on these
@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from conftest import GIN_DIR, assert_ok, run_script
 
-from splitenc_plugin import mi_decomposition as mid
 from splitenc_plugin.errors import ConfigError
-from splitenc_plugin.noise import noise_covariance
+from splitenc_plugin.metrics import mi_decomposition as mid
+from splitenc_plugin.model.noise import noise_covariance
 
 J, D, N = 4, 6, 2000
 LOGVAR = np.array([-1.0, -0.5, -1.5, 0.0])

@@ -12,8 +12,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 from conftest import eq13_covariance
 
-from splitenc_plugin import noise
 from splitenc_plugin.errors import ConfigError
+from splitenc_plugin.model import noise
 
 NUM_SAMPLES = 200_000
 NUM_LATENT = 6

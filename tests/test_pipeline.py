@@ -17,9 +17,10 @@ import tensorflow.compat.v1 as tf
 from conftest import GIN_DIR, assert_ok, run_python, run_script
 from disentanglement_lib.data.ground_truth import dummy_data
 
-from splitenc_plugin import compat, pipeline
+from splitenc_plugin import compat
 from splitenc_plugin.data import dsprites
 from splitenc_plugin.errors import ConfigError
+from splitenc_plugin.model import pipeline
 
 # Several values per factor, so that the chi-square tests have bins to compare.
 SUBSET = {"scale": [0, 2, 5], "orientation": [0, 7, 13, 39], "posX": [0, 5, 17, 31],
@@ -76,7 +77,7 @@ def _assert_same_distribution(data, sizes) -> None:
 
 
 def test_importing_pipeline_does_not_import_tensorflow() -> None:
-    proc = run_python("import sys, splitenc_plugin.pipeline\n"
+    proc = run_python("import sys, splitenc_plugin.model.pipeline\n"
                       "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n")
     assert_ok(proc)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import GIN_DIR, assert_ok, run_python, run_script
 
-from splitenc_plugin.study_grid import dlib_config_path
+from splitenc_plugin.studies.grid import dlib_config_path
 
 STOCK_CONFIG = dlib_config_path("unsupervised_study_v1", "model_configs", "shared.gin")
 TINY = ["dataset.name = 'dummy_data'", "model.training_steps = 2", "model.eval_steps = 1"]

@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from conftest import GIN_DIR, assert_ok, run_python, run_script
 
-from splitenc_plugin.job import JOB_FILE, write_json_atomic
-from splitenc_plugin.progress import (
+from splitenc_plugin.sweep.job import JOB_FILE, write_json_atomic
+from splitenc_plugin.sweep.progress import (
     PROGRESS_FILE,
     RATE_WINDOW,
     Progress,
     ProgressWriter,
     read_progress,
 )
-from splitenc_plugin.runner import job_status, lock_path, plan_jobs, running_state
+from splitenc_plugin.sweep.runner import job_status, lock_path, plan_jobs, running_state
 
 STUDY = "split_encoder_study_v1"
 BINDINGS = ("model.eval_steps = 5",)
@@ -179,7 +179,7 @@ def test_a_job_with_a_silent_log_still_reports_progress_to_the_dry_run(tmp_path)
     job.job_dir.mkdir(parents=True)
     write_json_atomic(job.job_dir / JOB_FILE, {"spec": job.spec.to_dict(), "options": {}})
     fd = _hold_lock(job.job_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "splitenc_plugin.job", str(job.job_dir)],
+    proc = subprocess.Popen([sys.executable, "-m", "splitenc_plugin.sweep.job", str(job.job_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     try:

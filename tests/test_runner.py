@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 from conftest import BIN_DIR, assert_ok, run_script
 
-from splitenc_plugin.aggregate import aggregate, load_results
-from splitenc_plugin.job import write_json_atomic
-from splitenc_plugin.progress import read_progress
-from splitenc_plugin.runner import execute_job, plan_jobs
+from splitenc_plugin.results.aggregate import aggregate, load_results
+from splitenc_plugin.sweep.job import write_json_atomic
+from splitenc_plugin.sweep.progress import read_progress
+from splitenc_plugin.sweep.runner import execute_job, plan_jobs
 
 STUDY = "split_encoder_study_v1"
 # Model 0: factor_vae + conv_encoder, seed 0; model 1: the same with seed 1;
@@ -254,7 +254,7 @@ def test_a_runner_outwaits_a_momentary_probe_of_a_jobs_lock(tmp_path) -> None:
     import fcntl
     import threading
 
-    from splitenc_plugin.runner import LOCK_PATIENCE_S, _lock, lock_path
+    from splitenc_plugin.sweep.runner import LOCK_PATIENCE_S, _lock, lock_path
 
     job_dir = tmp_path / STUDY / "20"
     probe = _lock(job_dir)

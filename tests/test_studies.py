@@ -9,7 +9,7 @@ import pytest
 from conftest import GIN_DIR, REPO, assert_ok, run_python, run_script
 
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.study_grid import (
+from splitenc_plugin.studies.grid import (
     DEFAULT_TRAINING_STEPS,
     GRIDS,
     MODEL_CONFIGS,
@@ -157,7 +157,7 @@ def test_committed_campaign_jobs_count_only_for_their_own_data(name) -> None:
     # The first campaign carries no data record (renderer v1 by rule); the
     # second records renderer v2. On the other renderer's data neither counts
     # as finished, and the error names both.
-    from splitenc_plugin.runner import (
+    from splitenc_plugin.sweep.runner import (
         JobMismatchError,
         check_finished,
         plan_selections,
@@ -294,7 +294,7 @@ def test_dlib_studies_resolve_the_right_operative_config() -> None:
 
 _CONFIG_PATHS = """
 import json, sys
-from splitenc_plugin.study_grid import EVAL_CONFIGS, POSTPROCESS_CONFIGS, config_file
+from splitenc_plugin.studies.grid import EVAL_CONFIGS, POSTPROCESS_CONFIGS, config_file
 ours = {ref: config_file(ref) for ref in POSTPROCESS_CONFIGS + EVAL_CONFIGS}
 imported_dlib = "disentanglement_lib" in sys.modules
 from disentanglement_lib.utils import resources

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from conftest import GIN_DIR, assert_ok, run_script
 
-from splitenc_plugin.job import CHECKPOINT_DIR, prune_heavy
-from splitenc_plugin.learning_curves import CURVES_FILE
+from splitenc_plugin.results.learning_curves import CURVES_FILE
+from splitenc_plugin.sweep.job import CHECKPOINT_DIR, prune_heavy
 
 STUDY = "split_encoder_study_v1"
 STEPS = 101

@@ -1,4 +1,4 @@
-"""Fitted-range traversals (splitenc_plugin.traversals) against dlib's definitions.
+"""Fitted-range traversals (splitenc_plugin.results.traversals) against dlib's definitions.
 
 Known answers: the interval is dlib's ``conf_interval_cycle`` one, recomputed
 here by hand; the grid layout is checked with a generator that writes each code
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import GIN_DIR, assert_ok, run_script
 
-from splitenc_plugin import traversals
+from splitenc_plugin.results import traversals
 
 
 def test_interval_is_dlibs_fitted_gaussian_plus_minus_two_sigma() -> None:

@@ -14,7 +14,7 @@ h5 file's datasets, shapes and dtypes, checks every label row against the
 factor layout (so rows land where dlib's reshape expects them), then copies
 the images in chunks of :data:`CHUNK_IMAGES` (49 MB) into an uncompressed
 (``np.savez``-style) npz member, which the lean loader
-(:mod:`splitenc_plugin.lean_data`) maps in place. The output is written to a
+(:mod:`splitenc_plugin.data.lean_data`) maps in place. The output is written to a
 temporary file and moved into place only when complete: a truncated or
 malformed h5 gives one :class:`ConversionError` and no output.
 

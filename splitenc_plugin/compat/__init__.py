@@ -46,7 +46,7 @@ binds one of its configurables; ``input_pipeline`` does nothing unless bound);
 a stock dlib config runs, and records its operative config, as stock dlib.
 ``SPLITENC_PLUGIN_FEATURES=0`` installs none of the feature patches (compat
 fixes only: what the tests compare stock configs against). The lean dSprites /
-Shapes3D loaders (:mod:`splitenc_plugin.lean_data`) are a feature that applies to
+Shapes3D loaders (:mod:`splitenc_plugin.data.lean_data`) are a feature that applies to
 stock configs too: they give dlib's observations and random stream exactly
 (``SPLITENC_LEAN_DATA=0`` turns them off alone).
 
@@ -413,7 +413,7 @@ def _preflight_before_data(module: types.ModuleType) -> None:
         from splitenc_plugin.data import registry
 
         if _plugin_in_use():
-            from splitenc_plugin import noise, pipeline
+            from splitenc_plugin.model import noise, pipeline
 
             noise.preflight()
             pipeline.preflight()
@@ -451,7 +451,7 @@ def _sample_through_reparameterization(module: types.ModuleType) -> None:
         """Samples z = mu + sigma * eps, eps from splitenc's `reparameterization`."""
         if not _plugin_in_use():
             return original(self, z_mean, z_logvar)
-        from splitenc_plugin import noise
+        from splitenc_plugin.model import noise
 
         return noise.reparameterization(z_mean, z_logvar)
 
@@ -474,7 +474,7 @@ def _switchable_input_pipeline(module: types.ModuleType) -> None:
 @plugin_feature
 def _register_studies(module: types.ModuleType) -> None:
     """Adds the paper's studies to dlib's STUDIES, so dlib_reproduce finds them."""
-    from splitenc_plugin import studies
+    from splitenc_plugin.studies import dlib_studies as studies
 
     module.STUDIES.update(studies.STUDIES)
 
@@ -526,7 +526,7 @@ def _scream_three_tuple_thumbnail(module: types.ModuleType) -> None:
 @plugin_feature
 def _lean_datasets(module: types.ModuleType) -> None:
     """dSprites bit-packed, Shapes3D uint8, loaded once (``SPLITENC_LEAN_DATA=0``: dlib's own)."""
-    from splitenc_plugin import lean_data
+    from splitenc_plugin.data import lean_data
 
     lean_data.install(module)
 
@@ -543,7 +543,7 @@ def patch_input_pipeline(train_module: types.ModuleType) -> None:
     attribute is enough. With the switch off (or unbound) the wrapper calls
     dlib's original with the same arguments; with
     ``input_pipeline.vectorized = True`` it builds
-    :func:`splitenc_plugin.pipeline.make_input_fn` instead. Idempotent.
+    :func:`splitenc_plugin.model.pipeline.make_input_fn` instead. Idempotent.
 
     Args:
       train_module: The ``disentanglement_lib.methods.unsupervised.train`` module
@@ -555,7 +555,7 @@ def patch_input_pipeline(train_module: types.ModuleType) -> None:
 
     @functools.wraps(original)
     def _make_input_fn(ground_truth_data, seed, num_batches=None):
-        from splitenc_plugin import pipeline
+        from splitenc_plugin.model import pipeline
 
         vectorized, prefetch_batches = pipeline.active_settings()
         if not vectorized:
@@ -587,7 +587,7 @@ def instrument_estimator_train(*, before_train: Callable[[str], None] | None = N
       with the global step as that iteration read it (before its own update:
       0, 1, ... for a fresh model; FactorVAE advances it twice per iteration).
 
-    Used by the job worker (:mod:`splitenc_plugin.job`: resuming, the progress
+    Used by the job worker (:mod:`splitenc_plugin.sweep.job`: resuming, the progress
     file) and ``bench/train_throughput.py`` (step times). Idempotent: the class
     is wrapped once; a later call replaces both callbacks
     (``instrument_estimator_train()`` keeps only ``max_steps``).

@@ -27,7 +27,7 @@ writes, into ``DIR`` (or ``--output_dir``):
 * ``figures/*.png`` — MIG violins (Figs 2, 3, 5, 7), MIG vs reconstruction
   (Figs 4, 6, 8) and reconstructions + traversals of each cell's best-MIG
   model (Appendix C; made with dlib's ``visualize_model`` and
-  :mod:`splitenc_plugin.traversals` from the job's ``visualizations/`` or, if
+  :mod:`splitenc_plugin.results.traversals` from the job's ``visualizations/`` or, if
   absent, its TF-Hub module; traversals over each latent's fitted ±2σ range
   where the job has them, else dlib's [-1, 1] stills; each column labelled with
   the factor that latent is most informative about, :func:`latent_factor_labels`),
@@ -57,14 +57,14 @@ import pandas as pd
 from splitenc_plugin.data.dsprites import LATENT_NAMES, LATENT_SIZES
 from splitenc_plugin.data.fingerprint import recorded_identity
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.job import CHECKPOINT_DIR, DONE_FILE, JOB_FILE, read_done
-from splitenc_plugin.learning_curves import CURVES_FILE
-from splitenc_plugin.study_grid import METRIC_REPRESENTATIONS, get_grid
-from splitenc_plugin.traversals import (
+from splitenc_plugin.results.learning_curves import CURVES_FILE
+from splitenc_plugin.results.traversals import (
     FITTED_DIR,
     latent_labels,
     most_informative_factors,
 )
+from splitenc_plugin.studies.grid import METRIC_REPRESENTATIONS, get_grid
+from splitenc_plugin.sweep.job import CHECKPOINT_DIR, DONE_FILE, JOB_FILE, read_done
 
 __all__ = ["CELL", "COLUMNS", "CURVE_QUANTITIES", "DISTINCT_IMAGES", "FACTOR_NAMES",
            "GAP_PREFIX", "MI_QUANTITIES", "PAPER_CLAIMS", "REPRESENTATIONS", "aggregate",
@@ -246,8 +246,8 @@ def planned_runs(unfinished: Sequence[Path] = (),
     Raises:
       SplitencUserError: If the selections file is missing or invalid.
     """
-    from splitenc_plugin.runner import plan_selections, read_selections
-    from splitenc_plugin.study_grid import JobSpec
+    from splitenc_plugin.studies.grid import JobSpec
+    from splitenc_plugin.sweep.runner import plan_selections, read_selections
 
     rows = []
     for job_dir in unfinished:
@@ -361,7 +361,7 @@ def figure_runs(frame: pd.DataFrame, study: str, dataset: str,
     Returns:
       Rows of ``frame``; borrowed rows keep their own ``study``.
     """
-    from splitenc_plugin.figures import COMPARISONS
+    from splitenc_plugin.results.figures import COMPARISONS
 
     own = frame[(frame["study"] == study) & (frame["dataset"] == dataset)]
     if data_fingerprint is not None:
@@ -612,7 +612,7 @@ def summarize(frame: pd.DataFrame,
       variant's medians minus the baseline's, pooling identical
       configurations across studies.
     """
-    from splitenc_plugin.figures import comparison_pairs
+    from splitenc_plugin.results.figures import comparison_pairs
 
     labels = dict(zip(frame["data_fingerprint"], frame["data"]))
     frame = frame.join(mi_intervals(frame))
@@ -1041,7 +1041,7 @@ def latent_factor_labels(job_dir: str | Path, dataset: str) -> list[str] | None:
     """Appendix C's label of each traversal column, from the same job's factor_mig.
 
     Returns:
-      :func:`splitenc_plugin.traversals.latent_labels` (``"z<j>: <factor>
+      :func:`splitenc_plugin.results.traversals.latent_labels` (``"z<j>: <factor>
       <normalised MI>"``, the factor latent j is most informative about), or
       None if the job has no factor_mig results.
     """
@@ -1055,7 +1055,7 @@ def latent_factor_labels(job_dir: str | Path, dataset: str) -> list[str] | None:
 # holds the estimator's tf_checkpoint/, whose event files the curves are read from).
 _CURVES = Path(CHECKPOINT_DIR).parent / CURVES_FILE
 # Quantity -> its axis label. From the tags dlib logs in training
-# (splitenc_plugin.learning_curves): dlib's elbo summary is -(reconstruction + KL)
+# (splitenc_plugin.results.learning_curves): dlib's elbo summary is -(reconstruction + KL)
 # and the estimator's loss is reconstruction + regularizer, so KL and the
 # regularizer are exact differences of logged values. FactorVAE logs no elbo:
 # it has no KL curve.
@@ -1153,7 +1153,7 @@ def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
 
     Uses ``JOB/visualizations`` when the job made it (``--visualize``);
     otherwise runs dlib's ``visualize_model.visualize`` (without the GIF
-    animations) and :func:`~splitenc_plugin.traversals.visualize_fitted_traversals`
+    animations) and :func:`~splitenc_plugin.results.traversals.visualize_fitted_traversals`
     on the job's TF-Hub module into ``cache``, in one subprocess.
     Jobs with neither (pruned) are left out.
     """
@@ -1172,7 +1172,7 @@ def _visualize(jobs: list[Path], cache: Path) -> dict[Path, Path]:
         # their pictures, nor a fitted-traversal failure the model's dlib stills.
         code = ("import os, shutil, sys, traceback\n"
                 "from disentanglement_lib.visualize import visualize_model\n"
-                "from splitenc_plugin.traversals import FITTED_DIR, visualize_fitted_traversals\n"
+                "from splitenc_plugin.results.traversals import FITTED_DIR, visualize_fitted_traversals\n"
                 "args, failed = sys.argv[1:], False\n"
                 "for model_dir, out in zip(args[::2], args[1::2]):\n"
                 "    shutil.rmtree(out, ignore_errors=True)\n"
@@ -1248,7 +1248,7 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
       A dict with ``csv``, ``summary`` (paths), ``figures`` (list of paths),
       ``table`` (the summary markdown), ``frame`` and ``unfinished``.
     """
-    from splitenc_plugin import figures
+    from splitenc_plugin.results import figures
 
     frame, unfinished = load_results(directory, study)
     planned = planned_runs(unfinished, selections)

@@ -68,7 +68,11 @@ import numpy as np
 
 from splitenc_plugin._gin import configurable
 from splitenc_plugin.errors import ConfigError
-from splitenc_plugin.noise import noise_covariance, validate_correlation, validate_sigma
+from splitenc_plugin.model.noise import (
+    noise_covariance,
+    validate_correlation,
+    validate_sigma,
+)
 
 __all__ = [
     "estimate_mi_decomposition",

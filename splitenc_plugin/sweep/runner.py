@@ -15,14 +15,14 @@ Usage::
 the command line's ``--study`` and filters) as one queue, in the file's order.
 
 Each selected model of the study is one *job* (train -> postprocess ->
-evaluate, optionally visualize), run by :mod:`splitenc_plugin.job` in its own
+evaluate, optionally visualize), run by :mod:`splitenc_plugin.sweep.job` in its own
 subprocess, in ``DIR/<study>/<model_num>/`` with dlib_reproduce's layout; its
 output goes to ``job.log`` there (for humans), its progress to ``progress.json``
-(:mod:`splitenc_plugin.progress`: the progress bar and the dry run's time
+(:mod:`splitenc_plugin.sweep.progress`: the progress bar and the dry run's time
 estimates read that file, never the log). Jobs run on a local pool of ``--workers``
 threads (default 1), on a Dask distributed cluster with ``--scheduler``, or on
 Dask workers the runner submits as Slurm/PBS batch jobs with ``--cluster``
-(:mod:`splitenc_plugin.clusters`, which also retries jobs lost with their worker).
+(:mod:`splitenc_plugin.sweep.clusters`, which also retries jobs lost with their worker).
 
 Guarantees:
 
@@ -31,7 +31,7 @@ Guarantees:
   checkpoints and TF-Hub modules are gone (``--prune_heavy``, or only the small
   result files were committed and checked out elsewhere).
 * An unfinished job of the same identity that left a checkpoint resumes
-  training from it (see :mod:`splitenc_plugin.job`); any other unfinished job
+  training from it (see :mod:`splitenc_plugin.sweep.job`); any other unfinished job
   directory is deleted and the job redone from scratch.
 * A job runs under an exclusive lock (``<study>/.<model_num>.lock``, held by
   the runner and inherited by the job process): a second runner never deletes
@@ -68,7 +68,16 @@ from pathlib import Path
 
 from splitenc_plugin.compat import DETERMINISTIC_ENV
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.job import (
+from splitenc_plugin.studies.grid import (
+    DEFAULT_TRAINING_STEPS,
+    GRIDS,
+    TEST_DATASET,
+    JobSpec,
+    check_extra_bindings,
+    get_grid,
+    make_job_spec,
+)
+from splitenc_plugin.sweep.job import (
     DONE_FILE,
     JOB_FILE,
     LOG_FILE,
@@ -79,16 +88,7 @@ from splitenc_plugin.job import (
     resumable_step,
     write_json_atomic,
 )
-from splitenc_plugin.progress import Progress, read_progress
-from splitenc_plugin.study_grid import (
-    DEFAULT_TRAINING_STEPS,
-    GRIDS,
-    TEST_DATASET,
-    JobSpec,
-    check_extra_bindings,
-    get_grid,
-    make_job_spec,
-)
+from splitenc_plugin.sweep.progress import Progress, read_progress
 
 __all__ = ["Job", "JobMismatchError", "execute_job", "job_status", "lock_path", "main",
            "plan_jobs", "plan_selections", "read_selections", "run_jobs", "running_state"]
@@ -195,7 +195,7 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
 
     Takes the job's lock, resumes the job if it left a checkpoint of the same
     identity (else deletes its directory), writes ``job.json``, and runs
-    ``python -m splitenc_plugin.job JOB_DIR`` with its output appended to
+    ``python -m splitenc_plugin.sweep.job JOB_DIR`` with its output appended to
     ``JOB_DIR/job.log``. Never raises for a failing job.
 
     Args:
@@ -237,7 +237,7 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
         with open(job_dir / LOG_FILE, "a") as log:
             # The job process inherits the locked fd: the lock lives as long as
             # the job does, even if this runner is killed.
-            proc = subprocess.Popen([sys.executable, "-m", "splitenc_plugin.job", str(job_dir)],
+            proc = subprocess.Popen([sys.executable, "-m", "splitenc_plugin.sweep.job", str(job_dir)],
                                     stdout=log, stderr=subprocess.STDOUT, env=full_env,
                                     stdin=subprocess.DEVNULL, pass_fds=(fd,))
             os.ftruncate(fd, 0)
@@ -469,7 +469,7 @@ class _DaskPool:
     """Runs execute_job on the workers of a Dask distributed scheduler."""
 
     def __init__(self, address: str, retries: int | None = None) -> None:
-        from splitenc_plugin.clusters import DEFAULT_RETRIES
+        from splitenc_plugin.sweep.clusters import DEFAULT_RETRIES
 
         self._retries = DEFAULT_RETRIES if retries is None else retries
         try:
@@ -484,7 +484,7 @@ class _DaskPool:
 
     def submit(self, job: Job, env: dict):
         # A job lost with its worker is run again (clusters.run_attempt).
-        from splitenc_plugin.clusters import run_attempt
+        from splitenc_plugin.sweep.clusters import run_attempt
 
         return self._client.submit(run_attempt, job.to_dict(), env, self._run_id, self._retries,
                                    pure=False,
@@ -611,8 +611,8 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = N
     env.update(thread_env(threads_per_job))
     if deterministic:
         env[DETERMINISTIC_ENV] = "1"
-    if cluster is not None:  # a batch-system cluster (splitenc_plugin.clusters)
-        from splitenc_plugin.clusters import cluster_pool
+    if cluster is not None:  # a batch-system cluster (splitenc_plugin.sweep.clusters)
+        from splitenc_plugin.sweep.clusters import cluster_pool
 
         pool = cluster_pool(cluster, len(jobs), retries)
     else:
@@ -816,7 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "next job on a core another runner's finished job left idle")
     ex.add_argument("--dry_run", action="store_true", help="print the plan and exit")
     ex.add_argument("--no_progress", action="store_true", help="no progress bar")
-    from splitenc_plugin.clusters import add_arguments as add_cluster_arguments
+    from splitenc_plugin.sweep.clusters import add_arguments as add_cluster_arguments
 
     add_cluster_arguments(parser)
     return parser
@@ -898,7 +898,7 @@ def _run(args: argparse.Namespace) -> int:
         raise SplitencUserError(f"--steps must be a positive integer, got {args.steps!r}")
     if args.max_jobs is not None and args.max_jobs < 1:
         raise SplitencUserError(f"--max_jobs must be >= 1, got {args.max_jobs}")
-    from splitenc_plugin.clusters import cluster_options, retry_report
+    from splitenc_plugin.sweep.clusters import cluster_options, retry_report
 
     cluster = cluster_options(args)  # --cluster/--retries: checked before any submission
     jobs, rank, label = _plan(args)

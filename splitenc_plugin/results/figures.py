@@ -8,7 +8,7 @@
   variants (the capacity controls) adds green squares and orange diamonds.
 * :func:`appendix_c` — reconstructions and latent traversals of the best-MIG
   model of each cell (Appendix C, Figs 9-11), from images made by dlib's
-  ``visualize_model`` and :mod:`splitenc_plugin.traversals`; each traversal
+  ``visualize_model`` and :mod:`splitenc_plugin.results.traversals`; each traversal
   column labelled with the factor that latent is most informative about and
   that normalised MI, where the job has factor_mig results.
 * :func:`factor_mi_heatmaps` — factor × latent normalised MI (dlib's MIG
@@ -180,7 +180,7 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
       panels: (label, reconstructions image, traversal image, traversal caption)
         per cell; the images are dlib visualize_model's
         ``reconstructions/reconstructions.jpg`` and either
-        ``traversals_fitted/traversals0.jpg`` (:mod:`splitenc_plugin.traversals`)
+        ``traversals_fitted/traversals0.jpg`` (:mod:`splitenc_plugin.results.traversals`)
         or dlib's ``traversals/traversals0.jpg``, from the same input.
       study: Study name (title).
       dataset: Dataset name (title).
@@ -316,7 +316,7 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     Returns:
       ``out``.
     """
-    from splitenc_plugin.aggregate import CURVE_QUANTITIES
+    from splitenc_plugin.results.aggregate import CURVE_QUANTITIES
 
     column, order, labels = _comparison(study, cells)
     models = [m for m in MODEL_LABELS if m in set(cells["model"])] + sorted(

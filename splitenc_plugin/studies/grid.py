@@ -3,7 +3,7 @@
 This module is pure Python (no TensorFlow, no dlib), so the runner and the
 aggregator can validate input and plan jobs in well under a second. The dlib
 ``Study`` objects that ``dlib_reproduce`` uses wrap these grids
-(:mod:`splitenc_plugin.studies`).
+(:mod:`splitenc_plugin.studies.dlib_studies`).
 
 =============================== ============================================
 study                           grid (model_num enumerates it, last axis
@@ -194,7 +194,7 @@ class ModelSpec:
       model: dlib model name (``vae``, ``factor_vae``, ``beta_tc_vae``).
       encoder: ``conv_encoder`` (dlib's), ``split_conv_encoder`` (ours), or a
         capacity control: ``matched_split_conv_encoder``, ``wide_conv_encoder``
-        (see :mod:`splitenc_plugin.encoders`).
+        (see :mod:`splitenc_plugin.model.encoders`).
       sigma: Correlation weight of the reparameterization noise (Eq 13).
       seed: ``model.random_seed``.
       config: File name of the gin config in :func:`splitenc_plugin.gin_dir`.

@@ -15,7 +15,7 @@ On any Dask cluster (``--cluster`` or ``--scheduler``) jobs are submitted
 through :func:`run_attempt`: a job lost with its worker (pre-emption, walltime,
 ``scancel``, a dead node) is run again on another worker, at most
 ``--retries`` times, and resumes from its last checkpoint on the shared output
-directory. The job's lock (:func:`splitenc_plugin.runner.lock_path`) still
+directory. The job's lock (:func:`splitenc_plugin.sweep.runner.lock_path`) still
 guarantees one running copy: a retry waits for the lost copy's process to
 release it. :func:`retry_report` gives the summary's lines about retried jobs.
 
@@ -225,14 +225,14 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
 # On the worker: one attempt of a job
 # --------------------------------------------------------------------------
 def _attempts_path(job_dir: Path) -> Path:
-    from splitenc_plugin.runner import lock_path
+    from splitenc_plugin.sweep.runner import lock_path
 
     return lock_path(job_dir).with_suffix(".attempts")
 
 
 def _count_attempt(job_dir: Path, run_id: str) -> int:
     """Records one more attempt of the job by run ``run_id``; returns its number (1, 2, ...)."""
-    from splitenc_plugin.job import write_json_atomic
+    from splitenc_plugin.sweep.job import write_json_atomic
 
     path = _attempts_path(job_dir)
     try:
@@ -250,19 +250,19 @@ def run_attempt(job: dict, env: dict | None, run_id: str, retries: int) -> dict:
 
     Counts the attempt on the shared output directory (beside the job's lock),
     waits for a lost earlier copy of the job to release the lock, and runs
-    :func:`splitenc_plugin.runner.execute_job`, which resumes from the job's
+    :func:`splitenc_plugin.sweep.runner.execute_job`, which resumes from the job's
     last checkpoint. A job killed by a signal it did not raise itself (its
     batch job cancelled or pre-empted) is handed back to the scheduler to run
     on another worker (``distributed.Reschedule``) while retries remain; a
     worker that dies outright makes the scheduler do the same.
 
     Returns:
-      :func:`~splitenc_plugin.runner.execute_job`'s outcome, plus
+      :func:`~splitenc_plugin.sweep.runner.execute_job`'s outcome, plus
       ``attempt`` (1 for a job that was never lost).
     """
     from distributed import Reschedule
 
-    from splitenc_plugin.runner import _lock, execute_job
+    from splitenc_plugin.sweep.runner import _lock, execute_job
 
     job_dir = Path(job["job_dir"])
     attempt = _count_attempt(job_dir, run_id)
@@ -304,7 +304,7 @@ def retry_report(outcomes: list[dict]) -> list[str]:
 def cluster_pool(options: ClusterOptions, jobs: int, retries: int):
     """Starts a batch-system cluster for ``jobs`` jobs; returns the runner's pool on it.
 
-    The pool (a :class:`splitenc_plugin.runner` Dask pool) submits up to
+    The pool (a :class:`splitenc_plugin.sweep.runner` Dask pool) submits up to
     ``options.jobs`` batch jobs, prints the dashboard address, keeps the
     cluster scaled to the remaining work and cancels its batch jobs on close.
 
@@ -325,8 +325,8 @@ def _pool_class():
     import dask
     import dask_jobqueue
 
-    from splitenc_plugin.job import THREAD_ENV
-    from splitenc_plugin.runner import _DaskPool as base
+    from splitenc_plugin.sweep.job import THREAD_ENV
+    from splitenc_plugin.sweep.runner import _DaskPool as base
 
     class _JobqueuePool(base):
         def __init__(self, options: ClusterOptions, jobs: int, retries: int) -> None:

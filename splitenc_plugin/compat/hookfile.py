@@ -3,7 +3,7 @@
 A regular install (``pip install .`` or a wheel) already puts the file at the
 top of site-packages (see ``setup.py``). Editable installs (``pip install -e``)
 do not copy extra top-level files, so ``make`` runs ``python -m
-splitenc_plugin.hookfile`` after installing. The file's line is inert if the
+splitenc_plugin.compat.hookfile`` after installing. The file's line is inert if the
 plugin is later uninstalled (it checks that the hook module exists first).
 """
 

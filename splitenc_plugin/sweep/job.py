@@ -1,21 +1,21 @@
 """One job of a study: train -> (visualize) -> postprocess -> evaluate, in one process.
 
-``python -m splitenc_plugin.job JOB_DIR`` runs the job described by
-``JOB_DIR/job.json`` (a :class:`~splitenc_plugin.study_grid.JobSpec` plus
+``python -m splitenc_plugin.sweep.job JOB_DIR`` runs the job described by
+``JOB_DIR/job.json`` (a :class:`~splitenc_plugin.studies.grid.JobSpec` plus
 options, written by the runner) with dlib's Python API, in the order of dlib's
 ``dlib_reproduce`` and with its seeding scheme (one ``RandomState(0)`` master
 state, one draw per step). Unlike ``dlib_reproduce``, configs are ordered by
 name, not by file path (so that the seeds do not depend on where dlib and the
 plugin are installed), and only the pairs of
-:func:`~splitenc_plugin.study_grid.evaluation_pairs` are evaluated and draw a
+:func:`~splitenc_plugin.studies.grid.evaluation_pairs` are evaluated and draw a
 seed:
 
 1. ``train.train_with_gin(JOB_DIR/model, False, [config], bindings)``, then
    ``JOB_DIR/model/learning_curves.json`` from its training summaries
-   (:mod:`splitenc_plugin.learning_curves`; a warning, not a failure, if none);
+   (:mod:`splitenc_plugin.results.learning_curves`; a warning, not a failure, if none);
 2. (``--visualize``) ``visualize_model.visualize(JOB_DIR/model, JOB_DIR/visualizations)``,
    then still traversals over each latent's fitted ±2σ range into
-   ``JOB_DIR/visualizations/traversals_fitted`` (:mod:`splitenc_plugin.traversals`);
+   ``JOB_DIR/visualizations/traversals_fitted`` (:mod:`splitenc_plugin.results.traversals`);
 3. for each postprocess config (by name), ``postprocess_with_gin`` into
    ``JOB_DIR/postprocessed/<name>`` with ``postprocess.random_seed`` drawn from
    ``np.random.RandomState(0)``;
@@ -26,7 +26,7 @@ The layout is dlib_reproduce's, so ``dlib_aggregate_results`` works on it too.
 
 While it runs, the job keeps ``JOB_DIR/progress.json`` current (phase, global
 step, recent step times, attempt, pid; the schema is
-:class:`splitenc_plugin.progress.Progress`): that file, not ``job.log``, is
+:class:`splitenc_plugin.sweep.progress.Progress`): that file, not ``job.log``, is
 what the runner reads for its progress bar and time estimates. ``job.log``
 is for humans.
 
@@ -62,13 +62,13 @@ from pathlib import Path
 from splitenc_plugin._io import write_json_atomic
 from splitenc_plugin.compat import deterministic_mode, instrument_estimator_train
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.progress import ProgressWriter
-from splitenc_plugin.study_grid import (
+from splitenc_plugin.studies.grid import (
     JobSpec,
     config_file,
     config_name,
     evaluation_pairs,
 )
+from splitenc_plugin.sweep.progress import ProgressWriter
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -376,7 +376,7 @@ def run(job_dir: str | os.PathLike) -> dict:
     timings["train"] = time.time() - t
     shutil.rmtree(job_dir / RESUME_DIR, ignore_errors=True)
     try:  # from the training event files, which --prune_heavy deletes
-        from splitenc_plugin.learning_curves import write_learning_curves
+        from splitenc_plugin.results.learning_curves import write_learning_curves
 
         curves = write_learning_curves(model_dir)
         _log(f"learning curves written to {curves.relative_to(job_dir)}" if curves else
@@ -387,7 +387,10 @@ def run(job_dir: str | os.PathLike) -> dict:
     if options.get("visualize"):
         from disentanglement_lib.visualize import visualize_model
 
-        from splitenc_plugin.traversals import FITTED_DIR, visualize_fitted_traversals
+        from splitenc_plugin.results.traversals import (
+            FITTED_DIR,
+            visualize_fitted_traversals,
+        )
 
         progress.phase("visualize")
         _log("visualizing the model (dlib visualize_model)")
@@ -462,10 +465,10 @@ def run(job_dir: str | os.PathLike) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m splitenc_plugin.job JOB_DIR``."""
+    """Entry point: ``python -m splitenc_plugin.sweep.job JOB_DIR``."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m splitenc_plugin.job JOB_DIR", file=sys.stderr)
+        print("usage: python -m splitenc_plugin.sweep.job JOB_DIR", file=sys.stderr)
         return 2
     job_dir = Path(argv[0])
     try:

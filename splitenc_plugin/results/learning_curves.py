@@ -29,7 +29,7 @@ training is dlib's ``train_results``), and the throughput tags are left out
 (:data:`THROUGHPUT_TAGS`). If an event file was written again for a step (a
 restarted estimator), the newest value wins; a truncated or corrupt record (a
 killed run) ends that file's reading. A study job resumed from a checkpoint
-(:mod:`splitenc_plugin.job`) trains in a fresh estimator directory, so its
+(:mod:`splitenc_plugin.sweep.job`) trains in a fresh estimator directory, so its
 curves start at the step it resumed from.
 
 The event files are among what ``--prune_heavy`` deletes, so a job calls

@@ -8,7 +8,7 @@ script runs them verbatim::
     dlib_reproduce --study=correlated_noise_study_v1 --model_num=30 --only_print
 
 The grids (which model_num is which dataset / model / encoder / sigma / seed)
-live in :mod:`splitenc_plugin.study_grid`, which needs neither TensorFlow nor
+live in :mod:`splitenc_plugin.studies.grid`, which needs neither TensorFlow nor
 dlib; this module only adapts them to dlib's ``Study`` interface. All studies
 postprocess with dlib's ``mean`` and ``sampled`` representations and evaluate
 dlib's MIG config, exactly like dlib's ``unsupervised_study_v1``, and add our
@@ -22,7 +22,7 @@ from __future__ import annotations
 from disentanglement_lib.config import study as dlib_study
 
 from splitenc_plugin import gin_dir
-from splitenc_plugin.study_grid import (
+from splitenc_plugin.studies.grid import (
     EVAL_CONFIGS,
     GRIDS,
     POSTPROCESS_CONFIGS,
@@ -36,7 +36,7 @@ class PaperStudy(dlib_study.Study):
     """One of the paper's studies, in dlib's ``Study`` interface.
 
     Attributes:
-      grid: The study's :class:`~splitenc_plugin.study_grid.StudyGrid`.
+      grid: The study's :class:`~splitenc_plugin.studies.grid.StudyGrid`.
     """
 
     def __init__(self, grid: StudyGrid) -> None:
