@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import disentanglement_lib.methods.shared.architectures  # noqa: F401 - registers encoder.*
@@ -10,7 +11,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
-from conftest import eq13_covariance
+from conftest import REPO, eq13_covariance
 
 from splitenc_plugin.errors import ConfigError
 from splitenc_plugin.model import noise
@@ -160,3 +161,101 @@ def test_every_dlib_vae_samples_through_the_hook() -> None:
 
     for cls in (vae.BetaVAE, vae.AnnealedVAE, vae.FactorVAE, vae.DIPVAE, vae.BetaTCVAE):
         assert getattr(cls.sample_from_latent_distribution, "_splitenc_patched", False), cls
+
+
+# --- NoiseSetting: one reading of a model's noise, from each record of its config ----------
+
+CAMPAIGN = REPO / "docs" / "results" / "campaign" / "correlated_noise_study_v1"
+# Job 30 of the committed campaign: corrnoise_factorvae.gin (sigma = 0.9); job 20: factorvae.gin.
+CORRELATED_JOB, FACTORIZED_JOB = CAMPAIGN / "30", CAMPAIGN / "20"
+
+
+def _train_config(job_dir) -> dict:
+    return json.loads((job_dir / "model" / "results" / "json" / "train_config.json").read_text())
+
+
+def test_setting_from_a_campaign_train_config_json() -> None:
+    setting = noise.NoiseSetting.from_train_config(_train_config(CORRELATED_JOB))
+    assert setting == noise.NoiseSetting("correlated", sigma=0.9)
+    assert setting.sigma_or_nan == 0.9 and setting.label == "correlated sigma=0.9"
+    factorized = noise.NoiseSetting.from_train_config(_train_config(FACTORIZED_JOB))
+    assert factorized == noise.NoiseSetting.factorized()
+    assert factorized.sigma == 0.0 and factorized.sigma_or_nan == 0.0
+    assert factorized.label == "factorized"
+
+
+def test_setting_from_dlibs_aggregate_json_with_prefixed_keys() -> None:
+    path = CORRELATED_JOB / "metrics" / "mean" / "mig" / "results" / "aggregate" / "evaluation.json"
+    record = json.loads(path.read_text())
+    assert "train_config.correlated_noise.sigma" in record
+    assert noise.NoiseSetting.from_train_config(record).sigma == 0.9
+
+
+def test_setting_from_a_campaign_operative_config() -> None:
+    train_gin = CORRELATED_JOB / "model" / "results" / "gin" / "train.gin"
+    assert noise.NoiseSetting.from_operative_config(train_gin).sigma == 0.9
+    assert noise.NoiseSetting.from_operative_config(
+        FACTORIZED_JOB / "model" / "results" / "gin" / "train.gin").kind == "factorized"
+
+
+def test_a_stock_dlib_train_config_is_factorized() -> None:
+    assert noise.NoiseSetting.from_train_config({"encoder.num_latent": "10"}).sigma_or_nan == 0.0
+
+
+def test_a_matrix_dlib_wrote_over_several_lines_is_nan_and_not_guessed() -> None:
+    # gin writes a 10 x 10 matrix as "correlated_noise.correlation = \" plus lines;
+    # dlib's train_config.json keeps the first line only.
+    config = {"reparameterization.noise_fn": "@correlated_noise", "correlated_noise.sigma": "None",
+              "correlated_noise.correlation": "\\", "encoder.num_latent": "10"}
+    setting = noise.NoiseSetting.from_train_config(config)
+    assert setting.kind == "correlated" and math.isnan(setting.sigma_or_nan)
+    assert setting.label == "correlated matrix"
+    with pytest.raises(ConfigError, match="train.gin"):
+        setting.covariance(10)
+    # A matrix short enough for one line is read.
+    config.update({"correlated_noise.correlation": "[[1.0, 0.3], [0.3, 1.0]]",
+                   "encoder.num_latent": "2"})
+    setting = noise.NoiseSetting.from_train_config(config)
+    np.testing.assert_array_equal(setting.covariance(2), [[1.0, 0.3], [0.3, 1.0]])
+    assert math.isnan(setting.sigma_or_nan)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.3, 0.9])
+def test_setting_covariance_is_eq13_in_closed_form(sigma: float) -> None:
+    cov = noise.NoiseSetting.correlated(sigma=sigma).covariance(NUM_LATENT)
+    np.testing.assert_allclose(cov, eq13_covariance(sigma, NUM_LATENT), rtol=0, atol=1e-15)
+    # Eigenvalues: 1 - sigma (J - 1 times, orthogonal to 1) and 1 + (J - 1) sigma (along 1).
+    expected = sorted([1 - sigma] * (NUM_LATENT - 1) + [1 + (NUM_LATENT - 1) * sigma])
+    np.testing.assert_allclose(np.linalg.eigvalsh(cov), expected, atol=1e-12)
+    np.testing.assert_array_equal(noise.NoiseSetting.factorized().covariance(NUM_LATENT),
+                                  np.eye(NUM_LATENT))
+
+
+@pytest.mark.parametrize("setting", [
+    noise.NoiseSetting.factorized(),
+    noise.NoiseSetting.correlated(sigma=0.9),
+    noise.NoiseSetting.correlated(sigma=0.0),
+    noise.NoiseSetting.correlated(correlation=eq13_covariance(0.4, NUM_LATENT)),
+], ids=["factorized", "sigma_0.9", "sigma_0", "matrix"])
+def test_setting_round_trips_through_gin(setting, clean_gin, tmp_path) -> None:
+    gin.parse_config([*setting.gin_bindings(), f"encoder.num_latent = {NUM_LATENT}"])
+    assert noise.NoiseSetting.from_gin() == setting
+    # and through the operative config that dlib records after the graph build
+    _draw([], batch=2)
+    train_gin = tmp_path / "train.gin"
+    train_gin.write_text(gin.operative_config_str())
+    assert noise.NoiseSetting.from_operative_config(train_gin) == setting
+
+
+def test_setting_rejects_what_gin_would(clean_gin) -> None:
+    with pytest.raises(ConfigError, match="exactly one"):
+        noise.NoiseSetting.correlated()
+    with pytest.raises(ConfigError, match=r"correlated_noise\.sigma"):
+        noise.NoiseSetting.correlated(sigma=1.0)
+    with pytest.raises(ConfigError, match="@my_noise"):
+        noise.NoiseSetting.from_train_config({"reparameterization.noise_fn": "@my_noise"})
+    gin.parse_config(["reparameterization.noise_fn = @correlated_noise"])
+    with pytest.raises(ConfigError, match="exactly one"):
+        noise.NoiseSetting.from_gin()
+    assert noise.NoiseSetting.correlated(sigma=0.9) != noise.NoiseSetting.correlated(sigma=0.5)
+    hash(noise.NoiseSetting.correlated(correlation=np.eye(3)))  # frozen: usable as a key

@@ -59,7 +59,6 @@ Neither TensorFlow nor dlib is imported at module level.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,9 +68,9 @@ import numpy as np
 from splitenc_plugin._gin import configurable
 from splitenc_plugin.errors import ConfigError
 from splitenc_plugin.model.noise import (
-    noise_covariance,
+    NoiseSetting,
+    read_operative_config,
     validate_correlation,
-    validate_sigma,
 )
 
 __all__ = [
@@ -81,6 +80,7 @@ __all__ = [
     "mi_decomposition",
     "read_operative_config",
     "resolve_noise_correlation",
+    "resolve_noise_setting",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -339,56 +339,17 @@ def estimate_mi_decomposition(means: np.ndarray, logvars: np.ndarray,
 # ---------------------------------------------------------------------------
 
 
-class _Reference:
-    """A ``@name`` in a parsed gin file (only its name is kept)."""
-
-    def __init__(self, name: str, evaluate: bool) -> None:
-        self.name = name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
-        self.evaluate = evaluate
-
-
-class _Delegate:
-    def configurable_reference(self, scoped_name: str, evaluate: bool) -> _Reference:
-        return _Reference(scoped_name, evaluate)
-
-    def macro(self, name: str) -> _Reference:
-        return _Reference(name, False)
-
-
-def read_operative_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Unscoped bindings of an operative gin config file, without importing anything.
-
-    Args:
-      path: e.g. ``<model_dir>/results/gin/train.gin``.
-
-    Returns:
-      {"configurable.param": value}; references (``@x``) become objects with a
-      ``name`` attribute (the last component of the configurable's name).
-    """
-    from gin import config_parser
-
-    bindings: dict[str, Any] = {}
-    with open(path) as f:
-        for statement in config_parser.ConfigParser(f, _Delegate()):
-            if isinstance(statement, config_parser.BindingStatement) and not statement.scope:
-                name = statement.selector.rsplit(".", 1)[-1]
-                bindings[f"{name}.{statement.arg_name}"] = statement.value
-    return bindings
-
-
-def resolve_noise_correlation(noise: Any, train_config: Mapping[str, Any] | None,
-                              num_latent: int) -> tuple[np.ndarray | None, str]:
-    """The noise correlation Sigma of q(z|x) (None if factorized) and a description.
+def resolve_noise_setting(noise: Any, train_config: Mapping[str, Any] | None) -> NoiseSetting:
+    """The reparameterization noise of q(z|x) as the metric's ``noise`` binding names it.
 
     Args:
       noise: ``'auto'`` (read the trained model's operative config),
         ``'factorized'``, a sigma in [0, 1) (Eq 13) or a J x J correlation matrix.
-      train_config: :func:`read_operative_config` of the model's train.gin, or
-        None if it was not found.
-      num_latent: J.
+      train_config: :func:`~splitenc_plugin.model.noise.read_operative_config`
+        of the model's train.gin, or None if it was not found.
 
     Returns:
-      (Sigma or None, description such as ``"correlated sigma=0.9"``).
+      The :class:`~splitenc_plugin.model.noise.NoiseSetting`.
 
     Raises:
       ConfigError: if the setting cannot be determined or is invalid.
@@ -401,33 +362,41 @@ def resolve_noise_correlation(noise: Any, train_config: Mapping[str, Any] | None
                 "and it was not found; bind mi_decomposition.noise = 'factorized', a sigma "
                 "(e.g. 0.9) or a correlation matrix."
             )
-        noise_fn = train_config.get("reparameterization.noise_fn")
-        name = getattr(noise_fn, "name", None)
-        if noise_fn is None or name == "factorized_noise":
-            return None, "factorized"
-        if name != "correlated_noise":
-            raise ConfigError(
-                f"The model was trained with reparameterization.noise_fn = @{name}, whose "
-                "correlation mi_decomposition does not know; bind mi_decomposition.noise "
-                "(a sigma or a correlation matrix)."
-            )
-        sigma = train_config.get("correlated_noise.sigma")
-        matrix = train_config.get("correlated_noise.correlation")
-        if (sigma is None) == (matrix is None):
-            raise ConfigError(
-                "The model's operative config binds @correlated_noise with "
-                f"sigma={sigma!r} and correlation={matrix!r}; exactly one must be set.")
-        noise = sigma if sigma is not None else matrix
+        try:
+            return NoiseSetting.from_operative_config(train_config)
+        except ConfigError as e:
+            raise ConfigError(f"The trained model's noise: {e} Bind mi_decomposition.noise "
+                              "(a sigma or a correlation matrix).") from None
     if isinstance(noise, str):
         if noise == "factorized":
-            return None, "factorized"
+            return NoiseSetting.factorized()
         raise ConfigError(
             f"mi_decomposition.noise must be 'auto', 'factorized', a sigma in [0, 1) or a "
             f"correlation matrix; got {noise!r}.")
     if isinstance(noise, (int, float)) and not isinstance(noise, bool):
-        sigma = validate_sigma(noise)
-        return noise_covariance(sigma, num_latent), f"correlated sigma={sigma:g}"
-    return validate_correlation(noise, num_latent), "correlated matrix"
+        return NoiseSetting.correlated(sigma=noise)
+    return NoiseSetting.correlated(correlation=noise)
+
+
+def resolve_noise_correlation(noise: Any, train_config: Mapping[str, Any] | None,
+                              num_latent: int) -> tuple[np.ndarray | None, str]:
+    """The noise correlation Sigma of q(z|x) (None if factorized) and a description.
+
+    Args:
+      noise: As :func:`resolve_noise_setting`.
+      train_config: As :func:`resolve_noise_setting`.
+      num_latent: J.
+
+    Returns:
+      (Sigma or None, the setting's label such as ``"correlated sigma=0.9"``).
+
+    Raises:
+      ConfigError: if the setting cannot be determined or is invalid.
+    """
+    setting = resolve_noise_setting(noise, train_config)
+    if setting.kind == "factorized":
+        return None, setting.label
+    return setting.covariance(num_latent), setting.label
 
 
 def _find_train_config(artifact_dir: str | None) -> Path | None:

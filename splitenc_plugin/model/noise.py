@@ -19,14 +19,25 @@ signature go through this one method. dlib's "sampled" postprocessing draws its
 own factorized noise (an unseeded ``tf.random_normal``) from the exported mean /
 log-variance and is not affected.
 
+What a model was trained with is one :class:`NoiseSetting`, read from the
+active gin config (:meth:`NoiseSetting.from_gin`), from dlib's saved
+``results/json/train_config.json`` (:meth:`NoiseSetting.from_train_config`) or
+from an operative gin file such as ``results/gin/train.gin``
+(:meth:`NoiseSetting.from_operative_config`); every reader of the setting (the
+preflight check, the MI-decomposition metric, the aggregator) goes through it.
+
 TensorFlow is imported inside the functions, so importing this module (and
 ``splitenc_plugin``) does not import it.
 """
 
 from __future__ import annotations
 
+import ast
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,6 +45,27 @@ from splitenc_plugin._gin import configurable
 from splitenc_plugin.errors import ConfigError
 
 NoiseFn = Callable[..., object]
+
+__all__ = [
+    "NoiseSetting",
+    "correlated_noise",
+    "factorized_noise",
+    "noise_covariance",
+    "preflight",
+    "read_operative_config",
+    "reparameterization",
+    "validate_correlation",
+    "validate_sigma",
+]
+
+# The gin names of the noise setting (dlib's operative config and train_config.json keys).
+NOISE_FN_KEY = "reparameterization.noise_fn"
+SIGMA_KEY = "correlated_noise.sigma"
+CORRELATION_KEY = "correlated_noise.correlation"
+NUM_LATENT_KEY = "encoder.num_latent"
+_FACTORIZED, _CORRELATED = "factorized_noise", "correlated_noise"
+# dlib's aggregated result JSONs prefix the training config's keys with this.
+_TRAIN_CONFIG_PREFIX = "train_config."
 
 
 @configurable("factorized_noise")
@@ -150,20 +182,18 @@ def correlated_noise(z_mean, sigma: float | None = None,
     Raises:
       ConfigError: if neither or both are bound, or a value is invalid.
     """
-    _check_exactly_one(sigma, correlation)
+    num_latent = z_mean.shape[-1] if z_mean.shape.rank is not None else None
+    num_latent = int(num_latent) if num_latent is not None else None
+    setting = NoiseSetting.correlated(sigma=sigma, correlation=correlation, num_latent=num_latent)
     import tensorflow.compat.v1 as tf
 
-    if sigma is not None:
-        sigma = validate_sigma(sigma)
-        if sigma == 0.0:
+    if setting.sigma is not None:
+        if setting.sigma == 0.0:
             return factorized_noise(z_mean)
         n = tf.random_normal(tf.shape(z_mean), 0, 1)
         n0 = tf.random_normal(tf.stack([tf.shape(z_mean)[0], 1]), 0, 1)
-        return math.sqrt(1.0 - sigma) * n + math.sqrt(sigma) * n0
-    num_latent = z_mean.shape[-1] if z_mean.shape.rank is not None else None
-    num_latent = int(num_latent) if num_latent is not None else None
-    matrix = validate_correlation(correlation, num_latent)
-    cholesky = np.linalg.cholesky(matrix).astype(np.float32)
+        return math.sqrt(1.0 - setting.sigma) * n + math.sqrt(setting.sigma) * n0
+    cholesky = np.linalg.cholesky(setting.covariance(num_latent)).astype(np.float32)
     n = tf.random_normal(tf.shape(z_mean), 0, 1)
     return tf.matmul(n, tf.constant(cholesky.T))
 
@@ -202,9 +232,308 @@ def _check_exactly_one(sigma: float | None, correlation: object | None) -> None:
 
 
 def noise_covariance(sigma: float, num_latent: int) -> np.ndarray:
-    """Sigma = (1 - sigma) I + sigma 11^T (Eq 13), as a numpy array."""
-    sigma = validate_sigma(sigma)
-    return (1.0 - sigma) * np.eye(num_latent) + sigma * np.ones((num_latent, num_latent))
+    """Sigma = (1 - sigma) I + sigma 11^T (Eq 13), as a numpy array.
+
+    Shorthand for ``NoiseSetting.correlated(sigma=sigma).covariance(num_latent)``.
+    """
+    return NoiseSetting.correlated(sigma=sigma).covariance(num_latent)
+
+
+# ---------------------------------------------------------------------------
+# The noise setting of a model, read from any record of its config.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoiseSetting:
+    """The reparameterization noise a model samples with (Eq 11 or Eq 13).
+
+    Construct it with :meth:`factorized`, :meth:`correlated` or one of the
+    readers (:meth:`from_gin`, :meth:`from_train_config`,
+    :meth:`from_operative_config`); the values are validated on construction.
+
+    Attributes:
+      kind: ``"factorized"`` (``@factorized_noise``, dlib's noise, Eq 11) or
+        ``"correlated"`` (``@correlated_noise``, Eq 13 or a full matrix).
+      sigma: Eq 13's correlation weight in [0, 1): 0.0 for factorized noise
+        (its covariance is Eq 13's at sigma = 0); None for a full matrix.
+      correlation: The full J x J correlation matrix as a tuple of rows, for
+        ``correlated_noise.correlation``; None otherwise, and None too for a
+        matrix whose values the record does not hold (dlib's
+        ``train_config.json`` keeps only the first line of a gin value, and gin
+        writes a matrix over several lines): then only ``sigma_or_nan`` and
+        ``label`` are known, and :meth:`covariance` raises.
+    """
+
+    kind: Literal["factorized", "correlated"]
+    sigma: float | None = 0.0
+    correlation: tuple[tuple[float, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "factorized":
+            if self.sigma != 0.0 or self.correlation is not None:
+                raise ConfigError("factorized noise has sigma = 0.0 and no correlation matrix; "
+                                  f"got sigma={self.sigma!r}, correlation={self.correlation!r}.")
+            object.__setattr__(self, "sigma", 0.0)
+            return
+        if self.kind != "correlated":
+            raise ConfigError(f"NoiseSetting.kind must be 'factorized' or 'correlated', "
+                              f"got {self.kind!r}.")
+        if self.sigma is not None and self.correlation is not None:
+            _check_exactly_one(self.sigma, self.correlation)
+        if self.sigma is not None:
+            object.__setattr__(self, "sigma", validate_sigma(self.sigma))
+        if self.correlation is not None:
+            matrix = validate_correlation(self.correlation)
+            object.__setattr__(self, "correlation",
+                               tuple(tuple(float(x) for x in row) for row in matrix))
+
+    # -- constructors ---------------------------------------------------------
+
+    @classmethod
+    def factorized(cls) -> NoiseSetting:
+        """dlib's factorized noise, eps ~ N(0, I) (Eq 11)."""
+        return cls("factorized")
+
+    @classmethod
+    def correlated(cls, sigma: float | None = None,
+                   correlation: Sequence[Sequence[float]] | np.ndarray | None = None,
+                   num_latent: int | None = None) -> NoiseSetting:
+        """``@correlated_noise`` with exactly one of ``sigma`` (Eq 13) and ``correlation``.
+
+        Args:
+          sigma: Correlation weight in [0, 1).
+          correlation: J x J symmetric positive definite matrix with unit diagonal.
+          num_latent: If given, J must equal it.
+
+        Raises:
+          ConfigError: if neither or both are given, or a value is invalid
+            (naming the ``correlated_noise`` binding).
+        """
+        _check_exactly_one(sigma, correlation)
+        if correlation is not None:
+            correlation = validate_correlation(correlation, num_latent)
+        return cls("correlated", sigma=sigma, correlation=correlation)
+
+    @classmethod
+    def from_gin(cls) -> NoiseSetting:
+        """The setting of the active gin config (what the next graph build would use).
+
+        Reads the unscoped bindings of ``reparameterization.noise_fn``
+        (unbound: factorized, its default), ``correlated_noise.sigma`` /
+        ``.correlation``, and ``encoder.num_latent`` to check a matrix's size.
+
+        Raises:
+          ConfigError: on invalid values, or a noise function other than the
+            plugin's two.
+        """
+        import gin
+
+        def bound(name: str) -> Any:
+            try:
+                return gin.query_parameter(name)
+            except ValueError:  # unbound (or only in a scope)
+                return None
+
+        return cls._from_values(bound(NOISE_FN_KEY), bound(SIGMA_KEY), bound(CORRELATION_KEY),
+                                bound(NUM_LATENT_KEY), source="the active gin config")
+
+    @classmethod
+    def from_train_config(cls, config: Mapping[str, Any]) -> NoiseSetting:
+        """The setting recorded in dlib's saved training config.
+
+        Args:
+          config: dlib's ``results/json/train_config.json`` as a dict (keys
+            such as ``"reparameterization.noise_fn"``, values as dlib writes
+            them: ``"@correlated_noise"``, ``"0.9"``, ``"None"``), or a dlib
+            aggregate JSON (``results/aggregate/*.json``), whose keys carry a
+            ``"train_config."`` prefix. A config without the noise keys (a
+            stock dlib model, or one trained before they were bound) is
+            factorized.
+
+        Returns:
+          The setting; ``sigma`` is 0.0 for factorized noise, and a full matrix
+          gives ``sigma_or_nan`` NaN (its values only if gin wrote it on one line).
+
+        Raises:
+          ConfigError: on invalid values, or a noise function other than the
+            plugin's two.
+        """
+        def value(key: str) -> Any:
+            text = config.get(key, config.get(_TRAIN_CONFIG_PREFIX + key))
+            return _parse_json_value(text)
+
+        return cls._from_values(value(NOISE_FN_KEY), value(SIGMA_KEY), value(CORRELATION_KEY),
+                                value(NUM_LATENT_KEY), source="train_config.json",
+                                matrix_may_be_missing=True)
+
+    @classmethod
+    def from_operative_config(cls, config: str | os.PathLike | Mapping[str, Any]) -> NoiseSetting:
+        """The setting recorded in an operative gin config (e.g. ``results/gin/train.gin``).
+
+        Args:
+          config: Path of the gin file, or its :func:`read_operative_config` dict.
+
+        Raises:
+          ConfigError: on invalid values, or a noise function other than the
+            plugin's two.
+        """
+        bindings = config if isinstance(config, Mapping) else read_operative_config(config)
+        return cls._from_values(bindings.get(NOISE_FN_KEY), bindings.get(SIGMA_KEY),
+                                bindings.get(CORRELATION_KEY), bindings.get(NUM_LATENT_KEY),
+                                source="the operative gin config")
+
+    @classmethod
+    def _from_values(cls, noise_fn: Any, sigma: Any, correlation: Any, num_latent: Any,
+                     source: str, matrix_may_be_missing: bool = False) -> NoiseSetting:
+        name = _reference_name(noise_fn)
+        if name is None or name == _FACTORIZED:
+            return cls.factorized()
+        if name != _CORRELATED:
+            raise ConfigError(
+                f"{source} binds {NOISE_FN_KEY} = @{name}, which is not one of the plugin's "
+                f"noise functions (@{_FACTORIZED}, @{_CORRELATED}); its correlation is unknown.")
+        if matrix_may_be_missing and sigma is None and correlation is _UNREADABLE:
+            return cls("correlated", sigma=None, correlation=None)
+        if correlation is _UNREADABLE:
+            correlation = None
+        return cls.correlated(sigma=sigma, correlation=correlation,
+                              num_latent=num_latent if isinstance(num_latent, int) else None)
+
+    # -- what it means --------------------------------------------------------
+
+    @property
+    def sigma_or_nan(self) -> float:
+        """Eq 13's sigma: 0.0 for factorized noise, NaN for a full matrix."""
+        return math.nan if self.sigma is None else self.sigma
+
+    @property
+    def label(self) -> str:
+        """``"factorized"``, ``"correlated sigma=0.9"`` or ``"correlated matrix"``."""
+        if self.kind == "factorized":
+            return "factorized"
+        return "correlated matrix" if self.sigma is None else f"correlated sigma={self.sigma:g}"
+
+    def covariance(self, num_latent: int | None) -> np.ndarray:
+        """The noise covariance Sigma of eps (a correlation matrix), float64 [J, J].
+
+        Identity for factorized noise (Eq 11), (1 - sigma) I + sigma 11^T for
+        Eq 13, the matrix itself for a full correlation.
+
+        Args:
+          num_latent: J; a full matrix must have this size. May be None only
+            for a full matrix (its own size is used).
+
+        Raises:
+          ConfigError: if a full matrix does not have J rows, or its values
+            were not recorded.
+        """
+        if self.correlation is not None:
+            return validate_correlation(self.correlation, num_latent)
+        if self.sigma is None:
+            raise ConfigError(
+                "this noise setting is a full correlation matrix whose values the record does "
+                "not hold (dlib's train_config.json keeps only a gin value's first line); "
+                "read it from the model's results/gin/train.gin (NoiseSetting."
+                "from_operative_config).")
+        if num_latent is None:
+            raise ConfigError("the covariance of Eq 13 needs the number of latents "
+                              "(encoder.num_latent).")
+        return ((1.0 - self.sigma) * np.eye(num_latent)
+                + self.sigma * np.ones((num_latent, num_latent)))
+
+    def gin_bindings(self) -> tuple[str, ...]:
+        """Gin bindings that select this setting (parse them to train with it).
+
+        Raises:
+          ConfigError: for a full matrix whose values were not recorded.
+        """
+        if self.kind == "factorized":
+            return (f"{NOISE_FN_KEY} = @{_FACTORIZED}",)
+        if self.sigma is None and self.correlation is None:
+            self.covariance(None)  # raises: the matrix is unknown
+        correlation = None if self.correlation is None else [list(row) for row in self.correlation]
+        return (f"{NOISE_FN_KEY} = @{_CORRELATED}",
+                f"{SIGMA_KEY} = {self.sigma!r}",
+                f"{CORRELATION_KEY} = {correlation!r}")
+
+
+# A train_config.json value that is not a Python literal (e.g. the "\\" that
+# dlib keeps of a matrix gin wrote over several lines).
+_UNREADABLE = object()
+
+
+def _parse_json_value(text: Any) -> Any:
+    """A gin value as dlib's train_config.json stores it (text) -> Python value.
+
+    ``None``/missing -> None, ``"0.9"`` -> 0.9, ``"@correlated_noise"`` ->
+    ``"@correlated_noise"`` (a reference stays text); a value that is not a
+    Python literal -> ``_UNREADABLE``.
+    """
+    if not isinstance(text, str):
+        return text
+    text = text.strip()
+    if text.startswith("@"):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return _UNREADABLE
+
+
+def _reference_name(value: Any) -> str | None:
+    """The configurable's name of a gin reference in any of its recorded forms.
+
+    Accepts gin's ``ConfigurableReference`` (active config), the references
+    of :func:`read_operative_config` (``.name``) and dlib's JSON text
+    (``"@correlated_noise"``, ``"@splitenc_plugin.model.noise.correlated_noise()"``);
+    None stays None.
+    """
+    if value is None:
+        return None
+    configurable = getattr(value, "configurable", None)
+    name = getattr(configurable, "name", None) or getattr(value, "name", None)
+    if name is None:
+        name = str(value).strip().strip("'\"").removeprefix("@").removesuffix("()")
+    return name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
+
+
+class _Reference:
+    """A ``@name`` in a parsed gin file (only its name is kept)."""
+
+    def __init__(self, name: str, evaluate: bool) -> None:
+        self.name = name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
+        self.evaluate = evaluate
+
+
+class _Delegate:
+    def configurable_reference(self, scoped_name: str, evaluate: bool) -> _Reference:
+        return _Reference(scoped_name, evaluate)
+
+    def macro(self, name: str) -> _Reference:
+        return _Reference(name, False)
+
+
+def read_operative_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Unscoped bindings of an operative gin config file, without importing anything.
+
+    Args:
+      path: e.g. ``<model_dir>/results/gin/train.gin``.
+
+    Returns:
+      {"configurable.param": value} with values as Python literals; references
+      (``@x``) become objects with a ``name`` attribute (the last component of
+      the configurable's name).
+    """
+    from gin import config_parser
+
+    bindings: dict[str, Any] = {}
+    with open(path) as f:
+        for statement in config_parser.ConfigParser(f, _Delegate()):
+            if isinstance(statement, config_parser.BindingStatement) and not statement.scope:
+                name = statement.selector.rsplit(".", 1)[-1]
+                bindings[f"{name}.{statement.arg_name}"] = statement.value
+    return bindings
 
 
 def preflight() -> None:
@@ -212,6 +541,10 @@ def preflight() -> None:
 
     Called by the compat layer before dlib loads its dataset, so that a bad
     ``correlated_noise`` binding fails in seconds, not after data loading.
+    Bound ``correlated_noise`` values are checked even when another noise
+    function is selected; the selected setting is then read as
+    :meth:`NoiseSetting.from_gin` reads it (a noise function of the user's own
+    is left to the graph build).
     """
     import gin
 
@@ -221,13 +554,11 @@ def preflight() -> None:
         except ValueError:  # unbound (or only in a scope): the graph build decides
             return None
 
-    sigma, correlation = bound("correlated_noise.sigma"), bound("correlated_noise.correlation")
+    sigma, correlation = bound(SIGMA_KEY), bound(CORRELATION_KEY)
     if sigma is not None:
         validate_sigma(sigma)
     if correlation is not None:
-        num_latent = bound("encoder.num_latent")
+        num_latent = bound(NUM_LATENT_KEY)
         validate_correlation(correlation, num_latent if isinstance(num_latent, int) else None)
-    noise_fn = bound("reparameterization.noise_fn")
-    configurable = getattr(noise_fn, "configurable", None)  # a gin @reference
-    if getattr(configurable, "name", None) == "correlated_noise":
-        _check_exactly_one(sigma, correlation)
+    if _reference_name(bound(NOISE_FN_KEY)) in (None, _FACTORIZED, _CORRELATED):
+        NoiseSetting.from_gin()

@@ -139,21 +139,24 @@ def visualize_fitted_traversals(model_dir: str | os.PathLike, output_dir: str | 
     """
     import tensorflow_hub as hub
     from disentanglement_lib.data.ground_truth import named_data
-    from disentanglement_lib.utils import results
     from disentanglement_lib.visualize import visualize_model, visualize_util
 
-    activations = {"'logits'": visualize_model.sigmoid, "'tanh'": visualize_model.tanh}
-    gin_dict = results.gin_dict(os.path.join(model_dir, "results", "gin", "train.gin"))
-    activation_name = gin_dict["reconstruction_loss.activation"]
+    from splitenc_plugin.model.noise import read_operative_config
+
+    activations = {"logits": visualize_model.sigmoid, "tanh": visualize_model.tanh}
+    # The model's operative config, read as every reader of a trained model's
+    # settings reads it (the noise setting included: NoiseSetting.from_operative_config).
+    train_config = read_operative_config(os.path.join(model_dir, "results", "gin", "train.gin"))
+    activation_name = train_config["reconstruction_loss.activation"]
     if activation_name not in activations:
-        raise ValueError(f"decoder activation {activation_name} is not one dlib visualizes "
-                         f"({', '.join(activations)})")
+        raise ValueError(f"decoder activation {activation_name!r} is not one dlib visualizes "
+                         f"({', '.join(map(repr, activations))})")
     activation = activations[activation_name]
-    num_latent = int(gin_dict["encoder.num_latent"])
+    num_latent = int(train_config["encoder.num_latent"])
     num_images = num_latent if num_images is None else num_images
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    dataset = named_data.get_named_ground_truth_data(gin_dict["dataset.name"].replace("'", ""))
+    dataset = named_data.get_named_ground_truth_data(train_config["dataset.name"])
     # dlib's visualize draws, in order: 64 inputs for the reconstructions, 64
     # prior codes for the samples, then the 64 inputs whose means start the
     # traversals. Replaying the first two gives the same traversal inputs.
