@@ -49,6 +49,7 @@ __all__ = [
     "METRIC_REPRESENTATIONS",
     "METRIC_SEED_GENERATIONS",
     "MODEL_CONFIGS",
+    "PAPER_SIGMA",
     "POSTPROCESS_CONFIGS",
     "TEST_DATASET",
     "JobSpec",
@@ -57,6 +58,7 @@ __all__ = [
     "UnknownStudyError",
     "config_file",
     "config_name",
+    "config_ref",
     "dlib_config_path",
     "evaluation_pairs",
     "get_grid",
@@ -66,13 +68,19 @@ __all__ = [
 # model.training_steps of every config in gin/ (dlib's unsupervised_study_v1).
 DEFAULT_TRAINING_STEPS = 300000
 
+# The paper's correlation weight of the correlated noise (Sec 5.1, Eq 13). The
+# shipped gin/fragments/correlated_noise.gin (which the corrnoise_* configs
+# include) writes the same literal, as a gin file cannot import it;
+# tests/test_noise.py checks that the two agree.
+PAPER_SIGMA = 0.9
+
 # (model, encoder, sigma) -> the full gin config in gin/ that trains it.
 MODEL_CONFIGS: dict[tuple[str, str, float], str] = {
     ("vae", "conv_encoder", 0.0): "vae.gin",
-    ("vae", "conv_encoder", 0.9): "corrnoise_vae.gin",
+    ("vae", "conv_encoder", PAPER_SIGMA): "corrnoise_vae.gin",
     ("vae", "split_conv_encoder", 0.0): "split_vae.gin",
     ("factor_vae", "conv_encoder", 0.0): "factorvae.gin",
-    ("factor_vae", "conv_encoder", 0.9): "corrnoise_factorvae.gin",
+    ("factor_vae", "conv_encoder", PAPER_SIGMA): "corrnoise_factorvae.gin",
     ("factor_vae", "split_conv_encoder", 0.0): "split_factorvae.gin",
     ("beta_tc_vae", "conv_encoder", 0.0): "betatcvae.gin",
     ("beta_tc_vae", "split_conv_encoder", 0.0): "split_betatcvae.gin",
@@ -139,17 +147,46 @@ def dlib_config_path(*parts: str) -> str:
 
 
 def config_file(ref: str) -> str:
-    """Path of a study config: 'dlib:<path>' in dlib's unsupervised_study_v1, 'plugin:<path>' in gin/."""
+    """Path of a config reference (see :func:`config_ref`).
+
+    ``'dlib:<path>'`` is in dlib's ``config/unsupervised_study_v1`` (the
+    metrics and representations of the plugin's studies),
+    ``'dlib-config:<path>'`` anywhere in dlib's ``config/`` (any dlib study's
+    files), ``'plugin:<path>'`` in the plugin's ``gin/``; an absolute path (a
+    user study's file outside both) is itself.
+    """
     from splitenc_plugin import gin_dir
 
+    if Path(ref).is_absolute():
+        return ref
     kind, _, relative = ref.partition(":")
     resolvers = {
         "dlib": lambda: dlib_config_path("unsupervised_study_v1", *relative.split("/")),
+        "dlib-config": lambda: dlib_config_path(*relative.split("/")),
         "plugin": lambda: str(gin_dir() / relative),
     }
     if kind not in resolvers:
-        raise ValueError(f"config reference {ref!r} must start with 'dlib:' or 'plugin:'")
+        raise ValueError(f"config reference {ref!r} must start with 'dlib:', 'dlib-config:' "
+                         "or 'plugin:', or be an absolute path")
     return resolvers[kind]()
+
+
+def config_ref(path: str) -> str:
+    """The install-independent reference of a config file (inverse of :func:`config_file`).
+
+    A file in dlib's ``config/`` becomes ``'dlib-config:<path below config/>'``,
+    one in the plugin's ``gin/`` ``'plugin:<path>'``; any other file keeps its
+    absolute path. References, not paths, go into job identities, so that a job
+    finished on one machine is recognized on another.
+    """
+    from splitenc_plugin import gin_dir
+
+    resolved = Path(path).resolve()
+    roots = (("dlib-config", Path(dlib_config_path()).resolve()), ("plugin", gin_dir().resolve()))
+    for kind, root in roots:
+        if resolved.is_relative_to(root):
+            return f"{kind}:{resolved.relative_to(root).as_posix()}"
+    return str(resolved)
 
 
 def config_name(ref: str) -> str:
@@ -158,10 +195,16 @@ def config_name(ref: str) -> str:
 
 
 def evaluation_pairs(postprocess_configs: tuple[str, ...],
-                     eval_configs: tuple[str, ...]) -> list[tuple[str, str]]:
+                     eval_configs: tuple[str, ...],
+                     all_pairs: bool = False) -> list[tuple[str, str]]:
     """(representation config, metric config) pairs to evaluate, in seed order.
 
-    Ordered by the metric's generation in :data:`METRIC_SEED_GENERATIONS`,
+    With ``all_pairs`` (a dlib study run as ``dlib_reproduce`` runs it): every
+    metric on every representation, representations by name, then metrics by
+    name — ``dlib_reproduce``'s loops, so each pair draws dlib's seed.
+
+    Otherwise (the plugin's studies) only the pairs of
+    :data:`METRIC_REPRESENTATIONS`, ordered by the metric's generation in :data:`METRIC_SEED_GENERATIONS`,
     then by config names (not file paths, so that the seeds drawn for them do
     not depend on where dlib and the plugin are installed).
     """
@@ -170,6 +213,9 @@ def evaluation_pairs(postprocess_configs: tuple[str, ...],
         return next((i for i, names in enumerate(METRIC_SEED_GENERATIONS) if name in names),
                     len(METRIC_SEED_GENERATIONS))
 
+    if all_pairs:
+        return [(post, metric) for post in sorted(postprocess_configs, key=config_name)
+                for metric in sorted(eval_configs, key=config_name)]
     pairs = [(post, metric) for post in postprocess_configs for metric in eval_configs
              if config_name(post) in METRIC_REPRESENTATIONS.get(config_name(metric), ())]
     return sorted(pairs, key=lambda pair: (generation(pair[1]), config_name(pair[0]),
@@ -298,9 +344,9 @@ GRIDS: dict[str, StudyGrid] = {grid.name: grid for grid in (
     StudyGrid(
         "correlated_noise_study_v1",
         "Sec 5.1 / Fig 2: VAE and FactorVAE with factorized (sigma=0) vs correlated "
-        "(sigma=0.9) reparameterization noise on dSprites",
+        f"(sigma={PAPER_SIGMA:g}) reparameterization noise on dSprites",
         datasets=["dsprites_full"], models=["vae", "factor_vae"], encoders=["conv_encoder"],
-        sigmas=[0.0, 0.9], seeds=_SEEDS),
+        sigmas=[0.0, PAPER_SIGMA], seeds=_SEEDS),
     StudyGrid(
         "split_encoder_study_v1",
         "Sec 5.2 / Figs 3-8: FactorVAE and beta-TCVAE with dlib's conv encoder vs the "
@@ -355,6 +401,15 @@ class JobSpec:
         (dlib's ``config/unsupervised_study_v1`` files) or ``plugin:`` ones
         (ours, in ``gin/``); see :data:`POSTPROCESS_CONFIGS`.
       eval_configs: Metric configs, referenced the same way.
+      gin_configs: Fragments layered over the training config after the
+        study's bindings (absolute paths; :mod:`.dlib_any`).
+      gin_config_digests: Their SHA-256 digests when planned; the job
+        refuses to train if a fragment changed since.
+      all_pairs: Evaluate every metric on every representation, as
+        ``dlib_reproduce`` (dlib's and users' studies), instead of the
+        plugin's :data:`METRIC_REPRESENTATIONS` pairs.
+      metrics: The metric names a run was restricted to (``--metrics``);
+        empty: the study's own list.
     """
 
     study: str
@@ -369,10 +424,48 @@ class JobSpec:
     seed: int
     postprocess_configs: tuple[str, ...] = field(default=POSTPROCESS_CONFIGS)
     eval_configs: tuple[str, ...] = field(default=EVAL_CONFIGS)
+    gin_configs: tuple[str, ...] = ()
+    gin_config_digests: tuple[str, ...] = ()
+    all_pairs: bool = False
+    metrics: tuple[str, ...] = ()
 
     def identity(self) -> dict:
-        """The fields that define the job's results (compared on re-runs)."""
-        return {name: _jsonable(getattr(self, name)) for name in IDENTITY_FIELDS}
+        """The fields that define the job's results (compared on re-runs).
+
+        Fragments enter as ``gin_configs`` (file name and SHA-256 of each, in
+        order: where a fragment lives does not matter, its content does), a
+        metric restriction as ``metrics``; both keys are absent when unused, so
+        the identities of jobs planned without them are unchanged.
+        """
+        identity = {name: _jsonable(getattr(self, name)) for name in IDENTITY_FIELDS}
+        if self.gin_configs:
+            identity["gin_configs"] = [{"name": Path(path).name, "sha256": digest}
+                                       for path, digest in zip(self.gin_configs,
+                                                               self.gin_config_digests)]
+        if self.metrics:
+            identity["metrics"] = list(self.metrics)
+        return identity
+
+    def config_path(self) -> str:
+        """The model's training config file (a shipped ``gin/`` name or a reference)."""
+        if ":" in self.config or Path(self.config).is_absolute():
+            return config_file(self.config)
+        from splitenc_plugin import gin_dir
+
+        return str(gin_dir() / self.config)
+
+    def training_bindings(self) -> list[str]:
+        """The training bindings with the fragments layered in (see :mod:`.dlib_any`).
+
+        The fragments come as gin ``include`` statements after the study's
+        bindings and ``model.training_steps``, before any extra bindings.
+        """
+        bindings = list(self.bindings)
+        steps_at = next((i for i, b in enumerate(bindings)
+                         if b.replace(" ", "").startswith("model.training_steps=")),
+                        len(bindings) - 1)
+        includes = [f"include '{path}'" for path in self.gin_configs]
+        return bindings[:steps_at + 1] + includes + bindings[steps_at + 1:]
 
     def to_dict(self) -> dict:
         """The spec as a JSON-serializable dict."""

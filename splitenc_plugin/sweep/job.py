@@ -83,7 +83,7 @@ __all__ = [
     "MarkerError",
     "checkpoint_step",
     "main",
-    "mig_result_files",
+    "result_files",
     "prune_heavy",
     "read_done",
     "read_job_spec",
@@ -189,12 +189,13 @@ def read_job_spec(job_dir: str | os.PathLike) -> JobSpec | None:
             "Move the job directory away to train the job anew") from None
 
 
-def mig_result_files(job_dir: str | os.PathLike, spec: JobSpec) -> list[Path]:
+def result_files(job_dir: str | os.PathLike, spec: JobSpec) -> list[Path]:
     """The aggregate evaluation JSON of every (representation, metric) of the job."""
     job_dir = Path(job_dir)
     return [job_dir / "metrics" / config_name(post) / config_name(metric) / "results"
             / "aggregate" / "evaluation.json"
-            for post, metric in evaluation_pairs(spec.postprocess_configs, spec.eval_configs)]
+            for post, metric in evaluation_pairs(spec.postprocess_configs, spec.eval_configs,
+                                                 spec.all_pairs)]
 
 
 def prune_heavy(job_dir: str | os.PathLike) -> list[str]:
@@ -325,6 +326,27 @@ def _check_data(job_dir: Path, dataset: str) -> dict:
     return current
 
 
+def _check_fragments(spec: JobSpec) -> None:
+    """Refuses to train if a layered fragment changed since the job was planned.
+
+    Raises:
+      SplitencUserError: Naming the fragment (its content is part of the job's
+        identity, so training it now would record one config and run another).
+    """
+    from splitenc_plugin.studies.dlib_any import file_digest
+
+    for path, digest in zip(spec.gin_configs, spec.gin_config_digests):
+        try:
+            now = file_digest(path)
+        except OSError as exc:
+            raise SplitencUserError(f"the job's fragment {path} cannot be read ({exc}); "
+                                    "restore it, or plan the job again") from None
+        if now != digest:
+            raise SplitencUserError(
+                f"the job's fragment {path} changed since the job was planned; run "
+                "splitenc_reproduce again to plan it with the current content")
+
+
 def run(job_dir: str | os.PathLike) -> dict:
     """Runs the job in ``job_dir`` and writes its completion marker.
 
@@ -341,12 +363,12 @@ def run(job_dir: str | os.PathLike) -> dict:
     from disentanglement_lib.methods.unsupervised import train
     from disentanglement_lib.postprocessing import postprocess
 
-    from splitenc_plugin import gin_dir
 
     job_dir = Path(job_dir)
     with open(job_dir / JOB_FILE) as f:
         job = json.load(f)
     spec = JobSpec.from_dict(job["spec"])
+    _check_fragments(spec)
     data = _check_data(job_dir, spec.dataset)
     resumes = _read_resumes(job_dir)
     resume_step = _prepare_resume(job_dir)
@@ -368,11 +390,12 @@ def run(job_dir: str | os.PathLike) -> dict:
     start = time.time()
 
     model_dir = str(job_dir / "model")
-    model_config = str(gin_dir() / spec.config)
+    model_config = spec.config_path()
+    bindings = spec.training_bindings()
     _log(f"{spec.study} model {spec.model_num}: training {spec.config} for {spec.steps} steps "
-         f"with {list(spec.bindings)}")
+         f"with {bindings}")
     t = time.time()
-    train.train_with_gin(model_dir, False, [model_config], list(spec.bindings))
+    train.train_with_gin(model_dir, False, [model_config], bindings)
     timings["train"] = time.time() - t
     shutil.rmtree(job_dir / RESUME_DIR, ignore_errors=True)
     try:  # from the training event files, which --prune_heavy deletes
@@ -418,7 +441,8 @@ def run(job_dir: str | os.PathLike) -> dict:
     timings["postprocess"] = time.time() - t
 
     t = time.time()
-    for post, metric_config in evaluation_pairs(spec.postprocess_configs, spec.eval_configs):
+    for post, metric_config in evaluation_pairs(spec.postprocess_configs, spec.eval_configs,
+                                                spec.all_pairs):
         post_name, metric = config_name(post), config_name(metric_config)
         progress.phase("evaluate", f"{post_name}/{metric}")
         _log(f"computing metric {metric} on {post_name}")
@@ -429,7 +453,7 @@ def run(job_dir: str | os.PathLike) -> dict:
              f"evaluation.name = '{metric}'"])
     timings["evaluate"] = time.time() - t
 
-    missing = [str(p) for p in mig_result_files(job_dir, spec) if not p.is_file()]
+    missing = [str(p) for p in result_files(job_dir, spec) if not p.is_file()]
     if missing:
         raise RuntimeError(f"dlib finished without writing {missing}")
     pruned = prune_heavy(job_dir) if options.get("prune_heavy") else []
@@ -456,7 +480,7 @@ def run(job_dir: str | os.PathLike) -> dict:
         # Deterministic mode (SPLITENC_DETERMINISTIC, splitenc_reproduce --deterministic).
         "deterministic": deterministic_mode(),
         "splitenc_version": __version__,
-        "results": [str(p.relative_to(job_dir)) for p in mig_result_files(job_dir, spec)],
+        "results": [str(p.relative_to(job_dir)) for p in result_files(job_dir, spec)],
     }
     progress.phase("done")
     write_json_atomic(job_dir / DONE_FILE, done)

@@ -1,0 +1,114 @@
+"""The paper's experiments as one command each: run the study, then aggregate it.
+
+``bin/`` holds one script per experiment; each is a thin entry point over
+:func:`main` here::
+
+    bin/sec5_1_correlated_noise.py [--steps N] [--workers W] [runner options ...]
+    bin/sec5_2_split_encoder.py    [...]
+    bin/capacity_control.py        [...]
+
+Each runs its study with ``splitenc_reproduce`` (resumable: run it again to
+continue), on the local pool by default, or on Dask / a batch cluster when
+``--scheduler`` / ``--cluster`` are passed (every option not listed below goes
+to ``splitenc_reproduce`` unchanged: selections such as ``--datasets`` or
+``--seeds``, ``--gin_config``, ``--cluster slurm``, ...), then runs
+``splitenc_aggregate`` on the output and prints where the summary and figures
+are. ``--smoke`` runs a two-model, few-step version on dlib's in-memory
+``dummy_data`` to check an installation end to end (results mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from splitenc_plugin.studies.grid import DEFAULT_TRAINING_STEPS, GRIDS, TEST_DATASET
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of the paper.
+
+    Attributes:
+      script: Its script in ``bin/``.
+      study: The study it runs (a name in :data:`~splitenc_plugin.studies.grid.GRIDS`).
+      what: What it reproduces (the paper's section and figures).
+      smoke: Runner selection of the two-model ``--smoke`` run.
+    """
+
+    script: str
+    study: str
+    what: str
+    smoke: tuple[str, ...]
+
+
+EXPERIMENTS = {e.script: e for e in (
+    Experiment("sec5_1_correlated_noise", "correlated_noise_study_v1",
+               "Sec 5.1, Fig 2: correlated (sigma = 0.9) vs factorized reparameterization noise",
+               ("--models", "vae", "--seeds", "0")),
+    Experiment("sec5_2_split_encoder", "split_encoder_study_v1",
+               "Sec 5.2, Figs 3-8 and Appendix C: the split encoder vs dlib's conv encoder",
+               ("--models", "factor_vae", "--seeds", "0")),
+    Experiment("capacity_control", "split_encoder_capacity_study_v1",
+               "Capacity control (not in the paper): split vs parameter-matched split vs "
+               "widened shared encoder",
+               ("--models", "factor_vae", "--encoders", "conv_encoder",
+                "matched_split_conv_encoder", "--seeds", "0")),
+)}
+"""Script name (without ``.py``) -> experiment."""
+
+SMOKE_STEPS = 5  # global steps per model of a --smoke run
+
+
+def _tool(name: str) -> str:
+    """A console script of this environment (beside its Python)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def main(script: str, argv: list[str] | None = None) -> int:
+    """Runs one experiment and aggregates it; returns the exit code.
+
+    Args:
+      script: The experiment's key in :data:`EXPERIMENTS`.
+      argv: Command-line arguments (default ``sys.argv[1:]``).
+    """
+    experiment = EXPERIMENTS[script]
+    parser = argparse.ArgumentParser(
+        prog=f"{script}.py",
+        description=f"{experiment.what}. Runs {experiment.study} with splitenc_reproduce, "
+                    "then splitenc_aggregate. Other options go to splitenc_reproduce.")
+    parser.add_argument("--output_directory", default=f"runs/{experiment.study}",
+                        help="where jobs, results.csv, summary.md and figures/ go")
+    parser.add_argument("--steps", type=int, default=DEFAULT_TRAINING_STEPS,
+                        help=f"global steps per model (paper: {DEFAULT_TRAINING_STEPS})")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="local jobs side by side (ignored with --scheduler/--cluster)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"two models, {SMOKE_STEPS} steps, on {TEST_DATASET}: checks "
+                             "the installation, results mean nothing")
+    args, runner_args = parser.parse_known_args(argv)
+    assert experiment.study in GRIDS, experiment  # one source: the study grids
+
+    run = [_tool("splitenc_reproduce"), "--study", experiment.study,
+           "--output_directory", args.output_directory, "--workers", str(args.workers)]
+    if args.smoke:
+        run += ["--steps", str(SMOKE_STEPS), "--datasets", TEST_DATASET, *experiment.smoke,
+                "--no_progress"]
+    else:
+        run += ["--steps", str(args.steps)]
+    code = subprocess.run(run + runner_args, check=False).returncode
+    if code != 0:
+        print(f"[{script}] splitenc_reproduce failed (exit {code}); the job logs are listed "
+              "above; run the same command again to resume", file=sys.stderr)
+        return code
+    code = subprocess.run([_tool("splitenc_aggregate"), args.output_directory,
+                           "--study", experiment.study], check=False).returncode
+    if code != 0:
+        return code
+    out = Path(args.output_directory)
+    print(f"[{script}] summary: {out / 'summary.md'}\n[{script}] table: {out / 'results.csv'}"
+          f"\n[{script}] figures: {out / 'figures'}")
+    return 0
