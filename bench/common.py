@@ -130,6 +130,25 @@ def check_ok(code: int, stdout: str, stderr: str, what: str) -> None:
                            f"--- stderr\n{stderr[-6000:]}")
 
 
+def shipped_config(model: str, encoder: str, sigma: float = 0.0) -> str:
+    """Path of the shipped gin config that trains ``(model, encoder, sigma)``.
+
+    Read from the studies' map (:data:`splitenc_plugin.studies.grid.MODEL_CONFIGS`),
+    located as the studies locate it (:func:`splitenc_plugin.studies.grid.config_file`).
+
+    Raises:
+      ValueError: if no shipped config trains that combination.
+    """
+    from splitenc_plugin.studies.grid import MODEL_CONFIGS, config_file
+
+    try:
+        name = MODEL_CONFIGS[(model, encoder, float(sigma))]
+    except KeyError:
+        raise ValueError(f"no shipped config trains {model!r} with encoder {encoder!r} and "
+                         f"sigma {sigma!r}") from None
+    return config_file(f"plugin:{name}")
+
+
 def python() -> str:
     """The interpreter running the benchmark (the venv's)."""
     return sys.executable

@@ -137,9 +137,10 @@ def run_child(job: dict, variant: str, data_root: Path, cache: Path) -> dict:
 
 
 def _train_job(model_dir: Path, dataset: str, steps: int, **extra) -> dict:
-    return {"kind": "train", "model_dir": str(model_dir), "gin": str(common.REPO / "gin" /
-            "vae.gin"), "bindings": [f"model.training_steps = {steps}", "model.eval_steps = 1",
-                                     f"dataset.name = '{dataset}'"], **extra}
+    return {"kind": "train", "model_dir": str(model_dir),
+            "gin": common.shipped_config("vae", "conv_encoder"),
+            "bindings": [f"model.training_steps = {steps}", "model.eval_steps = 1",
+                         f"dataset.name = '{dataset}'"], **extra}
 
 
 def _summary(values: list[dict], key: str, reduce=common.median) -> float:

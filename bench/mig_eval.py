@@ -27,7 +27,8 @@ from pathlib import Path
 from bench import common
 from splitenc_plugin.studies.grid import dlib_config_path
 
-ENCODERS = {"conv_encoder": "vae.gin", "split_conv_encoder": "split_vae.gin"}
+# The VAE's shipped configs with these encoders (vae.gin, split_vae.gin).
+ENCODERS = ("conv_encoder", "split_conv_encoder")
 
 
 def script(name: str) -> str:
@@ -67,7 +68,7 @@ def prepare(root: Path, dataset: str, steps: int) -> dict[str, Path]:
       Encoder -> its representation directory.
     """
     mean_gin = dlib_config_path("unsupervised_study_v1", "postprocess_configs", "mean.gin")
-    pairs = [x for e, config in ENCODERS.items() for x in (e, str(common.REPO / "gin" / config))]
+    pairs = [x for e in ENCODERS for x in (e, common.shipped_config("vae", e))]
     code, out, err, _, _ = common.run_with_peak_rss(
         [common.python(), "-c", _PREPARE, str(root), dataset, str(steps), mean_gin, *pairs])
     common.check_ok(code, out, err, "training and postprocessing the models")

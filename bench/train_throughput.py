@@ -40,7 +40,6 @@ from collections.abc import Sequence
 
 from bench import common, flops
 from splitenc_plugin.compat import instrument_estimator_train
-from splitenc_plugin.studies.grid import MODEL_CONFIGS
 
 MODELS = ("vae", "factor_vae", "beta_tc_vae")
 ENCODERS = ("conv_encoder", "split_conv_encoder")
@@ -62,12 +61,7 @@ class Config:
 
 def gin_files(config: Config) -> list[str]:
     """The shipped gin config of a configuration (factorized noise), as the studies use it."""
-    try:
-        name = MODEL_CONFIGS[(config.model, config.encoder, 0.0)]
-    except KeyError:
-        raise ValueError(f"no shipped config trains {config.model!r} with encoder "
-                         f"{config.encoder!r}") from None
-    return [str(common.REPO / "gin" / name)]
+    return [common.shipped_config(config.model, config.encoder)]
 
 
 def gin_bindings(config: Config, steps: int, dataset: str) -> list[str]:

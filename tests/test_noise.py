@@ -259,3 +259,25 @@ def test_setting_rejects_what_gin_would(clean_gin) -> None:
         noise.NoiseSetting.from_gin()
     assert noise.NoiseSetting.correlated(sigma=0.9) != noise.NoiseSetting.correlated(sigma=0.5)
     hash(noise.NoiseSetting.correlated(correlation=np.eye(3)))  # frozen: usable as a key
+
+
+# --- one source for the paper's sigma ---------------------------------------------------------
+
+
+def test_the_shipped_fragment_binds_the_papers_sigma(clean_gin) -> None:
+    from splitenc_plugin import gin_dir
+    from splitenc_plugin.studies.grid import PAPER_SIGMA
+
+    gin.parse_config_file(str(gin_dir() / "fragments" / "correlated_noise.gin"))
+    assert gin.query_parameter("correlated_noise.sigma") == PAPER_SIGMA
+    assert noise.NoiseSetting.from_gin() == noise.NoiseSetting.correlated(sigma=PAPER_SIGMA)
+
+
+def test_each_study_config_trains_the_noise_its_grid_point_names(clean_gin) -> None:
+    from splitenc_plugin import gin_dir
+    from splitenc_plugin.studies.grid import MODEL_CONFIGS
+
+    for (_, _, sigma), config in MODEL_CONFIGS.items():
+        gin.clear_config()
+        gin.parse_config_file(str(gin_dir() / config), skip_unknown=True)
+        assert noise.NoiseSetting.from_gin().sigma_or_nan == sigma, config
