@@ -100,7 +100,7 @@ setup(
         "console_scripts": [
             "splitenc_data = splitenc_plugin.data.cli:main",
             "splitenc_reproduce = splitenc_plugin.sweep.runner:main",
-            "splitenc_aggregate = splitenc_plugin.results.aggregate:main",
+            "splitenc_aggregate = splitenc_plugin.results.cli:main",
         ]
     },
     cmdclass={"build_py": BuildPyWithPth},

@@ -432,7 +432,7 @@ def test_a_bad_selections_file_for_the_aggregator_is_one_clear_error(tiny_run,
 
 
 def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) -> None:
-    from splitenc_plugin.results.aggregate import _model_stamp, _visualize
+    from splitenc_plugin.results.visualize import model_stamp, visualizations
 
     job = tmp_path / "runs" / STUDY / "0"
     job.mkdir(parents=True)
@@ -441,16 +441,16 @@ def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) ->
     pictures = cache / f"{STUDY}-0"
     (pictures / "reconstructions").mkdir(parents=True)
     (pictures / "reconstructions" / "reconstructions.jpg").write_bytes(b"jpg")
-    (pictures / "model_stamp.txt").write_text(_model_stamp(job))
-    assert _visualize([job], cache) == {job: pictures}
+    (pictures / "model_stamp.txt").write_text(model_stamp(job))
+    assert visualizations([job], cache) == {job: pictures}
     # The job is redone (same directory, new model): the cached pictures show the old one.
     (job / "done.json").write_text(json.dumps({"identity": {}, "finished_at": "second"}))
-    assert _visualize([job], cache) == {}  # no TF-Hub module to redo them from: left out
+    assert visualizations([job], cache) == {}  # no TF-Hub module to redo them from: left out
 
 
 def test_one_unreadable_module_does_not_cost_the_others_their_pictures(
         tiny_run, tmp_path: Path, capsys) -> None:
-    from splitenc_plugin.results.aggregate import _visualize
+    from splitenc_plugin.results.visualize import visualizations
 
     broken = tmp_path / "runs" / STUDY / "7"
     (broken / "model" / "tfhub").mkdir(parents=True)
@@ -458,7 +458,7 @@ def test_one_unreadable_module_does_not_cost_the_others_their_pictures(
     (broken / "done.json").write_text(json.dumps({"identity": {}, "finished_at": "x"}))
     good = tiny_run["out"] / STUDY / "0"
     cache = tmp_path / "cache"
-    found = _visualize([broken, good], cache)  # the broken model comes first
+    found = visualizations([broken, good], cache)  # the broken model comes first
     assert found == {good: cache / f"{STUDY}-0"}
     assert (found[good] / "traversals" / "traversals0.jpg").is_file()
     assert (found[good] / "traversals_fitted" / "traversals0.jpg").is_file()

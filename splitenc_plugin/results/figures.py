@@ -37,38 +37,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from splitenc_plugin.results.comparisons import (
+    COMPARISONS,
+    ENCODER_LABELS,
+    comparison_pairs,
+)
+from splitenc_plugin.results.curves import CURVE_QUANTITIES
+
 __all__ = ["COMPARISONS", "PAPER_FIGURES", "appendix_c", "comparison_pairs",
            "factor_mi_heatmaps", "learning_curves", "mig_violins", "mig_vs_reconstruction"]
-
-_ENCODER_LABELS = {"conv_encoder": "vanilla encoder", "split_conv_encoder": "split encoder",
-                   "matched_split_conv_encoder": "matched split encoder",
-                   "wide_conv_encoder": "wide encoder"}
-
-# Study -> (column compared, baseline value, variant values, labels): each
-# variant is compared with the baseline.
-COMPARISONS: dict[str, tuple[str, object, tuple, dict]] = {
-    "split_encoder_study_v1": ("encoder", "conv_encoder", ("split_conv_encoder",),
-                               _ENCODER_LABELS),
-    "correlated_noise_study_v1": ("sigma", 0.0, (0.9,),
-                                  {0.0: "σ = 0 (factorized)", 0.9: "σ = 0.9 (correlated)"}),
-    "split_encoder_capacity_study_v1": (
-        "encoder", "conv_encoder",
-        ("split_conv_encoder", "matched_split_conv_encoder", "wide_conv_encoder"),
-        _ENCODER_LABELS),
-}
-
-
-def comparison_pairs() -> list[tuple[str, object, object, dict]]:
-    """Every (column, baseline, variant, labels) of :data:`COMPARISONS`, each once.
-
-    A pair two studies share (e.g. split vs vanilla encoder, in the split and
-    the capacity study) is listed once, with the first study's labels.
-    """
-    pairs: dict[tuple, tuple[str, object, object, dict]] = {}
-    for column, base, variants, labels in COMPARISONS.values():
-        for variant in variants:
-            pairs.setdefault((column, base, variant), (column, base, variant, labels))
-    return list(pairs.values())
 
 # (study, dataset) -> (violin figure, scatter figure, appendix figure) of the paper.
 PAPER_FIGURES: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -105,7 +82,7 @@ def mig_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
     """Violin plots of MIG per model: baseline then variant(s) (Figs 2, 3, 5, 7).
 
     Args:
-      frame: Rows of one study and one dataset (see ``aggregate.COLUMNS``).
+      frame: Rows of one study and one dataset (see ``load.COLUMNS``).
       study: Study name (chooses the compared column).
       dataset: Dataset name (for the title).
       out: PNG path to write.
@@ -186,7 +163,7 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
       dataset: Dataset name (title).
       out: PNG path to write.
       latent_labels: Per panel, None or one label per traversal column
-        (latent), e.g. ``aggregate.latent_factor_labels``; written under the
+        (latent), e.g. ``factors.latent_factor_labels``; written under the
         columns (the traversal image's columns have equal widths).
 
     Returns:
@@ -237,7 +214,7 @@ def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Pa
     """Factor × latent normalised MI of each run, one row of heatmaps per cell.
 
     Args:
-      panels: ``aggregate.factor_mi_panels``: per cell, its runs' matrices
+      panels: ``factors.factor_mi_panels``: per cell, its runs' matrices
         with their latents already in drawing order.
       study: Study name (title).
       dataset: Dataset name (title).
@@ -257,7 +234,7 @@ def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Pa
         cell = panel["cell"]
         sigma = "matrix" if pd.isna(cell["sigma"]) else f"{cell['sigma']:g}"
         name = (f"{MODEL_LABELS.get(cell['model'], cell['model'])}, "
-                f"{_ENCODER_LABELS.get(cell['encoder'], cell['encoder'])}, σ={sigma}")
+                f"{ENCODER_LABELS.get(cell['encoder'], cell['encoder'])}, σ={sigma}")
         for ax, run in zip(row, panel["runs"]):
             matrix = run["matrix"]
             image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -299,7 +276,7 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     """Reconstruction loss, KL and regulariser against global step, one line per cell.
 
     One row of panels per model, one column per quantity of
-    ``aggregate.CURVE_QUANTITIES``; each cell's line is the median over its
+    ``curves.CURVE_QUANTITIES``; each cell's line is the median over its
     seeds at each logged step, with a light band from the lowest to the
     highest seed. The y axes cover the medians after the first 2 % of the
     steps (the first summaries, at step 1, are far above the rest). A panel
@@ -307,7 +284,7 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     elbo) says so.
 
     Args:
-      cells: ``aggregate.cell_curves`` of one study's figure runs.
+      cells: ``curves.cell_curves`` of one study's figure runs.
       study: Study name (colours: baseline blue, variants as in the other
         figures).
       dataset: Dataset name (title).
@@ -316,8 +293,6 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     Returns:
       ``out``.
     """
-    from splitenc_plugin.results.aggregate import CURVE_QUANTITIES
-
     column, order, labels = _comparison(study, cells)
     models = [m for m in MODEL_LABELS if m in set(cells["model"])] + sorted(
         set(cells["model"]) - set(MODEL_LABELS))

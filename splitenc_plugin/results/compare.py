@@ -1,0 +1,204 @@
+"""Cells and the differences between compared cells.
+
+:func:`summarize` turns the results table into per-cell statistics and, for
+every pair of cells a study compares (:mod:`.comparisons`), the differences
+of medians with their separation statistics (:mod:`.stats`), the MI
+intervals of both cells (:mod:`.mi`) and what the decision rule needs
+(:mod:`.verdicts`). Identical configurations pool across studies
+(:mod:`.cells`): :func:`pooled_duplicates` names the runs counted once,
+:func:`figure_runs` draws a study's cells beside their pooled partners.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from splitenc_plugin.results.cells import CELL, POOLED_CELL, POOLED_RUN, count_once
+from splitenc_plugin.results.comparisons import COMPARISONS, comparison_pairs
+from splitenc_plugin.results.mi import median_bounds, mi_intervals
+from splitenc_plugin.results.plan import missing_runs
+from splitenc_plugin.results.stats import arm, contrast, mann_whitney_p
+
+__all__ = ["DIFFERENCE_HEADERS", "difference_table", "figure_runs", "per_seed",
+           "pooled_duplicates", "summarize"]
+
+
+def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
+    """One line per run present in more than one study, which summaries count once.
+
+    The campaign's split FactorVAE cell takes its vanilla baseline from the
+    correlated-noise study; if both studies ran that configuration, the
+    comparison uses the first study's run (by name) and this says which, with
+    both MIG values, so that a disagreement between the copies is visible.
+    """
+    lines = []
+    for key, group in frame.groupby(POOLED_RUN, sort=True, dropna=False):
+        if len(group) > 1:
+            point = dict(zip(POOLED_RUN, key))
+            group = group.sort_values("study")
+            copies = "; ".join(f"{r.study}/{r.model_num}: MIG {r.mig_mean:.4f}"
+                               for r in group.itertuples())
+            kept = count_once(group)["study"].iloc[0]
+            lines.append(f"{point['model']} {point['encoder']} σ={point['sigma']:g} seed "
+                         f"{point['seed']} ({point['steps']} steps) finished in {len(group)} "
+                         f"studies ({copies}): counted once, as {kept}'s")
+    return lines
+
+
+def figure_runs(frame: pd.DataFrame, study: str, dataset: str,
+                data_fingerprint: str | None = None) -> pd.DataFrame:
+    """The runs a study's figures on one dataset show: its own and their pooled partners.
+
+    A cell of ``study`` is drawn beside the cell it is compared with (its
+    baseline or variant in the study's comparison, e.g. the vanilla encoder
+    for a split-encoder cell) even when that cell's runs were made in another
+    study with the identical configuration, as :func:`summarize` pools them:
+    e.g. the split study's FactorVAE runs beside the correlated-noise study's
+    sigma = 0 FactorVAE. A run present in both studies is drawn once, as the
+    study's own. Partners are matched on the whole pooled cell, data
+    fingerprint included: a cell is never drawn beside runs on other data.
+
+    Args:
+      frame: :func:`~splitenc_plugin.results.load.load_results` rows of every study.
+      study: The figure's study.
+      dataset: The figure's dataset.
+      data_fingerprint: Only the study's runs on this data version (None: all;
+        :func:`~splitenc_plugin.results.aggregate.aggregate` draws one figure
+        set per version).
+
+    Returns:
+      Rows of ``frame``; borrowed rows keep their own ``study``.
+    """
+    own = frame[(frame["study"] == study) & (frame["dataset"] == dataset)]
+    if data_fingerprint is not None:
+        own = own[own["data_fingerprint"] == data_fingerprint]
+    if study not in COMPARISONS or own.empty:
+        return own
+    column, base, variants, _ = COMPARISONS[study]
+    config = POOLED_CELL
+    cells = own[config].drop_duplicates()
+    # A variant's partner is the baseline; the baseline's are the variants.
+    pairs = [(base, v) for v in variants] + [(v, base) for v in variants]
+    partners = pd.concat([cells[cells[column] == value].assign(**{column: partner})
+                          for value, partner in pairs]).drop_duplicates()
+    others = frame[frame["study"] != study].merge(partners, on=config)
+    own_runs = set(own[POOLED_RUN].itertuples(index=False, name=None))
+    others = count_once(others)
+    others = others[[run not in own_runs
+                     for run in others[POOLED_RUN].itertuples(index=False, name=None)]]
+    return pd.concat([own, others], ignore_index=True)
+
+
+def _iqr(values: pd.Series) -> float:
+    return float(np.percentile(values, 75) - np.percentile(values, 25))
+
+
+def per_seed(runs: pd.DataFrame) -> str:
+    """'s0 0.1234, s1 0.2345': a cell's MIG (mean representation) by seed."""
+    return ", ".join(f"s{seed} {mig:.4f}" for seed, mig in zip(runs["seed"], runs["mig_mean"]))
+
+
+def summarize(frame: pd.DataFrame,
+              planned: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-cell statistics and the differences of medians between compared cells.
+
+    Args:
+      frame: :func:`~splitenc_plugin.results.load.load_results` rows.
+      planned: :func:`~splitenc_plugin.results.plan.planned_runs`: a
+        comparison with a planned run of either arm unfinished gets no
+        verdict from :func:`~splitenc_plugin.results.verdicts.claim_verdicts`.
+
+    Returns:
+      (cells, differences). ``cells``: one row per :data:`~.cells.CELL` with
+      the data label ``data``, n, ``mig_median`` / ``mig_iqr`` / ``mig_max``
+      (mean representation), ``mig_sampled_median``, ``recon_median``,
+      ``mi_log_n`` (median) and each MI quantity's cell interval
+      ``<q>_lower`` / ``<q>_upper`` (:func:`~.mi.mi_intervals`, median of
+      each bound). ``differences``: for every pair of configurations that
+      differ only in a compared column (:func:`~.comparisons.comparison_pairs`,
+      e.g. encoder: split - vanilla; sigma: 0.9 - 0) on the same data
+      version, the variant's medians minus the baseline's, pooling identical
+      configurations across studies.
+    """
+    labels = dict(zip(frame["data_fingerprint"], frame["data"]))
+    frame = frame.join(mi_intervals(frame))
+    # dropna=False: a full-matrix model's NaN sigma is a cell of its own.
+    groups = frame.groupby(CELL, sort=True, dropna=False)
+    cells = groups.agg(
+        n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
+        mig_iqr=("mig_mean", _iqr), mig_max=("mig_mean", "max"),
+        mig_sampled_median=("mig_sampled", "median"),
+        recon_median=("reconstruction_loss", "median"),
+        mi_log_n=("mi_log_n", "median")).reset_index()
+    bounds = [c for c in frame.columns if c.endswith(("_lower", "_upper"))]
+    cells = cells.join(pd.DataFrame([median_bounds(group[bounds]) for _, group in groups]))
+    cells.insert(CELL.index("data_fingerprint"), "data", cells["data_fingerprint"].map(labels))
+    # Differences pool identical configurations across studies: e.g. the
+    # correlated-noise study's sigma = 0 FactorVAE is the very run the split
+    # study's vanilla FactorVAE cell needs (same gin config, seed and data).
+    # A configuration run in both studies counts once.
+    config = POOLED_CELL
+    runs = count_once(frame).sort_values("seed")
+    pooled = runs[config].drop_duplicates()
+    diffs = []
+    for column, base, variant, names in comparison_pairs():
+        others = [c for c in config if c != column]
+        for key, group in pooled.groupby(others, sort=True):
+            if not {base, variant} <= set(group[column]):
+                continue
+            point = dict(zip(others, key))
+            arms = {value: runs[(runs[others] == pd.Series(point)).all(axis=1)
+                                & (runs[column] == value)] for value in (base, variant)}
+            v, b = arm(arms[variant]), arm(arms[base])
+            stats = contrast(v, b)
+            diffs.append({
+                **point, "data": labels[point["data_fingerprint"]],
+                "comparison": f"{names[variant]} − {names[base]}",
+                "n": f"{stats['_n_variant']} vs {stats['_n_baseline']}",
+                "d_mig_median": stats["d_mig_median"],
+                "d_mig_sampled_median": stats["d_mig_sampled_median"],
+                "d_recon_median": stats["d_recon_median"],
+                "p_mig_higher": stats["p_mig_higher"],
+                "p_mig_mwu": mann_whitney_p(v["mig_mean"], b["mig_mean"]),
+                "p_recon_higher": stats["p_recon_higher"],
+                "p_recon_mwu": mann_whitney_p(v["reconstruction_loss"],
+                                              b["reconstruction_loss"]),
+                "mig_per_seed": f"{per_seed(arms[variant])} vs {per_seed(arms[base])}",
+                # For claim_verdicts and mi_separation; not shown in the table.
+                **{k: value for k, value in stats.items() if k.startswith("_")},
+                "_compared": column,
+                "_missing": sum(missing_runs(planned, arms[value], {**point, column: value})
+                                for value in (base, variant)),
+                "_variant_runs": v, "_baseline_runs": b,
+                "_mi_variant": median_bounds(arms[variant][bounds]),
+                "_mi_baseline": median_bounds(arms[base][bounds]),
+            })
+    return cells, pd.DataFrame(diffs)
+
+
+DIFFERENCE_HEADERS = {
+    "d_mig_median": "Δ MIG median", "d_mig_sampled_median": "Δ MIG (sampled) median",
+    "d_recon_median": "Δ recon. loss median", "p_mig_higher": "P(MIG higher)",
+    "p_mig_mwu": "MWU p (MIG)", "p_recon_higher": "P(recon. higher)",
+    "p_recon_mwu": "MWU p (recon.)", "mig_per_seed": "MIG per seed (variant vs baseline)"}
+
+
+def difference_table(diffs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summarize`'s differences as ``summary.md`` shows them.
+
+    The configuration columns come first, in :data:`~.cells.CELL` order (the
+    data version by its fingerprint; summary.md lists each with its label);
+    the column a row compares (e.g. ``encoder`` for split - vanilla) reads
+    "compared" rather than being left empty (which would print as "nan", or
+    as "matrix" for sigma).
+    """
+    if diffs.empty:
+        return diffs
+    table = diffs.astype(object)
+    for index, compared in diffs["_compared"].items():
+        table.loc[index, compared] = "compared"
+    config = [c for c in CELL if c in table.columns]
+    rest = [c for c in table.columns
+            if c not in config and c != "data" and not c.startswith("_")]
+    return table[config + rest].rename(columns=DIFFERENCE_HEADERS)

@@ -1,0 +1,96 @@
+"""Learning curves across runs: each run's curves, and the median and range per cell.
+
+A finished job keeps its training curves in ``JOB_DIR/model/learning_curves.json``
+(written at training time by :mod:`splitenc_plugin.results.learning_curves`
+from the estimator's event files). dlib logs neither KL nor the regulariser:
+both are exact differences of logged values (:data:`CURVE_QUANTITIES`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from splitenc_plugin.results.cells import CELL, POOLED_CELL, POOLED_RUN
+from splitenc_plugin.results.learning_curves import CURVES_FILE
+from splitenc_plugin.sweep.job import CHECKPOINT_DIR
+
+__all__ = ["CURVES", "CURVE_QUANTITIES", "cell_curves", "run_curves"]
+
+# Learning curves: JOB_DIR/model/learning_curves.json (the model directory
+# holds the estimator's tf_checkpoint/, whose event files the curves are read from).
+CURVES = Path(CHECKPOINT_DIR).parent / CURVES_FILE
+# Quantity -> its axis label. From the tags dlib logs in training
+# (splitenc_plugin.results.learning_curves): dlib's elbo summary is -(reconstruction + KL)
+# and the estimator's loss is reconstruction + regularizer, so KL and the
+# regularizer are exact differences of logged values. FactorVAE logs no elbo:
+# it has no KL curve.
+CURVE_QUANTITIES: dict[str, str] = {
+    "reconstruction_loss": "reconstruction loss",
+    "kl": "KL = −elbo − reconstruction loss",
+    "regularizer": "regulariser = loss − reconstruction loss",
+}
+
+
+def run_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Every run's learning curves (:data:`CURVE_QUANTITIES`) from its learning_curves.json.
+
+    Args:
+      frame: :func:`~splitenc_plugin.results.load.load_results` rows.
+
+    Returns:
+      (one row per (run, logged step): the :data:`~.cells.CELL` columns,
+      ``seed``, ``model_num``, ``step`` and each quantity of
+      :data:`CURVE_QUANTITIES` (NaN where a tag was not logged: ``kl`` for
+      FactorVAE, which logs no elbo); the job directories of runs without
+      learning_curves.json, which are left out).
+    """
+    columns = [*CELL, "seed", "model_num", "step", *CURVE_QUANTITIES]
+    parts, missing = [], []
+    for run in frame.to_dict("records"):
+        path = Path(run["job_dir"]) / CURVES
+        if not run["job_dir"] or not path.is_file():
+            missing.append(run["job_dir"])
+            continue
+        curves = json.loads(path.read_text())
+        steps = curves["steps"]
+
+        def tag(name: str, steps=steps, curves=curves) -> np.ndarray:
+            values = curves.get(name, [None] * len(steps))
+            return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+        recon = tag("reconstruction_loss")
+        parts.append(pd.DataFrame({
+            **{c: [run[c]] * len(steps) for c in [*CELL, "seed", "model_num"]},
+            "step": np.asarray(steps, dtype=int), "reconstruction_loss": recon,
+            "kl": -tag("elbo") - recon, "regularizer": tag("loss") - recon}))
+    curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return curves[columns], missing
+
+
+def cell_curves(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and step, the median over seeds and the range of each quantity.
+
+    Cells pool like the figures' (identical configurations across studies
+    are one cell; a run in both studies counts once).
+
+    Args:
+      curves: :func:`run_curves` rows.
+
+    Returns:
+      One row per (cell: ``dataset``, ``data_fingerprint``, ``model``,
+      ``encoder``, ``sigma``, ``steps``; ``step``): ``n`` (runs logged at that
+      step) and per quantity ``q``: ``q_median``, ``q_low``, ``q_high``
+      (min and max over the runs; NaN where not logged).
+    """
+    curves = curves.sort_values("study").drop_duplicates([*POOLED_RUN, "step"])
+    groups = curves.groupby([*POOLED_CELL, "step"], sort=True, dropna=False)
+    stats = {"n": ("seed", "size")}
+    for quantity in CURVE_QUANTITIES:
+        stats.update({f"{quantity}_median": (quantity, "median"),
+                      f"{quantity}_low": (quantity, "min"),
+                      f"{quantity}_high": (quantity, "max")})
+    return groups.agg(**stats).reset_index()

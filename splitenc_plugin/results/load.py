@@ -1,0 +1,267 @@
+"""Reading finished jobs into the results table (one row per model of ``results.csv``).
+
+A job directory ``DIR/<study>/<model_num>/`` (``splitenc_reproduce``'s and
+``dlib_reproduce``'s layout) is read from the small JSON files dlib writes —
+``metrics/<rep>/mig/results/aggregate/evaluation.json`` holds the model's
+operative training config, its training results and the MIG — so pruned jobs
+and result files committed without checkpoints read the same. A job counts
+if it has ``done.json`` (splitenc_reproduce) or, for plain dlib_reproduce
+output, MIG results for both representations; unfinished jobs are returned
+apart. An unreadable ``done.json`` is never taken for "unfinished": it stops
+the reading (:class:`~splitenc_plugin.sweep.job.MarkerError`, exit 2 in the
+CLI).
+
+Also here: the per-factor MIG of a job (``factor_mig``), which gives the
+table its ``gap_<factor>`` columns (:func:`load_factor_mig`,
+:func:`gap_column`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from splitenc_plugin.data.dsprites import LATENT_NAMES
+from splitenc_plugin.data.fingerprint import recorded_identity
+from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.studies.grid import METRIC_REPRESENTATIONS, get_grid
+from splitenc_plugin.sweep.job import DONE_FILE, JOB_FILE, read_done
+
+__all__ = ["COLUMNS", "EVALUATION", "FACTOR_MIG", "FACTOR_NAMES", "GAP_PREFIX", "MI_FIELDS",
+           "REPRESENTATIONS", "factor_names", "gap_column", "gap_columns", "gin_value",
+           "load_factor_mig", "load_results"]
+
+REPRESENTATIONS = ("mean", "sampled")
+# CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
+# The joint terms are plug-in lower / leave-one-out upper estimates; both are
+# kept, with log N (the plug-in I(z;x)'s ceiling), so that a model whose
+# I(z;x) nears log N shows its bracket rather than one capped number.
+MI_FIELDS = {
+    "mi_joint": "mi_joint",
+    "mi_joint_loo": "mi_joint_loo",
+    "mi_latent_sum": "mi_latent_sum",
+    "mi_latent_sum_loo": "mi_latent_sum_loo",
+    "mi_gap": "decomposition_gap",
+    "mi_gap_loo": "decomposition_gap_loo",
+    "mi_tc": "total_correlation",
+    "mi_tc_loo": "total_correlation_loo",
+    "mi_ci": "conditional_independence",
+    "mi_log_n": "log_num_points",
+}
+# ``data`` / ``data_fingerprint``: the label and fingerprint of the data the run
+# trained on (:func:`splitenc_plugin.data.fingerprint.recorded_identity`).
+COLUMNS = [
+    "study", "model_num", "dataset", "data", "data_fingerprint", "model", "encoder", "sigma",
+    "seed", "steps",
+    "global_step", *(f"mig_{rep}" for rep in REPRESENTATIONS), "reconstruction_loss",
+    *MI_FIELDS, "training_time_s", "resumed_from_steps", "job_dir",
+]
+# Where dlib writes a (representation, metric)'s aggregate result in a job:
+# JOB_DIR/metrics/<rep>/<metric>/EVALUATION.
+EVALUATION = Path("results") / "aggregate" / "evaluation.json"
+
+
+def gin_value(value) -> str:
+    """A gin value as dlib stores it in JSON (``"'dummy_data'"``, ``'@vae()'``) -> text."""
+    return str(value).strip().strip("'\"").removeprefix("@").removesuffix("()")
+
+
+def _mi_fields(job_dir: Path) -> dict:
+    """The job's MI-decomposition numbers; NaN where it was not evaluated."""
+    path = job_dir / "metrics" / "mean_logvar" / "mi_decomposition_study" / EVALUATION
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if record.get("evaluation_results.skipped"):
+        record = {}
+    return {column: float(record.get(f"evaluation_results.{field}", np.nan))
+            for column, field in MI_FIELDS.items()}
+
+
+def _sigma(cfg: dict) -> float:
+    """Eq 13's sigma of a model (0 for dlib's factorized noise); NaN for a full matrix.
+
+    A model trained with ``correlated_noise.correlation`` records
+    ``correlated_noise.sigma = None``: it forms its own cells (shown as
+    "matrix") and takes part in no comparison.
+    """
+    noise = gin_value(cfg.get("train_config.reparameterization.noise_fn", "factorized_noise"))
+    if noise != "correlated_noise":
+        return 0.0
+    try:
+        return float(gin_value(cfg.get("train_config.correlated_noise.sigma", "None")))
+    except ValueError:
+        return np.nan
+
+
+def _row(study: str, job_dir: Path) -> dict | None:
+    evals = {rep: job_dir / "metrics" / rep / "mig" / EVALUATION for rep in REPRESENTATIONS}
+    if not all(path.is_file() for path in evals.values()):
+        return None
+    records = {rep: json.loads(path.read_text()) for rep, path in evals.items()}
+    cfg = records["mean"]
+    done = read_done(job_dir) or {}
+    resumed = done.get("resumed_from_steps", [])
+    # What the job recorded, or (finished before data fingerprints) the legacy rule.
+    data = recorded_identity(done)
+    return {
+        "study": study,
+        "model_num": int(cfg.get("train_config.model.model_num", job_dir.name)),
+        "dataset": gin_value(cfg["train_config.dataset.name"]),
+        "data": data["label"],
+        "data_fingerprint": data["fingerprint"],
+        "model": gin_value(cfg["train_config.model.model"]),
+        "encoder": gin_value(cfg["train_config.encoder.encoder_fn"]),
+        "sigma": _sigma(cfg),
+        "seed": int(cfg["train_config.model.random_seed"]),
+        "steps": int(cfg["train_config.model.training_steps"]),
+        "global_step": int(cfg.get("train_results.global_step", -1)),
+        **{f"mig_{rep}": float(records[rep]["evaluation_results.discrete_mig"])
+           for rep in REPRESENTATIONS},
+        "reconstruction_loss": float(cfg["train_results.reconstruction_loss"]),
+        **_mi_fields(job_dir),
+        # dlib times one training call: for a resumed job, only the last attempt.
+        "training_time_s": float(cfg["train_results.elapsed_time"]) if not resumed else np.nan,
+        "resumed_from_steps": " ".join(str(step) for step in resumed),
+        "job_dir": str(job_dir),
+        # One gap_<factor> column per factor of the job's factor_mig (none without it).
+        **_factor_gaps(job_dir, gin_value(cfg["train_config.dataset.name"])),
+    }
+
+
+def load_results(directory: str | Path, study: str | None = None) -> tuple[pd.DataFrame,
+                                                                            list[Path]]:
+    """Reads every finished job under ``directory``.
+
+    Args:
+      directory: The runner's ``--output_directory``.
+      study: Only this study (must be a plugin study); None: every study found.
+
+    Returns:
+      (one row per model with :data:`COLUMNS`, then one ``gap_<factor>``
+      column (:func:`gap_column`) per factor of every job's factor_mig
+      results, datasets by name, each dataset's factors in order (NaN for
+      runs without factor_mig or of another dataset; no such column when no
+      job has factor_mig); sorted by study and model_num; the unfinished job
+      directories that were left out).
+
+    Raises:
+      SplitencUserError: If the directory does not exist, the study is
+        unknown, or no finished job is found.
+      MarkerError: If a job's ``done.json`` is unreadable (a
+        :class:`SplitencUserError` naming the file).
+    """
+    directory = Path(directory)
+    if study is not None:
+        get_grid(study)  # raises UnknownStudyError with the list of studies
+    if not directory.is_dir():
+        raise SplitencUserError(f"{directory} is not a directory; pass the --output_directory "
+                                "of splitenc_reproduce (or dlib_reproduce)")
+    rows, unfinished = [], []
+    study_dirs = [directory / study] if study else sorted(p for p in directory.iterdir()
+                                                          if p.is_dir())
+    for study_dir in study_dirs:
+        job_dirs = [p for p in study_dir.glob("*") if p.is_dir() and p.name.isdigit()] \
+            if study_dir.is_dir() else []
+        for job_dir in sorted(job_dirs, key=lambda p: int(p.name)):
+            managed = (job_dir / JOB_FILE).exists() or (job_dir / DONE_FILE).exists()
+            row = _row(study_dir.name, job_dir)
+            if row is None or (managed and not (job_dir / DONE_FILE).exists()):
+                unfinished.append(job_dir)
+            else:
+                rows.append(row)
+    if not rows:
+        what = f"of study {study} " if study else ""
+        raise SplitencUserError(
+            f"no finished job {what}under {directory} (expected DIR/<study>/<model_num>/"
+            "metrics/mean/mig/...); run splitenc_reproduce --output_directory DIR first"
+            + (f" ({len(unfinished)} unfinished job dirs found)" if unfinished else ""))
+    gaps = dict.fromkeys(column for row in sorted(rows, key=lambda r: r["dataset"])
+                         for column in row if column.startswith(GAP_PREFIX))
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *gaps]).sort_values(["study", "model_num"])
+    return frame.reset_index(drop=True), unfinished
+
+
+# ---------------------------------------------------------------------------
+# Per-factor MIG (factor_mig) of a job.
+# ---------------------------------------------------------------------------
+
+FACTOR_MIG = "factor_mig"  # the metric's config name (gin/metrics/factor_mig.gin)
+# The one representation factor_mig is evaluated on (the mean: the latents that
+# Appendix C traverses).
+_FACTOR_MIG_REP = METRIC_REPRESENTATIONS[FACTOR_MIG][0]
+# dlib's factors of its dSprites family, named after dSprites' latents: dlib's
+# named_data takes latents 1-5 (shape, scale, orientation, posX, posY) for
+# dsprites_full and the colour, noise and Scream variants, and 2-5 for
+# dsprites_noshape. Other datasets' factors are called "factor k".
+FACTOR_NAMES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("dsprites_full", "color_dsprites", "noisy_dsprites", "scream_dsprites"),
+                    LATENT_NAMES[1:]),
+    "dsprites_noshape": LATENT_NAMES[2:],
+}
+GAP_PREFIX = "gap_"  # results.csv: gap_<factor> = factor_mig's factor_gap of that factor
+
+
+def factor_names(dataset: str, num_factors: int) -> list[str]:
+    """The names of a dataset's ground-truth factors, in dlib's order.
+
+    Args:
+      dataset: dlib's dataset name.
+      num_factors: How many factors the results have.
+
+    Returns:
+      :data:`FACTOR_NAMES` of the dataset if it has that many factors, else
+      ``["factor 0", "factor 1", ...]``.
+    """
+    names = FACTOR_NAMES.get(dataset)
+    if names is not None and len(names) == num_factors:
+        return list(names)
+    return [f"factor {k}" for k in range(num_factors)]
+
+
+def gap_column(factor: str) -> str:
+    """results.csv's column of a factor's gap: ``gap_posX``, ``gap_factor_3``."""
+    return GAP_PREFIX + re.sub(r"\W+", "_", factor)
+
+
+def gap_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``gap_<factor>`` columns of a :func:`load_results` frame, in order."""
+    return [column for column in frame.columns if column.startswith(GAP_PREFIX)]
+
+
+def load_factor_mig(job_dir: str | Path, dataset: str) -> dict | None:
+    """A job's per-factor MIG (:mod:`splitenc_plugin.metrics.factor_mig`), if it has one.
+
+    Reads ``JOB_DIR/metrics/mean/factor_mig/results/aggregate/evaluation.json``.
+
+    Args:
+      job_dir: The job directory.
+      dataset: Its dataset (names the factors, :func:`factor_names`).
+
+    Returns:
+      None if the job has no factor_mig results; else ``mi_matrix``
+      ([num_factors, num_latents] array of normalised MI), ``factor_gap``
+      ([num_factors] array), ``discrete_mig`` and ``factor_names``.
+    """
+    path = Path(job_dir) / "metrics" / _FACTOR_MIG_REP / FACTOR_MIG / EVALUATION
+    if not str(job_dir) or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("evaluation_results.skipped"):
+        return None
+    matrix = np.asarray(record["evaluation_results.mi_matrix"], dtype=float)
+    return {"mi_matrix": matrix,
+            "factor_gap": np.asarray(record["evaluation_results.factor_gap"], dtype=float),
+            "discrete_mig": float(record["evaluation_results.discrete_mig"]),
+            "factor_names": factor_names(dataset, matrix.shape[0])}
+
+
+def _factor_gaps(job_dir: Path, dataset: str) -> dict[str, float]:
+    """results.csv's ``gap_<factor>`` values of one job (empty without factor_mig)."""
+    factors = load_factor_mig(job_dir, dataset)
+    if factors is None:
+        return {}
+    return {gap_column(name): float(gap)
+            for name, gap in zip(factors["factor_names"], factors["factor_gap"])}

@@ -1,0 +1,165 @@
+"""The MI decomposition (Theorem 1, Eq 8) as intervals, per run, per cell and per comparison.
+
+Each quantity lies between two estimates a job records (plug-in and
+leave-one-out), each clipped into what the quantity can be at all
+(:func:`mi_intervals`); a cell's interval is the median of its runs' bounds;
+two compared cells' intervals say whether the quantity can separate them
+(:func:`mi_separation`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from splitenc_plugin.data.dsprites import LATENT_SIZES
+
+__all__ = ["DISTINCT_IMAGES", "MI_QUANTITIES", "entropy_cap", "median_bounds",
+           "mi_intervals", "mi_separation"]
+
+# How many distinct images each dataset's observations are drawn from, where
+# that is a fixed, finite set: H(x) <= log of it bounds every I(.;x). Datasets
+# whose observations are drawn afresh (random colour, noise or Scream patch;
+# dummy_data's random pixels) have no such bound.
+DISTINCT_IMAGES: dict[str, int] = {
+    "dsprites_full": math.prod(LATENT_SIZES),  # 737,280
+    "dsprites_noshape": math.prod(LATENT_SIZES),  # shape is drawn, not dropped
+    "smallnorb": 48_600,
+    "cars3d": 183 * 4 * 24,
+    "shapes3d": 480_000,
+    "mpi3d_toy": 460_800,
+    "mpi3d_realistic": 460_800,
+    "mpi3d_real": 1_036_800,
+}
+
+# Quantity -> (its label, the estimate that bounds it from below, from above).
+# The plug-in estimate of I(z;x) (and of each I(z_j;x)) includes each sample's
+# own encoding in the mixture q(z): a lower bound; the leave-one-out one an
+# upper bound (README, MI-decomposition estimator). TC = E log q(z) - ... and
+# the gap = sum_j I(z_j;x) - I(z;x) take q(z) with the other sign, so for them
+# the leave-one-out estimate is the lower bound and the plug-in the upper one.
+# CI = -1/2 log det Sigma is exact.
+MI_QUANTITIES: dict[str, tuple[str, str, str]] = {
+    "joint": ("I(z;x)", "mi_joint", "mi_joint_loo"),
+    "latent_sum": ("Σ_j I(z_j;x)", "mi_latent_sum", "mi_latent_sum_loo"),
+    "gap": ("gap", "mi_gap_loo", "mi_gap"),
+    "tc": ("TC", "mi_tc_loo", "mi_tc"),
+    "ci": ("CI", "mi_ci", "mi_ci"),
+}
+
+
+def entropy_cap(dataset: str) -> float:
+    """log(number of distinct images) of a dataset, an upper bound on H(x) >= I(z;x).
+
+    Returns:
+      ``log(DISTINCT_IMAGES[dataset])`` (log 737,280 = 13.51 nats for
+      dSprites); ``inf`` for a dataset not in :data:`DISTINCT_IMAGES`
+      (dummy_data, and the dSprites variants that draw colour, noise or a
+      Scream patch per image).
+    """
+    count = DISTINCT_IMAGES.get(dataset)
+    return math.log(count) if count else math.inf
+
+
+def _clip(values, low, high) -> np.ndarray:
+    """``values`` clipped into [low, high]; NaN values stay NaN, NaN limits do not clip."""
+    values = np.asarray(values, dtype=float)
+    clipped = np.fmin(np.fmax(values, low), high)
+    return np.where(np.isnan(values), np.nan, clipped)
+
+
+def mi_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the interval [lower, upper] (nats) of each MI-decomposition quantity.
+
+    Each quantity of :data:`MI_QUANTITIES` lies between its lower- and
+    upper-bound estimates, each clipped into what the quantity can be at all
+    (H = :func:`entropy_cap` of the run's dataset; Theorem 1: gap = Σ_j
+    I(z_j;x) - I(z;x) and TC = gap + CI):
+
+    * I(z;x) in [0, H];
+    * Σ_j I(z_j;x) >= 0;
+    * gap in [max(-CI, Σ_j I(z_j;x)'s lower bound - H), its upper bound];
+    * TC in [max(0, Σ_j I(z_j;x)'s lower bound - H + CI), its upper bound + CI].
+
+    log N (``mi_log_n``) caps the plug-in estimate, not the quantity: I(z;x)
+    can exceed log N (README: 11.87 nats at log N = 9.21), so it is shown
+    beside the intervals, not used to clip them.
+
+    Args:
+      frame: :func:`~splitenc_plugin.results.load.load_results` rows.
+
+    Returns:
+      Indexed like ``frame``: ``h_cap`` and, per quantity key ``q``,
+      ``q_lower`` and ``q_upper`` (NaN where the run has no MI evaluation).
+    """
+    h_cap = frame["dataset"].map(entropy_cap).to_numpy(dtype=float)
+    ci = frame["mi_ci"].to_numpy(dtype=float)
+    # What each quantity can be at all, from H and the per-latent bracket.
+    latent = _clip(frame["mi_latent_sum"], 0.0, np.inf), _clip(frame["mi_latent_sum_loo"],
+                                                               0.0, np.inf)
+    limits = {"joint": (0.0, h_cap), "latent_sum": (0.0, np.inf),
+              "gap": (np.fmax(-ci, latent[0] - h_cap), latent[1]),
+              "tc": (np.fmax(0.0, latent[0] - h_cap + ci), latent[1] + ci),
+              "ci": (-np.inf, np.inf)}
+    out = pd.DataFrame({"h_cap": h_cap}, index=frame.index)
+    for key, (_, lower, upper) in MI_QUANTITIES.items():
+        low, high = limits[key]
+        out[f"{key}_lower"] = _clip(frame[lower], low, high)
+        out[f"{key}_upper"] = _clip(frame[upper], low, high)
+    return out
+
+
+def median_bounds(bounds: pd.DataFrame) -> dict[str, float]:
+    """A cell's interval per quantity: the median lower and the median upper bound.
+
+    If every run's interval holds its true value, these bound the median of
+    the true values (the median is monotone). A run without an MI evaluation
+    makes the cell's interval NaN.
+
+    Args:
+      bounds: The cell's runs' ``<q>_lower`` / ``<q>_upper`` columns
+        (:func:`mi_intervals`); other columns are ignored.
+    """
+    return {column: float(np.median(bounds[column].to_numpy(dtype=float)))
+            for column in bounds.columns if column.endswith(("_lower", "_upper"))}
+
+
+def mi_separation(diffs: pd.DataFrame) -> pd.DataFrame:
+    """Whether each MI-decomposition quantity separates the cells of each comparison.
+
+    The two cells' intervals (the medians of bounds that
+    :func:`~splitenc_plugin.results.compare.summarize` records) overlap by
+    ``overlap`` (0 if disjoint); ``difference`` is the distance between their
+    midpoints. Where the overlap is at least as wide as the difference the
+    metric cannot separate the cells (``separates`` False).
+
+    Args:
+      diffs: The differences frame of :func:`~splitenc_plugin.results.compare.summarize`.
+
+    Returns:
+      One row per (comparison, quantity): dataset, data_fingerprint, model, steps,
+      comparison, quantity (label), variant_lower / variant_upper,
+      baseline_lower / baseline_upper, overlap, difference, separates
+      (NaN / False where an interval is unknown).
+    """
+    rows = []
+    for d in diffs.to_dict("records"):
+        for key, (label, _, _) in MI_QUANTITIES.items():
+            v = d["_mi_variant"][f"{key}_lower"], d["_mi_variant"][f"{key}_upper"]
+            b = d["_mi_baseline"][f"{key}_lower"], d["_mi_baseline"][f"{key}_upper"]
+            overlap = max(0.0, min(v[1], b[1]) - max(v[0], b[0]))
+            difference = abs((v[0] + v[1]) / 2 - (b[0] + b[1]) / 2)
+            known = not np.isnan([*v, *b]).any()
+            rows.append({
+                "dataset": d["dataset"], "data_fingerprint": d["data_fingerprint"],
+                "model": d["model"], "steps": d["steps"], "comparison": d["comparison"],
+                "quantity": label,
+                "variant_lower": v[0], "variant_upper": v[1],
+                "baseline_lower": b[0], "baseline_upper": b[1],
+                "overlap": overlap if known else np.nan,
+                "difference": difference if known else np.nan,
+                "separates": bool(known and overlap < difference),
+            })
+    return pd.DataFrame(rows)

@@ -1,0 +1,236 @@
+"""``summary.md``: the notes, the per-cell and differences tables, the verdicts, MI and factors.
+
+Pure text: every number comes from :mod:`.compare`, :mod:`.verdicts`,
+:mod:`.mi` and :mod:`.factors`; this module only lays them out as markdown
+(:func:`summary_tables` is also what ``splitenc_aggregate`` prints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from splitenc_plugin.results.cells import CELL
+from splitenc_plugin.results.compare import difference_table, pooled_duplicates
+from splitenc_plugin.results.curves import CURVES
+from splitenc_plugin.results.factors import factor_gap_medians
+from splitenc_plugin.results.mi import MI_QUANTITIES, entropy_cap, mi_separation
+from splitenc_plugin.results.plan import unfinished_planned_runs
+from splitenc_plugin.results.verdicts import MIN_RUNS, SEPARATED, claim_verdicts
+
+__all__ = ["markdown_table", "summary_notes", "summary_tables", "summary_text"]
+
+
+def _fmt(column: str, value) -> str:
+    if isinstance(value, float):
+        if column == "sigma":
+            return "matrix" if np.isnan(value) else f"{value:g}"
+        # E.g. a Mann-Whitney p with one run in a cell: there is no test.
+        return "—" if np.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as a markdown table (sigma as ``0.9`` / ``matrix``, other floats to 4 places)."""
+    if table.empty:
+        return "_none_\n"
+    header = "| " + " | ".join(table.columns) + " |"
+    lines = [header, "|" + "---|" * len(table.columns)]
+    for _, row in table.iterrows():
+        cells = [_fmt(column, value) for column, value in row.items()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _data_notes(cells: pd.DataFrame) -> list[str]:
+    """The summary's lines on data versions: which are present, which cells they split."""
+    versions = cells.groupby(["data_fingerprint", "data"], sort=True)["n"].sum()
+    lines = ["Data versions (a cell, comparison or figure never pools runs of two versions: "
+             "the data fingerprint is part of every cell): "
+             + "; ".join(f"{label} (`{fingerprint}`): {n} run(s)"
+                         for (fingerprint, label), n in versions.items())]
+    split = cells.groupby([c for c in CELL if c != "data_fingerprint"], sort=True,
+                          dropna=False)["data"].agg(list)
+    for key, labels in split.items():
+        if len(labels) > 1:
+            point = dict(zip([c for c in CELL if c != "data_fingerprint"], key))
+            lines.append(f"Split by data version: {point['study']} {point['dataset']} "
+                         f"{point['model']} {point['encoder']} σ={_fmt('sigma', point['sigma'])} "
+                         f"({point['steps']} steps) on " + " and ".join(labels))
+    return lines
+
+
+def _verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`~.verdicts.claim_verdicts` as summary.md shows them: the chance beside the verdict."""
+    if verdicts.empty:
+        return verdicts
+
+    def chance(row) -> str:
+        if np.isnan(row["chance"]):
+            return "—"
+        if row["chance_exact"]:
+            return f"{row['chance_hits']} of {row['relabellings']} ({row['chance']:.3f})"
+        return f"≈{row['chance']:.3f} ({row['relabellings']:,} random relabellings)"
+
+    table = verdicts.drop(columns=["chance", "chance_hits", "relabellings", "chance_exact"])
+    table.insert(table.columns.get_loc("verdict") + 1, "chance if exchangeable",
+                 verdicts.apply(chance, axis=1))
+    return table
+
+
+def _interval(lower: float, upper: float) -> str:
+    return "—" if np.isnan(lower) or np.isnan(upper) else f"[{lower:.2f}, {upper:.2f}]"
+
+
+def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame) -> str:
+    """summary.md's MI-decomposition section: intervals per cell and per comparison."""
+    table = cells[[*CELL, "n"]].copy()
+    table["log N"] = cells["mi_log_n"]
+    table["H(x) ≤"] = [f"{h:.2f}" if np.isfinite(h) else "—"
+                       for h in cells["dataset"].map(entropy_cap)]
+    for key, (label, _, _) in MI_QUANTITIES.items():
+        table[label] = [_interval(lo, hi) for lo, hi in
+                        zip(cells[f"{key}_lower"], cells[f"{key}_upper"])]
+    text = ("\n## MI decomposition as intervals (nats)\n\n"
+            "Each quantity lies between two estimates (README, MI-decomposition "
+            "estimator): I(z;x) and Σ_j I(z_j;x) between the plug-in (lower) and "
+            "leave-one-out (upper) values, gap and TC the other way round; CI is exact. "
+            "Each bound is clipped into what the quantity can be: I(z;x) ≤ H(x) ≤ "
+            "log(number of distinct images) (log 737,280 = 13.51 for dSprites; no bound "
+            "for data sets drawn afresh, e.g. dummy_data), TC ≥ 0, and by Theorem 1 (TC = gap "
+            "+ CI) gap ≥ max(−CI, Σ_j I(z_j;x) − H(x)) and TC ≥ Σ_j I(z_j;x) − H(x) + CI. "
+            "log N caps the plug-in estimate, not I(z;x) itself (which can exceed it), so it "
+            "is shown, not used to clip. A cell's interval: the median lower and the median "
+            "upper bound of its runs. The intervals bracket the estimator's small-N bias, "
+            "not its sampling noise (standard errors in each job's evaluation.json).\n\n"
+            + markdown_table(table))
+    if diffs.empty:
+        return text
+    separation = mi_separation(diffs)
+    shown = separation[["dataset", "data_fingerprint", "model", "steps", "comparison",
+                        "quantity"]].copy()
+    shown["variant"] = [_interval(lo, hi) for lo, hi in
+                        zip(separation["variant_lower"], separation["variant_upper"])]
+    shown["baseline"] = [_interval(lo, hi) for lo, hi in
+                         zip(separation["baseline_lower"], separation["baseline_upper"])]
+    shown["overlap"] = separation["overlap"]
+    shown["Δ midpoints"] = separation["difference"]
+    shown["reading"] = ["separates" if sep else "—" if np.isnan(gap) else
+                        "cannot separate them (overlap ≥ difference)"
+                        for sep, gap in zip(separation["separates"], separation["difference"])]
+    return (text + "\n### Compared cells\n\nWhere the two cells' intervals overlap by at "
+            "least the distance between their midpoints, the metric cannot separate the "
+            "cells.\n\n" + markdown_table(shown))
+
+
+def _factor_section(frame: pd.DataFrame) -> str:
+    """summary.md's per-factor MIG tables: one per dataset and data version."""
+    medians = factor_gap_medians(frame)
+    text = ("\n## Per-factor MIG (factor_mig)\n\n"
+            "Median over a cell's runs of each factor's gap: (I(z_j1; v_k) − I(z_j2; v_k)) / "
+            "H(v_k), j1 and j2 the two latents most informative about factor v_k, on dlib's "
+            "discretisation of the mean representation; the mean of a run's gaps is its "
+            "MIG. n: the cell's runs with factor_mig results (runs without them are left "
+            "out).\n\n")
+    if medians.empty:
+        return text + "_No run has factor_mig results._\n"
+    shown = [c for c in CELL if c not in ("dataset", "data_fingerprint")]
+    for (dataset, fingerprint), group in medians.groupby(["dataset", "data_fingerprint"],
+                                                         sort=True):
+        rows = [{**dict(zip([*shown, "n"], key)), **dict(zip(cell["factor"], cell["gap_median"]))}
+                for key, cell in group.groupby([*shown, "n"], sort=True, dropna=False)]
+        table = pd.DataFrame(rows, columns=[*shown, "n", *dict.fromkeys(group["factor"])])
+        text += f"### {dataset} (`{fingerprint}`)\n\n" + markdown_table(table) + "\n"
+    return text
+
+
+def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame) -> str:
+    """summary.md's tables (what ``splitenc_aggregate`` also prints).
+
+    Args:
+      frame: :func:`~splitenc_plugin.results.load.load_results` rows.
+      cells, diffs: :func:`~splitenc_plugin.results.compare.summarize` of them.
+
+    Returns:
+      Markdown: per cell; the differences of medians; the paper's claims
+      (:func:`~.verdicts.claim_verdicts`) with the decision rule and each
+      verdict's chance if exchangeable; the MI decomposition as intervals;
+      the per-factor MIG.
+    """
+    cell_table = cells[[*CELL, "n", "mig_median", "mig_iqr", "mig_max",
+                        "mig_sampled_median", "recon_median"]].rename(
+        columns={"mig_median": "MIG median", "mig_iqr": "MIG IQR", "mig_max": "MIG max",
+                 "mig_sampled_median": "MIG (sampled) median",
+                 "recon_median": "recon. loss median"})
+    verdicts = claim_verdicts(diffs) if not diffs.empty else pd.DataFrame()
+    diff_table = difference_table(diffs)
+    return ("## Per cell (MIG of the mean representation unless noted)\n\n"
+            + markdown_table(cell_table)
+            + "\n## Differences of medians (variant − baseline)\n\n"
+            + "P(… higher): share of (variant, baseline) run pairs where the variant's value "
+              "is higher (ties count half; 0.5 = no separation). MWU p: exact two-sided "
+              "Mann-Whitney p-value.\n\n" + markdown_table(diff_table)
+            + "\n## The paper's claims at this budget\n\n"
+            + f"Decision rule: a claim about the median holds when the median difference "
+              f"has the paper's sign and P(variant higher) is >= {SEPARATED} (or <= "
+              f"{1 - SEPARATED:g} for 'lower'), does not hold when both point the other "
+              "way, and is inconclusive otherwise; 'dramatically lower' needs every "
+              "variant run below every baseline run and a median at most half the "
+              "baseline's; no verdict while a planned run of either cell is unfinished, "
+              f"nor with fewer than {MIN_RUNS} runs in a cell "
+              "(docs/results/campaign/README.md).\n\n"
+            + "Chance if exchangeable: of all C(n_v + n_b, n_v) ways to relabel the two "
+              "cells' pooled runs into groups of the same sizes (the observed one "
+              "included), how many give exactly this verdict by the same rule — the "
+              "chance of this verdict if the variant changed nothing. E.g. 2 vs 2 runs "
+              "with the variant higher in all 4 pairs: 1 of 6.\n\n"
+            + markdown_table(_verdict_table(verdicts))
+            + _mi_section(cells, diffs)
+            + _factor_section(frame))
+
+
+def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFrame,
+                  unfinished: Sequence[Path], planned: pd.DataFrame,
+                  no_curves: set[str], figure_notes: Sequence[str]) -> list[str]:
+    """The notes at the top of summary.md.
+
+    Args:
+      directory: The directory the jobs were read from.
+      frame: The finished runs; ``cells`` their cells (:func:`~.compare.summarize`).
+      unfinished: Job directories left out (:func:`~.load.load_results`).
+      planned: :func:`~.plan.planned_runs`.
+      no_curves: Finished jobs without learning curves.
+      figure_notes: Lines from the figures (e.g. runs left out of Appendix C).
+
+    Returns:
+      One line per note: the runs read, the data versions, unfinished jobs,
+      runs counted once across studies, planned runs not finished yet, the
+      learning curves' coverage, then ``figure_notes``.
+    """
+    notes = [f"{len(frame)} finished model(s) from {Path(directory)}.", *_data_notes(cells)]
+    if unfinished:
+        notes.append(f"{len(unfinished)} unfinished job(s) left out: "
+                     + ", ".join(str(p) for p in unfinished[:10]))
+    notes += pooled_duplicates(frame)
+    waiting = unfinished_planned_runs(frame, planned)
+    if len(waiting):
+        notes.append(f"{len(waiting)} planned run(s) not finished yet: "
+                     + ", ".join(f"{r.study} {r.model} {r.encoder} σ={r.sigma:g} seed {r.seed}"
+                                 for r in waiting.itertuples()))
+    notes.append(f"Learning curves: {len(no_curves)} of {len(frame)} finished job(s) have no "
+                 f"{CURVES.as_posix()} (finished before learning curves were recorded, or "
+                 "plain dlib_reproduce output) and are left out of the learning-curve figures"
+                 + (": " + ", ".join(sorted(no_curves)[:10]) if 0 < len(no_curves) <= 10 else ""))
+    notes += figure_notes
+    return notes
+
+
+def summary_text(notes: Sequence[str], tables: str, figures: Sequence[Path],
+                 out: Path) -> str:
+    """The whole summary.md: notes, tables (:func:`summary_tables`), figure paths relative to ``out``."""
+    return ("# splitenc results summary\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\n"
+            + tables + "\n## Figures\n\n"
+            + "\n".join(f"- `{p.relative_to(out)}`" for p in figures) + "\n")

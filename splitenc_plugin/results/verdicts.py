@@ -1,0 +1,183 @@
+"""The paper's claims judged by a fixed decision rule, each with its chance if exchangeable.
+
+The rule (docs/results/campaign/README.md, fixed before the campaign had
+results): a claim about the median holds when the median difference has the
+paper's sign and P(variant higher) is at or beyond :data:`SEPARATED`, does
+not hold when both point the other way, and is inconclusive otherwise;
+"dramatically lower" needs every variant run below every baseline run and a
+median at most half the baseline's; no verdict while a planned run of either
+cell is unfinished, nor with fewer than :data:`MIN_RUNS` runs in a cell.
+Beside each verdict: the share of relabellings of the two cells' pooled runs
+on which the same judge gives the same verdict (:func:`claim_verdicts`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from splitenc_plugin.results.stats import STATISTICS, contrast
+
+__all__ = ["MAX_RELABELLINGS", "MIN_RUNS", "PAPER_CLAIMS", "SEPARATED", "claim_verdicts"]
+
+# The campaign's decision rule (docs/results/campaign/README.md, fixed before
+# its results): P(variant higher) at or beyond 0.75 (or at or below 0.25) counts
+# as a separation of two small samples; no verdict until every planned run of
+# both cells has finished, nor with fewer than 2 runs per cell.
+SEPARATED = 0.75
+MIN_RUNS = 2
+
+
+def _directional(d_median: float, p_higher: float, higher: bool) -> str:
+    """Verdict on "the variant's value is higher (lower)": medians and separation agree."""
+    sign, p_claimed = (1, p_higher) if higher else (-1, 1 - p_higher)
+    if p_claimed >= SEPARATED and sign * d_median > 0:
+        return "holds"
+    if p_claimed <= 1 - SEPARATED and sign * d_median < 0:
+        return "does not hold"
+    return "inconclusive"
+
+
+def _median_mig_higher(d: dict) -> str:
+    return _directional(d["d_mig_median"], d["p_mig_higher"], higher=True)
+
+
+def _max_mig_higher(d: dict) -> str:
+    return "holds" if d["_d_mig_max"] > 0 else \
+        "does not hold" if d["_d_mig_max"] < 0 else "inconclusive"
+
+
+def _recon_lower(d: dict) -> str:
+    return _directional(d["d_recon_median"], d["p_recon_higher"], higher=False)
+
+
+def _mig_dramatically_lower(d: dict) -> str:
+    """Sec 5.1's "dramatic decline": every variant run below every baseline run
+    and the variant's median MIG at most half the baseline's."""
+    if d["p_mig_higher"] == 0 and \
+            d["_mig_median_variant"] <= 0.5 * d["_mig_median_baseline"]:
+        return "holds"
+    verdict = _directional(d["d_mig_median"], d["p_mig_higher"], higher=False)
+    return "direction holds, magnitude does not" if verdict == "holds" else verdict
+
+
+# Compared column -> the paper's claims about the variant (Sec 5.1, 5.2) and
+# how each is judged from a row of summarize()'s differences.
+PAPER_CLAIMS: dict[str, tuple[tuple[str, Callable[[dict], str]], ...]] = {
+    "encoder": (("median MIG higher (Sec 5.2)", _median_mig_higher),
+                ("maximum MIG higher (Sec 5.2)", _max_mig_higher),
+                ("reconstruction loss lower (Sec 5.2)", _recon_lower)),
+    "sigma": (("MIG dramatically lower (Sec 5.1)", _mig_dramatically_lower),),
+}
+
+
+# Beyond this many relabellings (C(n_variant + n_baseline, n_variant); 10 vs 10
+# runs: 184,756) the chance is estimated from this many random ones (seeded).
+MAX_RELABELLINGS = 200_000
+
+
+def _relabellings(variant: Mapping[str, np.ndarray],
+                  baseline: Mapping[str, np.ndarray]) -> tuple[Iterator[dict], int, bool]:
+    """Every split of the two arms' pooled runs into groups of the arms' sizes.
+
+    Returns:
+      (the :func:`~.stats.contrast` of each split, variant group first; how
+      many; whether that is all of them — else :data:`MAX_RELABELLINGS`
+      random ones).
+    """
+    pooled = {c: np.concatenate([variant[c], baseline[c]]) for c in STATISTICS}
+    size, k = len(pooled["mig_mean"]), len(variant["mig_mean"])
+    exact = math.comb(size, k) <= MAX_RELABELLINGS
+    if exact:
+        picks = itertools.combinations(range(size), k)
+    else:
+        rng = np.random.default_rng(0)
+        picks = (rng.choice(size, k, replace=False) for _ in range(MAX_RELABELLINGS))
+
+    def contrasts() -> Iterator[dict]:
+        for pick in picks:
+            mask = np.zeros(size, dtype=bool)
+            mask[list(pick)] = True
+            yield contrast({c: a[mask] for c, a in pooled.items()},
+                           {c: a[~mask] for c, a in pooled.items()})
+
+    return contrasts(), math.comb(size, k) if exact else MAX_RELABELLINGS, exact
+
+
+def _verdict_chances(judges: Sequence[Callable[[dict], str]], verdicts: Sequence[str],
+                     variant: Mapping[str, np.ndarray],
+                     baseline: Mapping[str, np.ndarray]) -> tuple[list[int], int, bool]:
+    """How many relabellings of the runs each judge gives its verdict on.
+
+    Returns:
+      (per judge, the relabellings on which it returns exactly its observed
+      verdict; how many relabellings; whether all were enumerated).
+    """
+    splits, total, exact = _relabellings(variant, baseline)
+    hits = [0] * len(judges)
+    for stats in splits:
+        for i, (judge, verdict) in enumerate(zip(judges, verdicts)):
+            hits[i] += judge(stats) == verdict
+    return hits, total, exact
+
+
+def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claims judged on each comparison of :func:`~.compare.summarize`.
+
+    Beside each verdict, its chance if the variant's and the baseline's runs
+    were exchangeable: of all the ways to relabel the two cells' pooled runs
+    into groups of the same sizes (C(n_v + n_b, n_v), the observed labelling
+    included), the share on which the same judge gives exactly the same
+    verdict (not "this verdict or a more extreme one": the verdicts are
+    categories). E.g. 2 vs 2 runs with the variant higher in all 4 pairs:
+    "median MIG higher" holds on 1 of the 6 labellings, chance 1/6.
+
+    Args:
+      diffs: The differences frame of :func:`~.compare.summarize`.
+
+    Returns:
+      One row per (comparison, claim): dataset, data_fingerprint, model, steps,
+      comparison, n, claim, verdict, ``chance``, ``chance_hits``,
+      ``relabellings`` (how many; random ones beyond
+      :data:`MAX_RELABELLINGS`, ``chance_exact`` False) and the evidence the
+      verdict rests on (with the exact Mann-Whitney p beside it). The verdict
+      is "holds", "does not hold", "inconclusive" or "direction holds,
+      magnitude does not" once every planned run of both cells has finished
+      (the decision rule); else "waiting for K unfinished run(s)", or "too few
+      runs" with fewer than :data:`MIN_RUNS` runs in a cell (chance NaN).
+    """
+    rows = []
+    for d in diffs.to_dict("records"):
+        missing = d.get("_missing", 0)
+        claims = PAPER_CLAIMS.get(d["_compared"], ())
+        judged = not missing and min(d["_n_variant"], d["_n_baseline"]) >= MIN_RUNS
+        verdicts = [judge(d) for _, judge in claims] if judged else []
+        hits, total, exact = _verdict_chances([judge for _, judge in claims], verdicts,
+                                              d["_variant_runs"], d["_baseline_runs"]) \
+            if judged else ([0] * len(claims), 0, True)
+        for i, (claim, _) in enumerate(claims):
+            if missing:
+                verdict = f"waiting for {missing} unfinished run(s)"
+            elif not judged:
+                verdict = f"too few runs (< {MIN_RUNS} per cell)"
+            else:
+                verdict = verdicts[i]
+            rows.append({
+                "dataset": d["dataset"], "data_fingerprint": d["data_fingerprint"],
+                "model": d["model"], "steps": d["steps"], "comparison": d["comparison"],
+                "n": d["n"],
+                "claim": claim, "verdict": verdict,
+                "chance": hits[i] / total if judged else np.nan,
+                "chance_hits": hits[i], "relabellings": total, "chance_exact": exact,
+                "evidence": (f"Δ median MIG {d['d_mig_median']:+.4f}, P(MIG higher) "
+                             f"{d['p_mig_higher']:.2f} (MWU p {d['p_mig_mwu']:.2f}), "
+                             f"Δ max MIG {d['_d_mig_max']:+.4f}, "
+                             f"Δ median recon. {d['d_recon_median']:+.2f}, "
+                             f"P(recon. higher) {d['p_recon_higher']:.2f} "
+                             f"(MWU p {d['p_recon_mwu']:.2f})"),
+            })
+    return pd.DataFrame(rows)
