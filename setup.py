@@ -99,7 +99,7 @@ setup(
     entry_points={
         "console_scripts": [
             "splitenc_data = splitenc_plugin.data.cli:main",
-            "splitenc_reproduce = splitenc_plugin.sweep.runner:main",
+            "splitenc_reproduce = splitenc_plugin.sweep.cli:main",
             "splitenc_aggregate = splitenc_plugin.results.cli:main",
         ]
     },

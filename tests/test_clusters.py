@@ -8,11 +8,14 @@ in-memory ``dummy_data``.
 
 from __future__ import annotations
 
+import ast
+import fcntl
 import hashlib
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +23,9 @@ import pytest
 from conftest import BIN_DIR, assert_ok, run_script
 from slurm_cluster import LocalSlurm, missing
 
+from splitenc_plugin.sweep.clusters import wait_for_release
 from splitenc_plugin.sweep.job import resumable_step
+from splitenc_plugin.sweep.lock import job_lock, lock_path
 from splitenc_plugin.sweep.progress import read_progress
 
 STUDY = "split_encoder_study_v1"
@@ -122,6 +127,39 @@ def test_a_missing_submit_command_or_a_rejected_batch_job_is_one_clear_error(
     assert "invalid partition specified: nope" in proc.stderr and "Traceback" not in proc.stderr
     assert len(calls.read_text().splitlines()) == 1  # the one rejected submission
     assert not list((tmp_path / "b").rglob("job.json"))  # no job started
+
+
+# --------------------------------------------------------------------------
+# The job's lock, as clusters uses it (no Dask needed)
+
+def test_a_retry_waits_for_its_lost_copy_to_release_the_jobs_lock(tmp_path) -> None:
+    # clusters takes the job's lock through the lock module's public context
+    # manager: a retry starts only once the lost copy's process has ended.
+    job_dir = tmp_path / STUDY / "0"
+    with job_lock(job_dir) as lost_copy:
+        assert lost_copy is not None and lock_path(job_dir).is_file()
+        assert not wait_for_release(job_dir, timeout=0.2)  # still held
+        release = threading.Timer(0.5, lambda: fcntl.flock(lost_copy, fcntl.LOCK_UN))
+        start = time.monotonic()
+        release.start()
+        assert wait_for_release(job_dir, timeout=30)
+        assert time.monotonic() - start >= 0.4
+        release.join()
+    with job_lock(job_dir) as fd:  # wait_for_release holds the lock for an instant only
+        assert fd is not None
+
+
+def test_the_sweep_modules_import_no_private_names_of_each_other() -> None:
+    # e.g. clusters takes the lock and subclasses the Dask pool by their public names.
+    sweep = Path(__file__).resolve().parents[1] / "splitenc_plugin" / "sweep"
+    private = [(path.name, node.module, alias.name)
+               for path in sorted(sweep.glob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.ImportFrom)
+               and (node.module or "").startswith("splitenc_plugin")
+               for alias in node.names
+               if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not private, private
 
 
 # --------------------------------------------------------------------------

@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import GIN_DIR, assert_ok, run_python, run_script
 
+from splitenc_plugin.sweep.display import job_status, running_state
 from splitenc_plugin.sweep.job import JOB_FILE, write_json_atomic
+from splitenc_plugin.sweep.lock import lock_path
+from splitenc_plugin.sweep.plan import plan_jobs
 from splitenc_plugin.sweep.progress import (
     PROGRESS_FILE,
     RATE_WINDOW,
@@ -27,7 +30,6 @@ from splitenc_plugin.sweep.progress import (
     ProgressWriter,
     read_progress,
 )
-from splitenc_plugin.sweep.runner import job_status, lock_path, plan_jobs, running_state
 
 STUDY = "split_encoder_study_v1"
 BINDINGS = ("model.eval_steps = 5",)

@@ -24,9 +24,13 @@ import pytest
 from conftest import BIN_DIR, assert_ok, run_script
 
 from splitenc_plugin.results.aggregate import aggregate, load_results
+from splitenc_plugin.sweep.cli import build_parser
+from splitenc_plugin.sweep.display import state_text
+from splitenc_plugin.sweep.execute import RunStatus, execute_job
 from splitenc_plugin.sweep.job import write_json_atomic
+from splitenc_plugin.sweep.plan import JobState, JobStatus, RunPlan, plan_jobs
 from splitenc_plugin.sweep.progress import read_progress
-from splitenc_plugin.sweep.runner import execute_job, plan_jobs
+from splitenc_plugin.sweep.runner import Runner
 
 STUDY = "split_encoder_study_v1"
 # Model 0: factor_vae + conv_encoder, seed 0; model 1: the same with seed 1;
@@ -38,6 +42,16 @@ TINY = ("--study", STUDY, "--datasets", "dummy_data", "--models", "factor_vae", 
 def _reproduce(out: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return run_script("splitenc_reproduce", *TINY, "--output_directory", str(out), *args,
                       **kwargs)
+
+
+def _runner(*args: str) -> Runner:
+    """The run ``splitenc_reproduce ARGS`` would do (its options parsed as the command does)."""
+    return Runner.from_args(build_parser().parse_args(list(args)))
+
+
+def _plan(out: Path, *args: str) -> RunPlan:
+    """What ``splitenc_reproduce *TINY --output_directory OUT ARGS --dry_run`` lists, as data."""
+    return _runner(*TINY, "--output_directory", str(out), *args).plan(require_datasets=False)
 
 
 def _hashes(directory: Path) -> dict[str, tuple[str, int]]:
@@ -216,16 +230,26 @@ def test_a_selections_file_is_one_queue_in_file_order(tmp_path) -> None:
         "\n"
         f"--study {STUDY} --datasets dummy_data --models factor_vae --encoders conv_encoder "
         "--seeds 0-1\n")  # models 0, 1
-    plan = run_script("splitenc_reproduce", "--selections", str(selections), "--steps", "3",
-                      "--output_directory", str(tmp_path / "out"), "--max_jobs", "2",
-                      "--dry_run")
-    assert_ok(plan)
-    assert f"{selections} (2 selection(s)): 3 job(s) selected, 0 already finished, 2 to run" \
-        in plan.stdout
-    listed = re.findall(rf"{STUDY}/(\d+) +(to run|later) ", plan.stdout)
-    # File order before model_num order: model 0 comes from the second line.
-    assert listed == [("1", "to run"), ("11", "to run"), ("0", "later")], plan.stdout
+    runner = _runner("--selections", str(selections), "--steps", "3",
+                     "--output_directory", str(tmp_path / "out"), "--max_jobs", "2")
+    plan = runner.plan(require_datasets=False)
+    assert runner.label == f"{selections} (2 selection(s))"
+    # 3 jobs selected, none finished, 2 to run; file order before model_num
+    # order: model 0 comes from the second line.
+    listed = [(state.job.spec.model_num, state.status) for state in plan.states]
+    assert listed == [(1, JobStatus.TO_RUN), (11, JobStatus.TO_RUN), (0, JobStatus.LATER)]
+    assert [job.spec.model_num for job in plan.queue] == [1, 11] and not plan.finished
     assert not (tmp_path / "out").exists()
+
+
+def test_the_dry_run_names_each_state_of_a_job(tmp_path) -> None:
+    [job] = plan_jobs(STUDY, tmp_path, steps=3, datasets=["dummy_data"], model_nums=[0])
+    shown = {status: state_text(JobState(job, status)) for status in (
+        JobStatus.FINISHED, JobStatus.TO_RUN, JobStatus.LATER, JobStatus.RUNNING)}
+    # A running job without a progress file (started by an older version): no more than that.
+    assert shown == {JobStatus.FINISHED: "finished", JobStatus.TO_RUN: "to run",
+                     JobStatus.LATER: "later", JobStatus.RUNNING: "running"}
+    assert state_text(JobState(job, JobStatus.RESUMABLE, resume_step=4)) == "resume from 4"
 
 
 @pytest.mark.parametrize(("lines", "extra", "message"), [
@@ -254,18 +278,18 @@ def test_a_runner_outwaits_a_momentary_probe_of_a_jobs_lock(tmp_path) -> None:
     import fcntl
     import threading
 
-    from splitenc_plugin.sweep.runner import LOCK_PATIENCE_S, _lock, lock_path
+    from splitenc_plugin.sweep.lock import LOCK_PATIENCE_S, job_lock, lock_path
 
     job_dir = tmp_path / STUDY / "20"
-    probe = _lock(job_dir)
-    assert probe is not None and _lock(job_dir) is None  # held: no patience, no lock
-    release = threading.Timer(0.2, lambda: fcntl.flock(probe, fcntl.LOCK_UN))
-    release.start()
-    fd = _lock(job_dir, patience=LOCK_PATIENCE_S)
-    release.join()
-    assert fd is not None and lock_path(job_dir).exists()
-    os.close(fd)
-    os.close(probe)
+    with job_lock(job_dir) as probe:
+        assert probe is not None
+        with job_lock(job_dir) as other:
+            assert other is None  # held: no patience, no lock
+        release = threading.Timer(0.2, lambda: fcntl.flock(probe, fcntl.LOCK_UN))
+        release.start()
+        with job_lock(job_dir, patience=LOCK_PATIENCE_S) as fd:
+            release.join()
+            assert fd is not None and lock_path(job_dir).exists()
 
 
 def _train_step(job: Path) -> int:
@@ -291,15 +315,14 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     stale.write_text("from the interrupted attempt")
     (job.job_dir / "job.log").write_text("the interrupted attempt's log\n")
 
-    plan = _reproduce(tmp_path / "b", *btc, "--steps", "8", "--dry_run")
-    assert_ok(plan)
-    assert re.search(rf"{STUDY}/20 +resume from 4 ", plan.stdout), plan.stdout
+    plan = _plan(tmp_path / "b", *btc, "--steps", "8")
+    assert plan.state(job.key) == JobState(job, JobStatus.RESUMABLE, resume_step=4)
     # With --max_jobs, a job that can resume goes before lower-numbered fresh ones.
-    ahead = _reproduce(tmp_path / "b", *btc, "--models", "factor_vae", "beta_tc_vae",
-                       "--steps", "8", "--max_jobs", "1", "--dry_run")  # models 0 and 20
-    assert_ok(ahead)
-    assert re.search(rf"{STUDY}/20 +resume from 4 ", ahead.stdout), ahead.stdout
-    assert re.search(rf"{STUDY}/0 +later ", ahead.stdout), ahead.stdout
+    ahead = _plan(tmp_path / "b", *btc, "--models", "factor_vae", "beta_tc_vae",
+                  "--steps", "8", "--max_jobs", "1")  # models 0 and 20
+    assert ahead.state(job.key).status is JobStatus.RESUMABLE
+    assert ahead.state(job.key).resume_step == 4 and list(ahead.queue) == [job]
+    assert ahead.state(f"{STUDY}/0").status is JobStatus.LATER
     proc = _reproduce(tmp_path / "b", *btc, "--steps", "8")
     assert_ok(proc)
     assert "1 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
@@ -337,24 +360,23 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         os.kill(job_pid, 0)  # still running
         before = (job / "job.json").stat().st_mtime_ns
 
-        plan = run_script(*args[0:1], *args[1:], "--dry_run")
-        assert_ok(plan)
+        plan = _runner(*args[1:]).plan(require_datasets=False)
+        state = plan.state(f"{STUDY}/0")
+        assert state.status is JobStatus.RUNNING and not plan.queue
         # The plan shows how far the running job is, from its progress file.
-        assert re.search(rf"{STUDY}/0 +running \(train \d+/1000000[,)]", plan.stdout), \
-            plan.stdout
+        assert re.match(r"running \(train \d+/1000000[,)]", state_text(state)), state_text(state)
         # A job running elsewhere takes no --max_jobs slot: the next job gets it.
-        fill = run_script(*args[0:1], *args[1:], "--seeds", "0", "1", "--max_jobs", "1",
-                          "--dry_run")
-        assert_ok(fill)
-        assert "1 to run on 1 local worker(s), 1 running in another process" in fill.stdout
-        assert re.search(rf"{STUDY}/0 +running ", fill.stdout), fill.stdout
-        assert re.search(rf"{STUDY}/1 +to run ", fill.stdout), fill.stdout
+        fill = _runner(*args[1:], "--seeds", "0", "1", "--max_jobs", "1").plan(
+            require_datasets=False)
+        assert [job.key for job in fill.running] == [f"{STUDY}/0"]
+        assert [job.key for job in fill.queue] == [f"{STUDY}/1"]
+        assert fill.state(f"{STUDY}/1").status is JobStatus.TO_RUN and not fill.later
         # A runner that planned before the job started still finds it busy at its lock.
         [planned] = plan_jobs(STUDY, tmp_path, steps=1000000, datasets=["dummy_data"],
                               models=["factor_vae"], encoders=["conv_encoder"], seeds=[0],
                               gin_bindings=["model.eval_steps = 5"])
         outcome = execute_job(planned.to_dict())
-        assert outcome["status"] == "busy" and f"pid {job_pid} on " in outcome["error"]
+        assert outcome.status is RunStatus.BUSY and f"pid {job_pid} on " in outcome.error
         second = run_script(*args[0:1], *args[1:])
         assert second.returncode == 1, second.stdout + second.stderr
         assert "1 job(s) are being run by another process and were left alone" in second.stderr

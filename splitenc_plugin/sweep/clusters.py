@@ -15,9 +15,10 @@ On any Dask cluster (``--cluster`` or ``--scheduler``) jobs are submitted
 through :func:`run_attempt`: a job lost with its worker (pre-emption, walltime,
 ``scancel``, a dead node) is run again on another worker, at most
 ``--retries`` times, and resumes from its last checkpoint on the shared output
-directory. The job's lock (:func:`splitenc_plugin.sweep.runner.lock_path`) still
+directory. The job's lock (:func:`splitenc_plugin.sweep.lock.job_lock`) still
 guarantees one running copy: a retry waits for the lost copy's process to
-release it. :func:`retry_report` gives the summary's lines about retried jobs.
+release it (:func:`wait_for_release`). :func:`retry_report` gives the
+summary's lines about retried jobs.
 
 Importing this module does not import dask-jobqueue.
 """
@@ -33,13 +34,17 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.sweep.execute import JobOutcome, RunStatus, execute_job
+from splitenc_plugin.sweep.lock import job_lock, lock_path
+from splitenc_plugin.sweep.pools import DaskPool
 
 __all__ = ["DEFAULT_RETRIES", "ClusterOptions", "add_arguments", "cluster_options",
-           "cluster_pool", "retry_report", "run_attempt"]
+           "cluster_pool", "retry_report", "run_attempt", "wait_for_release"]
 
 DEFAULT_RETRIES = 2
 # How long a retried job waits for its lost copy's process to end (and release
@@ -225,8 +230,6 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
 # On the worker: one attempt of a job
 # --------------------------------------------------------------------------
 def _attempts_path(job_dir: Path) -> Path:
-    from splitenc_plugin.sweep.runner import lock_path
-
     return lock_path(job_dir).with_suffix(".attempts")
 
 
@@ -245,55 +248,62 @@ def _count_attempt(job_dir: Path, run_id: str) -> int:
     return attempt
 
 
-def run_attempt(job: dict, env: dict | None, run_id: str, retries: int) -> dict:
+def wait_for_release(job_dir: str | os.PathLike, timeout: float = RETRY_LOCK_WAIT_S) -> bool:
+    """Waits until no process holds the job's lock (a lost copy of the job has ended).
+
+    Holds the lock for an instant only: the caller takes it again to run the job.
+
+    Returns:
+      Whether the lock was free within ``timeout`` seconds.
+    """
+    with job_lock(job_dir, patience=timeout) as fd:
+        return fd is not None
+
+
+def run_attempt(job: dict, env: dict | None, run_id: str, retries: int) -> JobOutcome:
     """Runs one attempt of a job on a Dask worker; what the runner submits to Dask.
 
     Counts the attempt on the shared output directory (beside the job's lock),
     waits for a lost earlier copy of the job to release the lock, and runs
-    :func:`splitenc_plugin.sweep.runner.execute_job`, which resumes from the job's
+    :func:`splitenc_plugin.sweep.execute.execute_job`, which resumes from the job's
     last checkpoint. A job killed by a signal it did not raise itself (its
     batch job cancelled or pre-empted) is handed back to the scheduler to run
     on another worker (``distributed.Reschedule``) while retries remain; a
     worker that dies outright makes the scheduler do the same.
 
     Returns:
-      :func:`~splitenc_plugin.sweep.runner.execute_job`'s outcome, plus
+      :func:`~splitenc_plugin.sweep.execute.execute_job`'s outcome, with its
       ``attempt`` (1 for a job that was never lost).
     """
     from distributed import Reschedule
-
-    from splitenc_plugin.sweep.runner import _lock, execute_job
 
     job_dir = Path(job["job_dir"])
     attempt = _count_attempt(job_dir, run_id)
     if attempt > retries + 1:
         spec = job["spec"]
-        return {"key": f"{spec['study']}/{spec['model_num']}", "status": "failed",
-                "returncode": None, "log": str(job_dir / "job.log"), "elapsed": 0.0,
-                "resumed_from": None, "attempt": attempt - 1,
-                "error": f"lost its worker on each of {attempt - 1} attempts (--retries "
-                         f"{retries}); re-run the same command to resume it"}
+        return JobOutcome(f"{spec['study']}/{spec['model_num']}", RunStatus.FAILED,
+                          log=str(job_dir / "job.log"), attempt=attempt - 1,
+                          error=f"lost its worker on each of {attempt - 1} attempts (--retries "
+                                f"{retries}); re-run the same command to resume it")
     if attempt > 1:
-        fd = _lock(job_dir, patience=RETRY_LOCK_WAIT_S)
-        if fd is not None:
-            os.close(fd)
+        wait_for_release(job_dir)
     outcome = execute_job(job, env, run_id)
-    killed = outcome["status"] == "failed" and (outcome["returncode"] or 0) < 0
+    killed = outcome.status is RunStatus.FAILED and (outcome.returncode or 0) < 0
     if killed and attempt <= retries:
         raise Reschedule()
     _attempts_path(job_dir).unlink(missing_ok=True)
-    return {**outcome, "attempt": attempt}
+    return replace(outcome, attempt=attempt)
 
 
-def retry_report(outcomes: list[dict]) -> list[str]:
+def retry_report(outcomes: Iterable[JobOutcome]) -> list[str]:
     """Summary lines naming the jobs that were run again after losing their worker."""
-    retried = sorted((o for o in outcomes if o.get("attempt", 1) > 1), key=lambda o: o["key"])
+    retried = sorted((o for o in outcomes if o.attempt > 1), key=lambda o: o.key)
     if not retried:
         return []
     lines = [f"{len(retried)} job(s) lost their Dask worker and were retried:"]
     for o in retried:
-        resumed = o.get("resumed_from")
-        lines.append(f"  {o['key']}: {o['status']} on attempt {o['attempt']}"
+        resumed = o.resumed_from
+        lines.append(f"  {o.key}: {o.status} on attempt {o.attempt}"
                      + (f", resumed from step {resumed}" if resumed is not None else ""))
     return lines
 
@@ -304,7 +314,7 @@ def retry_report(outcomes: list[dict]) -> list[str]:
 def cluster_pool(options: ClusterOptions, jobs: int, retries: int):
     """Starts a batch-system cluster for ``jobs`` jobs; returns the runner's pool on it.
 
-    The pool (a :class:`splitenc_plugin.sweep.runner` Dask pool) submits up to
+    The pool (a :class:`splitenc_plugin.sweep.pools.DaskPool`) submits up to
     ``options.jobs`` batch jobs, prints the dashboard address, keeps the
     cluster scaled to the remaining work and cancels its batch jobs on close.
 
@@ -326,9 +336,8 @@ def _pool_class():
     import dask_jobqueue
 
     from splitenc_plugin.sweep.job import THREAD_ENV
-    from splitenc_plugin.sweep.runner import _DaskPool as base
 
-    class _JobqueuePool(base):
+    class _JobqueuePool(DaskPool):
         def __init__(self, options: ClusterOptions, jobs: int, retries: int) -> None:
             cls = getattr(dask_jobqueue, KINDS[options.kind][0])
             Path(options.log_directory).mkdir(parents=True, exist_ok=True)
@@ -382,7 +391,7 @@ def _pool_class():
             return super().submit(job, {**threads, **env})
 
         def as_completed(self, futures):
-            for future in base.as_completed(futures):
+            for future in DaskPool.as_completed(futures):
                 with self._lock:
                     self._remaining -= 1
                 yield future
@@ -397,7 +406,7 @@ def _pool_class():
                     if target >= planned:
                         self.cluster.scale(jobs=target)  # reopens lost workers
                         continue
-                    busy = {addr for addr, keys in self._client.processing().items() if keys}
+                    busy = {addr for addr, keys in self.client.processing().items() if keys}
                     idle = [info["name"] for addr, info
                             in self.cluster.scheduler_info.get("workers", {}).items()
                             if addr not in busy]

@@ -1,0 +1,528 @@
+"""Planning a sweep: which jobs a selection names, and where each of them stands.
+
+A *selection* is a study and filters (``--study S --datasets D --seeds 0-2``),
+on the command line or one per line of a ``--selections`` file
+(:func:`read_selections`). :func:`plan_jobs` turns one into :class:`Job`\\ s,
+:func:`plan_selections` several into one queue.
+
+Where a job stands is a :class:`JobState` with a :class:`JobStatus`, read from
+its directory's markers (:func:`classify`): finished (``done.json`` of this
+job's identity), resumable (an unfinished directory of this identity with a
+checkpoint), to run, or in the way (a finished job that computed something
+else) or unreadable (a marker that cannot be read; its results may be
+complete). :func:`check_finished` refuses the last two for a whole selection
+before anything runs: the runner never deletes or overwrites them.
+:func:`plan_run` gives a run's :class:`RunPlan`: every job's state (also
+"running" in another process, and "later" for ``--max_jobs``) and the queue
+of jobs to start, in start order.
+
+Pure Python: importing this module imports neither TensorFlow nor dlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.studies.grid import (
+    TEST_DATASET,
+    JobSpec,
+    check_extra_bindings,
+    get_grid,
+    make_job_spec,
+)
+from splitenc_plugin.sweep.job import (
+    DONE_FILE,
+    MarkerError,
+    read_done,
+    read_job_spec,
+    resumable_step,
+)
+from splitenc_plugin.sweep.lock import held_elsewhere
+
+__all__ = ["SELECTION_FILTERS", "Job", "JobMismatchError", "JobState", "JobStatus", "RunPlan",
+           "add_selection_filters", "check_datasets", "check_finished", "classify",
+           "current_data", "is_finished", "plan_jobs", "plan_run", "plan_selections",
+           "read_selections", "resume_step"]
+
+
+class JobMismatchError(SplitencUserError):
+    """The output directory holds finished jobs that computed something else."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job to run (or skip): its spec, its directory and its options."""
+
+    spec: JobSpec
+    job_dir: Path
+    visualize: bool = False
+    prune_heavy: bool = False
+
+    @property
+    def key(self) -> str:
+        """``<study>/<model_num>``: the job's name in messages."""
+        return f"{self.spec.study}/{self.spec.model_num}"
+
+    def to_dict(self) -> dict:
+        """A picklable, JSON-able description (what workers receive)."""
+        return {"spec": self.spec.to_dict(), "job_dir": str(self.job_dir),
+                "options": {"visualize": self.visualize, "prune_heavy": self.prune_heavy}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Job:
+        """Inverse of :meth:`to_dict`."""
+        options = data.get("options", {})
+        return cls(JobSpec.from_dict(data["spec"]), Path(data["job_dir"]),
+                   visualize=bool(options.get("visualize", False)),
+                   prune_heavy=bool(options.get("prune_heavy", False)))
+
+
+class JobStatus(StrEnum):
+    """Where a job stands, as its directory and its lock say."""
+
+    #: ``done.json`` records this job's identity (for :func:`check_finished`
+    #: also its data, and its result files are there): skipped, never touched.
+    FINISHED = "finished"
+    #: A finished job that computed something else (another identity, other
+    #: data, or its result files are missing): never overwritten.
+    IN_THE_WAY = "in the way"
+    #: ``done.json`` or ``job.json`` exists but cannot be read: never deleted.
+    UNREADABLE = "unreadable"
+    #: Another process holds the job's lock (see :mod:`splitenc_plugin.sweep.lock`).
+    RUNNING = "running"
+    #: Unfinished, with a checkpoint of this identity to resume training from.
+    RESUMABLE = "resumable"
+    #: Unfinished and to run from scratch (its directory, if any, is replaced).
+    TO_RUN = "to run"
+    #: To run, but left for a later run by ``--max_jobs``.
+    LATER = "later"
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A planned job and where it stands.
+
+    Attributes:
+      job: The job.
+      status: Where it stands.
+      resume_step: The checkpoint step training resumes from (a resumable
+        job; also kept for one left for later), else None.
+      problem: Why the job is in the way or unreadable (names the file), else ''.
+    """
+
+    job: Job
+    status: JobStatus
+    resume_step: int | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run does: every selected job's state, and the jobs to start.
+
+    Attributes:
+      states: One state per selected job, in selection order (finished,
+        running, resumable, to run or later).
+      queue: The resumable and to-run jobs to start, in start order: those
+        that resume from a checkpoint first (their compute is half spent),
+        then in selection order, then by model_num.
+    """
+
+    states: tuple[JobState, ...]
+    queue: tuple[Job, ...]
+
+    def jobs(self, *statuses: JobStatus) -> list[Job]:
+        """The jobs with one of these statuses, in selection order."""
+        return [state.job for state in self.states if state.status in statuses]
+
+    def state(self, key: str) -> JobState:
+        """The state of job ``key`` (``<study>/<model_num>``)."""
+        return next(state for state in self.states if state.job.key == key)
+
+    @property
+    def finished(self) -> list[Job]:
+        """The finished jobs (skipped)."""
+        return self.jobs(JobStatus.FINISHED)
+
+    @property
+    def running(self) -> list[Job]:
+        """The jobs another process is running (left alone; they take no queue slot)."""
+        return self.jobs(JobStatus.RUNNING)
+
+    @property
+    def later(self) -> list[Job]:
+        """The unfinished jobs that ``--max_jobs`` leaves for a later run."""
+        return self.jobs(JobStatus.LATER)
+
+
+# --------------------------------------------------------------------------
+# Selections
+# --------------------------------------------------------------------------
+#: The filter options of a selection (besides ``--study``).
+SELECTION_FILTERS = ("datasets", "models", "encoders", "sigmas", "seeds", "model_nums")
+
+
+def add_selection_filters(group) -> None:
+    """Adds a selection's filter options (:data:`SELECTION_FILTERS`) to an argparse group."""
+    group.add_argument("--datasets", nargs="+", metavar="D",
+                       help=f"dataset names; '{TEST_DATASET}' (tests/smoke runs only) trains "
+                            "the first dataset's models on dlib's in-memory dummy data")
+    group.add_argument("--models", nargs="+", metavar="M", help="vae, factor_vae, beta_tc_vae")
+    group.add_argument("--encoders", nargs="+", metavar="E",
+                       help="conv_encoder (vanilla), split_conv_encoder (split)")
+    group.add_argument("--sigmas", nargs="+", metavar="S", help="noise correlation: 0, 0.9")
+    group.add_argument("--seeds", nargs="+", metavar="S", help="seeds, e.g. 0 1 2 or 0-9")
+    group.add_argument("--model_nums", nargs="+", metavar="N",
+                       help="model numbers of the study")
+
+
+def _split(values: Sequence[str] | None) -> list[str] | None:
+    """Accepts ``--seeds 0 1 2`` as well as ``--seeds 0,1,2``."""
+    if values is None:
+        return None
+    return [v for value in values for v in value.split(",") if v]
+
+
+def _ints(values: Sequence[str] | None, flag: str) -> list[int] | None:
+    values = _split(values)
+    if values is None:
+        return None
+    out = []
+    for value in values:
+        lo, sep, hi = value.partition("-")
+        try:
+            out.extend(range(int(lo), int(hi) + 1) if sep else [int(value)])
+        except ValueError:
+            raise SplitencUserError(f"{flag} takes integers or ranges like 0-9, got {value!r}") \
+                from None
+    return out
+
+
+def _floats(values: Sequence[str] | None, flag: str) -> list[float] | None:
+    values = _split(values)
+    try:
+        return None if values is None else [float(v) for v in values]
+    except ValueError:
+        raise SplitencUserError(f"{flag} takes numbers, got {values}") from None
+
+
+class _SelectionParser(argparse.ArgumentParser):
+    """Parses one line of a --selections file; errors raise instead of exiting."""
+
+    def error(self, message: str):
+        raise SplitencUserError(message)
+
+
+def read_selections(path: str | os.PathLike) -> list[argparse.Namespace]:
+    """The selections of a ``--selections`` file, validated line by line.
+
+    Returns:
+      One namespace per selection line: ``study``, the filter options and
+      ``where`` (file and line, for error messages).
+
+    Raises:
+      SplitencUserError: If the file is missing, empty, or a line is not a
+        valid selection (the message names the line).
+    """
+    parser = _SelectionParser(prog="selection", add_help=False)
+    parser.add_argument("--study", required=True)
+    add_selection_filters(parser)
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise SplitencUserError(f"cannot read --selections file {path}: {exc.strerror}") \
+            from None
+    selections = []
+    for number, line in enumerate(lines, start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{path}, line {number}"
+        try:
+            selections.append(parser.parse_args(shlex.split(line),
+                                                argparse.Namespace(where=where)))
+        except (SplitencUserError, ValueError) as exc:
+            raise SplitencUserError(f"{where}: {exc}") from None
+    if not selections:
+        raise SplitencUserError(f"--selections file {path} has no selection lines")
+    return selections
+
+
+# --------------------------------------------------------------------------
+# Jobs of a selection
+# --------------------------------------------------------------------------
+def plan_jobs(study: str, output_directory: str | os.PathLike, *, steps: int,
+              datasets: Sequence[str] | None = None, models: Sequence[str] | None = None,
+              encoders: Sequence[str] | None = None, sigmas: Sequence[float] | None = None,
+              seeds: Sequence[int] | None = None, model_nums: Sequence[int] | None = None,
+              gin_bindings: Sequence[str] = (), visualize: bool = False,
+              prune_heavy: bool = False) -> list[Job]:
+    """The jobs of a study slice, validated.
+
+    Args:
+      study: Study name.
+      output_directory: Jobs go to ``<output_directory>/<study>/<model_num>``.
+      steps: ``model.training_steps`` of every job (>= 1).
+      datasets, models, encoders, sigmas, seeds: Keep only models with these
+        grid values (None: all). ``datasets=["dummy_data"]`` (tests and smoke
+        runs only) selects the study's first dataset's models and trains them
+        on dlib's in-memory dummy data instead.
+      model_nums: Keep only these model numbers (None: all).
+      gin_bindings: Extra bindings for every job (part of its identity).
+      visualize: Also run dlib's visualize_model in each job.
+      prune_heavy: Delete checkpoints and TF-Hub modules of finished jobs.
+
+    Returns:
+      The selected jobs, in model_num order.
+
+    Raises:
+      SplitencUserError: For any invalid input or an empty selection.
+    """
+    grid = get_grid(study)
+    check_extra_bindings(gin_bindings)
+    if not isinstance(steps, int) or steps < 1:
+        raise SplitencUserError(f"--steps must be a positive integer, got {steps!r}")
+    override = None
+    if datasets is not None and TEST_DATASET in datasets:
+        if len(set(datasets)) > 1:
+            raise SplitencUserError(
+                f"--datasets {TEST_DATASET} (test data) cannot be combined with other datasets")
+        override, datasets = TEST_DATASET, [grid.axes["dataset"][0]]
+    specs = grid.select(dataset=datasets, model=models, encoder=encoders, sigma=sigmas,
+                        seed=seeds)
+    if model_nums is not None:
+        bad = sorted(set(model_nums) - set(range(len(grid))))
+        if bad:
+            raise SplitencUserError(f"{study} has models 0..{len(grid) - 1}, not {bad}")
+        specs = [s for s in specs if s.model_num in set(model_nums)]
+    if not specs:
+        raise SplitencUserError(
+            f"the selection matches none of the {len(grid)} models of {study}; "
+            "check --datasets/--models/--encoders/--sigmas/--seeds/--model_nums")
+    out = Path(output_directory)
+    return [Job(make_job_spec(study, s.model_num, steps, override, tuple(gin_bindings)),
+                out / study / str(s.model_num), visualize, prune_heavy) for s in specs]
+
+
+def plan_selections(selections: Sequence[argparse.Namespace],
+                    output_directory: str | os.PathLike, *, steps: int,
+                    gin_bindings: Sequence[str] = (), visualize: bool = False,
+                    prune_heavy: bool = False) -> tuple[list[Job], dict[str, int]]:
+    """The jobs of several selections (:func:`read_selections`), as one queue.
+
+    Args:
+      selections: Namespaces with ``study`` and the filter options.
+      output_directory, steps, gin_bindings, visualize, prune_heavy: As in
+        :func:`plan_jobs`, for every selection.
+
+    Returns:
+      (the jobs in selection order, each named once; each job's rank: the
+      index of the first selection that names it).
+
+    Raises:
+      SplitencUserError: For an invalid selection (naming its file line).
+    """
+    jobs, rank = [], {}
+    for index, sel in enumerate(selections):
+        try:
+            planned = plan_jobs(
+                sel.study, output_directory, steps=steps,
+                datasets=_split(sel.datasets), models=_split(sel.models),
+                encoders=_split(sel.encoders), sigmas=_floats(sel.sigmas, "--sigmas"),
+                seeds=_ints(sel.seeds, "--seeds"),
+                model_nums=_ints(sel.model_nums, "--model_nums"),
+                gin_bindings=gin_bindings, visualize=visualize, prune_heavy=prune_heavy)
+        except SplitencUserError as exc:
+            where = getattr(sel, "where", None)
+            raise (SplitencUserError(f"{where}: {exc}") if where else exc) from None
+        for job in planned:
+            if job.key not in rank:
+                rank[job.key] = index
+                jobs.append(job)
+    return jobs, rank
+
+
+# --------------------------------------------------------------------------
+# Where a job stands
+# --------------------------------------------------------------------------
+def resume_step(job: Job) -> int | None:
+    """The checkpoint step an unfinished job would resume from (None: from scratch).
+
+    Only a directory started with this job's identity resumes.
+
+    Raises:
+      MarkerError: If the directory's ``job.json`` is unreadable or of another
+        schema (its checkpoint is never deleted on a guess).
+    """
+    started = read_job_spec(job.job_dir)
+    if started is None or started.identity() != job.spec.identity():
+        return None
+    return resumable_step(job.job_dir)
+
+
+def _difference(key: str, finished, asked) -> str:
+    if key == "bindings" and isinstance(finished, list):
+        only_done = [b for b in finished if b not in asked]
+        only_asked = [b for b in asked if b not in finished]
+        return f"bindings: finished has {only_done}, asked has {only_asked}"
+    return f"{key}: finished {finished!r}, asked {asked!r}"
+
+
+def _classify(job: Job) -> tuple[JobState, dict | None]:
+    """:func:`classify`, and the job's ``done.json`` content if it is finished."""
+    try:
+        done = read_done(job.job_dir)
+        step = resume_step(job) if done is None else None
+    except MarkerError as exc:
+        return JobState(job, JobStatus.UNREADABLE, problem=str(exc)), None
+    if done is None:
+        status = JobStatus.TO_RUN if step is None else JobStatus.RESUMABLE
+        return JobState(job, status, resume_step=step), None
+    identity = job.spec.identity()
+    if done["identity"] != identity:
+        diffs = [_difference(k, done["identity"].get(k), v)
+                 for k, v in identity.items() if done["identity"].get(k) != v]
+        return JobState(job, JobStatus.IN_THE_WAY,
+                        problem=f"{job.job_dir} ({'; '.join(diffs)})"), done
+    return JobState(job, JobStatus.FINISHED), done
+
+
+def classify(job: Job) -> JobState:
+    """Where a job stands by its directory's markers alone (no lock, data or result checks).
+
+    Returns:
+      A state whose status is FINISHED (``done.json`` of this identity),
+      IN_THE_WAY (``done.json`` of another identity; ``problem`` lists the
+      differences), UNREADABLE (a marker that cannot be read; ``problem`` is
+      its error), RESUMABLE (with ``resume_step``) or TO_RUN.
+    """
+    return _classify(job)[0]
+
+
+def is_finished(job_dir: str | os.PathLike) -> bool:
+    """Whether the job has a readable completion marker (a broken one is not finished)."""
+    try:
+        return read_done(job_dir) is not None
+    except MarkerError:
+        return False
+
+
+def current_data(jobs: Iterable[Job]) -> dict[str, dict]:
+    """The identity of each selected dataset that is present now (absent ones are left out).
+
+    A dataset that is not there cannot be compared with what finished jobs
+    trained on; the runner then trains nothing on it either
+    (:func:`check_datasets`).
+    """
+    from splitenc_plugin.data import fingerprint, registry
+
+    return {dataset: fingerprint.data_identity(dataset)
+            for dataset in sorted({job.spec.dataset for job in jobs})
+            if registry.check_dataset(dataset).ok}
+
+
+def check_finished(jobs: Iterable[Job], data: dict[str, dict] | None = None
+                   ) -> tuple[list[Job], list[Job]]:
+    """Splits jobs into (finished, to run); refuses anything it must not overwrite.
+
+    Args:
+      jobs: The planned jobs.
+      data: Dataset name -> its current identity (:func:`current_data`); a
+        finished job counts only if it recorded the same data. None, or a
+        dataset missing from it, skips that comparison.
+
+    Raises:
+      JobMismatchError: If a job directory holds a finished job whose identity
+        differs, a finished job made on other data, a finished job whose result
+        files are missing, or a ``done.json``/``job.json`` that cannot be read
+        (never taken for "not finished": the runner would delete it).
+    """
+    finished, pending, problems = [], [], []
+    for job in jobs:
+        state = _finished_state(job, data)
+        if state.status is JobStatus.FINISHED:
+            finished.append(job)
+        elif state.status in (JobStatus.IN_THE_WAY, JobStatus.UNREADABLE):
+            problems.append(state.problem)
+        else:
+            pending.append(job)
+    if problems:
+        shown = "\n  ".join(problems[:5]) + (
+            f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise JobMismatchError(
+            f"{len(problems)} job director(ies) in the output directory do not match this run "
+            f"and are never overwritten or deleted:\n  {shown}\nUse another "
+            "--output_directory, the --steps/--gin_bindings/--datasets and the data of the run "
+            "that made them, or repair the files named.")
+    return finished, pending
+
+
+def _finished_state(job: Job, data: dict[str, dict] | None) -> JobState:
+    """:func:`classify`, where a finished job must also have this data and its results."""
+    from splitenc_plugin.data.fingerprint import recorded_identity, same_data
+
+    state, done = _classify(job)
+    if state.status is not JobStatus.FINISHED:
+        return state
+    recorded, now = recorded_identity(done), (data or {}).get(job.spec.dataset)
+    if now is not None and not same_data(recorded, now):
+        return JobState(job, JobStatus.IN_THE_WAY,
+                        problem=f"{job.job_dir} was trained on {recorded['label']}, the data is "
+                                f"now {now['label']}")
+    missing = [f for f in done.get("results", []) if not (job.job_dir / f).is_file()]
+    if missing:
+        return JobState(job, JobStatus.IN_THE_WAY,
+                        problem=f"{job.job_dir} has {DONE_FILE} but lacks {', '.join(missing)}")
+    return state
+
+
+def check_datasets(jobs: Iterable[Job]) -> None:
+    """Raises one clear error if a selected dataset's files are missing."""
+    from splitenc_plugin.data import registry
+
+    for dataset in sorted({job.spec.dataset for job in jobs}):
+        registry.require_dataset(dataset)
+
+
+def plan_run(jobs: Sequence[Job], rank: Mapping[str, int] | None = None, *,
+             max_jobs: int | None = None, data: dict[str, dict] | None = None) -> RunPlan:
+    """Where every job of a run stands, and which jobs it starts in which order.
+
+    Args:
+      jobs: The planned jobs, in selection order.
+      rank: Each job's selection rank (:func:`plan_selections`); None: one selection.
+      max_jobs: Start at most this many of the unfinished jobs (the rest are
+        LATER); jobs running in another process take no slot.
+      data: As in :func:`check_finished`.
+
+    Raises:
+      JobMismatchError: As :func:`check_finished` (before any state is taken).
+      MarkerError: If a ``job.json`` became unreadable since.
+    """
+    rank = rank or {}
+    finished, pending = check_finished(jobs, data)
+    # Jobs another runner is running are left alone and take no --max_jobs slot,
+    # so a second runner can fill an idle core with the next job.
+    running = [job for job in pending if held_elsewhere(job.job_dir)]
+    pending = [job for job in pending if job not in running]
+    # Jobs that can resume from a checkpoint go first: their compute is half spent.
+    resume = {job.key: resume_step(job) for job in pending}
+    pending.sort(key=lambda job: (resume[job.key] is None, rank.get(job.key, 0),
+                                  job.spec.model_num))
+    start = pending[:max_jobs] if max_jobs is not None else pending
+    starting = {job.key for job in start}
+    states = {job.key: JobState(job, JobStatus.FINISHED) for job in finished}
+    states.update({job.key: JobState(job, JobStatus.RUNNING) for job in running})
+    for job in pending:
+        step = resume[job.key]
+        status = JobStatus.LATER if job.key not in starting else \
+            JobStatus.TO_RUN if step is None else JobStatus.RESUMABLE
+        states[job.key] = JobState(job, status, resume_step=step)
+    return RunPlan(states=tuple(states[job.key] for job in jobs), queue=tuple(start))
