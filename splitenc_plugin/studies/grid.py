@@ -44,6 +44,7 @@ from splitenc_plugin.errors import SplitencUserError
 
 __all__ = [
     "DEFAULT_TRAINING_STEPS",
+    "DLIB_STUDY_BINDINGS",
     "EVAL_CONFIGS",
     "GRIDS",
     "METRIC_REPRESENTATIONS",
@@ -501,7 +502,18 @@ GRID_BINDINGS = {
 }
 
 
-def check_extra_bindings(bindings: Sequence[str]) -> None:
+# What a dlib study's job fixes besides its study's own bindings (which are
+# its identity, so overriding one is visible, but still not that model).
+DLIB_STUDY_BINDINGS = {
+    "model.model_num": "it is the job's model number",
+    "model.training_steps": "use --steps",
+    "model.random_seed": "select seeds with --where \"model.random_seed = 0\"",
+    "dataset.name": "select datasets with --where \"dataset.name = 'dsprites_full'\"",
+}
+
+
+def check_extra_bindings(bindings: Sequence[str],
+                         fixed: dict[str, str] | None = None) -> None:
     """Rejects extra bindings that do not parse or that override a job's grid point.
 
     Parsed with gin's parser alone (no configurable is looked up, so neither
@@ -509,6 +521,10 @@ def check_extra_bindings(bindings: Sequence[str]) -> None:
 
     Args:
       bindings: ``--gin_bindings`` values, e.g. ``"model.eval_steps = 5"``.
+      fixed: Parameter -> how to change it instead (default
+        :data:`GRID_BINDINGS`, the plugin's studies; :data:`DLIB_STUDY_BINDINGS`
+        for a dlib study, where ``--gin_bindings "encoder.encoder_fn = ..."``
+        is a legitimate drop-in).
 
     Raises:
       SplitencUserError: naming the binding and the option to use instead.
@@ -529,10 +545,11 @@ def check_extra_bindings(bindings: Sequence[str]) -> None:
                     f"--gin_bindings {binding!r} is not a binding; import and include "
                     "statements belong in a gin config")
             key = f"{statement.selector.split('.')[-1]}.{statement.arg_name}"
-            if key in GRID_BINDINGS:
+            fixed = GRID_BINDINGS if fixed is None else fixed
+            if key in fixed:
                 raise SplitencUserError(
                     f"--gin_bindings {binding!r} sets {key}, which each job of a study fixes "
-                    f"({GRID_BINDINGS[key]}); the job would record one grid point and "
+                    f"({fixed[key]}); the job would record one grid point and "
                     "train another")
 
 

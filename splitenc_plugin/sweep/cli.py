@@ -59,13 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``splitenc_reproduce``."""
     parser = argparse.ArgumentParser(
         prog="splitenc_reproduce",
-        description="Train, postprocess and evaluate the models of one of the paper's "
-                    "studies (resumable; local pool or Dask cluster).",
+        description="Train, postprocess and evaluate the models of a dlib study -- the "
+                    "paper's, dlib's own (e.g. unsupervised_study_v1) or yours -- with gin "
+                    "fragments layered on (resumable; local pool, Dask or a batch cluster).",
         epilog="Studies: " + "; ".join(f"{g.name} ({len(g)} models): {g.description}"
                                        for g in GRIDS.values()))
-    parser.add_argument("--study", help=f"one of {', '.join(GRIDS)} (or --selections)")
+    parser.add_argument("--study", help=f"one of {', '.join(GRIDS)}, or any study in dlib's "
+                                        "reproduce.STUDIES (unsupervised_study_v1, ...; "
+                                        "or --selections)")
+    parser.add_argument("--study_module", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first: it registers studies of your own in "
+                             "disentanglement_lib.config.reproduce.STUDIES (repeatable)")
     parser.add_argument("--output_directory", required=True,
-                        help="jobs go to DIR/<study>/<model_num> (dlib_reproduce's layout)")
+                        help="jobs go to DIR/<study>/<model_num> (dlib_reproduce's layout; "
+                             "DIR/<study>+<fragment>/<model_num> with --gin_config)")
     parser.add_argument("--steps", type=int, default=DEFAULT_TRAINING_STEPS,
                         help="model.training_steps of every model (default: %(default)s, "
                              "the paper's); part of each job's identity")
@@ -96,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "GIFs, keeping only what splitenc_aggregate reads")
     ex.add_argument("--gin_bindings", action="append", default=[], metavar="B",
                     help="extra gin binding for every job (one per flag, repeatable; part of "
-                         "its identity); not the grid's own parameters (dataset, model, "
-                         "encoder, sigma, seed, steps: use their options)")
+                         "its identity), after the study's bindings and fragments; not the "
+                         "grid's own parameters (dataset, model, encoder, sigma, seed, steps: "
+                         "use their options; on a dlib study, encoder and model bindings are "
+                         "fine)")
     ex.add_argument("--max_jobs", type=int, metavar="K",
                     help="run at most K of the unfinished jobs (those that resume from a "
                          "checkpoint first, then in selection and model_num order; jobs "
@@ -121,7 +130,7 @@ def _print_plan(runner: Runner, plan: RunPlan, dry_run: bool) -> None:
     """The plan's one-line summary, and with ``dry_run`` every job's state."""
     jobs = [state.job for state in plan.states]
     finished, running, later = plan.finished, plan.running, plan.later
-    studies = sorted({job.spec.study for job in jobs})
+    studies = sorted({job.job_dir.parent.name for job in jobs})
     where_out = os.path.join(runner.output_directory, studies[0]) if len(studies) == 1 else \
         f"{runner.output_directory} ({', '.join(studies)})"
     print(f"{runner.label}: {len(jobs)} job(s) selected, {len(finished)} already finished, "

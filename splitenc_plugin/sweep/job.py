@@ -83,10 +83,10 @@ __all__ = [
     "MarkerError",
     "checkpoint_step",
     "main",
-    "result_files",
     "prune_heavy",
     "read_done",
     "read_job_spec",
+    "result_files",
     "resumable_step",
     "write_json_atomic",
 ]

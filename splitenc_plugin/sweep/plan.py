@@ -16,7 +16,8 @@ before anything runs: the runner never deletes or overwrites them.
 "running" in another process, and "later" for ``--max_jobs``) and the queue
 of jobs to start, in start order.
 
-Pure Python: importing this module imports neither TensorFlow nor dlib.
+Pure Python: importing this module imports neither TensorFlow nor dlib;
+planning a dlib study (not one of the plugin's grids) imports dlib to read it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ from enum import StrEnum
 from pathlib import Path
 
 from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.studies.dlib_any import (
+    is_plugin_grid,
+    matches_where,
+    parse_where,
+    study_job_specs,
+    with_fragments,
+)
 from splitenc_plugin.studies.grid import (
+    DLIB_STUDY_BINDINGS,
     TEST_DATASET,
     JobSpec,
     check_extra_bindings,
@@ -67,8 +76,12 @@ class Job:
 
     @property
     def key(self) -> str:
-        """``<study>/<model_num>``: the job's name in messages."""
-        return f"{self.spec.study}/{self.spec.model_num}"
+        """``<study>/<model_num>`` (``<study>+<fragment>/<model_num>``): its name in messages.
+
+        The directory's name, not the study's alone: the same model with and
+        without a fragment are two jobs of one queue.
+        """
+        return f"{self.job_dir.parent.name}/{self.spec.model_num}"
 
     def to_dict(self) -> dict:
         """A picklable, JSON-able description (what workers receive)."""
@@ -166,7 +179,8 @@ class RunPlan:
 # Selections
 # --------------------------------------------------------------------------
 #: The filter options of a selection (besides ``--study``).
-SELECTION_FILTERS = ("datasets", "models", "encoders", "sigmas", "seeds", "model_nums")
+SELECTION_FILTERS = ("datasets", "models", "encoders", "sigmas", "seeds", "model_nums", "wheres",
+                     "gin_configs", "metrics")
 
 
 def add_selection_filters(group) -> None:
@@ -180,7 +194,19 @@ def add_selection_filters(group) -> None:
     group.add_argument("--sigmas", nargs="+", metavar="S", help="noise correlation: 0, 0.9")
     group.add_argument("--seeds", nargs="+", metavar="S", help="seeds, e.g. 0 1 2 or 0-9")
     group.add_argument("--model_nums", nargs="+", metavar="N",
-                       help="model numbers of the study")
+                       help="model numbers of the study, e.g. 0 1 2 or 0-9")
+    group.add_argument("--where", action="append", dest="wheres", metavar="BINDING",
+                       help="keep models whose own bindings include this one, e.g. "
+                            "\"dataset.name = 'dsprites_full'\" (repeatable: all must hold; "
+                            "the way to slice a dlib study such as unsupervised_study_v1)")
+    group.add_argument("--gin_config", action="append", dest="gin_configs", metavar="FRAGMENT",
+                       help="a gin fragment layered over each model's training config, after "
+                            "the study's bindings (repeatable, in order; e.g. "
+                            "gin/fragments/split_encoder.gin); its content is part of each "
+                            "job's identity and its jobs go to DIR/<study>+<fragment>/")
+    group.add_argument("--metrics", nargs="+", metavar="NAME",
+                       help="a dlib study's metric configs to evaluate, by name (e.g. mig); "
+                            "default: all of the study's")
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:
@@ -262,6 +288,8 @@ def plan_jobs(study: str, output_directory: str | os.PathLike, *, steps: int,
               datasets: Sequence[str] | None = None, models: Sequence[str] | None = None,
               encoders: Sequence[str] | None = None, sigmas: Sequence[float] | None = None,
               seeds: Sequence[int] | None = None, model_nums: Sequence[int] | None = None,
+              wheres: Sequence[str] = (), gin_configs: Sequence[str] = (),
+              metrics: Sequence[str] | None = None,
               gin_bindings: Sequence[str] = (), visualize: bool = False,
               prune_heavy: bool = False) -> list[Job]:
     """The jobs of a study slice, validated.
@@ -275,6 +303,11 @@ def plan_jobs(study: str, output_directory: str | os.PathLike, *, steps: int,
         runs only) selects the study's first dataset's models and trains them
         on dlib's in-memory dummy data instead.
       model_nums: Keep only these model numbers (None: all).
+      wheres: ``--where`` bindings every kept model's own bindings include.
+      gin_configs: Fragments layered over each model's training config
+        (:mod:`splitenc_plugin.studies.dlib_any`); such jobs go to
+        ``<output_directory>/<study>+<fragment names>/<model_num>``.
+      metrics: A dlib study's metrics to evaluate (None: all of the study's).
       gin_bindings: Extra bindings for every job (part of its identity).
       visualize: Also run dlib's visualize_model in each job.
       prune_heavy: Delete checkpoints and TF-Hub modules of finished jobs.
@@ -285,10 +318,42 @@ def plan_jobs(study: str, output_directory: str | os.PathLike, *, steps: int,
     Raises:
       SplitencUserError: For any invalid input or an empty selection.
     """
-    grid = get_grid(study)
-    check_extra_bindings(gin_bindings)
     if not isinstance(steps, int) or steps < 1:
         raise SplitencUserError(f"--steps must be a positive integer, got {steps!r}")
+    if not is_plugin_grid(study):
+        specs = _dlib_study_specs(study, steps=steps, datasets=datasets, models=models,
+                                  encoders=encoders, sigmas=sigmas, seeds=seeds,
+                                  model_nums=model_nums, wheres=wheres,
+                                  gin_configs=gin_configs, metrics=metrics,
+                                  gin_bindings=gin_bindings)
+    else:
+        specs = _grid_specs(study, steps=steps, datasets=datasets, models=models,
+                            encoders=encoders, sigmas=sigmas, seeds=seeds,
+                            model_nums=model_nums, wheres=wheres, gin_configs=gin_configs,
+                            metrics=metrics, gin_bindings=gin_bindings)
+    out = Path(output_directory) / study_directory(study, gin_configs)
+    return [Job(spec, out / str(spec.model_num), visualize, prune_heavy) for spec in specs]
+
+
+def study_directory(study: str, gin_configs: Sequence[str] = ()) -> str:
+    """A study run's directory name: the study, ``+`` each layered fragment's name.
+
+    ``unsupervised_study_v1`` plain and with ``split_encoder.gin`` live side by
+    side as ``unsupervised_study_v1/`` and ``unsupervised_study_v1+split_encoder/``,
+    with the same model numbers below each, so one output directory holds both
+    and the aggregator pairs them.
+    """
+    return "+".join([study, *(Path(p).name.removesuffix(".gin") for p in gin_configs)])
+
+
+def _grid_specs(study: str, *, steps: int, datasets, models, encoders, sigmas, seeds,
+                model_nums, wheres, gin_configs, metrics, gin_bindings) -> list[JobSpec]:
+    """A plugin study's selected jobs (its grid's axis filters, fast, no dlib import)."""
+    grid = get_grid(study)
+    check_extra_bindings(gin_bindings)
+    if metrics is not None:
+        raise SplitencUserError(
+            f"--metrics selects a dlib study's metrics; {study} evaluates its own fixed set")
     override = None
     if datasets is not None and TEST_DATASET in datasets:
         if len(set(datasets)) > 1:
@@ -302,13 +367,43 @@ def plan_jobs(study: str, output_directory: str | os.PathLike, *, steps: int,
         if bad:
             raise SplitencUserError(f"{study} has models 0..{len(grid) - 1}, not {bad}")
         specs = [s for s in specs if s.model_num in set(model_nums)]
-    if not specs:
+    jobs = [with_fragments(make_job_spec(study, s.model_num, steps, override,
+                                         tuple(gin_bindings)), gin_configs) for s in specs]
+    filters = parse_where(wheres)
+    jobs = [spec for spec in jobs if matches_where(spec, filters)]
+    if not jobs:
         raise SplitencUserError(
             f"the selection matches none of the {len(grid)} models of {study}; "
-            "check --datasets/--models/--encoders/--sigmas/--seeds/--model_nums")
-    out = Path(output_directory)
-    return [Job(make_job_spec(study, s.model_num, steps, override, tuple(gin_bindings)),
-                out / study / str(s.model_num), visualize, prune_heavy) for s in specs]
+            "check --datasets/--models/--encoders/--sigmas/--seeds/--model_nums/--where")
+    return jobs
+
+
+def _dlib_study_specs(study: str, *, steps: int, datasets, models, encoders, sigmas, seeds,
+                      model_nums, wheres, gin_configs, metrics,
+                      gin_bindings) -> list[JobSpec]:
+    """A registered dlib study's selected jobs (dlib's own or a user's; imports dlib)."""
+    grid_only = {"--models": models, "--encoders": encoders, "--sigmas": sigmas,
+                 "--seeds": seeds}
+    given = [flag for flag, value in grid_only.items() if value is not None]
+    if given:
+        raise SplitencUserError(
+            f"{', '.join(given)} filter the plugin's grids; select a dlib study's models with "
+            "--model_nums and --where (e.g. --where \"model.random_seed = 0\")")
+    override = None
+    if datasets is not None:
+        if set(datasets) != {TEST_DATASET}:
+            raise SplitencUserError(
+                f"--datasets on a dlib study only takes {TEST_DATASET} (tests and smoke runs); "
+                "select its datasets with --where \"dataset.name = 'dsprites_full'\"")
+        override = TEST_DATASET
+    check_extra_bindings(gin_bindings, DLIB_STUDY_BINDINGS)
+    specs = study_job_specs(study, steps=steps, model_nums=model_nums, where=wheres,
+                            gin_configs=gin_configs, extra_bindings=gin_bindings,
+                            metrics=metrics, dataset=override)
+    if not specs:
+        raise SplitencUserError(f"the selection matches none of {study}'s models; check "
+                                "--model_nums and --where")
+    return specs
 
 
 def plan_selections(selections: Sequence[argparse.Namespace],
@@ -338,6 +433,8 @@ def plan_selections(selections: Sequence[argparse.Namespace],
                 encoders=_split(sel.encoders), sigmas=_floats(sel.sigmas, "--sigmas"),
                 seeds=_ints(sel.seeds, "--seeds"),
                 model_nums=_ints(sel.model_nums, "--model_nums"),
+                wheres=sel.wheres or (), gin_configs=sel.gin_configs or (),
+                metrics=_split(sel.metrics),
                 gin_bindings=gin_bindings, visualize=visualize, prune_heavy=prune_heavy)
         except SplitencUserError as exc:
             where = getattr(sel, "where", None)

@@ -52,6 +52,7 @@ import sys
 from collections.abc import Sequence
 
 from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.studies.dlib_any import import_study_modules
 from splitenc_plugin.studies.grid import DEFAULT_TRAINING_STEPS
 from splitenc_plugin.sweep.display import job_status, running_state
 from splitenc_plugin.sweep.execute import (
@@ -180,6 +181,7 @@ class Runner:
         # The command's own options first: no planning with a bad one.
         _check_options(args.workers, args.threads_per_job, args.steps, args.max_jobs)
         cluster = cluster_options(args)  # --cluster/--retries: checked before any submission
+        import_study_modules(args.study_module)  # users' studies, before any lookup
         selections = _command_selections(args)
         label = args.study or f"{args.selections} ({len(selections)} selection(s))"
         return cls(selections, args.output_directory, steps=args.steps, label=label,
