@@ -70,7 +70,6 @@ _CHILD = """
 import json, os, sys, time
 launch = float(sys.argv[1]); job = json.loads(sys.argv[2])
 import numpy as np
-import tensorflow.compat.v1 as tf
 from disentanglement_lib.data.ground_truth import named_data, util
 from splitenc_plugin.data import registry
 if job.get("reduced"):
@@ -83,15 +82,9 @@ if block:
         data.state_space = util.SplitDiscreteStateSpace(block, list(range(6)))
         return data
     named_data.get_named_ground_truth_data = get_named_ground_truth_data
+from splitenc_plugin.compat import instrument_estimator_train
 first = []
-class FirstStep(tf.train.SessionRunHook):
-    def after_run(self, run_context, run_values):
-        if not first:
-            first.append(time.time())
-estimator = tf.estimator.tpu.TPUEstimator
-train_fn = estimator.train
-estimator.train = lambda self, input_fn, hooks=None, **kw: train_fn(
-    self, input_fn, hooks=[*(hooks or []), FirstStep()], **kw)
+instrument_estimator_train(on_step=lambda step: first or first.append(time.time()))
 result = {}
 if job["kind"] == "train":
     from disentanglement_lib.methods.unsupervised import train

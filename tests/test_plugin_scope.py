@@ -5,6 +5,8 @@ imports ``splitenc_plugin``) trained with the plugin installed must record the
 same operative gin config as stock dlib. The reference is a process with only
 the compat fixes (``SPLITENC_PLUGIN_FEATURES=0``: none of the plugin's feature
 patches installed; dlib cannot run on this Python without the fixes at all).
+The data patches (the data-file check and the lean loaders, which give dlib's
+pixels) are fixes: they apply with and without the features.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import GIN_DIR, assert_ok, run_python, run_script
 
 from splitenc_plugin.studies.grid import dlib_config_path
@@ -71,3 +74,29 @@ def test_plugin_binding_without_import_still_routes_the_noise(tmp_path) -> None:
     assert "correlated_noise.sigma = 0.5" in config
     results = json.loads((model_dir / "results" / "json" / "train_results.json").read_text())
     assert results["global_step"] == 2
+
+
+_INSTALLED = (
+    "import json\n"
+    "from disentanglement_lib.data.ground_truth import dsprites, named_data, shapes3d\n"
+    "from disentanglement_lib.methods.unsupervised import gaussian_encoder_model as gem, train\n"
+    "def marked(fn, name='_splitenc_patched'):\n"
+    "    return getattr(fn, name, False)\n"
+    "load = named_data.get_named_ground_truth_data\n"
+    "out = {'lean': marked(dsprites.DSprites.__init__) and marked(shapes3d.Shapes3D.__init__),\n"
+    "       'data_check': marked(load, '_splitenc_data_check'),\n"
+    "       'preflight': marked(load, '_splitenc_preflight'),\n"
+    "       'noise': marked(gem.GaussianEncoderModel.sample_from_latent_distribution),\n"
+    "       'pipeline': marked(train._make_input_fn)}\n"
+    "print('RESULT=' + json.dumps(out))\n"
+)
+
+
+@pytest.mark.parametrize("features", ["1", "0"])
+def test_data_patches_are_fixes_and_features_follow_their_switch(features) -> None:
+    proc = run_python(_INSTALLED, env={"SPLITENC_PLUGIN_FEATURES": features})
+    assert_ok(proc)
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT=")][-1]
+    on = features == "1"
+    assert json.loads(line[len("RESULT="):]) == {
+        "lean": True, "data_check": True, "preflight": on, "noise": on, "pipeline": on}

@@ -11,8 +11,10 @@ need, and build them the expensive way:
   to float32 (23.6 GB), holding both for a while: it cannot run on 24 GB.
 * ``train()`` builds the dataset twice (once more for ``observation_shape``).
 
-When the compat layer imports those dlib modules, :func:`install` wraps the
-two constructors in place (every dlib subclass, ``ColorDSprites`` ...
+When any dlib process imports those dlib modules, the compat layer
+(:mod:`splitenc_plugin.compat.data`: a fix of dlib's memory use, applied
+whatever the gin config, like the other compat fixes) calls :func:`install`,
+which wraps the two constructors in place (every dlib subclass, ``ColorDSprites`` ...
 ``AbstractDSprites``, goes through ``DSprites.__init__``) so that they keep:
 
 * dSprites: the images **bit-packed**, ``(737280, 64, 8)`` uint8 = 377 MB
@@ -40,7 +42,9 @@ construction costs nothing.
 Switches (environment variables, read when a dataset is constructed):
 
 * ``SPLITENC_LEAN_DATA=0``: dlib's own loaders, untouched (to benchmark
-  stock against lean side by side, ``bench/lean_data.py``).
+  stock against lean side by side, ``bench/lean_data.py``). This is the only
+  switch: ``SPLITENC_PLUGIN_FEATURES=0`` (which turns off the plugin's
+  features) leaves the lean loaders on.
 * ``SPLITENC_DATA_CACHE=DIR``: where the packed dSprites cache lives
   (default ``$XDG_CACHE_HOME/splitenc_plugin``, else
   ``~/.cache/splitenc_plugin``); ``SPLITENC_DATA_CACHE=0`` keeps the packed
@@ -473,9 +477,9 @@ _PATCHES = {
 def install(module: types.ModuleType) -> None:
     """Wraps dlib's dSprites or Shapes3D constructor in ``module`` (idempotent).
 
-    Called by the compat layer right after
-    ``disentanglement_lib.data.ground_truth.dsprites`` / ``.shapes3d`` is
-    imported. The wrapped constructor defers to dlib's own when
+    Called by the compat layer (:mod:`splitenc_plugin.compat.data`) right
+    after ``disentanglement_lib.data.ground_truth.dsprites`` / ``.shapes3d`` is
+    imported, in every dlib process. The wrapped constructor defers to dlib's own when
     ``SPLITENC_LEAN_DATA=0`` or the path is not a local file.
 
     Args:
