@@ -1020,3 +1020,223 @@ def test_learning_curves_per_cell_are_the_medians_of_the_runs_curves(
     curves, missing = run_curves(btc)
     assert missing == [] and curves["kl"].tolist() == [10.0, 6.0]
     assert curves["regularizer"].tolist() == [15.0, 12.0]
+
+
+# ---------------------------------------------------------------------------
+# Any dlib study (issue 23): cells from the study's bindings, fragments paired.
+# ---------------------------------------------------------------------------
+
+DLIB_STUDY = "unsupervised_study_v1"
+SPLIT_FRAGMENT = {"name": "split_encoder.gin", "sha256": "ab" * 32}
+
+
+def _fake_study_job(root: Path, num: int, seed: int, mig: float, recon: float, *,
+                    name: str = "beta_vae", model: str = "vae",
+                    strength: tuple[str, float] = ("vae.beta", 1.0),
+                    fixed: tuple[str, ...] = (), fragments: tuple[dict, ...] = ()) -> Path:
+    """A finished job of a dlib study as splitenc_reproduce records it.
+
+    ``done.json["identity"]`` holds what dlib_reproduce binds (``model.name``
+    of the config file and ``model.model_num`` prepended, then the study's
+    bindings for the model, then the steps) and the layered fragments; the
+    operative config has the encoder the fragments chose. With fragments the
+    job lives in ``<study>+<fragment>/`` beside the plain study's.
+    """
+    encoder = "split_conv_encoder" if fragments else "conv_encoder"
+    bindings = ["model.name = 'shared'", f"model.model_num = {num}",
+                "dataset.name = 'dsprites_full'", "encoder.encoder_fn = @conv_encoder",
+                "decoder.decoder_fn = @deconv_decoder", f"model.name = '{name}'",
+                f"{strength[0]} = {strength[1]}", *fixed, f"model.model = @{model}()",
+                f"model.random_seed = {seed}", "model.training_steps = 100"]
+    record = {"train_config.model.model_num": str(num),
+              "train_config.dataset.name": "'dsprites_full'",
+              "train_config.model.model": f"@{model}()",
+              "train_config.encoder.encoder_fn": f"@{encoder}",
+              "train_config.model.random_seed": str(seed),
+              "train_config.model.training_steps": "100",
+              "train_results.global_step": 100, "train_results.reconstruction_loss": recon,
+              "train_results.elapsed_time": 10.0, "evaluation_results.discrete_mig": mig}
+    study_dir = "+".join([DLIB_STUDY, *(f["name"].removesuffix(".gin") for f in fragments)])
+    job = root / study_dir / str(num)
+    for rep in ("mean", "sampled"):
+        path = job / "metrics" / rep / "mig" / "results" / "aggregate"
+        path.mkdir(parents=True)
+        (path / "evaluation.json").write_text(json.dumps(record))
+    identity = {"study": DLIB_STUDY, "model_num": num, "steps": 100, "bindings": bindings,
+                "config": "dlib-config:unsupervised_study_v1/model_configs/shared.gin"}
+    if fragments:
+        identity["gin_configs"] = list(fragments)
+    (job / "done.json").write_text(json.dumps({"identity": identity, "finished_at": "x"}))
+    return job
+
+
+def test_a_dlib_study_aggregates_into_cells_with_its_hyperparameter_column(
+        tmp_path: Path) -> None:
+    from splitenc_plugin.results.aggregate import aggregate, load_results, summarize
+    from splitenc_plugin.results.cells import strength_column
+
+    # unsupervised_study_v1's numbering: 50 seeds per (model, strength).
+    # beta_vae beta 1 (models 0, 1) and beta 2 (50, 51); dip_vae_i and
+    # dip_vae_ii (models 1000, 1500), which share model.model = @dip_vae().
+    for num, seed, beta, mig in [(0, 0, 1.0, 0.10), (1, 1, 1.0, 0.20),
+                                 (50, 0, 2.0, 0.30), (51, 1, 2.0, 0.50)]:
+        _fake_study_job(tmp_path, num, seed, mig, 50.0 - 10 * mig, strength=("vae.beta", beta))
+    for num, name, kind in [(1000, "dip_vae_i", "i"), (1500, "dip_vae_ii", "ii")]:
+        _fake_study_job(tmp_path, num, 0, 0.15, 45.0, name=name, model="dip_vae",
+                        strength=("dip_vae.lambda_od", 1.0),
+                        fixed=(f"dip_vae.dip_type = '{kind}'",))
+
+    frame, _ = load_results(tmp_path)
+    # The study's bindings are columns, after COLUMNS: model.name (the study's,
+    # not the prepended config name), the fixed decoder, each model's own;
+    # not what names the run or is a column already (model_num, seed, steps,
+    # dataset, model, encoder). No fragments: no gin_configs column.
+    assert list(frame.columns) == [*COLUMNS, "model.name", "decoder.decoder_fn", "vae.beta",
+                                   "dip_vae.lambda_od", "dip_vae.dip_type"]
+    by_num = frame.set_index("model_num")
+    assert by_num.loc[50, ["model", "encoder", "seed", "model.name", "vae.beta",
+                           "dip_vae.lambda_od"]].tolist() == [
+        "vae", "conv_encoder", 0, "beta_vae", "2.0", ""]
+    assert by_num.loc[1500, ["model", "model.name", "dip_vae.dip_type"]].tolist() == [
+        "dip_vae", "dip_vae_ii", "ii"]
+
+    cells, diffs = summarize(frame)
+    assert diffs.empty  # nothing compared: no plugin comparison, no fragment
+    table = {(c["model.name"], c["vae.beta"], c["dip_vae.lambda_od"]): (c["n"], c["mig_median"])
+             for c in cells.to_dict("records")}
+    assert table == {("beta_vae", "1.0", ""): (2, pytest.approx(0.15)),
+                     ("beta_vae", "2.0", ""): (2, pytest.approx(0.40)),
+                     ("dip_vae_i", "", "1.0"): (1, pytest.approx(0.15)),
+                     ("dip_vae_ii", "", "1.0"): (1, pytest.approx(0.15))}
+    # The violins' x-axis per model: its regularisation strength.
+    assert strength_column(frame[frame["model"] == "vae"]) == "vae.beta"
+    assert strength_column(frame[frame["model.name"] == "dip_vae_i"]) == "dip_vae.lambda_od"
+
+    result = aggregate(tmp_path, tmp_path / "agg", visualize=False)
+    summary = result["summary"].read_text()
+    assert ("Study bindings every run shares (left out of the tables below; results.csv has "
+            "them): decoder.decoder_fn = deconv_decoder") in summary
+    assert ("| study | dataset | data_fingerprint | model | encoder | sigma | steps | model.name "
+            "| vae.beta | dip_vae.lambda_od | dip_vae.dip_type | n | MIG median |") in summary
+    assert (f"| {DLIB_STUDY} | dsprites_full | unrecorded | vae | conv_encoder | 0 | 100 | "
+            "beta_vae | 2.0 |  |  | 2 | 0.4000 |") in summary
+    with open(result["csv"]) as f:
+        assert csv.DictReader(f).fieldnames == list(frame.columns)
+    violin = tmp_path / "agg" / "figures" / f"{DLIB_STUDY}_dsprites_full_mig_violin.png"
+    assert violin in result["figures"]
+    with Image.open(violin) as image:  # one panel per model: beta_vae, DIP-VAE-I, -II
+        assert image.size[0] > 2 * image.size[1]
+
+
+def test_a_study_with_and_without_a_fragment_pairs_in_the_differences_table(
+        tmp_path: Path) -> None:
+    import shutil
+
+    from splitenc_plugin.results.aggregate import (
+        aggregate,
+        claim_verdicts,
+        difference_table,
+        load_results,
+        planned_runs,
+        summarize,
+    )
+
+    # The same models (0, 1: beta 1; 50, 51: beta 2), run plain (in
+    # unsupervised_study_v1/) and with split_encoder.gin (beside it, in
+    # unsupervised_study_v1+split_encoder/). With the fragment every run's MIG
+    # is 0.25 higher and its reconstruction loss 10 lower.
+    runs = tmp_path / "runs"
+    for num, seed, beta, mig, recon in [(0, 0, 1.0, 0.10, 50.0), (1, 1, 1.0, 0.20, 40.0),
+                                        (50, 0, 2.0, 0.30, 45.0), (51, 1, 2.0, 0.40, 35.0)]:
+        _fake_study_job(runs, num, seed, mig, recon, strength=("vae.beta", beta))
+        _fake_study_job(runs, num, seed, mig + 0.25, recon - 10.0,
+                        strength=("vae.beta", beta), fragments=(SPLIT_FRAGMENT,))
+
+    frame, _ = load_results(runs)
+    assert list(frame.columns) == [*COLUMNS, "gin_configs", "model.name",
+                                   "decoder.decoder_fn", "vae.beta"]
+    fragment = "split_encoder.gin@" + "ab" * 6
+    assert set(frame["study"]) == {DLIB_STUDY}  # the job's study, not its directory
+    assert sorted(set(frame["gin_configs"])) == ["none", fragment]
+    cells, diffs = summarize(frame)
+    assert len(cells) == 4 and set(cells["n"]) == {2}
+    rows = {d["vae.beta"]: d for d in diffs.to_dict("records")}
+    assert sorted(rows) == ["1.0", "2.0"]
+    for beta, (split_seeds, plain_seeds) in {
+            "1.0": ("s0 0.3500, s1 0.4500", "s0 0.1000, s1 0.2000"),
+            "2.0": ("s0 0.5500, s1 0.6500", "s0 0.3000, s1 0.4000")}.items():
+        row = rows[beta]
+        assert row["comparison"] == "+ split_encoder.gin − no fragment" and row["n"] == "2 vs 2"
+        assert row["d_mig_median"] == pytest.approx(0.25)
+        assert row["d_recon_median"] == pytest.approx(-10.0)
+        assert row["p_mig_higher"] == 1.0 and row["p_mig_mwu"] == pytest.approx(1 / 3)
+        # split 40, 30 vs plain 50, 40 (beta 1): 1 of 4 pairs higher, one tie (half).
+        assert row["p_recon_higher"] == pytest.approx(0.125)
+        assert row["mig_per_seed"] == f"{split_seeds} vs {plain_seeds}"
+    shown = difference_table(diffs).set_index("vae.beta")
+    assert shown.loc["1.0", "gin_configs"] == "compared"
+    assert shown.loc["1.0", "encoder"] == "conv_encoder → split_conv_encoder"  # the fragment's doing
+    assert shown.loc["1.0", "model.name"] == "beta_vae"
+
+    # The fragment changed the encoder from vanilla to split: the paper's split
+    # claims are judged, with their chances (2 vs 2: as in the plugin's studies).
+    verdicts = {(v["vae.beta"], v["claim"]): (v["verdict"], v["chance_hits"], v["relabellings"])
+                for v in claim_verdicts(diffs).to_dict("records")}
+    assert verdicts == {
+        (beta, claim): result for beta in ("1.0", "2.0") for claim, result in [
+            ("median MIG higher (Sec 5.2)", ("holds", 2, 6)),
+            ("maximum MIG higher (Sec 5.2)", ("holds", 3, 6)),
+            ("reconstruction loss lower (Sec 5.2)", ("holds", 2, 6))]}
+
+    # The same runs in two output directories (plain, split) pair the same way.
+    plain, split = tmp_path / "plain", tmp_path / "split"
+    shutil.copytree(runs / DLIB_STUDY, plain / DLIB_STUDY)
+    shutil.copytree(runs / f"{DLIB_STUDY}+split_encoder", split / f"{DLIB_STUDY}+split_encoder")
+    _, apart = summarize(load_results([plain, split])[0])
+    assert apart[["vae.beta", "comparison", "d_mig_median"]].values.tolist() == \
+        diffs[["vae.beta", "comparison", "d_mig_median"]].values.tolist()
+    proc = run_script("splitenc_aggregate", str(plain), str(split), "--no_visualize")
+    assert proc.returncode == 2 and "pass --output_dir" in proc.stderr
+
+    # A planned run with the fragment (model 52: beta 2, seed 2) holds back
+    # the beta-2 comparison only.
+    unfinished = runs / f"{DLIB_STUDY}+split_encoder" / "52"
+    unfinished.mkdir()
+    (unfinished / "job.json").write_text(json.dumps({"spec": {
+        "study": DLIB_STUDY, "model_num": 52, "config": "dlib-config:x.gin", "steps": 100,
+        "bindings": ["model.name = 'shared'", "model.model_num = 52",
+                     "dataset.name = 'dsprites_full'", "encoder.encoder_fn = @conv_encoder",
+                     "decoder.decoder_fn = @deconv_decoder", "model.name = 'beta_vae'",
+                     "vae.beta = 2.0", "model.model = @vae()", "model.random_seed = 2",
+                     "model.training_steps = 100"],
+        "dataset": "dsprites_full", "model": "beta_vae", "encoder": "split_conv_encoder",
+        "sigma": 0.0, "seed": 2, "gin_configs": ["/anywhere/split_encoder.gin"],
+        "gin_config_digests": ["ab" * 32]}}))
+    frame, left_out = load_results(runs)
+    assert left_out == [unfinished]
+    _, diffs = summarize(frame, planned_runs(left_out))
+    waiting = {v["vae.beta"]: v["verdict"] for v in claim_verdicts(diffs).to_dict("records")}
+    assert waiting == {"1.0": "holds", "2.0": "waiting for 1 unfinished run(s)"}
+
+    # The same fragment name with other content is another cell, never pooled.
+    _fake_study_job(runs, 2, 2, 0.9, 20.0, strength=("vae.beta", 1.0),
+                    fragments=({"name": "split_encoder.gin", "sha256": "cd" * 32},))
+    cells, diffs = summarize(load_results(runs)[0])
+    assert sorted(zip(cells["gin_configs"], cells["vae.beta"], cells["n"])) == [
+        ("none", "1.0", 2), ("none", "2.0", 2), (fragment, "1.0", 2), (fragment, "2.0", 2),
+        ("split_encoder.gin@" + "cd" * 6, "1.0", 1)]
+    # Two contents of one fragment name: the labels carry the digests. The
+    # other content's cell (model 2) has no run without the fragment: no pair.
+    assert diffs["comparison"].tolist() == [f"+ {fragment} − no fragment"] * 2
+
+    # --study takes the study's runs with and without fragments.
+    proc = run_script("splitenc_aggregate", str(runs), "--study", DLIB_STUDY, "--no_visualize",
+                      "--output_dir", str(tmp_path / "agg"))
+    assert_ok(proc)
+    summary = (tmp_path / "agg" / "summary.md").read_text()
+    assert "9 finished model(s)" in summary and f"+ {fragment} − no fragment" in summary
+    assert sorted(p.name for p in (tmp_path / "agg" / "figures").iterdir()) == [
+        f"{DLIB_STUDY}_dsprites_full_mig_violin.png",
+        f"{DLIB_STUDY}_dsprites_full_mig_vs_recon.png"]
+    result = aggregate([plain, split], tmp_path / "agg2", visualize=False)
+    assert f"from {plain}, {split}." in result["summary"].read_text()

@@ -1,24 +1,30 @@
 """``splitenc_aggregate DIR``: results table, summary and the paper's figures — the public API.
 
 :func:`aggregate` reads every finished job under ``DIR/<study>/<model_num>/``
-and writes, into ``DIR`` (or ``--output_dir``):
+(or under several such directories, e.g. a study run with and without a gin
+fragment, whose jobs cannot share directories) and writes, into ``DIR`` (or
+``--output_dir``):
 
-* ``results.csv`` — one row per model (:data:`COLUMNS`, then one
+* ``results.csv`` — one row per model (:data:`COLUMNS`; for any dlib study
+  also its layered fragments and bindings, :mod:`.cells`; then one
   ``gap_<factor>`` column per factor of the jobs' per-factor MIG);
 * ``summary.md`` — the data versions present; per cell (:data:`CELL`) n,
   median / IQR / max MIG, median reconstruction loss; the differences of
-  medians of each compared pair and the paper's claims judged on them by a
-  fixed decision rule, each verdict with its chance if exchangeable; the MI
-  decomposition as intervals; the median gap per cell and factor;
-* ``figures/*.png`` — MIG violins (Figs 2, 3, 5, 7), MIG vs reconstruction
-  (Figs 4, 6, 8), Appendix C, per-run factor × latent heatmaps and learning
-  curves per cell.
+  medians of each compared pair (a plugin study's comparison, or a study with
+  a fragment against the same study without) and the paper's claims judged
+  on them by a fixed decision rule, each verdict with its chance if
+  exchangeable; the MI decomposition as intervals; the median gap per cell
+  and factor;
+* ``figures/*.png`` — MIG violins (Figs 2, 3, 5, 7; for any dlib study
+  Locatello et al.'s layout: per model, MIG against its regularisation
+  strength), MIG vs reconstruction (Figs 4, 6, 8), Appendix C, per-run
+  factor × latent heatmaps and learning curves per cell.
 
 The work is done by one module per job, all under ``splitenc_plugin.results``:
 
 ========================== ===================================================
 :mod:`.load`               finished jobs -> the results table (+ factor_mig)
-:mod:`.cells`              what a cell is; pooling identical configurations
+:mod:`.cells`              what a cell is (any dlib study: + bindings, fragments)
 :mod:`.comparisons`        which cells each study compares (from the grids)
 :mod:`.plan`               planned runs not finished yet (verdict hold-back)
 :mod:`.stats`              one comparison's statistics
@@ -40,8 +46,10 @@ splitenc_plugin.results.aggregate import summarize`` keeps working.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.results.cells import CELL
 from splitenc_plugin.results.cli import main
 from splitenc_plugin.results.compare import (
@@ -98,14 +106,18 @@ __all__ = ["CELL", "COLUMNS", "CURVE_QUANTITIES", "DISTINCT_IMAGES", "FACTOR_NAM
            "unfinished_planned_runs"]
 
 
-def aggregate(directory: str | Path, output_dir: str | Path | None = None,
+def aggregate(directory: str | Path | Sequence[str | Path],
+              output_dir: str | Path | None = None,
               study: str | None = None, visualize: bool = True,
               selections: str | Path | None = None) -> dict:
     """Writes results.csv, summary.md and figures/*.png for the jobs under ``directory``.
 
     Args:
-      directory: The runner's ``--output_directory``.
-      output_dir: Where to write (default: ``directory``).
+      directory: The runner's ``--output_directory``, or several read together
+        (e.g. a study run with and without a gin fragment, which cannot share
+        job directories).
+      output_dir: Where to write (default: ``directory``; required with
+        several).
       study: Only this study (None: all found).
       visualize: Also make the Appendix C figures (runs dlib visualize_model
         for best-MIG models that have no visualizations yet).
@@ -123,6 +135,10 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
         study, no finished job, an unreadable ``done.json`` (naming it) or
         selections file.
     """
+    several = not isinstance(directory, (str, Path))
+    if several and output_dir is None:
+        raise SplitencUserError("several directories to aggregate: pass --output_dir, where "
+                                "results.csv, summary.md and figures/ go")
     frame, unfinished = load_results(directory, study)
     planned = planned_runs(unfinished, selections)
     if study is not None:
@@ -136,7 +152,8 @@ def aggregate(directory: str | Path, output_dir: str | Path | None = None,
     cells, diffs = summarize(frame, planned)
     drawn = write_figures(frame, fig_dir, visualize=visualize)
     table = summary_tables(frame, cells, diffs)
-    notes = summary_notes(directory, frame, cells, unfinished, planned, drawn.no_curves,
+    where = ", ".join(str(Path(d)) for d in directory) if several else directory
+    notes = summary_notes(where, frame, cells, unfinished, planned, drawn.no_curves,
                           drawn.notes)
     summary_path = out / "summary.md"
     summary_path.write_text(summary_text(notes, table, drawn.written, out))

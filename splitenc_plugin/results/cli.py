@@ -23,8 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="splitenc_aggregate",
         description="Aggregate splitenc_reproduce / dlib_reproduce results: results.csv, "
                     "summary.md and the paper's figures.")
-    parser.add_argument("directory", help="the --output_directory of splitenc_reproduce")
-    parser.add_argument("--output_dir", help="where to write (default: DIRECTORY)")
+    parser.add_argument("directory", nargs="+",
+                        help="the --output_directory of splitenc_reproduce; several to "
+                             "aggregate them together (e.g. a study run with and without a "
+                             "--gin_config fragment)")
+    parser.add_argument("--output_dir", "--output_directory", dest="output_dir",
+                        help="where to write (default: DIRECTORY; required with several)")
     parser.add_argument("--study", help="only this study (default: every study found)")
     parser.add_argument("--no_visualize", action="store_true",
                         help="skip the Appendix C reconstructions/traversals figures")
@@ -33,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                              "comparison until all of its planned jobs have finished")
     args = parser.parse_args(argv)
     try:
-        result = aggregate(args.directory, args.output_dir, args.study,
+        directory = args.directory[0] if len(args.directory) == 1 else args.directory
+        result = aggregate(directory, args.output_dir, args.study,
                            visualize=not args.no_visualize, selections=args.selections)
     except SplitencUserError as exc:
         print(f"splitenc_aggregate: error: {exc}", file=sys.stderr)

@@ -7,6 +7,10 @@ intervals of both cells (:mod:`.mi`) and what the decision rule needs
 (:mod:`.verdicts`). Identical configurations pool across studies
 (:mod:`.cells`): :func:`pooled_duplicates` names the runs counted once,
 :func:`figure_runs` draws a study's cells beside their pooled partners.
+
+Besides the plugin studies' comparisons, a study run with and without gin
+fragments (any dlib study: same study, same model numbers, same data and
+steps) is compared fragment against none, cell by cell (:func:`summarize`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from splitenc_plugin.results.cells import CELL, POOLED_CELL, POOLED_RUN, count_once
+from splitenc_plugin.results.cells import (
+    CELL,
+    FRAGMENTS,
+    NO_FRAGMENTS,
+    binding_columns,
+    cell_columns,
+    count_once,
+    describe_extras,
+    extra_cell_columns,
+    fragment_labels,
+    pooled_cell_columns,
+    pooled_run_columns,
+)
 from splitenc_plugin.results.comparisons import COMPARISONS, comparison_pairs
 from splitenc_plugin.results.mi import median_bounds, mi_intervals
 from splitenc_plugin.results.plan import missing_runs
@@ -33,14 +49,17 @@ def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
     both MIG values, so that a disagreement between the copies is visible.
     """
     lines = []
-    for key, group in frame.groupby(POOLED_RUN, sort=True, dropna=False):
+    run_columns = pooled_run_columns(frame)
+    extras = extra_cell_columns(frame)
+    for key, group in frame.groupby(run_columns, sort=True, dropna=False):
         if len(group) > 1:
-            point = dict(zip(POOLED_RUN, key))
+            point = dict(zip(run_columns, key))
             group = group.sort_values("study")
             copies = "; ".join(f"{r.study}/{r.model_num}: MIG {r.mig_mean:.4f}"
                                for r in group.itertuples())
             kept = count_once(group)["study"].iloc[0]
-            lines.append(f"{point['model']} {point['encoder']} σ={point['sigma']:g} seed "
+            lines.append(f"{point['model']} {point['encoder']} σ={point['sigma']:g}"
+                         f"{describe_extras(point, extras)} seed "
                          f"{point['seed']} ({point['steps']} steps) finished in {len(group)} "
                          f"studies ({copies}): counted once, as {kept}'s")
     return lines
@@ -76,17 +95,18 @@ def figure_runs(frame: pd.DataFrame, study: str, dataset: str,
     if study not in COMPARISONS or own.empty:
         return own
     column, base, variants, _ = COMPARISONS[study]
-    config = POOLED_CELL
+    config = pooled_cell_columns(frame)
+    run_columns = pooled_run_columns(frame)
     cells = own[config].drop_duplicates()
     # A variant's partner is the baseline; the baseline's are the variants.
     pairs = [(base, v) for v in variants] + [(v, base) for v in variants]
     partners = pd.concat([cells[cells[column] == value].assign(**{column: partner})
                           for value, partner in pairs]).drop_duplicates()
     others = frame[frame["study"] != study].merge(partners, on=config)
-    own_runs = set(own[POOLED_RUN].itertuples(index=False, name=None))
+    own_runs = set(own[run_columns].itertuples(index=False, name=None))
     others = count_once(others)
     others = others[[run not in own_runs
-                     for run in others[POOLED_RUN].itertuples(index=False, name=None)]]
+                     for run in others[run_columns].itertuples(index=False, name=None)]]
     return pd.concat([own, others], ignore_index=True)
 
 
@@ -97,6 +117,101 @@ def _iqr(values: pd.Series) -> float:
 def per_seed(runs: pd.DataFrame) -> str:
     """'s0 0.1234, s1 0.2345': a cell's MIG (mean representation) by seed."""
     return ", ".join(f"s{seed} {mig:.4f}" for seed, mig in zip(runs["seed"], runs["mig_mean"]))
+
+
+def _difference(point: dict, label: str, comparison: str, compared: str, claims: str | None,
+                runs: dict[str, pd.DataFrame], missing: int, bounds: list[str]) -> dict:
+    """One row of :func:`summarize`'s differences: variant ``runs["v"]`` vs baseline ``runs["b"]``."""
+    v, b = arm(runs["v"]), arm(runs["b"])
+    stats = contrast(v, b)
+    return {
+        **point, "data": label,
+        "comparison": comparison,
+        "n": f"{stats['_n_variant']} vs {stats['_n_baseline']}",
+        "d_mig_median": stats["d_mig_median"],
+        "d_mig_sampled_median": stats["d_mig_sampled_median"],
+        "d_recon_median": stats["d_recon_median"],
+        "p_mig_higher": stats["p_mig_higher"],
+        "p_mig_mwu": mann_whitney_p(v["mig_mean"], b["mig_mean"]),
+        "p_recon_higher": stats["p_recon_higher"],
+        "p_recon_mwu": mann_whitney_p(v["reconstruction_loss"], b["reconstruction_loss"]),
+        "mig_per_seed": f"{per_seed(runs['v'])} vs {per_seed(runs['b'])}",
+        # For claim_verdicts and mi_separation; not shown in the table.
+        **{k: value for k, value in stats.items() if k.startswith("_")},
+        "_compared": compared,
+        "_claims": claims,  # the PAPER_CLAIMS key the verdicts judge (None: no claim)
+        "_missing": missing,
+        "_variant_runs": v, "_baseline_runs": b,
+        "_mi_variant": median_bounds(runs["v"][bounds]),
+        "_mi_baseline": median_bounds(runs["b"][bounds]),
+    }
+
+
+def _same(a, b) -> bool:
+    """Equality of two cell values, NaN equal to NaN (a full-matrix sigma)."""
+    return (pd.isna(a) and pd.isna(b)) if pd.isna(a) or pd.isna(b) else a == b
+
+
+def _in_cell(runs: pd.DataFrame, cell: dict) -> pd.DataFrame:
+    """The runs of one cell (NaN matching NaN)."""
+    match = np.ones(len(runs), dtype=bool)
+    for column, value in cell.items():
+        match &= (runs[column].isna() if pd.isna(value) else runs[column] == value).to_numpy()
+    return runs[match]
+
+
+# What a fragment may change in the operative config; the rest of a cell is
+# the study's (its bindings, dataset, steps) and must match.
+_FRAGMENT_EFFECTS = ("model", "encoder", "sigma")
+
+
+def _fragment_differences(runs: pd.DataFrame, planned: pd.DataFrame | None,
+                          labels: dict, bounds: list[str]) -> list[dict]:
+    """Each cell run with gin fragments against the same study's cell run without.
+
+    Cells pair through their runs: a run with fragments and a run without of
+    the same study, model number, data version and steps (and the same study
+    bindings) link their two cells. Whatever else differs between the cells
+    is what the fragments changed in the operative config (e.g. the encoder:
+    ``conv_encoder → split_conv_encoder``); where that is one of the plugin
+    studies' comparisons, the paper's claims about it are judged
+    (:mod:`.verdicts`).
+    """
+    config = pooled_cell_columns(runs)
+    key = ["study", "model_num", "dataset", "data_fingerprint", "steps", *binding_columns(runs)]
+    base = runs[runs[FRAGMENTS] == NO_FRAGMENTS]
+    linked = runs[runs[FRAGMENTS] != NO_FRAGMENTS].merge(
+        base, on=key, suffixes=("", "_base"))
+    names = fragment_labels(runs[FRAGMENTS])
+    paper = {(c, b, v) for c, b, v, _ in comparison_pairs()}
+    pairs = {}
+    for row in linked.to_dict("records"):
+        variant = {c: row[c] for c in config}
+        baseline = {c: row[f"{c}_base"] if f"{c}_base" in row else row[c] for c in config}
+        pairs.setdefault(tuple(map(str, (*variant.values(), *baseline.values()))),
+                         (variant, baseline))
+    diffs = []
+    for _, (variant, baseline) in sorted(pairs.items()):
+        changed = [c for c in _FRAGMENT_EFFECTS if not _same(variant[c], baseline[c])]
+        claims = changed[0] if len(changed) == 1 and (
+            changed[0], baseline[changed[0]], variant[changed[0]]) in paper else None
+        point = {c: variant[c] for c in config}
+        for c in changed:  # what the fragments changed: "baseline → variant"
+            point[c] = (f"{_fmt_value(c, baseline[c])} → {_fmt_value(c, variant[c])}")
+        cells = {"v": _in_cell(runs, variant), "b": _in_cell(runs, baseline)}
+        missing = sum(missing_runs(planned, cells[side], cell)
+                      for side, cell in (("v", variant), ("b", baseline)))
+        diffs.append(_difference(
+            point, labels[variant["data_fingerprint"]],
+            f"{names[variant[FRAGMENTS]]} − {names[baseline[FRAGMENTS]]}", FRAGMENTS, claims,
+            cells, missing, bounds))
+    return diffs
+
+
+def _fmt_value(column: str, value) -> str:
+    if column == "sigma":
+        return "matrix" if pd.isna(value) else f"{value:g}"
+    return str(value)
 
 
 def summarize(frame: pd.DataFrame,
@@ -110,21 +225,27 @@ def summarize(frame: pd.DataFrame,
         verdict from :func:`~splitenc_plugin.results.verdicts.claim_verdicts`.
 
     Returns:
-      (cells, differences). ``cells``: one row per :data:`~.cells.CELL` with
-      the data label ``data``, n, ``mig_median`` / ``mig_iqr`` / ``mig_max``
-      (mean representation), ``mig_sampled_median``, ``recon_median``,
+      (cells, differences). ``cells``: one row per cell
+      (:func:`~.cells.cell_columns`: :data:`~.cells.CELL`, plus the
+      fragments and study bindings where jobs have them) with the data label
+      ``data``, n, ``mig_median`` / ``mig_iqr`` / ``mig_max`` (mean
+      representation), ``mig_sampled_median``, ``recon_median``,
       ``mi_log_n`` (median) and each MI quantity's cell interval
       ``<q>_lower`` / ``<q>_upper`` (:func:`~.mi.mi_intervals`, median of
       each bound). ``differences``: for every pair of configurations that
       differ only in a compared column (:func:`~.comparisons.comparison_pairs`,
       e.g. encoder: split - vanilla; sigma: 0.9 - 0) on the same data
       version, the variant's medians minus the baseline's, pooling identical
-      configurations across studies.
+      configurations across studies; then every cell run with gin fragments
+      minus the same study's cell without (:func:`_fragment_differences`;
+      the compared column ``gin_configs``, the columns the fragments changed
+      shown as ``baseline → variant``).
     """
     labels = dict(zip(frame["data_fingerprint"], frame["data"]))
     frame = frame.join(mi_intervals(frame))
+    cell = cell_columns(frame)
     # dropna=False: a full-matrix model's NaN sigma is a cell of its own.
-    groups = frame.groupby(CELL, sort=True, dropna=False)
+    groups = frame.groupby(cell, sort=True, dropna=False)
     cells = groups.agg(
         n=("mig_mean", "size"), mig_median=("mig_mean", "median"),
         mig_iqr=("mig_mean", _iqr), mig_max=("mig_mean", "max"),
@@ -138,7 +259,7 @@ def summarize(frame: pd.DataFrame,
     # correlated-noise study's sigma = 0 FactorVAE is the very run the split
     # study's vanilla FactorVAE cell needs (same gin config, seed and data).
     # A configuration run in both studies counts once.
-    config = POOLED_CELL
+    config = pooled_cell_columns(frame)
     runs = count_once(frame).sort_values("seed")
     pooled = runs[config].drop_duplicates()
     diffs = []
@@ -150,30 +271,14 @@ def summarize(frame: pd.DataFrame,
             point = dict(zip(others, key))
             arms = {value: runs[(runs[others] == pd.Series(point)).all(axis=1)
                                 & (runs[column] == value)] for value in (base, variant)}
-            v, b = arm(arms[variant]), arm(arms[base])
-            stats = contrast(v, b)
-            diffs.append({
-                **point, "data": labels[point["data_fingerprint"]],
-                "comparison": f"{names[variant]} − {names[base]}",
-                "n": f"{stats['_n_variant']} vs {stats['_n_baseline']}",
-                "d_mig_median": stats["d_mig_median"],
-                "d_mig_sampled_median": stats["d_mig_sampled_median"],
-                "d_recon_median": stats["d_recon_median"],
-                "p_mig_higher": stats["p_mig_higher"],
-                "p_mig_mwu": mann_whitney_p(v["mig_mean"], b["mig_mean"]),
-                "p_recon_higher": stats["p_recon_higher"],
-                "p_recon_mwu": mann_whitney_p(v["reconstruction_loss"],
-                                              b["reconstruction_loss"]),
-                "mig_per_seed": f"{per_seed(arms[variant])} vs {per_seed(arms[base])}",
-                # For claim_verdicts and mi_separation; not shown in the table.
-                **{k: value for k, value in stats.items() if k.startswith("_")},
-                "_compared": column,
-                "_missing": sum(missing_runs(planned, arms[value], {**point, column: value})
-                                for value in (base, variant)),
-                "_variant_runs": v, "_baseline_runs": b,
-                "_mi_variant": median_bounds(arms[variant][bounds]),
-                "_mi_baseline": median_bounds(arms[base][bounds]),
-            })
+            diffs.append(_difference(
+                point, labels[point["data_fingerprint"]],
+                f"{names[variant]} − {names[base]}", column, column,
+                {"v": arms[variant], "b": arms[base]},
+                sum(missing_runs(planned, arms[value], {**point, column: value})
+                    for value in (base, variant)), bounds))
+    if FRAGMENTS in frame.columns:
+        diffs += _fragment_differences(runs, planned, labels, bounds)
     return cells, pd.DataFrame(diffs)
 
 
@@ -187,18 +292,18 @@ DIFFERENCE_HEADERS = {
 def difference_table(diffs: pd.DataFrame) -> pd.DataFrame:
     """:func:`summarize`'s differences as ``summary.md`` shows them.
 
-    The configuration columns come first, in :data:`~.cells.CELL` order (the
-    data version by its fingerprint; summary.md lists each with its label);
-    the column a row compares (e.g. ``encoder`` for split - vanilla) reads
-    "compared" rather than being left empty (which would print as "nan", or
-    as "matrix" for sigma).
+    The configuration columns come first, in :func:`~.cells.cell_columns`
+    order (the data version by its fingerprint; summary.md lists each with
+    its label); the column a row compares (e.g. ``encoder`` for split -
+    vanilla, ``gin_configs`` for a fragment) reads "compared" rather than
+    being left empty (which would print as "nan", or as "matrix" for sigma).
     """
     if diffs.empty:
         return diffs
     table = diffs.astype(object)
     for index, compared in diffs["_compared"].items():
         table.loc[index, compared] = "compared"
-    config = [c for c in CELL if c in table.columns]
+    config = [c for c in cell_columns(table) if c in table.columns]
     rest = [c for c in table.columns
             if c not in config and c != "data" and not c.startswith("_")]
     return table[config + rest].rename(columns=DIFFERENCE_HEADERS)

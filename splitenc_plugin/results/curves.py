@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from splitenc_plugin.results.cells import CELL, POOLED_CELL, POOLED_RUN
+from splitenc_plugin.results.cells import (
+    cell_columns,
+    pooled_cell_columns,
+    pooled_run_columns,
+)
 from splitenc_plugin.results.learning_curves import CURVES_FILE
 from splitenc_plugin.sweep.job import CHECKPOINT_DIR
 
@@ -42,13 +46,15 @@ def run_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
       frame: :func:`~splitenc_plugin.results.load.load_results` rows.
 
     Returns:
-      (one row per (run, logged step): the :data:`~.cells.CELL` columns,
+      (one row per (run, logged step): the cell columns
+      (:func:`~.cells.cell_columns`),
       ``seed``, ``model_num``, ``step`` and each quantity of
       :data:`CURVE_QUANTITIES` (NaN where a tag was not logged: ``kl`` for
       FactorVAE, which logs no elbo); the job directories of runs without
       learning_curves.json, which are left out).
     """
-    columns = [*CELL, "seed", "model_num", "step", *CURVE_QUANTITIES]
+    cell = cell_columns(frame)
+    columns = [*cell, "seed", "model_num", "step", *CURVE_QUANTITIES]
     parts, missing = [], []
     for run in frame.to_dict("records"):
         path = Path(run["job_dir"]) / CURVES
@@ -64,7 +70,7 @@ def run_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
         recon = tag("reconstruction_loss")
         parts.append(pd.DataFrame({
-            **{c: [run[c]] * len(steps) for c in [*CELL, "seed", "model_num"]},
+            **{c: [run[c]] * len(steps) for c in [*cell, "seed", "model_num"]},
             "step": np.asarray(steps, dtype=int), "reconstruction_loss": recon,
             "kl": -tag("elbo") - recon, "regularizer": tag("loss") - recon}))
     curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
@@ -82,12 +88,13 @@ def cell_curves(curves: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
       One row per (cell: ``dataset``, ``data_fingerprint``, ``model``,
-      ``encoder``, ``sigma``, ``steps``; ``step``): ``n`` (runs logged at that
+      ``encoder``, ``sigma``, ``steps`` and any fragments and study bindings;
+      ``step``): ``n`` (runs logged at that
       step) and per quantity ``q``: ``q_median``, ``q_low``, ``q_high``
       (min and max over the runs; NaN where not logged).
     """
-    curves = curves.sort_values("study").drop_duplicates([*POOLED_RUN, "step"])
-    groups = curves.groupby([*POOLED_CELL, "step"], sort=True, dropna=False)
+    curves = curves.sort_values("study").drop_duplicates([*pooled_run_columns(curves), "step"])
+    groups = curves.groupby([*pooled_cell_columns(curves), "step"], sort=True, dropna=False)
     stats = {"n": ("seed", "size")}
     for quantity in CURVE_QUANTITIES:
         stats.update({f"{quantity}_median": (quantity, "median"),

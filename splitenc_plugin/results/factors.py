@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from splitenc_plugin.results.cells import CELL, POOLED_CELL, count_once
+from splitenc_plugin.results.cells import cell_columns, count_once, pooled_cell_columns
 from splitenc_plugin.results.load import (
     GAP_PREFIX,
     factor_names,
@@ -35,14 +35,16 @@ def factor_gap_medians(frame: pd.DataFrame) -> pd.DataFrame:
         their ``gap_<factor>`` columns).
 
     Returns:
-      One row per (:data:`~.cells.CELL`, factor) of every cell with a run
-      that has factor_mig results: the CELL columns, ``factor`` (its name,
+      One row per (cell, factor) of every cell with a run that has
+      factor_mig results: the cell columns (:func:`~.cells.cell_columns`),
+      ``factor`` (its name,
       :func:`~.load.factor_names`), ``n`` (the cell's runs with factor_mig)
       and ``gap_median``; the factors of a cell in dlib's order. Empty (same
       columns) when no run has factor_mig.
     """
     rows = []
-    for key, group in frame.groupby(CELL, sort=True, dropna=False):
+    cell = cell_columns(frame)
+    for key, group in frame.groupby(cell, sort=True, dropna=False):
         columns = [c for c in gap_columns(group) if group[c].notna().any()]
         if not columns:
             continue
@@ -51,9 +53,9 @@ def factor_gap_medians(frame: pd.DataFrame) -> pd.DataFrame:
             names = [c.removeprefix(GAP_PREFIX) for c in columns]
         runs = group[group[columns].notna().all(axis=1)]
         for name, column in zip(names, columns):
-            rows.append({**dict(zip(CELL, key)), "factor": name, "n": len(runs),
+            rows.append({**dict(zip(cell, key)), "factor": name, "n": len(runs),
                          "gap_median": float(np.median(runs[column]))})
-    return pd.DataFrame(rows, columns=[*CELL, "factor", "n", "gap_median"])
+    return pd.DataFrame(rows, columns=[*cell, "factor", "n", "gap_median"])
 
 
 def _latent_order(mi_matrix: np.ndarray) -> np.ndarray:
@@ -79,7 +81,8 @@ def factor_mi_panels(runs: pd.DataFrame) -> list[dict]:
         figure (:func:`~.compare.figure_runs`).
 
     Returns:
-      One dict per cell (by ``model``, ``encoder``, ``sigma``, ``steps``) with
+      One dict per cell (by ``model``, ``encoder``, ``sigma``, ``steps`` and
+      any fragments and study bindings) with
       a run that has factor_mig results: ``cell`` (its pooled-cell values),
       ``runs`` (by seed): dicts of ``study``, ``model_num``, ``seed``,
       ``mig`` (factor_mig's discrete_mig), ``factor_names``, ``latents``
@@ -88,7 +91,8 @@ def factor_mi_panels(runs: pd.DataFrame) -> list[dict]:
       order).
     """
     panels = []
-    for key, group in count_once(runs).groupby(POOLED_CELL, sort=True, dropna=False):
+    pooled = pooled_cell_columns(runs)
+    for key, group in count_once(runs).groupby(pooled, sort=True, dropna=False):
         drawn = []
         for run in group.sort_values(["seed", "study"]).to_dict("records"):
             factors = load_factor_mig(run["job_dir"], run["dataset"])
@@ -100,7 +104,7 @@ def factor_mi_panels(runs: pd.DataFrame) -> list[dict]:
                           "factor_names": factors["factor_names"], "latents": order,
                           "matrix": factors["mi_matrix"][:, order]})
         if drawn:
-            panels.append({"cell": dict(zip(POOLED_CELL, key)), "runs": drawn})
+            panels.append({"cell": dict(zip(pooled, key)), "runs": drawn})
     return panels
 
 

@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from splitenc_plugin.results.cells import POOLED_CELL
+from splitenc_plugin.results.cells import (
+    extra_cell_columns,
+    extras_line,
+    pooled_cell_columns,
+)
 from splitenc_plugin.results.compare import figure_runs
 from splitenc_plugin.results.curves import cell_curves, run_curves
 from splitenc_plugin.results.factors import factor_mi_panels, latent_factor_labels
@@ -103,7 +107,9 @@ def _appendix_c(group: pd.DataFrame, study_name: str, dataset: str, fig_dir: Pat
     """
     from splitenc_plugin.results import figures
 
-    best = group.loc[group.groupby(POOLED_CELL, dropna=False)["mig_mean"].idxmax()]
+    best = group.loc[group.groupby(pooled_cell_columns(group), dropna=False)["mig_mean"].idxmax()]
+    # The fragments and bindings that tell this figure's cells apart.
+    extras = [c for c in extra_cell_columns(group) if group[c].nunique(dropna=False) > 1]
     vis = visualizations([Path(p) for p in best["job_dir"]], fig_dir / "visualizations")
     panels, labels = [], []
     for _, row in best.iterrows():
@@ -111,7 +117,10 @@ def _appendix_c(group: pd.DataFrame, study_name: str, dataset: str, fig_dir: Pat
         run = f"{row['study']}/{row['model_num']}"
         model = f"model {row['model_num']}" if row["study"] == study_name else run
         # Two lines: a borrowed cell's "<study>/<num>" is too long for one.
-        label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}\n{model} "
+        # Any dlib study: a line for the fragments and strength telling its cells apart.
+        line = extras_line(row, extras)
+        label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}"
+                 + (f"\n{line}" if line else "") + f"\n{model} "
                  f"(seed {row['seed']}), MIG {row['mig_mean']:.3f}")
         if path is None:
             notes.append(f"{run}: no visualizations "

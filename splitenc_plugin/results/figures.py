@@ -2,7 +2,12 @@
 
 * :func:`mig_violins` — MIG violins per dataset, one panel per model, baseline
   first (Figs 2, 3, 5, 7): median (white dot), IQR (thick bar) and adjacent
-  values (thin line) as the paper describes, with the raw points on top.
+  values (thin line) as the paper describes, with the raw points on top. For
+  any other dlib study (its runs carry the study's bindings), Locatello et
+  al.'s layout: one panel per model (``model.name``), the model's
+  regularisation strength on the x-axis (``vae.beta``, ``factor_vae.gamma``,
+  ...: :func:`~splitenc_plugin.results.cells.strength_column`), runs with and
+  without gin fragments side by side in colour.
 * :func:`mig_vs_reconstruction` — MIG against reconstruction loss, baseline as
   blue circles, the variant as red triangles (Figs 4, 6, 8); a study with more
   variants (the capacity controls) adds green squares and orange diamonds.
@@ -36,7 +41,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.patches import Patch
 
+from splitenc_plugin.results.cells import (
+    FRAGMENTS,
+    NO_FRAGMENTS,
+    binding_columns,
+    extra_cell_columns,
+    extras_line,
+    fragment_labels,
+    strength_column,
+    strength_order,
+)
 from splitenc_plugin.results.comparisons import (
     COMPARISONS,
     ENCODER_LABELS,
@@ -56,18 +72,62 @@ PAPER_FIGURES: dict[tuple[str, str], tuple[str, str, str]] = {
 }
 
 MODEL_LABELS = {"vae": "VAE", "factor_vae": "FactorVAE", "beta_tc_vae": "β-TCVAE"}
+# dlib's names of its models (model.name in its studies), in the order of
+# Locatello et al.'s unsupervised_study_v1.
+MODEL_NAME_LABELS = {"beta_vae": "β-VAE", "factor_vae": "FactorVAE", "dip_vae_i": "DIP-VAE-I",
+                     "dip_vae_ii": "DIP-VAE-II", "beta_tc_vae": "β-TCVAE",
+                     "annealed_vae": "AnnealedVAE"}
 # Baseline, then the variants in COMPARISONS order.
 _PALETTE = ["tab:blue", "tab:red", "tab:green", "tab:orange"]
 _MARKERS = ["o", "^", "s", "D"]
+# Lines of one colour (one variant) at several regularisation strengths.
+_LINESTYLES = ["-", "--", ":", "-."]
+
+
+def _colours(count: int) -> list[str]:
+    return [_PALETTE[i % len(_PALETTE)] for i in range(count)]
+
+
+def _markers(count: int) -> list[str]:
+    return [_MARKERS[i % len(_MARKERS)] for i in range(count)]
 
 
 def _comparison(study: str, frame: pd.DataFrame) -> tuple[str, list, dict]:
-    """(column, ordered values: baseline first, labels) that split a study's cells."""
+    """(column, ordered values: baseline first, labels) that split a study's cells.
+
+    A plugin study's compared column (:data:`COMPARISONS`); else, where runs
+    have gin fragments, the fragments (none first); else the encoder.
+    """
     if study in COMPARISONS:
         column, base, variants, labels = COMPARISONS[study]
         return column, [base, *variants], labels
+    if FRAGMENTS in frame.columns:
+        values = sorted(set(frame[FRAGMENTS]), key=lambda v: (v != NO_FRAGMENTS, v))
+        return FRAGMENTS, values, fragment_labels(values)
     values = sorted(frame["encoder"].unique())
     return "encoder", values, {v: v for v in values}
+
+
+def _model_key(frame: pd.DataFrame) -> str:
+    """The column whose values get a panel each: ``model.name`` for any dlib study, else ``model``.
+
+    dlib's studies name their models by ``model.name`` (``dip_vae_i`` and
+    ``dip_vae_ii`` share ``model.model = @dip_vae()``).
+    """
+    if "model.name" in frame.columns and (frame["model.name"] != "").all():
+        return "model.name"
+    return "model"
+
+
+def _models(frame: pd.DataFrame, key: str) -> list[str]:
+    """The panels' models in order: the known ones first (paper / Locatello), then by name."""
+    known = MODEL_NAME_LABELS if key == "model.name" else MODEL_LABELS
+    present = set(frame[key])
+    return [m for m in known if m in present] + sorted(present - set(known))
+
+
+def _model_label(key: str, model: str) -> str:
+    return (MODEL_NAME_LABELS if key == "model.name" else MODEL_LABELS).get(model, model)
 
 
 def _title(study: str, dataset: str, kind: int, what: str, steps: Sequence[int]) -> str:
@@ -91,6 +151,9 @@ def mig_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
     Returns:
       ``out``.
     """
+    if study not in COMPARISONS and any((frame[c] != "").any()
+                                        for c in binding_columns(frame)):
+        return _strength_violins(frame, study, dataset, out, mig_column)
     column, order, labels = _comparison(study, frame)
     models = [m for m in MODEL_LABELS if m in set(frame["model"])] + sorted(
         set(frame["model"]) - set(MODEL_LABELS))
@@ -116,6 +179,52 @@ def mig_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
     return out
 
 
+def _strength_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
+                      mig_column: str) -> Path:
+    """:func:`mig_violins` for any dlib study: per model, MIG against regularisation strength.
+
+    One panel per model (:func:`_model_key`), the x-axis the model's
+    regularisation strength (:func:`~splitenc_plugin.results.cells.strength_column`;
+    one unlabelled position if the runs have none), one violin per variant
+    (:func:`_comparison`: with and without gin fragments) at each strength,
+    baseline blue, variants red, green, orange, the raw points on top.
+    """
+    column, order, labels = _comparison(study, frame)
+    names = [labels[v] for v in order]
+    key = _model_key(frame)
+    panels = []
+    for model in _models(frame, key):
+        data = frame[frame[key] == model].copy()
+        strength = strength_column(data)
+        data["x"] = data[strength] if strength else ""
+        data["variant"] = data[column].map(labels)
+        panels.append((model, data, strength, strength_order(data["x"]) if strength else [""]))
+    widths = [max(3.6, 0.5 * len(xs) * len(names) + 1.4) for *_, xs in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths), 4.4), squeeze=False,
+                             sharey=True, gridspec_kw={"width_ratios": widths})
+    colours = dict(zip(names, _colours(len(names))))
+    for ax, (model, data, strength, xs) in zip(axes[0], panels):
+        shown = [name for name in names if name in set(data["variant"])]
+        sns.violinplot(data=data, x="x", y=mig_column, order=xs, hue="variant",
+                       hue_order=shown, palette=colours, inner="box", cut=0, ax=ax,
+                       legend=False)
+        sns.stripplot(data=data, x="x", y=mig_column, order=xs, hue="variant",
+                      hue_order=shown, palette=dict.fromkeys(shown, "black"),
+                      dodge=len(shown) > 1, size=4, alpha=0.6, ax=ax, legend=False)
+        ax.set_title(_model_label(key, model))
+        ax.set_xlabel(strength or "")
+        ax.set_ylabel("MIG" + (" (mean representation)" if mig_column == "mig_mean" else ""))
+    if len(names) > 1:  # one legend for all panels (a panel may lack a variant)
+        axes[0][0].legend(handles=[Patch(facecolor=colours[name], label=name) for name in names],
+                          fontsize=8)
+    fig.suptitle(_title(study, dataset, 0, "MIG by regularisation strength",
+                        frame["steps"]), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
 def mig_vs_reconstruction(frame: pd.DataFrame, study: str, dataset: str, out: Path,
                           mig_column: str = "mig_mean") -> Path:
     """MIG vs reconstruction loss, baseline blue circles, variant red triangles (Figs 4, 6, 8).
@@ -126,18 +235,18 @@ def mig_vs_reconstruction(frame: pd.DataFrame, study: str, dataset: str, out: Pa
       ``out``.
     """
     column, order, labels = _comparison(study, frame)
-    models = [m for m in MODEL_LABELS if m in set(frame["model"])] + sorted(
-        set(frame["model"]) - set(MODEL_LABELS))
+    key = _model_key(frame)
+    models = _models(frame, key)
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.0), squeeze=False)
     for ax, model in zip(axes[0], models):
-        data = frame[frame["model"] == model].copy()
+        data = frame[frame[key] == model].copy()
         data["variant"] = data[column].map(labels)
         names = [labels[v] for v in order]
         sns.scatterplot(data=data, x="reconstruction_loss", y=mig_column, hue="variant",
                         style="variant", hue_order=names, style_order=names,
-                        palette=_PALETTE[:len(names)], markers=_MARKERS[:len(names)], s=60,
+                        palette=_colours(len(names)), markers=_markers(len(names)), s=60,
                         ax=ax)
-        ax.set_title(MODEL_LABELS.get(model, model))
+        ax.set_title(_model_label(key, model))
         ax.set_xlabel("reconstruction loss")
         ax.set_ylabel("MIG")
         if ax.get_legend() is not None:
@@ -226,7 +335,12 @@ def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Pa
     num_cols = max(len(panel["runs"]) for panel in panels)
     num_latents = max(run["matrix"].shape[1] for panel in panels for run in panel["runs"])
     num_factors = max(run["matrix"].shape[0] for panel in panels for run in panel["runs"])
-    width, height = 0.42 * num_latents + 1.6, 0.32 * num_factors + 1.5
+    # The fragments and bindings that tell the cells apart (any dlib study),
+    # in a third title line.
+    extras = [c for c in extra_cell_columns(pd.DataFrame([p["cell"] for p in panels]))
+              if len({str(p["cell"][c]) for p in panels}) > 1]
+    width = 0.42 * num_latents + 1.6
+    height = 0.32 * num_factors + 1.5 + (0.2 if extras else 0.0)
     fig, axes = plt.subplots(len(panels), num_cols, squeeze=False, layout="constrained",
                              figsize=(width * num_cols + 0.8, height * len(panels) + 0.5))
     image = None
@@ -235,6 +349,8 @@ def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Pa
         sigma = "matrix" if pd.isna(cell["sigma"]) else f"{cell['sigma']:g}"
         name = (f"{MODEL_LABELS.get(cell['model'], cell['model'])}, "
                 f"{ENCODER_LABELS.get(cell['encoder'], cell['encoder'])}, σ={sigma}")
+        line = extras_line(cell, extras)  # any dlib study: fragments, strength
+        name += f"\n{line}" if line else ""
         for ax, run in zip(row, panel["runs"]):
             matrix = run["matrix"]
             image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -294,15 +410,22 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
       ``out``.
     """
     column, order, labels = _comparison(study, cells)
-    models = [m for m in MODEL_LABELS if m in set(cells["model"])] + sorted(
-        set(cells["model"]) - set(MODEL_LABELS))
+    model_key = _model_key(cells)
+    models = _models(cells, model_key)
     fig, axes = plt.subplots(len(models), len(CURVE_QUANTITIES),
                              figsize=(4.6 * len(CURVE_QUANTITIES), 3.4 * len(models)),
                              squeeze=False)
-    keys = ["encoder", "sigma", "steps"]
+    # Any dlib study: one line per variant and regularisation strength (the
+    # bindings that vary within a model), in the variant's colour.
+    varying = [c for c in extra_cell_columns(cells) if c not in (column, model_key)
+               and cells.groupby(model_key)[c].nunique().max() > 1]
+    keys = ["encoder", "sigma", "steps", *(c for c in [column, *varying]
+                                           if c not in ("encoder", "sigma", "steps"))]
     for row, model in zip(axes, models):
-        data = cells[cells["model"] == model]
+        data = cells[cells[model_key] == model]
         lines = list(data.groupby(keys, sort=True, dropna=False))
+        strengths = list(dict.fromkeys(tuple(point[len(keys) - len(varying):])
+                                       for point, _ in lines))
         several_steps = data["steps"].nunique() > 1
         for ax, (quantity, what) in zip(row, CURVE_QUANTITIES.items()):
             limits = []
@@ -310,16 +433,20 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
                 point = dict(zip(keys, key))
                 value = point[column]
                 index = order.index(value) if value in order else len(order) + i
-                label = labels.get(value, str(value)) + (
+                label = labels.get(value, str(value)) + "".join(
+                    f", {c}={point[c]}" for c in varying) + (
                     f", {point['steps']:,} steps" if several_steps else "")
                 label += f" (n={int(line['n'].max())})"
+                style = _LINESTYLES[strengths.index(key[len(keys) - len(varying):])
+                                    % len(_LINESTYLES)]
                 steps = line["step"].to_numpy(dtype=float)
                 median = line[f"{quantity}_median"].to_numpy(dtype=float)
                 if not np.isfinite(median).any():
                     continue
                 color = _PALETTE[index % len(_PALETTE)]
                 ax.plot(steps, median, color=color, lw=1.2, label=label,
-                        marker="." if len(steps) < 30 else None)  # few points: show them
+                        marker="." if len(steps) < 30 else None,  # few points: show them
+                        **({"linestyle": style} if varying else {}))
                 ax.fill_between(steps, line[f"{quantity}_low"], line[f"{quantity}_high"],
                                 color=color, alpha=0.18, lw=0)
                 limits.append(_curve_limits(median, steps))
@@ -328,11 +455,11 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
                 ax.set_ylim(min(lim[0] for lim in limits), max(lim[1] for lim in limits))
                 ax.legend(fontsize=7)
             else:
-                ax.text(0.5, 0.5, f"not logged by {MODEL_LABELS.get(model, model)}",
+                ax.text(0.5, 0.5, f"not logged by {_model_label(model_key, model)}",
                         ha="center", va="center", transform=ax.transAxes, fontsize=9)
                 ax.set_xticks([])
                 ax.set_yticks([])
-            ax.set_title(f"{MODEL_LABELS.get(model, model)}: {what}", fontsize=9)
+            ax.set_title(f"{_model_label(model_key, model)}: {what}", fontsize=9)
             ax.set_xlabel("global step")
     step_note = ", ".join(f"{s:,}" for s in sorted(set(cells["steps"])))
     fig.suptitle(f"Learning curves on {dataset} ({study}, {step_note} steps): median over "

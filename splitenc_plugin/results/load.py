@@ -13,13 +13,18 @@ CLI).
 
 Also here: the per-factor MIG of a job (``factor_mig``), which gives the
 table its ``gap_<factor>`` columns (:func:`load_factor_mig`,
-:func:`gap_column`).
+:func:`gap_column`); and, for a job of a study other than the plugin's grids
+(dlib's ``unsupervised_study_v1``, a user's) or with gin fragments layered
+on, the columns that define its cell beyond :data:`COLUMNS`: the fragments
+and the study's bindings (:func:`study_cell_values`,
+:mod:`splitenc_plugin.results.cells`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +33,17 @@ import pandas as pd
 from splitenc_plugin.data.dsprites import LATENT_NAMES
 from splitenc_plugin.data.fingerprint import recorded_identity
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.studies.grid import METRIC_REPRESENTATIONS, get_grid
+from splitenc_plugin.results.cells import FRAGMENTS, NO_FRAGMENTS, RUN_BINDINGS
+from splitenc_plugin.studies.grid import (
+    GRIDS,
+    METRIC_REPRESENTATIONS,
+    UnknownStudyError,
+)
 from splitenc_plugin.sweep.job import DONE_FILE, JOB_FILE, read_done
 
 __all__ = ["COLUMNS", "EVALUATION", "FACTOR_MIG", "FACTOR_NAMES", "GAP_PREFIX", "MI_FIELDS",
            "REPRESENTATIONS", "factor_names", "gap_column", "gap_columns", "gin_value",
-           "load_factor_mig", "load_results"]
+           "load_factor_mig", "load_results", "study_bindings", "study_cell_values"]
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
@@ -96,6 +106,68 @@ def _sigma(cfg: dict) -> float:
         return np.nan
 
 
+def study_bindings(bindings: Sequence[str]) -> dict[str, str]:
+    """A job's binding columns: each binding of its study by name, its value as text.
+
+    Args:
+      bindings: The job's training bindings (``identity["bindings"]``:
+        ``model.name = 'shared'``, ``model.model_num = 0``, the study's, then
+        ``model.training_steps`` and any extra ``--gin_bindings``).
+
+    Returns:
+      Binding name -> value (:func:`gin_value`: ``'beta_vae'`` -> ``beta_vae``,
+      ``@vae()`` -> ``vae``, ``1.0`` stays ``1.0``), the last binding of a
+      name winning as in gin (in the place of its first), without the
+      :data:`~splitenc_plugin.results.cells.RUN_BINDINGS`.
+    """
+    values: dict[str, str] = {}
+    for binding in bindings:
+        key, equals, value = str(binding).partition("=")
+        key = key.strip()
+        if equals and key not in RUN_BINDINGS:
+            values[key] = gin_value(value)
+    return values
+
+
+def _fragments(record: Mapping) -> str | None:
+    """The :data:`~.cells.FRAGMENTS` value of a job identity or spec; None without fragments.
+
+    A finished job's identity lists ``{"name", "sha256"}`` per fragment; a
+    job spec (``job.json``) their paths and, apart, ``gin_config_digests``.
+    """
+    configs = record.get("gin_configs") or []
+    if not configs:
+        return None
+    if isinstance(configs[0], Mapping):
+        pairs = [(config["name"], config["sha256"]) for config in configs]
+    else:
+        pairs = list(zip((Path(path).name for path in configs),
+                         record.get("gin_config_digests") or [""] * len(configs)))
+    return " + ".join(f"{name}@{digest[:12]}" for name, digest in pairs)
+
+
+def study_cell_values(study: str, record: Mapping) -> dict[str, str]:
+    """The cell columns a job has beyond :data:`COLUMNS` (:mod:`splitenc_plugin.results.cells`).
+
+    Args:
+      study: The job's study.
+      record: Its ``done.json["identity"]`` (or ``job.json["spec"]``); empty
+        for plain dlib_reproduce output.
+
+    Returns:
+      ``gin_configs`` (the layered fragments) if it has any, and for a study
+      other than the plugin's grids (whose :data:`COLUMNS` already name every
+      axis) :func:`study_bindings` of its ``bindings``.
+    """
+    values = {}
+    fragments = _fragments(record)
+    if fragments is not None:
+        values[FRAGMENTS] = fragments
+    if study not in GRIDS:
+        values.update(study_bindings(record.get("bindings") or ()))
+    return values
+
+
 def _row(study: str, job_dir: Path) -> dict | None:
     evals = {rep: job_dir / "metrics" / rep / "mig" / EVALUATION for rep in REPRESENTATIONS}
     if not all(path.is_file() for path in evals.values()):
@@ -106,6 +178,9 @@ def _row(study: str, job_dir: Path) -> dict | None:
     resumed = done.get("resumed_from_steps", [])
     # What the job recorded, or (finished before data fingerprints) the legacy rule.
     data = recorded_identity(done)
+    identity = done.get("identity") or {}
+    # The job's own study: a run with fragments lives in <study>+<fragment>/.
+    study = identity.get("study") or study
     return {
         "study": study,
         "model_num": int(cfg.get("train_config.model.model_num", job_dir.name)),
@@ -126,61 +201,91 @@ def _row(study: str, job_dir: Path) -> dict | None:
         "training_time_s": float(cfg["train_results.elapsed_time"]) if not resumed else np.nan,
         "resumed_from_steps": " ".join(str(step) for step in resumed),
         "job_dir": str(job_dir),
+        # The fragments and the study's bindings (none for the plugin's plain jobs).
+        **study_cell_values(study, identity),
         # One gap_<factor> column per factor of the job's factor_mig (none without it).
         **_factor_gaps(job_dir, gin_value(cfg["train_config.dataset.name"])),
     }
 
 
-def load_results(directory: str | Path, study: str | None = None) -> tuple[pd.DataFrame,
-                                                                            list[Path]]:
+def _study_dirs(root: Path, study: str | None) -> list[Path]:
+    """The study directories under an output directory: all, or those of ``study``.
+
+    A study run with gin fragments lives beside the plain one, in
+    ``<study>+<fragment>[+<fragment>...]/`` (``splitenc_reproduce``).
+    """
+    return sorted(p for p in root.iterdir() if p.is_dir() and (
+        study is None or p.name == study or p.name.startswith(f"{study}+")))
+
+
+def load_results(directory: str | Path | Sequence[str | Path],
+                 study: str | None = None) -> tuple[pd.DataFrame, list[Path]]:
     """Reads every finished job under ``directory``.
 
     Args:
-      directory: The runner's ``--output_directory``.
-      study: Only this study (must be a plugin study); None: every study found.
+      directory: The runner's ``--output_directory`` (or several, read
+        together): jobs in ``DIR/<study>/<model_num>/``, those of a study run
+        with gin fragments in ``DIR/<study>+<fragment>.../<model_num>/``; a
+        job's study is the one its ``done.json`` records (else its
+        directory's name).
+      study: Only this study, with or without fragments (a plugin study, or
+        one found in a directory); None: every study found.
 
     Returns:
-      (one row per model with :data:`COLUMNS`, then one ``gap_<factor>``
+      (one row per model with :data:`COLUMNS`; then, where some job has
+      them, ``gin_configs`` (:data:`NO_FRAGMENTS` for runs without) and one
+      column per study binding (``""`` for runs without it), see
+      :mod:`splitenc_plugin.results.cells`; then one ``gap_<factor>``
       column (:func:`gap_column`) per factor of every job's factor_mig
       results, datasets by name, each dataset's factors in order (NaN for
       runs without factor_mig or of another dataset; no such column when no
-      job has factor_mig); sorted by study and model_num; the unfinished job
-      directories that were left out).
+      job has factor_mig); sorted by study and model_num (stable: several
+      directories in the order given); the unfinished job directories that
+      were left out).
 
     Raises:
-      SplitencUserError: If the directory does not exist, the study is
+      SplitencUserError: If a directory does not exist, the study is
         unknown, or no finished job is found.
       MarkerError: If a job's ``done.json`` is unreadable (a
         :class:`SplitencUserError` naming the file).
     """
-    directory = Path(directory)
-    if study is not None:
-        get_grid(study)  # raises UnknownStudyError with the list of studies
-    if not directory.is_dir():
-        raise SplitencUserError(f"{directory} is not a directory; pass the --output_directory "
-                                "of splitenc_reproduce (or dlib_reproduce)")
+    directories = ([Path(directory)] if isinstance(directory, (str, Path))
+                   else [Path(d) for d in directory])
+    where = ", ".join(map(str, directories))
+    if study is not None and study not in GRIDS and not any(
+            _study_dirs(d, study) for d in directories if d.is_dir()):
+        raise UnknownStudyError(
+            f"unknown study {study!r}: not one of the plugin's studies ({', '.join(GRIDS)}) "
+            f"and no {study}/ under {where}")
+    for path in directories:
+        if not path.is_dir():
+            raise SplitencUserError(f"{path} is not a directory; pass the --output_directory "
+                                    "of splitenc_reproduce (or dlib_reproduce)")
     rows, unfinished = [], []
-    study_dirs = [directory / study] if study else sorted(p for p in directory.iterdir()
-                                                          if p.is_dir())
-    for study_dir in study_dirs:
-        job_dirs = [p for p in study_dir.glob("*") if p.is_dir() and p.name.isdigit()] \
-            if study_dir.is_dir() else []
-        for job_dir in sorted(job_dirs, key=lambda p: int(p.name)):
-            managed = (job_dir / JOB_FILE).exists() or (job_dir / DONE_FILE).exists()
-            row = _row(study_dir.name, job_dir)
-            if row is None or (managed and not (job_dir / DONE_FILE).exists()):
-                unfinished.append(job_dir)
-            else:
-                rows.append(row)
+    for root in directories:
+        for study_dir in _study_dirs(root, study):
+            job_dirs = [p for p in study_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+            for job_dir in sorted(job_dirs, key=lambda p: int(p.name)):
+                managed = (job_dir / JOB_FILE).exists() or (job_dir / DONE_FILE).exists()
+                row = _row(study_dir.name, job_dir)
+                if row is None or (managed and not (job_dir / DONE_FILE).exists()):
+                    unfinished.append(job_dir)
+                elif study is None or row["study"] == study:
+                    rows.append(row)
     if not rows:
         what = f"of study {study} " if study else ""
         raise SplitencUserError(
-            f"no finished job {what}under {directory} (expected DIR/<study>/<model_num>/"
+            f"no finished job {what}under {where} (expected DIR/<study>/<model_num>/"
             "metrics/mean/mig/...); run splitenc_reproduce --output_directory DIR first"
             + (f" ({len(unfinished)} unfinished job dirs found)" if unfinished else ""))
+    extras = dict.fromkeys([FRAGMENTS] if any(FRAGMENTS in row for row in rows) else [])
+    extras.update(dict.fromkeys(column for row in rows for column in row if "." in column))
     gaps = dict.fromkeys(column for row in sorted(rows, key=lambda r: r["dataset"])
                          for column in row if column.startswith(GAP_PREFIX))
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, *gaps]).sort_values(["study", "model_num"])
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *extras, *gaps])
+    frame = frame.fillna({column: NO_FRAGMENTS if column == FRAGMENTS else ""
+                          for column in extras})
+    frame = frame.sort_values(["study", "model_num"], kind="stable")
     return frame.reset_index(drop=True), unfinished
 
 

@@ -139,8 +139,9 @@ def mi_separation(diffs: pd.DataFrame) -> pd.DataFrame:
       diffs: The differences frame of :func:`~splitenc_plugin.results.compare.summarize`.
 
     Returns:
-      One row per (comparison, quantity): dataset, data_fingerprint, model, steps,
-      comparison, quantity (label), variant_lower / variant_upper,
+      One row per (comparison, quantity): dataset, data_fingerprint, model,
+      the study's bindings where the cells have them (``vae.beta``, ...),
+      steps, comparison, quantity (label), variant_lower / variant_upper,
       baseline_lower / baseline_upper, overlap, difference, separates
       (NaN / False where an interval is unknown).
     """
@@ -154,7 +155,8 @@ def mi_separation(diffs: pd.DataFrame) -> pd.DataFrame:
             known = not np.isnan([*v, *b]).any()
             rows.append({
                 "dataset": d["dataset"], "data_fingerprint": d["data_fingerprint"],
-                "model": d["model"], "steps": d["steps"], "comparison": d["comparison"],
+                "model": d["model"], **{c: d[c] for c in d if "." in c},
+                "steps": d["steps"], "comparison": d["comparison"],
                 "quantity": label,
                 "variant_lower": v[0], "variant_upper": v[1],
                 "baseline_lower": b[0], "baseline_upper": b[1],

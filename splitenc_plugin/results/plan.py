@@ -7,6 +7,12 @@ every job that file selects, even those never started (steps unknown). One
 rule (:func:`finishes`) decides both the verdict hold-back
 (:func:`missing_runs`) and the summary's "not finished yet" list
 (:func:`unfinished_planned_runs`).
+
+A planned job of a study other than the plugin's grids, or with gin
+fragments layered on, is matched by what its spec fixes — dataset, seed,
+steps, the fragments and the study's bindings (:func:`~.load.study_cell_values`)
+— while its model, encoder and sigma, read from the operative config once
+it has run, are unknown (NaN) and match any.
 """
 
 from __future__ import annotations
@@ -18,16 +24,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from splitenc_plugin.results.cells import FRAGMENTS, NO_FRAGMENTS, describe_extras
+from splitenc_plugin.results.load import study_cell_values
 from splitenc_plugin.sweep.job import JOB_FILE
 
-__all__ = ["PLAN_COLUMNS", "RUN_POINT", "finishes", "missing_runs", "planned_runs",
-           "unfinished_planned_runs"]
+__all__ = ["PLAN_COLUMNS", "RUN_POINT", "describe_planned", "finishes", "missing_runs",
+           "planned_runs", "unfinished_planned_runs"]
 
 # A run's grid point apart from its study and steps: what matches a planned
 # run to a finished one (its steps may be unknown: a --selections file does
 # not say them; the study does not matter: identical configs pool).
 RUN_POINT = ["dataset", "model", "encoder", "sigma", "seed"]
 PLAN_COLUMNS = ["study", *RUN_POINT, "steps"]
+# Read from the operative config: unknown (NaN, matching any) for a planned
+# job of another study or with fragments.
+_OPERATIVE = ["model", "encoder", "sigma"]
+
+
+def _extras(*frames: pd.DataFrame) -> list[str]:
+    """The fragments and study-binding columns of any of ``frames``, in order."""
+    return list(dict.fromkeys(c for frame in frames for c in frame.columns
+                              if c == FRAGMENTS or "." in c))
+
+
+def _default(column: str) -> str:
+    """The value of an extra column for a run that does not have it."""
+    return NO_FRAGMENTS if column == FRAGMENTS else ""
+
+
+def _planned_row(spec_dict: dict) -> dict:
+    """A planned run from a job spec (``job.json["spec"]``, :meth:`JobSpec.to_dict`)."""
+    from splitenc_plugin.studies.grid import JobSpec
+
+    spec = JobSpec.from_dict(spec_dict)
+    row = {c: getattr(spec, c) for c in PLAN_COLUMNS}
+    row["model_num"] = spec.model_num
+    extras = study_cell_values(spec.study, spec_dict)
+    if extras:
+        row.update(dict.fromkeys(_OPERATIVE, np.nan))
+        row.update(extras)
+    return row
 
 
 def planned_runs(unfinished: Sequence[Path] = (),
@@ -43,26 +79,27 @@ def planned_runs(unfinished: Sequence[Path] = (),
 
     Returns:
       One row per planned run with :data:`PLAN_COLUMNS` (``steps`` NaN where
-      unknown); finished ones are still included (callers match them out).
+      unknown), ``model_num`` and the extra cell columns of runs that have
+      them (see the module doc); finished ones are still included (callers
+      match them out).
 
     Raises:
       SplitencUserError: If the selections file is missing or invalid.
     """
-    from splitenc_plugin.studies.grid import JobSpec
-    from splitenc_plugin.sweep.runner import plan_selections, read_selections
+    from splitenc_plugin.sweep.plan import plan_selections, read_selections
 
     rows = []
     for job_dir in unfinished:
         try:
-            spec = JobSpec.from_dict(json.loads((job_dir / JOB_FILE).read_text())["spec"])
-        except (OSError, ValueError, KeyError, TypeError):
+            rows.append(_planned_row(json.loads((job_dir / JOB_FILE).read_text())["spec"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # a dlib_reproduce job dir: its grid point is unknown
-        rows.append({c: getattr(spec, c) for c in PLAN_COLUMNS})
     if selections is not None:
         jobs, _ = plan_selections(read_selections(selections), ".", steps=1)
-        rows += [{**{c: getattr(job.spec, c) for c in PLAN_COLUMNS}, "steps": np.nan}
-                 for job in jobs]
-    return pd.DataFrame(rows, columns=PLAN_COLUMNS).astype({"steps": float})
+        rows += [{**_planned_row(job.spec.to_dict()), "steps": np.nan} for job in jobs]
+    extras = list(dict.fromkeys(c for row in rows for c in row if c == FRAGMENTS or "." in c))
+    frame = pd.DataFrame(rows, columns=[*PLAN_COLUMNS, "model_num", *extras])
+    return frame.fillna({c: _default(c) for c in extras}).astype({"steps": float})
 
 
 def finishes(planned_steps: pd.Series, finished_steps) -> pd.Series:
@@ -82,14 +119,22 @@ def missing_runs(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) 
     Args:
       planned: :func:`planned_runs` (None or empty: nothing is missing).
       arm: The arm's finished runs (their ``seed``).
-      config: The arm's cell (its :data:`RUN_POINT` values but the seed, and
-        ``steps``).
+      config: The arm's cell (its :data:`RUN_POINT` values but the seed,
+        ``steps`` and any extra cell columns).
     """
     if planned is None or planned.empty:
         return 0
     match = np.ones(len(planned), dtype=bool)
     for column in RUN_POINT[:-1]:  # all but the seed
-        match &= (planned[column] == config[column]).to_numpy()
+        equal = (planned[column] == config[column]).to_numpy()
+        if column in _OPERATIVE:  # unknown until run: matches any
+            equal |= planned[column].isna().to_numpy()
+        match &= equal
+    for column in dict.fromkeys([*_extras(planned), *(c for c in config
+                                                      if c == FRAGMENTS or "." in c)]):
+        values = planned[column] if column in planned else pd.Series(
+            _default(column), index=planned.index)
+        match &= (values == config.get(column, _default(column))).to_numpy()
     match &= finishes(planned["steps"], config["steps"]).to_numpy()
     return len(set(planned.loc[match, "seed"]) - set(arm["seed"]))
 
@@ -100,16 +145,37 @@ def unfinished_planned_runs(frame: pd.DataFrame, planned: pd.DataFrame) -> pd.Da
     The same match as the verdicts' hold-back (:func:`finishes`). A run
     planned both ways is listed once, with its steps.
     """
-    planned = planned.drop_duplicates(subset=[*RUN_POINT, "steps"]).reset_index(drop=True)
-    found = planned.reset_index().merge(
-        frame[[*RUN_POINT, "steps"]].rename(columns={"steps": "finished_steps"}),
-        on=RUN_POINT, how="inner")
+    extras = _extras(planned, frame)
+    frame = frame.assign(**{c: _default(c) for c in extras if c not in frame})
+    planned = planned.assign(**{c: _default(c) for c in extras if c not in planned})
+    point = [*RUN_POINT, *extras]
+    planned = planned.drop_duplicates(subset=[*point, "steps"]).reset_index(drop=True)
+    finished = frame[[*point, "steps"]].rename(columns={"steps": "finished_steps"})
+    # A planned run of a plugin grid matches on its whole grid point; one
+    # whose model, encoder and sigma are unknown until run, on the rest.
+    unknown = planned["model"].isna()
+    found = [part.reset_index().merge(finished.drop(columns=drop), on=on, how="inner")
+             for part, on, drop in (
+                 (planned[~unknown], point, []),
+                 (planned[unknown], [c for c in point if c not in _OPERATIVE], _OPERATIVE))
+             if len(part)]
+    found = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
+        columns=["index", "steps", "finished_steps"])
     found = found[finishes(found["steps"], found["finished_steps"])]
     # A job both in the selections file (steps unknown) and started (steps
     # known) is listed once, with its steps. Keyed like the dedupe above and
     # the match: by grid point, whatever the study.
     left = planned.drop(index=found["index"].unique())
     known = left["steps"].notna().to_numpy()
-    started = left.loc[known, RUN_POINT].drop_duplicates()
-    also_started = left[RUN_POINT].merge(started, how="left", indicator=True)["_merge"]
+    started = left.loc[known, point].drop_duplicates()
+    also_started = left[point].merge(started, how="left", indicator=True)["_merge"]
     return left[known | (also_started != "both").to_numpy()]
+
+
+def describe_planned(run: dict) -> str:
+    """A planned run in a line of text: its study and grid point, or model number and bindings."""
+    if pd.isna(run["model"]):
+        extras = [c for c in run if c == FRAGMENTS or "." in c]
+        return (f"{run['study']} model {run['model_num']}{describe_extras(run, extras)} "
+                f"seed {run['seed']}")
+    return f"{run['study']} {run['model']} {run['encoder']} σ={run['sigma']:g} seed {run['seed']}"

@@ -2,7 +2,12 @@
 
 Pure text: every number comes from :mod:`.compare`, :mod:`.verdicts`,
 :mod:`.mi` and :mod:`.factors`; this module only lays them out as markdown
-(:func:`summary_tables` is also what ``splitenc_aggregate`` prints).
+(:func:`summary_tables` is also what ``splitenc_aggregate`` prints). A study
+binding that every run shares (e.g. ``unsupervised_study_v1``'s
+``decoder.decoder_fn``) is named once in the notes and left out of the
+tables — except ``model.name`` and the models' regularisation strengths
+(:data:`~.cells.REGULARISATION_STRENGTH`), which every table shows;
+results.csv keeps every column.
 """
 
 from __future__ import annotations
@@ -13,12 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from splitenc_plugin.results.cells import CELL
+from splitenc_plugin.results.cells import (
+    REGULARISATION_STRENGTH,
+    binding_columns,
+    cell_columns,
+    describe_extras,
+    extra_cell_columns,
+)
 from splitenc_plugin.results.compare import difference_table, pooled_duplicates
 from splitenc_plugin.results.curves import CURVES
 from splitenc_plugin.results.factors import factor_gap_medians
 from splitenc_plugin.results.mi import MI_QUANTITIES, entropy_cap, mi_separation
-from splitenc_plugin.results.plan import unfinished_planned_runs
+from splitenc_plugin.results.plan import describe_planned, unfinished_planned_runs
 from splitenc_plugin.results.verdicts import MIN_RUNS, SEPARATED, claim_verdicts
 
 __all__ = ["markdown_table", "summary_notes", "summary_tables", "summary_text"]
@@ -45,6 +56,22 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shared_bindings(frame: pd.DataFrame) -> dict[str, str]:
+    """Study bindings with one value in every run (none for the plugin's studies).
+
+    ``model.name`` and the regularisation strengths are never counted: they
+    name a dlib study's cells, even where a run has only one of them.
+    """
+    always = {"model.name", *REGULARISATION_STRENGTH.values()}
+    return {c: frame[c].iloc[0] for c in binding_columns(frame)
+            if c not in always and frame[c].nunique(dropna=False) == 1}
+
+
+def _without(table: pd.DataFrame, shared: dict) -> pd.DataFrame:
+    """``table`` without the columns of :func:`_shared_bindings`."""
+    return table.drop(columns=[c for c in shared if c in table.columns])
+
+
 def _data_notes(cells: pd.DataFrame) -> list[str]:
     """The summary's lines on data versions: which are present, which cells they split."""
     versions = cells.groupby(["data_fingerprint", "data"], sort=True)["n"].sum()
@@ -52,13 +79,14 @@ def _data_notes(cells: pd.DataFrame) -> list[str]:
              "the data fingerprint is part of every cell): "
              + "; ".join(f"{label} (`{fingerprint}`): {n} run(s)"
                          for (fingerprint, label), n in versions.items())]
-    split = cells.groupby([c for c in CELL if c != "data_fingerprint"], sort=True,
-                          dropna=False)["data"].agg(list)
+    config = [c for c in cell_columns(cells) if c != "data_fingerprint"]
+    split = cells.groupby(config, sort=True, dropna=False)["data"].agg(list)
     for key, labels in split.items():
         if len(labels) > 1:
-            point = dict(zip([c for c in CELL if c != "data_fingerprint"], key))
+            point = dict(zip(config, key))
             lines.append(f"Split by data version: {point['study']} {point['dataset']} "
-                         f"{point['model']} {point['encoder']} σ={_fmt('sigma', point['sigma'])} "
+                         f"{point['model']} {point['encoder']} σ={_fmt('sigma', point['sigma'])}"
+                         f"{describe_extras(point, extra_cell_columns(cells))} "
                          f"({point['steps']} steps) on " + " and ".join(labels))
     return lines
 
@@ -85,9 +113,9 @@ def _interval(lower: float, upper: float) -> str:
     return "—" if np.isnan(lower) or np.isnan(upper) else f"[{lower:.2f}, {upper:.2f}]"
 
 
-def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame) -> str:
+def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame, shared: dict) -> str:
     """summary.md's MI-decomposition section: intervals per cell and per comparison."""
-    table = cells[[*CELL, "n"]].copy()
+    table = _without(cells[[*cell_columns(cells), "n"]], shared)
     table["log N"] = cells["mi_log_n"]
     table["H(x) ≤"] = [f"{h:.2f}" if np.isfinite(h) else "—"
                        for h in cells["dataset"].map(entropy_cap)]
@@ -109,8 +137,9 @@ def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame) -> str:
             + markdown_table(table))
     if diffs.empty:
         return text
-    separation = mi_separation(diffs)
-    shown = separation[["dataset", "data_fingerprint", "model", "steps", "comparison",
+    separation = _without(mi_separation(diffs), shared)
+    shown = separation[["dataset", "data_fingerprint", "model",
+                        *(c for c in separation.columns if "." in c), "steps", "comparison",
                         "quantity"]].copy()
     shown["variant"] = [_interval(lo, hi) for lo, hi in
                         zip(separation["variant_lower"], separation["variant_upper"])]
@@ -126,9 +155,9 @@ def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame) -> str:
             "cells.\n\n" + markdown_table(shown))
 
 
-def _factor_section(frame: pd.DataFrame) -> str:
+def _factor_section(frame: pd.DataFrame, shared: dict) -> str:
     """summary.md's per-factor MIG tables: one per dataset and data version."""
-    medians = factor_gap_medians(frame)
+    medians = _without(factor_gap_medians(frame), shared)
     text = ("\n## Per-factor MIG (factor_mig)\n\n"
             "Median over a cell's runs of each factor's gap: (I(z_j1; v_k) − I(z_j2; v_k)) / "
             "H(v_k), j1 and j2 the two latents most informative about factor v_k, on dlib's "
@@ -137,7 +166,7 @@ def _factor_section(frame: pd.DataFrame) -> str:
             "out).\n\n")
     if medians.empty:
         return text + "_No run has factor_mig results._\n"
-    shown = [c for c in CELL if c not in ("dataset", "data_fingerprint")]
+    shown = [c for c in cell_columns(medians) if c not in ("dataset", "data_fingerprint")]
     for (dataset, fingerprint), group in medians.groupby(["dataset", "data_fingerprint"],
                                                          sort=True):
         rows = [{**dict(zip([*shown, "n"], key)), **dict(zip(cell["factor"], cell["gap_median"]))}
@@ -160,13 +189,15 @@ def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame
       verdict's chance if exchangeable; the MI decomposition as intervals;
       the per-factor MIG.
     """
-    cell_table = cells[[*CELL, "n", "mig_median", "mig_iqr", "mig_max",
-                        "mig_sampled_median", "recon_median"]].rename(
+    shared = _shared_bindings(frame)
+    cell_table = _without(cells, shared)[[
+        *cell_columns(_without(cells, shared)), "n", "mig_median", "mig_iqr", "mig_max",
+        "mig_sampled_median", "recon_median"]].rename(
         columns={"mig_median": "MIG median", "mig_iqr": "MIG IQR", "mig_max": "MIG max",
                  "mig_sampled_median": "MIG (sampled) median",
                  "recon_median": "recon. loss median"})
-    verdicts = claim_verdicts(diffs) if not diffs.empty else pd.DataFrame()
-    diff_table = difference_table(diffs)
+    verdicts = _without(claim_verdicts(diffs), shared) if not diffs.empty else pd.DataFrame()
+    diff_table = _without(difference_table(diffs), shared)
     return ("## Per cell (MIG of the mean representation unless noted)\n\n"
             + markdown_table(cell_table)
             + "\n## Differences of medians (variant − baseline)\n\n"
@@ -188,8 +219,8 @@ def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame
               "chance of this verdict if the variant changed nothing. E.g. 2 vs 2 runs "
               "with the variant higher in all 4 pairs: 1 of 6.\n\n"
             + markdown_table(_verdict_table(verdicts))
-            + _mi_section(cells, diffs)
-            + _factor_section(frame))
+            + _mi_section(cells, diffs, shared)
+            + _factor_section(frame, shared))
 
 
 def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFrame,
@@ -198,7 +229,8 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
     """The notes at the top of summary.md.
 
     Args:
-      directory: The directory the jobs were read from.
+      directory: The directory the jobs were read from (several: their paths
+        joined by ", ").
       frame: The finished runs; ``cells`` their cells (:func:`~.compare.summarize`).
       unfinished: Job directories left out (:func:`~.load.load_results`).
       planned: :func:`~.plan.planned_runs`.
@@ -206,11 +238,17 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
       figure_notes: Lines from the figures (e.g. runs left out of Appendix C).
 
     Returns:
-      One line per note: the runs read, the data versions, unfinished jobs,
+      One line per note: the runs read, the data versions, the study
+      bindings all runs share (any dlib study), unfinished jobs,
       runs counted once across studies, planned runs not finished yet, the
       learning curves' coverage, then ``figure_notes``.
     """
     notes = [f"{len(frame)} finished model(s) from {Path(directory)}.", *_data_notes(cells)]
+    shared = _shared_bindings(frame)
+    if shared:
+        notes.append("Study bindings every run shares (left out of the tables below; "
+                      "results.csv has them): "
+                      + "; ".join(f"{c} = {value}" for c, value in shared.items()))
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "
                      + ", ".join(str(p) for p in unfinished[:10]))
@@ -218,8 +256,7 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
     waiting = unfinished_planned_runs(frame, planned)
     if len(waiting):
         notes.append(f"{len(waiting)} planned run(s) not finished yet: "
-                     + ", ".join(f"{r.study} {r.model} {r.encoder} σ={r.sigma:g} seed {r.seed}"
-                                 for r in waiting.itertuples()))
+                     + ", ".join(describe_planned(run) for run in waiting.to_dict("records")))
     notes.append(f"Learning curves: {len(no_curves)} of {len(frame)} finished job(s) have no "
                  f"{CURVES.as_posix()} (finished before learning curves were recorded, or "
                  "plain dlib_reproduce output) and are left out of the learning-curve figures"

@@ -140,7 +140,8 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
       diffs: The differences frame of :func:`~.compare.summarize`.
 
     Returns:
-      One row per (comparison, claim): dataset, data_fingerprint, model, steps,
+      One row per (comparison, claim): dataset, data_fingerprint, model, the
+      study's bindings where the cells have them (``vae.beta``, ...), steps,
       comparison, n, claim, verdict, ``chance``, ``chance_hits``,
       ``relabellings`` (how many; random ones beyond
       :data:`MAX_RELABELLINGS`, ``chance_exact`` False) and the evidence the
@@ -153,7 +154,9 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for d in diffs.to_dict("records"):
         missing = d.get("_missing", 0)
-        claims = PAPER_CLAIMS.get(d["_compared"], ())
+        # The claims about what the comparison changes: its compared column,
+        # or for a fragment the one column it changed (None: no claim).
+        claims = PAPER_CLAIMS.get(d.get("_claims", d["_compared"]), ())
         judged = not missing and min(d["_n_variant"], d["_n_baseline"]) >= MIN_RUNS
         verdicts = [judge(d) for _, judge in claims] if judged else []
         hits, total, exact = _verdict_chances([judge for _, judge in claims], verdicts,
@@ -168,7 +171,8 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
                 verdict = verdicts[i]
             rows.append({
                 "dataset": d["dataset"], "data_fingerprint": d["data_fingerprint"],
-                "model": d["model"], "steps": d["steps"], "comparison": d["comparison"],
+                "model": d["model"], **{c: d[c] for c in d if "." in c},
+                "steps": d["steps"], "comparison": d["comparison"],
                 "n": d["n"],
                 "claim": claim, "verdict": verdict,
                 "chance": hits[i] / total if judged else np.nan,

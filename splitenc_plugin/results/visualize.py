@@ -19,6 +19,7 @@ model's dlib stills; the exit code is 1 if anything failed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -64,15 +65,23 @@ def visualizations(jobs: list[Path], cache: Path) -> dict[Path, Path]:
     Args:
       jobs: Job directories.
       cache: Where pictures made here go, one ``<study>-<model_num>``
-        directory per job, stamped with :func:`model_stamp`.
+        directory per job (jobs of the same name from several output
+        directories: ``<study>-<model_num>-<hash of the job's path>``),
+        stamped with :func:`model_stamp`.
 
     Returns:
       Job directory -> the directory holding its ``reconstructions/`` and
       ``traversals/`` (and, where made, ``traversals_fitted/``).
     """
+    names = {job: f"{job.parent.name}-{job.name}" for job in jobs}
+    repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
+    for job, name in names.items():
+        if name in repeated:
+            digest = hashlib.sha256(str(job.resolve()).encode()).hexdigest()[:8]
+            names[job] = f"{name}-{digest}"
     found, todo = {}, []
     for job in jobs:
-        cached = cache / f"{job.parent.name}-{job.name}"
+        cached = cache / names[job]
         if (job / "visualizations" / "reconstructions" / "reconstructions.jpg").is_file():
             found[job] = job / "visualizations"
         elif ((cached / "reconstructions" / "reconstructions.jpg").is_file()
@@ -83,7 +92,7 @@ def visualizations(jobs: list[Path], cache: Path) -> dict[Path, Path]:
     if todo:
         args = []
         for job in todo:
-            args += [str(job / "model"), str(cache / f"{job.parent.name}-{job.name}")]
+            args += [str(job / "model"), str(cache / names[job])]
         cache.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run([sys.executable, "-m", "splitenc_plugin.results.visualize", *args],
                               capture_output=True, text=True, check=False)
@@ -92,7 +101,7 @@ def visualizations(jobs: list[Path], cache: Path) -> dict[Path, Path]:
                   f"or shows dlib's [-1, 1] traversals):\n{proc.stderr[-3000:]}",
                   file=sys.stderr)
         for job in todo:
-            out = cache / f"{job.parent.name}-{job.name}"
+            out = cache / names[job]
             if (out / "reconstructions" / "reconstructions.jpg").is_file():
                 (out / CACHE_STAMP).write_text(model_stamp(job))
                 found[job] = out
