@@ -33,6 +33,7 @@ import pandas as pd
 from splitenc_plugin.data.dsprites import LATENT_NAMES
 from splitenc_plugin.data.fingerprint import recorded_identity
 from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.model.noise import NoiseSetting
 from splitenc_plugin.results.cells import FRAGMENTS, NO_FRAGMENTS, RUN_BINDINGS
 from splitenc_plugin.studies.grid import (
     GRIDS,
@@ -93,17 +94,12 @@ def _mi_fields(job_dir: Path) -> dict:
 def _sigma(cfg: dict) -> float:
     """Eq 13's sigma of a model (0 for dlib's factorized noise); NaN for a full matrix.
 
-    A model trained with ``correlated_noise.correlation`` records
-    ``correlated_noise.sigma = None``: it forms its own cells (shown as
+    Read by :class:`~splitenc_plugin.model.noise.NoiseSetting`, the one reader of
+    a noise setting. A model trained with ``correlated_noise.correlation``
+    records ``correlated_noise.sigma = None``: it forms its own cells (shown as
     "matrix") and takes part in no comparison.
     """
-    noise = gin_value(cfg.get("train_config.reparameterization.noise_fn", "factorized_noise"))
-    if noise != "correlated_noise":
-        return 0.0
-    try:
-        return float(gin_value(cfg.get("train_config.correlated_noise.sigma", "None")))
-    except ValueError:
-        return np.nan
+    return NoiseSetting.from_train_config(cfg).sigma_or_nan
 
 
 def study_bindings(bindings: Sequence[str]) -> dict[str, str]:
