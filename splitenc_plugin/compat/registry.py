@@ -54,6 +54,14 @@ _BEFORE: dict[str, list[Patch]] = {}
 _AFTER: dict[str, list[Patch]] = {}
 
 
+def _registrar(table: dict[str, list[Patch]], module_name: str) -> Callable[[Patch], Patch]:
+    def register(patch: Patch) -> Patch:
+        table.setdefault(module_name, []).append(patch)
+        return patch
+
+    return register
+
+
 def before_import(module_name: str) -> Callable[[Patch], Patch]:
     """Registers ``patch(module)`` to run before ``module_name`` executes.
 
@@ -63,12 +71,7 @@ def before_import(module_name: str) -> Callable[[Patch], Patch]:
     Returns:
       A decorator that registers the patch and returns it unchanged.
     """
-
-    def register(patch: Patch) -> Patch:
-        _BEFORE.setdefault(module_name, []).append(patch)
-        return patch
-
-    return register
+    return _registrar(_BEFORE, module_name)
 
 
 def after_import(module_name: str) -> Callable[[Patch], Patch]:
@@ -82,12 +85,7 @@ def after_import(module_name: str) -> Callable[[Patch], Patch]:
     Returns:
       A decorator that registers the patch and returns it unchanged.
     """
-
-    def register(patch: Patch) -> Patch:
-        _AFTER.setdefault(module_name, []).append(patch)
-        return patch
-
-    return register
+    return _registrar(_AFTER, module_name)
 
 
 def before_exec(fullname: str, module: types.ModuleType) -> None:
