@@ -631,13 +631,10 @@ def matched_split_conv_encoder(input_tensor, num_latent: int, is_training: bool 
       branch_width: Units of each branch's dense layer.
 
     Returns:
-      means: [B, K] latent means; column k depends only on shared and branch-k
-        parameters.
-      log_var: [B, K] latent log variances; likewise.
+      (means, log_var), each [B, K], as :func:`split_conv_encoder`.
 
     Raises:
-      ConfigError: num_latent < 1, num_shared_layers not in 0..4 or
-        branch_width < 1 (checked before any op is built).
+      ConfigError: As :func:`split_conv_encoder`, before any op is built.
     """
     del is_training
     return _encode("matched_split_conv_encoder", "matched_split_conv_encoder", _build_batched,
