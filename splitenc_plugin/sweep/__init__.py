@@ -1,7 +1,11 @@
 """Running studies: plan, lock, execute, pools (local, Dask, batch clusters), the job worker.
 
-``splitenc_reproduce`` (:mod:`.runner`) plans a study's jobs, skips the
-finished ones, and runs each in its own process (:mod:`.job`), which reports
-through ``progress.json`` (:mod:`.progress`). Nothing here imports TensorFlow
-except the job worker.
+``splitenc_reproduce`` (:mod:`.cli`, over :class:`.runner.Runner`) plans a
+study's jobs (:mod:`.plan`: each job directory's :class:`~.plan.JobStatus`),
+takes each job's lock (:mod:`.lock`), and runs each job in its own process
+(:mod:`.execute`, :mod:`.job`) on a pool (:mod:`.pools`, :mod:`.clusters`). The
+job reports through ``progress.json`` (:mod:`.progress`), which
+:mod:`.display` turns into the progress bar and the dry run's states. Nothing
+here imports TensorFlow except the job worker (and planning a dlib study, which
+reads dlib's ``reproduce.STUDIES``).
 """

@@ -1,7 +1,7 @@
 """The job protocol: what a running job tells its runner, in ``JOB_DIR/progress.json``.
 
 A job (:mod:`splitenc_plugin.sweep.job`) keeps one small JSON file current while it
-runs, always replaced atomically; the runner (:mod:`splitenc_plugin.sweep.runner`)
+runs, always replaced atomically; the runner (:mod:`splitenc_plugin.sweep.display`)
 reads that file, and only that file, for its progress bar and for the dry
 run's "running (train N/total, R steps/s, ~T left)". ``job.log`` is for
 humans: its wording may change freely. :class:`Progress` is the schema, in
