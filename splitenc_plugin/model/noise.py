@@ -393,7 +393,9 @@ class NoiseSetting:
             raise ConfigError(
                 f"{source} binds {NOISE_FN_KEY} = @{name}, which is not one of the plugin's "
                 f"noise functions (@{_FACTORIZED}, @{_CORRELATED}); its correlation is unknown.")
-        if matrix_may_be_missing and sigma is None and correlation is _UNREADABLE:
+        # dlib's train_config.json keeps only a matrix's first line (or no
+        # key at all): a trained model with sigma None had a matrix.
+        if matrix_may_be_missing and sigma is None and correlation in (_UNREADABLE, None):
             return cls("correlated", sigma=None, correlation=None)
         if correlation is _UNREADABLE:
             correlation = None
