@@ -32,6 +32,7 @@ from pathlib import Path
 
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.studies.dlib_any import (
+    get_study,
     is_plugin_grid,
     matches_where,
     parse_where,
@@ -382,6 +383,7 @@ def _dlib_study_specs(study: str, *, steps: int, datasets, models, encoders, sig
                       model_nums, wheres, gin_configs, metrics,
                       gin_bindings) -> list[JobSpec]:
     """A registered dlib study's selected jobs (dlib's own or a user's; imports dlib)."""
+    get_study(study)  # an unknown name is the first error, naming the registered studies
     grid_only = {"--models": models, "--encoders": encoders, "--sigmas": sigmas,
                  "--seeds": seeds}
     given = [flag for flag, value in grid_only.items() if value is not None]
