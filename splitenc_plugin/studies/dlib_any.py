@@ -270,30 +270,60 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def study_job_spec(study_name: str, model: StudyModel, study,
-                   steps: int = DEFAULT_TRAINING_STEPS,
-                   gin_configs: Sequence[str] = (), extra_bindings: Sequence[str] = (),
-                   metrics: Sequence[str] | None = None,
-                   dataset: str | None = None) -> JobSpec:
-    """The job that runs one model of a dlib study as ``dlib_reproduce`` does, plus fragments.
+@dataclass(frozen=True)
+class _Layering:
+    """What every job of one run shares, computed once (not once per model).
 
-    Args:
-      study_name: Its name in ``reproduce.STUDIES``.
-      model: The model (:func:`study_models`).
-      study: The ``Study`` object.
-      steps: ``model.training_steps``.
-      gin_configs: Fragment paths, layered after the study's bindings.
-      extra_bindings: ``--gin_bindings``, last.
-      metrics: Metric config names to evaluate (e.g. ``["mig"]``); None: all of
-        the study's.
-      dataset: Replaces the model's ``dataset.name`` (tests' ``dummy_data``).
+    Attributes:
+      fragments: Fragment paths, resolved.
+      digests: Their SHA-256 digests.
+      fragment_bindings: Their bindings, read statically (later wins).
+      postprocess_configs, eval_configs: The study's configs as references.
+      metrics: The ``--metrics`` restriction (empty: none).
+    """
 
-    Returns:
-      The job's spec: every postprocessing config of the study, each metric on
-      every representation, seeds drawn in ``dlib_reproduce``'s order.
+    fragments: tuple[str, ...]
+    digests: tuple[str, ...]
+    fragment_bindings: dict
+    postprocess_configs: tuple[str, ...]
+    eval_configs: tuple[str, ...]
+    metrics: tuple[str, ...]
+
+
+def _layering(study_name: str, study, gin_configs: Sequence[str],
+              metrics: Sequence[str] | None) -> _Layering:
+    """The run's fragments and the study's configs, checked.
 
     Raises:
       StudyError: On an unknown metric name or a missing fragment.
+    """
+    fragments = tuple(str(resolve_fragment(p)) for p in gin_configs)
+    fragment_bindings: dict = {}
+    for path in fragments:
+        fragment_bindings.update(_parse_bindings(Path(path).read_text()))
+    eval_configs = sorted(study.get_eval_config_files())
+    if metrics is not None:
+        known = {config_name(c): c for c in eval_configs}
+        unknown = sorted(set(metrics) - set(known))
+        if unknown:
+            raise StudyError(f"--metrics {', '.join(unknown)}: not a metric of {study_name} "
+                             f"(its metrics: {', '.join(sorted(known))})")
+        eval_configs = [known[name] for name in sorted(set(metrics))]
+    return _Layering(
+        fragments=fragments, digests=tuple(file_digest(p) for p in fragments),
+        fragment_bindings=fragment_bindings,
+        postprocess_configs=tuple(config_ref(c)
+                                  for c in sorted(study.get_postprocess_config_files())),
+        eval_configs=tuple(config_ref(c) for c in eval_configs),
+        metrics=tuple(sorted(set(metrics))) if metrics is not None else ())
+
+
+def _job_spec(study_name: str, model: StudyModel, layering: _Layering, steps: int,
+              extra_bindings: Sequence[str], dataset: str | None) -> JobSpec:
+    """The job that runs one model of a dlib study as ``dlib_reproduce`` does, plus fragments.
+
+    Every postprocessing config of the study, each metric on every
+    representation, seeds drawn in ``dlib_reproduce``'s order.
     """
     study_bindings = list(model.bindings)
     if dataset is not None:
@@ -313,21 +343,10 @@ def study_job_spec(study_name: str, model: StudyModel, study,
     # statically, later wins as in gin), for the plan's display and filters;
     # the aggregator reads the operative config the job records instead.
     parsed = _parse_bindings("\n".join(study_bindings))
-    fragments = tuple(str(resolve_fragment(p)) for p in gin_configs)
-    effective = dict(parsed)
-    for path in fragments:
-        effective.update(_parse_bindings(Path(path).read_text()))
-    effective.update(_parse_bindings("\n".join(extra_bindings)))
+    effective = {**parsed, **layering.fragment_bindings,
+                 **_parse_bindings("\n".join(extra_bindings))}
     correlated = str(effective.get("reparameterization.noise_fn", "")).startswith(
         "@correlated_noise")
-    eval_configs = sorted(study.get_eval_config_files())
-    if metrics is not None:
-        known = {config_name(c): c for c in eval_configs}
-        unknown = sorted(set(metrics) - set(known))
-        if unknown:
-            raise StudyError(f"--metrics {', '.join(unknown)}: not a metric of {study_name} "
-                             f"(its metrics: {', '.join(sorted(known))})")
-        eval_configs = [known[name] for name in sorted(set(metrics))]
     return JobSpec(
         study=study_name, model_num=model.model_num, config=config_ref(model.config),
         bindings=bindings, steps=int(steps),
@@ -336,12 +355,12 @@ def study_job_spec(study_name: str, model: StudyModel, study,
         encoder=str(effective.get("encoder.encoder_fn", "")).lstrip("@"),
         sigma=float(effective.get("correlated_noise.sigma", "nan")) if correlated else 0.0,
         seed=int(parsed.get("model.random_seed", 0)),
-        postprocess_configs=tuple(config_ref(c) for c in sorted(study.get_postprocess_config_files())),
-        eval_configs=tuple(config_ref(c) for c in eval_configs),
-        gin_configs=fragments,
-        gin_config_digests=tuple(file_digest(p) for p in fragments),
+        postprocess_configs=layering.postprocess_configs,
+        eval_configs=layering.eval_configs,
+        gin_configs=layering.fragments,
+        gin_config_digests=layering.digests,
         all_pairs=True,
-        metrics=tuple(sorted(set(metrics))) if metrics is not None else ())
+        metrics=layering.metrics)
 
 
 def with_fragments(spec: JobSpec, gin_configs: Sequence[str]) -> JobSpec:
@@ -373,7 +392,11 @@ def study_job_specs(study_name: str, steps: int = DEFAULT_TRAINING_STEPS,
       steps: ``model.training_steps``.
       model_nums: Model numbers to consider (None: all of the study's).
       where: ``--where`` expressions; a model must pass all.
-      gin_configs, extra_bindings, metrics, dataset: As :func:`study_job_spec`.
+      gin_configs: Fragment paths, layered after the study's bindings.
+      extra_bindings: ``--gin_bindings``, last.
+      metrics: Metric config names to evaluate (e.g. ``["mig"]``); None: all
+        of the study's.
+      dataset: Replaces the models' ``dataset.name`` (tests' ``dummy_data``).
 
     Returns:
       One spec per selected model, by model number.
@@ -383,8 +406,9 @@ def study_job_specs(study_name: str, steps: int = DEFAULT_TRAINING_STEPS,
     """
     study = get_study(study_name)
     filters = parse_where(where)
-    for path in gin_configs:  # a bad path fails before any model is read
-        resolve_fragment(path)
+    # Fragments, metrics and the study's configs: checked and read once per run,
+    # before any model is read.
+    layering = _layering(study_name, study, gin_configs, metrics)
     models = select_models(study_models(study, model_nums), filters)
-    return [study_job_spec(study_name, model, study, steps, gin_configs, extra_bindings,
-                           metrics, dataset) for model in models]
+    return [_job_spec(study_name, model, layering, steps, extra_bindings, dataset)
+            for model in models]
