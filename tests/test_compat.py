@@ -130,22 +130,26 @@ def test_dlib_loaders_keep_their_real_loader_for_pkg_resources() -> None:
     assert out == {"mig": True}
 
 
-def test_plugin_import_twice_registers_once(clean_gin) -> None:
+def test_plugin_import_twice_registers_once() -> None:
     # disent-style: re-importing the plugin (reload) must neither raise nor
     # duplicate anything; gin keeps resolving our names to one configurable.
-    import importlib
-
-    import gin
-
-    import splitenc_plugin
-    from splitenc_plugin.model import encoders, noise
-
-    readers_before = len(gin.config._FILE_READERS)
-    for module in (noise, encoders, splitenc_plugin):
-        importlib.reload(module)
-    assert len(gin.config._FILE_READERS) == readers_before
-    gin.parse_config(["reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = 0.5"])
-    assert gin.query_parameter("correlated_noise.sigma") == 0.5
+    # In a fresh process: a reload replaces the modules' classes, which would
+    # leak into every later test of this worker (instances made before it
+    # would no longer compare equal to those made after).
+    out = _probe(
+        "import importlib\n"
+        "import gin\n"
+        "import splitenc_plugin\n"
+        "from splitenc_plugin.model import encoders, noise\n"
+        "readers_before = len(gin.config._FILE_READERS)\n"
+        "for module in (noise, encoders, splitenc_plugin):\n"
+        "    importlib.reload(module)\n"
+        "gin.parse_config(['reparameterization.noise_fn = @correlated_noise',\n"
+        "                  'correlated_noise.sigma = 0.5'])\n"
+        "out = {'readers_added': len(gin.config._FILE_READERS) - readers_before,\n"
+        "       'sigma': gin.query_parameter('correlated_noise.sigma')}"
+    )
+    assert out == {"readers_added": 0, "sigma": 0.5}
 
 
 def test_user_errors_print_one_line_before_any_graph_is_built(tmp_path) -> None:
