@@ -1128,6 +1128,26 @@ def test_a_dlib_study_aggregates_into_cells_with_its_hyperparameter_column(
         assert image.size[0] > 2 * image.size[1]
 
 
+def test_a_finished_job_without_mig_stops_the_aggregator_not_read_as_unfinished(
+        tmp_path: Path) -> None:
+    import shutil
+
+    from splitenc_plugin.results.load import NoMigError, load_results
+
+    _fake_study_job(tmp_path, 0, 0, 0.10, 50.0)
+    # Run with --metrics that left MIG of the sampled representation out.
+    job = _fake_study_job(tmp_path, 1, 1, 0.20, 48.0)
+    shutil.rmtree(job / "metrics" / "sampled" / "mig")
+    (job / "metrics" / "mean" / "beta_vae_sklearn").mkdir()
+    with pytest.raises(NoMigError, match="sampled"):
+        load_results(tmp_path)
+    proc = run_script("splitenc_aggregate", str(tmp_path), "--no_visualize")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(job) in proc.stderr and "mean/beta_vae_sklearn" in proc.stderr
+    assert "--metrics" in proc.stderr and "--study" in proc.stderr
+    assert not (tmp_path / "summary.md").exists()
+
+
 def test_a_study_with_and_without_a_fragment_pairs_in_the_differences_table(
         tmp_path: Path) -> None:
     import shutil

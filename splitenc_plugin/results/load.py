@@ -9,7 +9,8 @@ if it has ``done.json`` (splitenc_reproduce) or, for plain dlib_reproduce
 output, MIG results for both representations; unfinished jobs are returned
 apart. An unreadable ``done.json`` is never taken for "unfinished": it stops
 the reading (:class:`~splitenc_plugin.sweep.job.MarkerError`, exit 2 in the
-CLI).
+CLI); so does a finished job without MIG for both representations
+(:class:`NoMigError`, e.g. run with ``--metrics`` leaving MIG out).
 
 Also here: the per-factor MIG of a job (``factor_mig``), which gives the
 table its ``gap_<factor>`` columns (:func:`load_factor_mig`,
@@ -43,8 +44,9 @@ from splitenc_plugin.studies.grid import (
 from splitenc_plugin.sweep.job import DONE_FILE, JOB_FILE, read_done
 
 __all__ = ["COLUMNS", "EVALUATION", "FACTOR_MIG", "FACTOR_NAMES", "GAP_PREFIX", "MI_FIELDS",
-           "REPRESENTATIONS", "factor_names", "gap_column", "gap_columns", "gin_value",
-           "load_factor_mig", "load_results", "study_bindings", "study_cell_values"]
+           "REPRESENTATIONS", "NoMigError", "factor_names", "gap_column", "gap_columns",
+           "gin_value", "load_factor_mig", "load_results", "study_bindings",
+           "study_cell_values"]
 
 REPRESENTATIONS = ("mean", "sampled")
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
@@ -164,9 +166,30 @@ def study_cell_values(study: str, record: Mapping) -> dict[str, str]:
     return values
 
 
+class NoMigError(SplitencUserError):
+    """A finished job has no MIG result for one of :data:`REPRESENTATIONS`.
+
+    The aggregator compares dlib's MIG of the mean and the sampled
+    representation; a job that finished without one of them (run with a
+    ``--metrics`` selection that left MIG out, or of a study that does not
+    postprocess both) has nothing to put in its row.
+    """
+
+
 def _row(study: str, job_dir: Path) -> dict | None:
     evals = {rep: job_dir / "metrics" / rep / "mig" / EVALUATION for rep in REPRESENTATIONS}
-    if not all(path.is_file() for path in evals.values()):
+    missing = [rep for rep, path in evals.items() if not path.is_file()]
+    if missing and (job_dir / DONE_FILE).exists():
+        evaluated = sorted(f"{p.parent.name}/{p.name}" for p in job_dir.glob("metrics/*/*")
+                           if p.is_dir())
+        raise NoMigError(
+            f"{job_dir} finished without dlib's MIG of the {' and '.join(missing)} "
+            f"representation (it evaluated: {', '.join(evaluated) or 'nothing'}); "
+            "splitenc_aggregate compares MIG of the mean and sampled representations. "
+            "Aggregate only studies that evaluated it (--study NAME), or run the study "
+            "with MIG (splitenc_reproduce without --metrics, or --metrics mig ...) into "
+            "another --output_directory")
+    if missing:
         return None
     records = {rep: json.loads(path.read_text()) for rep, path in evals.items()}
     cfg = records["mean"]
@@ -244,6 +267,9 @@ def load_results(directory: str | Path | Sequence[str | Path],
         unknown, or no finished job is found.
       MarkerError: If a job's ``done.json`` is unreadable (a
         :class:`SplitencUserError` naming the file).
+      NoMigError: If a finished job has no MIG result for the mean or the
+        sampled representation (a :class:`SplitencUserError` naming the job,
+        what it evaluated and the fix): never taken for "unfinished".
     """
     directories = ([Path(directory)] if isinstance(directory, (str, Path))
                    else [Path(d) for d in directory])
