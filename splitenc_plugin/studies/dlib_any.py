@@ -290,6 +290,16 @@ class _Layering:
     metrics: tuple[str, ...]
 
 
+def _resolved(gin_configs: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The fragments' resolved paths and their SHA-256 digests, in order.
+
+    Raises:
+      StudyError: On a missing fragment.
+    """
+    paths = tuple(str(resolve_fragment(p)) for p in gin_configs)
+    return paths, tuple(file_digest(p) for p in paths)
+
+
 def _layering(study_name: str, study, gin_configs: Sequence[str],
               metrics: Sequence[str] | None) -> _Layering:
     """The run's fragments and the study's configs, checked.
@@ -297,7 +307,7 @@ def _layering(study_name: str, study, gin_configs: Sequence[str],
     Raises:
       StudyError: On an unknown metric name or a missing fragment.
     """
-    fragments = tuple(str(resolve_fragment(p)) for p in gin_configs)
+    fragments, digests = _resolved(gin_configs)
     fragment_bindings: dict = {}
     for path in fragments:
         fragment_bindings.update(_parse_bindings(Path(path).read_text()))
@@ -310,7 +320,7 @@ def _layering(study_name: str, study, gin_configs: Sequence[str],
                              f"(its metrics: {', '.join(sorted(known))})")
         eval_configs = [known[name] for name in sorted(set(metrics))]
     return _Layering(
-        fragments=fragments, digests=tuple(file_digest(p) for p in fragments),
+        fragments=fragments, digests=digests,
         fragment_bindings=fragment_bindings,
         postprocess_configs=tuple(config_ref(c)
                                   for c in sorted(study.get_postprocess_config_files())),
@@ -363,13 +373,15 @@ def _job_spec(study_name: str, model: StudyModel, layering: _Layering, steps: in
         metrics=layering.metrics)
 
 
-def with_fragments(spec: JobSpec, gin_configs: Sequence[str]) -> JobSpec:
-    """``spec`` with fragments layered on (a plugin study's job, say)."""
+def with_fragments(specs: Sequence[JobSpec], gin_configs: Sequence[str]) -> list[JobSpec]:
+    """``specs`` with fragments layered on (a plugin study's jobs, say).
+
+    The fragments are resolved and hashed once, for all the jobs.
+    """
     if not gin_configs:
-        return spec
-    paths = tuple(str(resolve_fragment(p)) for p in gin_configs)
-    return replace(spec, gin_configs=paths,
-                   gin_config_digests=tuple(file_digest(p) for p in paths))
+        return list(specs)
+    paths, digests = _resolved(gin_configs)
+    return [replace(spec, gin_configs=paths, gin_config_digests=digests) for spec in specs]
 
 
 def matches_where(spec: JobSpec, where: Sequence[Where]) -> bool:

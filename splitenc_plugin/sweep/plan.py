@@ -368,8 +368,8 @@ def _grid_specs(study: str, *, steps: int, datasets, models, encoders, sigmas, s
         if bad:
             raise SplitencUserError(f"{study} has models 0..{len(grid) - 1}, not {bad}")
         specs = [s for s in specs if s.model_num in set(model_nums)]
-    jobs = [with_fragments(make_job_spec(study, s.model_num, steps, override,
-                                         tuple(gin_bindings)), gin_configs) for s in specs]
+    jobs = with_fragments([make_job_spec(study, s.model_num, steps, override,
+                                         tuple(gin_bindings)) for s in specs], gin_configs)
     filters = parse_where(wheres)
     jobs = [spec for spec in jobs if matches_where(spec, filters)]
     if not jobs:
