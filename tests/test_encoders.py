@@ -400,8 +400,8 @@ def test_batched_equals_looped_with_same_weights(shared: int, grouped: bool,
     """Forward pass; grouped=False forces the per-branch conv fallback (no-oneDNN CPUs)."""
     if grouped and not enc._grouped_conv_supported():
         # TF's own CPU kernels refuse grouped convs fused with bias + relu.
-        pytest.skip("grouped conv2d needs oneDNN on CPU (TF_ENABLE_ONEDNN_OPTS=1; TF enables "
-                    "it by default only on CPUs with AVX-512)")
+        pytest.skip("grouped conv2d needs oneDNN on CPU, off in this process "
+                    "(TF_ENABLE_ONEDNN_OPTS=1 turns it on)")
     monkeypatch.setattr(enc, "_grouped_conv_supported", lambda: grouped)
     k, width = 3, 16
     with tf.Graph().as_default():

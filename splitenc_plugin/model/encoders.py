@@ -37,10 +37,10 @@ Grouped convolution on CPU: TF 2.15 runs ``tf.nn.conv2d`` with
 any CPU, but its *gradient* only with oneDNN; without oneDNN backprop fails
 with "Gradients for grouped convolutions are not supported on CPU", and
 grappler's conv + bias + relu fusion refuses the forward pass too ("Fused
-conv implementation does not support grouped convolutions"). TF 2.15 turns
-oneDNN on by default only on x86-64 CPUs with AVX-512 (or newer) features;
-elsewhere (an AVX2-only CPU, ``TF_ENABLE_ONEDNN_OPTS=0``, builds without it)
-it is off unless ``TF_ENABLE_ONEDNN_OPTS=1`` is set. We use
+conv implementation does not support grouped convolutions"). TF 2.15 does
+not turn oneDNN on by default on every x86-64 CPU: it was off on an AVX2-only
+AMD EPYC machine of this project (no AVX-512) until ``TF_ENABLE_ONEDNN_OPTS=1``
+was set; ``=0`` and builds without it turn it off anywhere. We use
 the single grouped op when oneDNN is on and otherwise fall back to one
 ``conv2d`` per branch on channel slices of the same batched variables. On a
 2-core CPU (batch 64, K=10, forward + backward of the whole encoder) the
