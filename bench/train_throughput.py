@@ -10,7 +10,13 @@ reports the median time per global step with the analytic FLOPs of a step
 * split / vanilla step time next to split / vanilla whole-model FLOPs, per
   model (target: time ratio <= FLOP ratio x 1.05);
 * vectorized / dlib input pipeline step time for the VAE with the vanilla
-  encoder (``input_pipeline.vectorized = True``; target: <= 1).
+  encoder (``input_pipeline.vectorized = True``; target: <= 1);
+* with ``--onednn``: every configuration with TF's oneDNN switched off and
+  on (``TF_ENABLE_ONEDNN_OPTS=0``/``1`` in the run's subprocess), on / off
+  step time per configuration. TF 2.15 does not turn oneDNN on by default on
+  every x86-64 CPU, and without it the split encoder's per-branch convs take
+  their fallback (:mod:`splitenc_plugin.model.encoders`); the ``oneDNN``
+  column says what each run's TF actually had.
 
 Step time excludes start-up: the compat layer's
 :func:`~splitenc_plugin.compat.instrument_estimator_train` (the same patch the
@@ -26,6 +32,7 @@ Usage (from the repository root)::
     .venv/bin/python -m bench.train_throughput                 # full: 500 steps x 3 rounds
     .venv/bin/python -m bench.train_throughput --steps 1000 --repeats 5
     .venv/bin/python -m bench.train_throughput --smoke         # a few steps, one process
+    .venv/bin/python -m bench.train_throughput --models factor_vae --no-pipeline --onednn
 """
 
 from __future__ import annotations
@@ -53,10 +60,18 @@ class Config:
     model: str
     encoder: str
     pipeline: str = "dlib"
+    # TF_ENABLE_ONEDNN_OPTS of the run: None leaves TF's default for this CPU.
+    onednn: bool | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.model}/{self.encoder}/{self.pipeline}"
+        switch = "" if self.onednn is None else f"/onednn={'on' if self.onednn else 'off'}"
+        return f"{self.model}/{self.encoder}/{self.pipeline}{switch}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The subprocess environment this configuration sets."""
+        return {} if self.onednn is None else {"TF_ENABLE_ONEDNN_OPTS": str(int(self.onednn))}
 
 
 def gin_files(config: Config) -> list[str]:
@@ -106,7 +121,19 @@ def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) ->
     per_step = per_iteration / flops.GLOBAL_STEPS_PER_ITERATION[config.model]
     cores = (cpu_times[-1] - cpu_times[warmup]) / (times[-1] - times[warmup])
     return {"config": dataclasses.asdict(config), "iterations": iterations,
-            "seconds_per_step": per_step, "cores_used": cores, "wall_seconds": wall}
+            "seconds_per_step": per_step, "cores_used": cores, "wall_seconds": wall,
+            "onednn_enabled": _onednn_enabled()}
+
+
+def _onednn_enabled() -> bool | None:
+    """Whether this process's TF runs oneDNN kernels (None: cannot tell)."""
+    try:
+        # Private, but what TF itself consults (honours TF_ENABLE_ONEDNN_OPTS).
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def worker(spec: str) -> None:
@@ -131,11 +158,16 @@ def run_worker(configs: Sequence[Config], steps: int, dataset: str,
     """Runs a fresh subprocess training ``configs`` in turn; returns their results.
 
     Args:
-      configs: Configurations to train, in turn, in the one subprocess.
+      configs: Configurations to train, in turn, in the one subprocess; they
+        must agree on :attr:`Config.env` (one process, one TF set-up).
       steps: Global steps per configuration.
       dataset: ``dataset.name``.
       env: Extra environment variables of the subprocess (e.g. TF threads).
     """
+    envs = {tuple(sorted(c.env.items())) for c in configs}
+    if len(envs) > 1:
+        raise ValueError(f"one subprocess cannot run configs of different set-ups: {envs}")
+    env = {**(env or {}), **dict(envs.pop())} if envs else env
     spec = json.dumps({"configs": [dataclasses.asdict(c) for c in configs], "steps": steps,
                        "dataset": dataset})
     code, out, err, _, _ = common.run_with_peak_rss(
@@ -146,37 +178,62 @@ def run_worker(configs: Sequence[Config], steps: int, dataset: str,
             if line.startswith(_RESULT_PREFIX)]
 
 
+def by_setup(configs: Sequence[Config]) -> list[list[Config]]:
+    """``configs`` grouped by :attr:`Config.env`, in order: one subprocess per group."""
+    groups: dict[tuple, list[Config]] = {}
+    for config in configs:
+        groups.setdefault(tuple(sorted(config.env.items())), []).append(config)
+    return list(groups.values())
+
+
 def build_configs(models: Sequence[str], encoders: Sequence[str],
-                  compare_pipelines: bool) -> list[Config]:
-    """Every model x encoder with dlib's pipeline, plus VAE/conv with the vectorized one."""
+                  compare_pipelines: bool, compare_onednn: bool = False) -> list[Config]:
+    """Every model x encoder with dlib's pipeline, plus VAE/conv with the vectorized one.
+
+    With ``compare_onednn``, each of those twice: oneDNN off, then on.
+    """
     configs = [Config(m, e) for m in models for e in encoders]
     if compare_pipelines:
         configs.append(Config(models[0], encoders[0], "vectorized"))
+    if compare_onednn:
+        configs = [dataclasses.replace(c, onednn=on) for c in configs for on in (False, True)]
     return configs
 
 
+def _onednn_label(states: Sequence[bool | None]) -> str:
+    """What the runs of one configuration had: on, off, unknown, or mixed."""
+    names = {True: "on", False: "off", None: "unknown"}
+    return "/".join(sorted({names[s] for s in states}))
+
+
 def report(configs: Sequence[Config], samples: dict[Config, list[float]],
-           batch_size: int = 64) -> tuple[str, dict]:
-    """The results table and the ratio table (Markdown) and a JSON payload."""
+           batch_size: int = 64,
+           onednn: dict[Config, list[bool | None]] | None = None) -> tuple[str, dict]:
+    """The results table and the ratio table (Markdown) and a JSON payload.
+
+    ``onednn``: per configuration, whether each run's TF had oneDNN on.
+    """
     rows, payload_rows = [], []
     med = {c: common.median(samples[c]) for c in configs}
     for c in configs:
         model_gflop, encoder_gflop = flops.step_gflops(c.model, c.encoder, batch_size)
         ms = med[c] * 1e3
-        rows.append([c.model, c.encoder, c.pipeline, model_gflop, encoder_gflop, ms,
+        had = _onednn_label((onednn or {}).get(c, [None]))
+        rows.append([c.model, c.encoder, c.pipeline, had, model_gflop, encoder_gflop, ms,
                      1e3 / ms, common.spread([s * 1e3 for s in samples[c]])])
-        payload_rows.append({**dataclasses.asdict(c), "model_gflop_per_step": model_gflop,
+        payload_rows.append({**dataclasses.asdict(c), "onednn_enabled": had,
+                             "model_gflop_per_step": model_gflop,
                              "encoder_gflop_per_step": encoder_gflop, "ms_per_step": ms,
                              "samples_ms": [s * 1e3 for s in samples[c]]})
     table = common.format_table(
-        ["model", "encoder", "pipeline", "GFLOP/step (model)", "GFLOP/step (encoder)",
+        ["model", "encoder", "pipeline", "oneDNN", "GFLOP/step (model)", "GFLOP/step (encoder)",
          "ms/step (median)", "steps/s", "ms/step range"], rows)
 
     ratio_rows, payload_ratios = [], []
     for vanilla in configs:
         if vanilla.encoder != "conv_encoder" or vanilla.pipeline != "dlib":
             continue
-        split = Config(vanilla.model, "split_conv_encoder", "dlib")
+        split = dataclasses.replace(vanilla, encoder="split_conv_encoder")
         if split not in med:
             continue
         time_ratio = med[split] / med[vanilla]
@@ -185,9 +242,10 @@ def report(configs: Sequence[Config], samples: dict[Config, list[float]],
         encoder_ratio = (flops.step_gflops(split.model, split.encoder)[1]
                          / flops.step_gflops(vanilla.model, vanilla.encoder)[1])
         met = "yes" if time_ratio <= model_ratio * 1.05 else "no"
-        ratio_rows.append([f"{vanilla.model}: split / vanilla", time_ratio, model_ratio,
+        switch = "" if vanilla.onednn is None else f" (oneDNN {'on' if vanilla.onednn else 'off'})"
+        ratio_rows.append([f"{vanilla.model}: split / vanilla{switch}", time_ratio, model_ratio,
                            encoder_ratio, f"<= {model_ratio * 1.05:.3f}: {met}"])
-        payload_ratios.append({"what": f"{vanilla.model} split/vanilla", "time": time_ratio,
+        payload_ratios.append({"what": f"{vanilla.model} split/vanilla{switch}", "time": time_ratio,
                                "model_flops": model_ratio, "encoder_flops": encoder_ratio})
     for fast in configs:
         if fast.pipeline != "vectorized":
@@ -198,6 +256,15 @@ def report(configs: Sequence[Config], samples: dict[Config, list[float]],
             ratio_rows.append([f"{fast.model}/{fast.encoder}: vectorized / dlib pipeline",
                                time_ratio, 1.0, 1.0, f"<= 1: {'yes' if time_ratio <= 1 else 'no'}"])
             payload_ratios.append({"what": f"{fast.model} vectorized/dlib", "time": time_ratio})
+    for on in configs:
+        if on.onednn is not True:
+            continue
+        off = dataclasses.replace(on, onednn=False)
+        if off in med:
+            time_ratio = med[on] / med[off]
+            ratio_rows.append([f"{on.model}/{on.encoder}/{on.pipeline}: oneDNN on / off",
+                               time_ratio, 1.0, 1.0, "none (measured)"])
+            payload_ratios.append({"what": f"{on.label} oneDNN on/off", "time": time_ratio})
     ratios = common.format_table(
         ["comparison", "step-time ratio", "FLOP ratio (whole model)", "FLOP ratio (encoder)",
          "target"], ratio_rows)
@@ -214,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--encoders", default=",".join(ENCODERS))
     parser.add_argument("--no-pipeline", action="store_true",
                         help="skip the vectorized-pipeline configuration")
+    parser.add_argument("--onednn", action="store_true",
+                        help="run every configuration with TF's oneDNN off and on "
+                             "(TF_ENABLE_ONEDNN_OPTS=0/1) and report on / off")
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker)
@@ -221,11 +291,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     models = args.models.split(",")
     if args.smoke and args.models == parser.get_default("models"):
         models = models[:1]  # the smoke run checks the table, not every model
-    configs = build_configs(models, args.encoders.split(","), not args.no_pipeline)
+    configs = build_configs(models, args.encoders.split(","), not args.no_pipeline,
+                            args.onednn)
+    onednn: dict[Config, list[bool | None]] = {c: [] for c in configs}
     if args.smoke:
         steps, dataset, repeats = 10, "dummy_data", 1
-        results = run_worker(configs, steps, dataset)
+        results = [r for group in by_setup(configs) for r in run_worker(group, steps, dataset)]
         samples = {Config(**r["config"]): [r["seconds_per_step"]] for r in results}
+        for r in results:
+            onednn[Config(**r["config"])].append(r["onednn_enabled"])
     else:
         steps, dataset, repeats = args.steps, args.dataset, args.repeats or 3
         print(f"# {len(configs)} configurations x {repeats} rounds, {steps} steps each, "
@@ -233,12 +307,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         def measure(config: Config) -> float:
             (result,) = run_worker([config], steps, dataset)
+            onednn[config].append(result["onednn_enabled"])
             print(f"#   {config.label}: {result['seconds_per_step'] * 1e3:.1f} ms/step "
                   f"(run {result['wall_seconds']:.0f} s)", file=sys.stderr, flush=True)
             return result["seconds_per_step"]
 
         samples = common.interleaved(configs, repeats, measure)
-    text, payload = report(configs, samples)
+    text, payload = report(configs, samples, onednn=onednn)
     print(f"Training throughput: dataset {dataset}, batch 64, {steps} global steps per run, "
           f"median of {repeats} interleaved run(s)\n")
     print(text)

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, assert_ok
 
 
@@ -62,7 +63,7 @@ def test_train_throughput_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("train_throughput", tmp_path)
     tables = _tables(stdout)
     assert len(tables) == 2, stdout
-    _check_table(tables[0], ["model", "encoder", "pipeline", "GFLOP/step (model)",
+    _check_table(tables[0], ["model", "encoder", "pipeline", "oneDNN", "GFLOP/step (model)",
                              "GFLOP/step (encoder)", "ms/step (median)", "steps/s",
                              "ms/step range"], 3,
                  ["GFLOP/step (model)", "GFLOP/step (encoder)", "ms/step (median)", "steps/s"])
@@ -71,6 +72,35 @@ def test_train_throughput_smoke(tmp_path) -> None:
                  ["step-time ratio", "FLOP ratio (whole model)"])
     assert {(r["encoder"], r["pipeline"]) for r in payload["rows"]} == {
         ("conv_encoder", "dlib"), ("split_conv_encoder", "dlib"), ("conv_encoder", "vectorized")}
+    # What each run's TF had, read inside the run: one answer for one machine.
+    assert len({r["onednn_enabled"] for r in payload["rows"]}) == 1
+    assert payload["rows"][0]["onednn_enabled"] in {"on", "off"}
+
+
+def test_train_throughput_onednn_axis_pairs_off_and_on_runs() -> None:
+    from bench.train_throughput import Config, build_configs, by_setup, report
+
+    configs = build_configs(["factor_vae"], ["conv_encoder", "split_conv_encoder"],
+                            compare_pipelines=False, compare_onednn=True)
+    assert [(c.encoder, c.onednn) for c in configs] == [
+        ("conv_encoder", False), ("conv_encoder", True),
+        ("split_conv_encoder", False), ("split_conv_encoder", True)]
+    # One subprocess per TF set-up: the switch is read once, at TF's start.
+    assert [[c.env for c in group] for group in by_setup(configs)] == [
+        [{"TF_ENABLE_ONEDNN_OPTS": "0"}] * 2, [{"TF_ENABLE_ONEDNN_OPTS": "1"}] * 2]
+    seconds = {("conv_encoder", False): 0.08, ("conv_encoder", True): 0.06,
+               ("split_conv_encoder", False): 0.12, ("split_conv_encoder", True): 0.066}
+    samples = {c: [seconds[c.encoder, c.onednn]] for c in configs}
+    _, payload = report(configs, samples,
+                        onednn={c: [c.onednn] for c in configs})
+    ratios = {r["what"]: r["time"] for r in payload["ratios"]}
+    assert ratios == pytest.approx({
+        "factor_vae split/vanilla (oneDNN off)": 0.12 / 0.08,
+        "factor_vae split/vanilla (oneDNN on)": 0.066 / 0.06,
+        "factor_vae/conv_encoder/dlib/onednn=on oneDNN on/off": 0.06 / 0.08,
+        "factor_vae/split_conv_encoder/dlib/onednn=on oneDNN on/off": 0.066 / 0.12})
+    assert {r["onednn_enabled"] for r in payload["rows"]} == {"on", "off"}
+    assert Config("vae", "conv_encoder").env == {}  # TF's own default
 
 
 def test_split_encoder_smoke(tmp_path) -> None:
