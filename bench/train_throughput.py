@@ -47,6 +47,7 @@ from collections.abc import Sequence
 
 from bench import common, flops
 from splitenc_plugin.compat import instrument_estimator_train
+from splitenc_plugin.compat.runtime import onednn_enabled
 
 MODELS = ("vae", "factor_vae", "beta_tc_vae")
 ENCODERS = ("conv_encoder", "split_conv_encoder")
@@ -122,18 +123,7 @@ def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) ->
     cores = (cpu_times[-1] - cpu_times[warmup]) / (times[-1] - times[warmup])
     return {"config": dataclasses.asdict(config), "iterations": iterations,
             "seconds_per_step": per_step, "cores_used": cores, "wall_seconds": wall,
-            "onednn_enabled": _onednn_enabled()}
-
-
-def _onednn_enabled() -> bool | None:
-    """Whether this process's TF runs oneDNN kernels (None: cannot tell)."""
-    try:
-        # Private, but what TF itself consults (honours TF_ENABLE_ONEDNN_OPTS).
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return None
+            "onednn_enabled": onednn_enabled()}
 
 
 def worker(spec: str) -> None:

@@ -170,3 +170,11 @@ def test_user_errors_print_one_line_before_any_graph_is_built(tmp_path) -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert proc.returncode != 0 and len(errors) == 1 and "correlated_noise.sigma" in errors[0]
     assert "Path not found" not in proc.stderr  # our includes resolve quietly
+
+
+def test_onednn_state_follows_tf_enable_onednn_opts() -> None:
+    # TF's own switch decides, read by a fresh TF at start-up (x86-64 builds have oneDNN).
+    probe = ("from splitenc_plugin.compat.runtime import onednn_enabled\n"
+             "out = {'onednn': onednn_enabled()}")
+    assert _probe(probe, env={"TF_ENABLE_ONEDNN_OPTS": "1"}) == {"onednn": True}
+    assert _probe(probe, env={"TF_ENABLE_ONEDNN_OPTS": "0"}) == {"onednn": False}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN_DIR, assert_ok, run_script
+from conftest import BIN_DIR, assert_ok, run_python, run_script
 
 from splitenc_plugin.results.aggregate import aggregate, load_results
 from splitenc_plugin.sweep.cli import build_parser
@@ -61,6 +61,15 @@ def _hashes(directory: Path) -> dict[str, tuple[str, int]]:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+def _probe_onednn() -> bool:
+    """Whether a fresh TF process of this environment runs oneDNN kernels."""
+    proc = run_python("import json, tensorflow as tf\n"
+                      "from tensorflow.python.util import _pywrap_util_port as port\n"
+                      "print(json.dumps(bool(port.IsMklEnabled())))")
+    assert_ok(proc)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
@@ -72,6 +81,7 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
     assert_ok(proc)
     assert f"Dask scheduler {cluster.scheduler_address}" in proc.stdout
     assert "2 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
+    onednn = _probe_onednn()
     for num in (0, 1):
         job = tmp_path / STUDY / str(num)
         done = json.loads((job / "done.json").read_text())
@@ -79,6 +89,7 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
         assert done["spec"]["seed"] == num and done["spec"]["dataset"] == "dummy_data"
         assert done["thread_env"] == {"TF_NUM_INTRAOP_THREADS": "1",
                                       "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        assert done["onednn"] is onednn  # what TF ran, as a fresh process of this env says
         # Pruned: no checkpoints or TF-Hub modules; everything the aggregator reads stays.
         assert sorted(done["pruned"]) == sorted(["model/tf_checkpoint", "model/tfhub",
                                                  "postprocessed/mean/tfhub",

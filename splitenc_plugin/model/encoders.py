@@ -378,13 +378,10 @@ def encoder_flops(kind: str, num_latent: int,
 # ---------------------------------------------------------------------------
 def _grouped_conv_supported() -> bool:
     """Whether this TF can backprop through a grouped conv2d on CPU (needs oneDNN)."""
-    try:
-        # Private, but the only runtime switch: honours TF_ENABLE_ONEDNN_OPTS.
-        from tensorflow.python.util import _pywrap_util_port
+    from splitenc_plugin.compat.runtime import onednn_enabled
 
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except (ImportError, AttributeError):
-        return False  # the fallback is correct everywhere, only slower
+    # Unknown: the fallback, which is correct everywhere, only slower.
+    return bool(onednn_enabled())
 
 
 def _glorot_uniform(fan_in: int, fan_out: int):

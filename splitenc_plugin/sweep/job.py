@@ -61,6 +61,7 @@ from pathlib import Path
 
 from splitenc_plugin._io import write_json_atomic
 from splitenc_plugin.compat import deterministic_mode, instrument_estimator_train
+from splitenc_plugin.compat.runtime import onednn_enabled
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.studies.grid import (
     JobSpec,
@@ -479,6 +480,8 @@ def run(job_dir: str | os.PathLike) -> dict:
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV},
         # Deterministic mode (SPLITENC_DETERMINISTIC, splitenc_reproduce --deterministic).
         "deterministic": deterministic_mode(),
+        # Whether TF ran oneDNN kernels: not on every CPU by default, and other kernels.
+        "onednn": onednn_enabled(),
         "splitenc_version": __version__,
         "results": [str(p.relative_to(job_dir)) for p in result_files(job_dir, spec)],
     }
