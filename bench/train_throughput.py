@@ -52,6 +52,8 @@ from splitenc_plugin.compat.runtime import onednn_enabled
 MODELS = ("vae", "factor_vae", "beta_tc_vae")
 ENCODERS = ("conv_encoder", "split_conv_encoder")
 _RESULT_PREFIX = "RESULT "
+# How a run's oneDNN state reads in labels and tables (None: TF's default / unknown).
+_ONEDNN_NAMES = {True: "on", False: "off", None: "unknown"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +68,18 @@ class Config:
 
     @property
     def label(self) -> str:
-        switch = "" if self.onednn is None else f"/onednn={'on' if self.onednn else 'off'}"
+        switch = "" if self.onednn is None else f"/onednn={_ONEDNN_NAMES[self.onednn]}"
         return f"{self.model}/{self.encoder}/{self.pipeline}{switch}"
 
     @property
     def env(self) -> dict[str, str]:
         """The subprocess environment this configuration sets."""
         return {} if self.onednn is None else {"TF_ENABLE_ONEDNN_OPTS": str(int(self.onednn))}
+
+    @property
+    def setup(self) -> tuple[tuple[str, str], ...]:
+        """What one subprocess must share: :attr:`env`, hashable."""
+        return tuple(sorted(self.env.items()))
 
 
 def gin_files(config: Config) -> list[str]:
@@ -154,10 +161,10 @@ def run_worker(configs: Sequence[Config], steps: int, dataset: str,
       dataset: ``dataset.name``.
       env: Extra environment variables of the subprocess (e.g. TF threads).
     """
-    envs = {tuple(sorted(c.env.items())) for c in configs}
-    if len(envs) > 1:
-        raise ValueError(f"one subprocess cannot run configs of different set-ups: {envs}")
-    env = {**(env or {}), **dict(envs.pop())} if envs else env
+    setups = {c.setup for c in configs}
+    if len(setups) > 1:
+        raise ValueError(f"one subprocess cannot run configs of different set-ups: {setups}")
+    env = {**(env or {}), **dict(setups.pop())} if setups else env
     spec = json.dumps({"configs": [dataclasses.asdict(c) for c in configs], "steps": steps,
                        "dataset": dataset})
     code, out, err, _, _ = common.run_with_peak_rss(
@@ -172,7 +179,7 @@ def by_setup(configs: Sequence[Config]) -> list[list[Config]]:
     """``configs`` grouped by :attr:`Config.env`, in order: one subprocess per group."""
     groups: dict[tuple, list[Config]] = {}
     for config in configs:
-        groups.setdefault(tuple(sorted(config.env.items())), []).append(config)
+        groups.setdefault(config.setup, []).append(config)
     return list(groups.values())
 
 
@@ -192,8 +199,7 @@ def build_configs(models: Sequence[str], encoders: Sequence[str],
 
 def _onednn_label(states: Sequence[bool | None]) -> str:
     """What the runs of one configuration had: on, off, unknown, or mixed."""
-    names = {True: "on", False: "off", None: "unknown"}
-    return "/".join(sorted({names[s] for s in states}))
+    return "/".join(sorted({_ONEDNN_NAMES[s] for s in states}))
 
 
 def report(configs: Sequence[Config], samples: dict[Config, list[float]],
@@ -232,7 +238,7 @@ def report(configs: Sequence[Config], samples: dict[Config, list[float]],
         encoder_ratio = (flops.step_gflops(split.model, split.encoder)[1]
                          / flops.step_gflops(vanilla.model, vanilla.encoder)[1])
         met = "yes" if time_ratio <= model_ratio * 1.05 else "no"
-        switch = "" if vanilla.onednn is None else f" (oneDNN {'on' if vanilla.onednn else 'off'})"
+        switch = "" if vanilla.onednn is None else f" (oneDNN {_ONEDNN_NAMES[vanilla.onednn]})"
         ratio_rows.append([f"{vanilla.model}: split / vanilla{switch}", time_ratio, model_ratio,
                            encoder_ratio, f"<= {model_ratio * 1.05:.3f}: {met}"])
         payload_ratios.append({"what": f"{vanilla.model} split/vanilla{switch}", "time": time_ratio,
