@@ -61,11 +61,11 @@ def _hashes(directory: Path) -> dict[str, tuple[str, int]]:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def _probe_onednn() -> bool:
-    """Whether a fresh TF process of this environment runs oneDNN kernels."""
+def _probe_onednn(env: dict | None = None) -> bool:
+    """Whether a fresh TF process of this environment (plus ENV) runs oneDNN kernels."""
     proc = run_python("import json, tensorflow as tf\n"
                       "from tensorflow.python.util import _pywrap_util_port as port\n"
-                      "print(json.dumps(bool(port.IsMklEnabled())))")
+                      "print(json.dumps(bool(port.IsMklEnabled())))", env=env)
     assert_ok(proc)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -90,6 +90,7 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
         assert done["thread_env"] == {"TF_NUM_INTRAOP_THREADS": "1",
                                       "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
         assert done["onednn"] is onednn  # what TF ran, as a fresh process of this env says
+        assert done["onednn_by_attempt"] == [onednn]
         # Pruned: no checkpoints or TF-Hub modules; everything the aggregator reads stays.
         assert sorted(done["pruned"]) == sorted(["model/tf_checkpoint", "model/tfhub",
                                                  "postprocessed/mean/tfhub",
@@ -309,9 +310,11 @@ def _train_step(job: Path) -> int:
 
 def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     # beta-TCVAE (model 20): one optimizer, so one global step per training step.
-    # A finished 4-step job provides a real checkpoint at global step 4 ...
+    # A finished 4-step job provides a real checkpoint at global step 4 and the
+    # record of the attempt that wrote it (oneDNN off) ...
     btc = ("--models", "beta_tc_vae", "--seeds", "0", "--encoders", "conv_encoder")
-    assert_ok(_reproduce(tmp_path / "a", *btc, "--steps", "4"))
+    off, on = {"TF_ENABLE_ONEDNN_OPTS": "0"}, {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert_ok(_reproduce(tmp_path / "a", *btc, "--steps", "4", env=off))
     source = tmp_path / "a" / STUDY / "20"
     assert _train_step(source) == 4  # max_steps on a fresh estimator == dlib's steps
     # ... which becomes the state of an interrupted 8-step job of the same model.
@@ -321,6 +324,7 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     job.job_dir.mkdir(parents=True)
     write_json_atomic(job.job_dir / "job.json", {"spec": job.spec.to_dict(), "options": {}})
     shutil.copytree(source / "model" / "tf_checkpoint", job.job_dir / "model" / "tf_checkpoint")
+    shutil.copy(source / "resumes.json", job.job_dir / "resumes.json")
     stale = job.job_dir / "postprocessed" / "mean" / "half-written"
     stale.parent.mkdir(parents=True)
     stale.write_text("from the interrupted attempt")
@@ -334,12 +338,14 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     assert ahead.state(job.key).status is JobStatus.RESUMABLE
     assert ahead.state(job.key).resume_step == 4 and list(ahead.queue) == [job]
     assert ahead.state(f"{STUDY}/0").status is JobStatus.LATER
-    proc = _reproduce(tmp_path / "b", *btc, "--steps", "8")
+    proc = _reproduce(tmp_path / "b", *btc, "--steps", "8", env=on)  # resumed with oneDNN on
     assert_ok(proc)
     assert "1 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
     assert f"finished: {STUDY}/20" in proc.stderr and "resumed from step 4" in proc.stderr
     done = json.loads((job.job_dir / "done.json").read_text())
     assert done["resumed_from_steps"] == [4] and done["identity"]["steps"] == 8
+    # Each attempt's kernels, as fresh TF processes of those environments say.
+    assert done["onednn_by_attempt"] == [_probe_onednn(off), _probe_onednn(on)]
     assert _train_step(job.job_dir) == 8 and not stale.exists()
     assert not (job.job_dir / "resume_checkpoint").exists()
     # The log is appended to, for humans.

@@ -37,7 +37,9 @@ clears its other outputs and lets dlib's ``train`` run again with
 step count (a fresh job trains exactly as with ``steps``). A resumed model is
 not bit-identical to an uninterrupted one: the input pipeline and TF's random
 ops restart from their seeds. ``resumes.json`` and ``done.json`` record the
-steps it resumed from. Postprocessing and evaluation always run from scratch.
+steps it resumed from, and each attempt's oneDNN state (``onednn_by_attempt``:
+kernels may differ between attempts run under other settings or CPUs).
+Postprocessing and evaluation always run from scratch.
 
 When everything succeeded (and, with ``prune_heavy``, the checkpoints and
 TF-Hub modules were deleted), the completion marker ``JOB_DIR/done.json`` is
@@ -272,12 +274,33 @@ def _prepare_resume(job_dir: Path) -> int | None:
     return stash_step
 
 
-def _read_resumes(job_dir: Path) -> list[dict]:
+def _read_attempts(job_dir: Path) -> dict:
+    """``resumes.json``: ``{"first_attempt": record | None, "resumes": [record, ...]}``.
+
+    A record says when an attempt started and what it ran under
+    (:func:`_attempt_record`); a resume's also says the step it resumed from.
+    Files written before first-attempt records existed have none.
+    """
     try:
         with open(job_dir / RESUMES_FILE) as f:
-            return list(json.load(f)["resumes"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
+            record = json.load(f)
+        return {"first_attempt": record.get("first_attempt"),
+                "resumes": list(record["resumes"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {"first_attempt": None, "resumes": []}
+
+
+def _attempt_record() -> dict:
+    """When this attempt started, and what it ran under that may differ between attempts."""
+    return {"at": datetime.now(UTC).isoformat(timespec="seconds"),
+            # Whether TF ran oneDNN kernels: not on every CPU by default, and other kernels.
+            "onednn": onednn_enabled()}
+
+
+def _onednn_by_attempt(attempts: dict) -> list[bool | None]:
+    """Each attempt's oneDNN state, oldest first (None: not recorded)."""
+    first = attempts["first_attempt"] or {}
+    return [first.get("onednn"), *(r.get("onednn") for r in attempts["resumes"])]
 
 
 def _log(message: str) -> None:
@@ -371,12 +394,14 @@ def run(job_dir: str | os.PathLike) -> dict:
     spec = JobSpec.from_dict(job["spec"])
     _check_fragments(spec)
     data = _check_data(job_dir, spec.dataset)
-    resumes = _read_resumes(job_dir)
+    attempts = _read_attempts(job_dir)
+    resumes = attempts["resumes"]
     resume_step = _prepare_resume(job_dir)
-    if resume_step is not None:
-        resumes.append({"step": resume_step,
-                        "at": datetime.now(UTC).isoformat(timespec="seconds")})
-        write_json_atomic(job_dir / RESUMES_FILE, {"resumes": resumes})
+    if resume_step is None:
+        attempts["first_attempt"] = _attempt_record()  # training starts from scratch
+    else:
+        resumes.append({"step": resume_step, **_attempt_record()})
+    write_json_atomic(job_dir / RESUMES_FILE, attempts)
     progress = ProgressWriter(job_dir, spec.steps, attempt=len(resumes) + 1, step=resume_step)
 
     def resume_into(model_dir: str) -> None:
@@ -480,8 +505,9 @@ def run(job_dir: str | os.PathLike) -> dict:
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV},
         # Deterministic mode (SPLITENC_DETERMINISTIC, splitenc_reproduce --deterministic).
         "deterministic": deterministic_mode(),
-        # Whether TF ran oneDNN kernels: not on every CPU by default, and other kernels.
+        # Whether TF ran oneDNN kernels (this attempt; every attempt's below).
         "onednn": onednn_enabled(),
+        "onednn_by_attempt": _onednn_by_attempt(attempts),
         "splitenc_version": __version__,
         "results": [str(p.relative_to(job_dir)) for p in result_files(job_dir, spec)],
     }
