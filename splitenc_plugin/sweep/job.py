@@ -488,6 +488,7 @@ def run(job_dir: str | os.PathLike) -> dict:
 
     from splitenc_plugin import __version__
 
+    onednn_by_attempt = _onednn_by_attempt(attempts)
     done = {
         "identity": spec.identity(),
         "spec": spec.to_dict(),
@@ -505,9 +506,9 @@ def run(job_dir: str | os.PathLike) -> dict:
         "thread_env": {name: os.environ.get(name) for name in THREAD_ENV},
         # Deterministic mode (SPLITENC_DETERMINISTIC, splitenc_reproduce --deterministic).
         "deterministic": deterministic_mode(),
-        # Whether TF ran oneDNN kernels (this attempt; every attempt's below).
-        "onednn": onednn_enabled(),
-        "onednn_by_attempt": _onednn_by_attempt(attempts),
+        # Whether TF ran oneDNN kernels: this attempt (the last record), and every attempt.
+        "onednn": onednn_by_attempt[-1],
+        "onednn_by_attempt": onednn_by_attempt,
         "splitenc_version": __version__,
         "results": [str(p.relative_to(job_dir)) for p in result_files(job_dir, spec)],
     }
