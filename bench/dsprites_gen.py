@@ -2,10 +2,10 @@
 
 Runs :func:`splitenc_plugin.data.dsprites.generate_dsprites` (the full
 737,280-image file, or a small subset with ``--smoke``) in a fresh subprocess
-per repetition and reads that child's own peak resident set size from
-``os.wait4``. A baseline child that only imports the same modules is measured
-in the same interleaved rounds, so the generation's own time and memory are
-the difference.
+per repetition (:mod:`bench.dsprites_gen_child`) and reads that child's own
+peak resident set size from ``os.wait4``. A baseline child that only imports
+the same modules is measured in the same interleaved rounds, so the
+generation's own time and memory are the difference.
 
 Usage (from the repository root)::
 
@@ -15,6 +15,7 @@ Usage (from the repository root)::
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -24,22 +25,17 @@ from bench import common
 SMOKE_SUBSET = {"scale": [0, 5], "orientation": [0, 10], "posX": [0, 10, 20, 31],
                 "posY": [0, 10, 20, 31]}
 
-_GENERATE = """
-import sys, time
-from splitenc_plugin.data import dsprites
-subset = {subset!r}
-start = time.perf_counter()
-if {generate!r}:
-    dsprites.generate_dsprites(sys.argv[1], subset=subset)
-print("SECONDS", time.perf_counter() - start)
-"""
-
 
 def run_once(generate: bool, subset: dict | None) -> tuple[float, float, float]:
-    """One child: (in-child seconds, child wall seconds, peak RSS MB)."""
+    """One child: (in-child seconds, child wall seconds, peak RSS MB).
+
+    The child is :mod:`bench.dsprites_gen_child`: it imports the generator,
+    then times ``generate_dsprites`` (nothing, if not ``generate``).
+    """
+    spec = json.dumps({"generate": generate, "subset": subset})
     with tempfile.TemporaryDirectory(prefix="bench_dsprites_") as tmp:
         code, out, err, wall, rss = common.run_with_peak_rss(
-            [common.python(), "-c", _GENERATE.format(subset=subset, generate=generate), tmp])
+            [common.python(), "-m", "bench.dsprites_gen_child", "--worker", spec, tmp])
     common.check_ok(code, out, err, "dSprites generation")
     seconds = float(next(line.split()[1] for line in out.splitlines()
                          if line.startswith("SECONDS")))

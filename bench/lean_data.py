@@ -8,8 +8,9 @@ Variants (one fresh process each, interleaved over ``--repeats`` rounds):
 * ``lean``: lean loaders, the packed dSprites cache already on disk (every
   later job).
 
-Measured per process: peak RSS (``os.wait4``, the child's own maximum),
-start-up = launch -> end of the first training step (a session hook on dlib's
+Measured per process (:mod:`bench.lean_data_child`, which imports only what
+its job needs): peak RSS (``os.wait4``, the child's own maximum), start-up =
+launch -> end of the first training step (a session hook on dlib's
 estimator), and the wall time of the whole job. Jobs:
 
 1. **dSprites training**: dlib's ``train_with_gin`` with the shipped
@@ -49,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import common
+from bench import common, lean_data_child
 from splitenc_plugin.data import dsprites, registry
 from splitenc_plugin.data import shapes3d as shapes3d_data
 from splitenc_plugin.studies.grid import dlib_config_path
@@ -61,55 +62,17 @@ SWEEP = {4800: (1, 1, 10, 8, 4, 15), 9600: (1, 2, 10, 8, 4, 15),
          480000: (10, 10, 10, 8, 4, 15)}
 SMOKE_DSPRITES = {"shape": [0, 2], "scale": [1, 4], "orientation": [0, 9],
                   "posX": [0, 5, 31], "posY": [2, 29]}
-_RESULT = "RESULT "
-
-# The child: dlib's own train/evaluate with a first-step timestamp. Reduced
-# files (smoke, Shapes3D blocks) skip the completeness check, and Shapes3D
-# blocks draw their factors inside the block (the bench's only adjustment).
-_CHILD = """
-import json, os, sys, time
-launch = float(sys.argv[1]); job = json.loads(sys.argv[2])
-import numpy as np
-from disentanglement_lib.data.ground_truth import named_data, util
-from splitenc_plugin.data import registry
-if job.get("reduced"):
-    registry.require_dataset = lambda *args, **kwargs: None
-block = job.get("block")
-if block:
-    original = named_data.get_named_ground_truth_data
-    def get_named_ground_truth_data(*args, **kwargs):
-        data = original(*args, **kwargs)
-        data.state_space = util.SplitDiscreteStateSpace(block, list(range(6)))
-        return data
-    named_data.get_named_ground_truth_data = get_named_ground_truth_data
-from splitenc_plugin.compat import instrument_estimator_train
-first = []
-instrument_estimator_train(on_step=lambda step: first or first.append(time.time()))
-result = {}
-if job["kind"] == "train":
-    from disentanglement_lib.methods.unsupervised import train
-    train.train_with_gin(job["model_dir"], overwrite=True, gin_config_files=[job["gin"]],
-                         gin_bindings=job["bindings"])
-    result["first_step_s"] = first[0] - launch
-else:
-    from disentanglement_lib.evaluation import evaluate
-    evaluate.evaluate_with_gin(job["model_dir"], job["output_dir"], overwrite=True,
-                               gin_config_files=[job["gin"]], gin_bindings=job["bindings"])
-    path = os.path.join(job["output_dir"], "results", "json", "evaluation_results.json")
-    with open(path) as f:
-        metrics = json.load(f)
-    result["mig"] = metrics.get("discrete_mig")
-    result["dlib_elapsed_s"] = metrics.get("elapsed_time")
-with open("/proc/self/status") as f:
-    status = dict(line.split(":", 1) for line in f)
-result["rss_file_mb_at_end"] = int(status.get("RssFile", "0 kB").split()[0]) / 1024
-result["rss_anon_mb_at_end"] = int(status.get("RssAnon", "0 kB").split()[0]) / 1024
-print("RESULT " + json.dumps(result), flush=True)
-"""
 
 
 def run_child(job: dict, variant: str, data_root: Path, cache: Path) -> dict:
-    """Runs one job in a fresh process under ``variant``; returns its measurements."""
+    """Runs one job in a fresh process under ``variant``; returns its measurements.
+
+    The process is :mod:`bench.lean_data_child` (``--job``): dlib's own
+    train/evaluate with a first-step timestamp, timed from ``launch`` here.
+    Reduced files (smoke, Shapes3D blocks) skip the completeness check, and
+    Shapes3D blocks draw their factors inside the block (the bench's only
+    adjustment).
+    """
     if variant == "lean (cold)":
         shutil.rmtree(cache, ignore_errors=True)
     env = common.subprocess_env({
@@ -118,10 +81,11 @@ def run_child(job: dict, variant: str, data_root: Path, cache: Path) -> dict:
         "SPLITENC_DATA_CACHE": str(cache)})
     launch = time.time()
     code, out, err, wall, rss = common.run_with_peak_rss(
-        [common.python(), "-c", _CHILD, repr(launch), json.dumps(job)], env=env)
+        [common.python(), "-m", "bench.lean_data_child", "--job", repr(launch), json.dumps(job)],
+        env=env)
     common.check_ok(code, out, err, f"{job['kind']} ({variant})")
-    line = next(x for x in out.splitlines() if x.startswith(_RESULT))
-    result = json.loads(line[len(_RESULT):])
+    line = next(x for x in out.splitlines() if x.startswith(lean_data_child.RESULT_PREFIX))
+    result = json.loads(line[len(lean_data_child.RESULT_PREFIX):])
     result.update(wall_s=wall, peak_rss_mb=rss)
     print(f"#   {job['kind']} {job.get('label', '')} {variant}: peak {rss:.0f} MB, "
           f"wall {wall:.1f} s, first step {result.get('first_step_s', float('nan')):.1f} s",
@@ -176,23 +140,14 @@ def bench_dsprites(root: Path, work: Path, steps: int, repeats: int,
     return {"train": train_raw, "mig": mig_raw}
 
 
-_POSTPROCESS = """
-import sys
-from splitenc_plugin.data import registry
-if sys.argv[4] == "1":
-    registry.require_dataset = lambda *args, **kwargs: None
-from disentanglement_lib.postprocessing import postprocess
-postprocess.postprocess_with_gin(sys.argv[1], sys.argv[2], gin_config_files=[sys.argv[3]])
-"""
-
-
 def _postprocess(model: Path, root: Path, cache: Path, reduced: bool) -> None:
     mean_gin = dlib_config_path("unsupervised_study_v1", "postprocess_configs", "mean.gin")
     env = common.subprocess_env({"DISENTANGLEMENT_LIB_DATA": str(root),
                                  "SPLITENC_DATA_CACHE": str(cache)})
+    spec = json.dumps({"model_dir": str(model), "output_dir": str(model / "mean"),
+                       "gin": mean_gin, "reduced": reduced})
     code, out, err, _, _ = common.run_with_peak_rss(
-        [common.python(), "-c", _POSTPROCESS, str(model), str(model / "mean"), mean_gin,
-         "1" if reduced else "0"], env=env)
+        [common.python(), "-m", "bench.lean_data_child", "--postprocess", spec], env=env)
     common.check_ok(code, out, err, "postprocessing the MIG model")
 
 

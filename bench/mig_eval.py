@@ -43,43 +43,57 @@ def run_script(name: str, *args: str) -> tuple[float, float]:
     return wall, rss
 
 
-_PREPARE = """
-import sys
-import disentanglement_lib
-from disentanglement_lib.methods.unsupervised import train
-from disentanglement_lib.postprocessing import postprocess
-root, dataset, steps, mean_gin = sys.argv[1:5]
-for encoder, config in zip(sys.argv[5::2], sys.argv[6::2]):
-    model_dir = f"{root}/{encoder}"
-    train.train_with_gin(model_dir, gin_config_files=[config], gin_bindings=[
-        f"model.training_steps = {steps}", "model.eval_steps = 1",
-        f"dataset.name = '{dataset}'"])
-    postprocess.postprocess_with_gin(model_dir, f"{model_dir}/mean", gin_config_files=[mean_gin])
-"""
+def prepare_worker(spec: str) -> None:
+    """Entry point of :func:`prepare`'s subprocess: trains and postprocesses each model.
+
+    Args:
+      spec: JSON: ``root`` (models go to ``root/<encoder>``), ``dataset``,
+        ``steps``, ``mean_gin`` (dlib's ``mean.gin``) and ``configs``
+        (encoder -> its shipped gin config).
+    """
+    from disentanglement_lib.methods.unsupervised import train
+    from disentanglement_lib.postprocessing import postprocess
+
+    job = json.loads(spec)
+    root, dataset, steps = job["root"], job["dataset"], job["steps"]
+    for encoder, config in job["configs"].items():
+        model_dir = f"{root}/{encoder}"
+        train.train_with_gin(model_dir, gin_config_files=[config], gin_bindings=[
+            f"model.training_steps = {steps}", "model.eval_steps = 1",
+            f"dataset.name = '{dataset}'"])
+        postprocess.postprocess_with_gin(model_dir, f"{model_dir}/mean",
+                                         gin_config_files=[job["mean_gin"]])
 
 
 def prepare(root: Path, dataset: str, steps: int) -> dict[str, Path]:
     """Trains and postprocesses (mean representation) one model per encoder, in one process.
 
     dlib's ``train_with_gin`` / ``postprocess_with_gin`` (what ``dlib_train`` and
-    ``dlib_postprocess`` run); not timed.
+    ``dlib_postprocess`` run), in a subprocess running :func:`prepare_worker`;
+    not timed.
 
     Returns:
       Encoder -> its representation directory.
     """
     mean_gin = dlib_config_path("unsupervised_study_v1", "postprocess_configs", "mean.gin")
-    pairs = [x for e in ENCODERS for x in (e, common.shipped_config("vae", e))]
+    spec = json.dumps({"root": str(root), "dataset": dataset, "steps": steps,
+                       "mean_gin": mean_gin,
+                       "configs": {e: common.shipped_config("vae", e) for e in ENCODERS}})
     code, out, err, _, _ = common.run_with_peak_rss(
-        [common.python(), "-c", _PREPARE, str(root), dataset, str(steps), mean_gin, *pairs])
+        [common.python(), "-m", "bench.mig_eval", "--worker", spec])
     common.check_ok(code, out, err, "training and postprocessing the models")
     return {e: root / e / "mean" for e in ENCODERS}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = common.base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", help=None)
     parser.add_argument("--dataset", default="dsprites_full")
     parser.add_argument("--train-steps", type=int, default=100)
     args = parser.parse_args(argv)
+    if args.worker:
+        prepare_worker(args.worker)
+        return
     if args.smoke:
         dataset, steps, repeats, extra = "dummy_data", 2, 1, ["--gin_bindings=mig.num_train=200"]
     else:
