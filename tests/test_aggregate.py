@@ -40,6 +40,11 @@ def _frame(rows: list[dict]):
     return pd.DataFrame([{**defaults, **row} for row in rows])
 
 
+# The tests of ``tiny_run`` (module scope) run on one xdist worker, so that
+# it is built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("aggregate")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("tiny_study")
@@ -52,6 +57,7 @@ def tiny_run(tmp_path_factory) -> dict:
     return {"out": out, "run": run, "agg": agg}
 
 
+@SHARED_FIXTURE
 def test_local_run_has_dlib_reproduce_layout_and_progress(tiny_run) -> None:
     out, run = tiny_run["out"], tiny_run["run"]
     assert "2 job(s) selected, 0 already finished, 2 to run on 2 local worker(s)" in run.stdout
@@ -77,6 +83,7 @@ def test_local_run_has_dlib_reproduce_layout_and_progress(tiny_run) -> None:
         assert "model.training_steps = 3" in gin and "dataset.name = 'dummy_data'" in gin
 
 
+@SHARED_FIXTURE
 def test_rerun_skips_everything(tiny_run) -> None:
     out = tiny_run["out"]
     before = (out / STUDY / "0" / "done.json").read_text()
@@ -88,6 +95,7 @@ def test_rerun_skips_everything(tiny_run) -> None:
     assert (out / STUDY / "0" / "done.json").read_text() == before
 
 
+@SHARED_FIXTURE
 def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
     out = tiny_run["out"]
     with open(out / "results.csv") as f:
@@ -129,6 +137,7 @@ def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
             factor_mig["factor_gap"])
 
 
+@SHARED_FIXTURE
 def test_summary_has_cells_and_split_minus_vanilla(tiny_run) -> None:
     summary = (tiny_run["out"] / "summary.md").read_text()
     assert ("| study | dataset | data_fingerprint | model | encoder | sigma | steps | n | "
@@ -142,6 +151,7 @@ def test_summary_has_cells_and_split_minus_vanilla(tiny_run) -> None:
     assert "## Per cell" in tiny_run["agg"].stdout
 
 
+@SHARED_FIXTURE
 def test_figures_are_valid_pngs_with_content(tiny_run) -> None:
     fig_dir = tiny_run["out"] / "figures"
     names = {p.name for p in fig_dir.glob("*.png")}
@@ -420,6 +430,7 @@ def test_an_unfinished_job_directory_holds_back_its_comparison(tmp_path: Path) -
     assert unfinished_planned_runs(frame, both)["steps"].tolist() == [100.0, 5000.0]
 
 
+@SHARED_FIXTURE
 def test_a_bad_selections_file_for_the_aggregator_is_one_clear_error(tiny_run,
                                                                       tmp_path: Path) -> None:
     bad = tmp_path / "grid.txt"
@@ -448,6 +459,7 @@ def test_cached_visualizations_of_a_redone_job_are_not_reused(tmp_path: Path) ->
     assert visualizations([job], cache) == {}  # no TF-Hub module to redo them from: left out
 
 
+@SHARED_FIXTURE
 def test_one_unreadable_module_does_not_cost_the_others_their_pictures(
         tiny_run, tmp_path: Path, capsys) -> None:
     from splitenc_plugin.results.visualize import visualizations

@@ -29,6 +29,11 @@ def _reproduce(out: Path, *args: str) -> object:
                       timeout=1200)
 
 
+# The tests of ``with_and_without`` (module scope) run on one xdist worker, so that
+# it is built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("any_study_runs")
+
+
 @pytest.fixture(scope="module")
 def with_and_without(tmp_path_factory) -> Path:
     """dlib's unsupervised_study_v1 models 0-1, plain and with the split-encoder fragment."""
@@ -45,6 +50,7 @@ def _operative_encoder(job: Path) -> str:
     return next(line for line in lines if line.startswith("encoder.encoder_fn"))
 
 
+@SHARED_FIXTURE
 def test_dlibs_own_study_runs_with_the_split_encoder_dropped_in(with_and_without) -> None:
     for num in (0, 1):
         plain = with_and_without / STUDY / str(num)
@@ -63,6 +69,7 @@ def test_dlibs_own_study_runs_with_the_split_encoder_dropped_in(with_and_without
             "name"] == "split_encoder.gin"
 
 
+@SHARED_FIXTURE
 def test_the_same_command_finds_everything_finished(with_and_without) -> None:
     proc = _reproduce(with_and_without, "--gin_config",
                       str(with_and_without / "split_encoder.gin"), "--dry_run")
@@ -70,6 +77,7 @@ def test_the_same_command_finds_everything_finished(with_and_without) -> None:
     assert "2 job(s) selected, 2 already finished, 0 to run" in proc.stdout
 
 
+@SHARED_FIXTURE
 def test_a_changed_fragment_makes_its_finished_jobs_in_the_way(with_and_without,
                                                                tmp_path) -> None:
     changed = tmp_path / "split_encoder.gin"
@@ -80,6 +88,7 @@ def test_a_changed_fragment_makes_its_finished_jobs_in_the_way(with_and_without,
     assert f"{STUDY}+split_encoder/0" in proc.stderr and "gin_configs" in proc.stderr
 
 
+@SHARED_FIXTURE
 def test_a_dlib_study_and_its_fragment_aggregate_into_paired_cells(with_and_without) -> None:
     from splitenc_plugin.results.aggregate import summarize
 

@@ -26,6 +26,11 @@ pytestmark = pytest.mark.skipif(
     reason=f"real dSprites frames not found at {FRAMES}: set SPLITENC_DSPRITES_FRAMES")
 
 
+# The tests of ``reference`` and ``report`` (module scope) run on one xdist worker, so that
+# they are built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("data_dsprites_fidelity")
+
+
 @pytest.fixture(scope="module")
 def reference() -> tuple[np.ndarray, np.ndarray]:
     with np.load(FRAMES) as data:
@@ -38,6 +43,7 @@ def report(reference) -> dict[str, dsprites_fidelity.ShapeFidelity]:
     return {r.shape: r for r in dsprites_fidelity.measure(frames, index)}
 
 
+@SHARED_FIXTURE
 def test_every_shape_matches_the_real_frames_at_their_factor_values(report) -> None:
     assert set(report) == set(dsprites.SHAPE_NAMES)
     for r in report.values():
@@ -45,11 +51,13 @@ def test_every_shape_matches_the_real_frames_at_their_factor_values(report) -> N
         assert r.min_iou >= 0.90, r
 
 
+@SHARED_FIXTURE
 def test_the_best_match_over_the_whole_file_has_the_frames_shape(report) -> None:
     for r in report.values():
         assert r.best_match_right_shape == r.frames, r
 
 
+@SHARED_FIXTURE
 def test_the_schedule_identifies_the_frames_by_their_own_pixels(reference) -> None:
     # Independent of our renderer: within one shape's segment, frames the
     # schedule calls identical are pixel-identical, and the frame areas order
@@ -68,6 +76,7 @@ def test_the_schedule_identifies_the_frames_by_their_own_pixels(reference) -> No
         assert len(areas) == 6 and areas == sorted(areas) and len(set(areas)) == 6
 
 
+@SHARED_FIXTURE
 def test_orientations_include_both_endpoints(reference) -> None:
     # linspace(0, 2 pi, 40): a 2 pi / 39 step. With a 2 pi / 40 step the
     # rotation frames would sit ~9 degrees off by the end of the turn and the

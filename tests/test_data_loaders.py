@@ -92,6 +92,11 @@ def _run_dlib(code: str, data_root: str, *args: str) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=TIMEOUT, check=False)
 
 
+# The tests of ``loaded`` (module scope) run on one xdist worker, so that
+# it is built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("data_loaders")
+
+
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory) -> tuple[dict, dict]:
     root = str(tmp_path_factory.mktemp("dlib_data"))
@@ -119,6 +124,7 @@ def _subset_classes(factors: np.ndarray, names: list[str]) -> list[np.ndarray]:
 DSPRITES_LATENTS = ["shape", "scale", "orientation", "posX", "posY"]
 
 
+@SHARED_FIXTURE
 def test_dsprites_full_reads_the_generated_file(loaded) -> None:
     info, arrays = loaded
     meta = info["dsprites_full"]
@@ -134,6 +140,7 @@ def test_dsprites_full_reads_the_generated_file(loaded) -> None:
     np.testing.assert_array_equal(obs[..., 0], expected)
 
 
+@SHARED_FIXTURE
 def test_dsprites_noshape_samples_shape_as_a_nuisance(loaded) -> None:
     info, arrays = loaded
     assert info["dsprites_noshape"]["factors_num_values"] == [6, 40, 32, 32]
@@ -147,6 +154,7 @@ def test_dsprites_noshape_samples_shape_as_a_nuisance(loaded) -> None:
     assert np.any(matches[0]) and np.any(matches[1])  # both shapes were drawn
 
 
+@SHARED_FIXTURE
 def test_color_dsprites_colours_the_generated_sprite(loaded) -> None:
     info, arrays = loaded
     assert info["color_dsprites"]["observation_shape"] == [64, 64, 3]
@@ -160,6 +168,7 @@ def test_color_dsprites_colours_the_generated_sprite(loaded) -> None:
         assert np.all(colours == colours[0]) and np.all((colours >= 0.5) & (colours <= 1))
 
 
+@SHARED_FIXTURE
 def test_noisy_dsprites_keeps_the_sprite_white(loaded) -> None:
     info, arrays = loaded
     assert info["noisy_dsprites"]["observation_shape"] == [64, 64, 3]
@@ -173,6 +182,7 @@ def test_noisy_dsprites_keeps_the_sprite_white(loaded) -> None:
 # --------------------------------------------------------------------------
 # SmallNORB, Cars3D, Shapes3D fixtures.
 
+@SHARED_FIXTURE
 def test_smallnorb_fixture_loads_with_the_right_factors(loaded) -> None:
     info, arrays = loaded
     meta = info["smallnorb"]
@@ -187,6 +197,7 @@ def test_smallnorb_fixture_loads_with_the_right_factors(loaded) -> None:
     np.testing.assert_allclose(got, expected, atol=1.0)
 
 
+@SHARED_FIXTURE
 def test_cars3d_fixture_loads_with_the_right_factors(loaded) -> None:
     info, arrays = loaded
     meta = info["cars3d"]
@@ -203,6 +214,7 @@ def test_cars3d_fixture_loads_with_the_right_factors(loaded) -> None:
     np.testing.assert_allclose(obs.max(axis=(1, 2)) * 255, expected, atol=0.5)
 
 
+@SHARED_FIXTURE
 def test_shapes3d_fixture_loads_in_the_real_order(loaded) -> None:
     info, arrays = loaded
     meta = info["shapes3d"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.studies.dlib_any import (
     StudyError,
     get_study,
@@ -151,7 +152,7 @@ def test_a_user_study_registers_through_its_module(tmp_path, monkeypatch) -> Non
      "--gin_config 'nope.gin' is not a file"),
 ])
 def test_bad_selections_are_one_clear_error(kwargs, message) -> None:
-    with pytest.raises(StudyError, match=message):
+    with pytest.raises(SplitencUserError, match=message):
         study_job_specs(**kwargs)
 
 
@@ -160,7 +161,14 @@ def test_a_study_module_that_does_not_import_is_named() -> None:
         import_study_modules(["no_such_module_xyz"])
 
 
-def test_metrics_restrict_the_evaluated_configs_and_enter_the_identity() -> None:
+def test_metrics_restrict_the_evaluated_pairs_keep_their_seeds_and_enter_the_identity() -> None:
+    full, = study_job_specs("unsupervised_study_v1", model_nums=[0])
     spec, = study_job_specs("unsupervised_study_v1", model_nums=[0], metrics=["mig"])
-    assert [config_name(m) for m in spec.eval_configs] == ["mig"]
-    assert spec.identity()["metrics"] == ["mig"]
+    assert spec.identity()["metrics"] == ["mig"] and "metrics" not in full.identity()
+    post, pairs = spec.pipeline_seeds()
+    full_post, full_pairs = full.pipeline_seeds()
+    # MIG on each representation, with the seed dlib_reproduce's full run gives it.
+    assert [(config_name(p), config_name(m)) for p, m, _ in pairs] == [
+        (config_name(p), "mig") for p, _ in full_post]
+    assert pairs == [pair for pair in full_pairs if config_name(pair[1]) == "mig"]
+    assert post == full_post and len(full_pairs) == len(post) * len(full.eval_configs)

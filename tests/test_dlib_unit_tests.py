@@ -2,12 +2,15 @@
 
 Each module runs as ``python -m disentanglement_lib.<module>`` in a fresh
 interpreter (so the start-up hook is exercised exactly as for dlib's scripts)
-and must end in OK.
+and must end in OK. The longest modules run in shards (absltest's own
+``TEST_TOTAL_SHARDS``/``TEST_SHARD_INDEX`` protocol), so that pytest-xdist can
+spread them over its workers; each shard must run at least one test.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -34,15 +37,28 @@ DLIB_TEST_MODULES = [
 ]
 
 
-@pytest.mark.parametrize("module", DLIB_TEST_MODULES)
-def test_dlib_module_passes(module: str, tmp_path) -> None:
+# Shards of the modules that take minutes (12-13 parameterized tests each, every
+# one training a model); the others run whole.
+SHARDS = {"methods.unsupervised.train_test": 3, "evaluation.evaluate_test": 3,
+          "evaluation.metrics.dci_test": 2}
+
+
+@pytest.mark.parametrize(("module", "shard"), [
+    (module, shard) for module in DLIB_TEST_MODULES for shard in range(SHARDS.get(module, 1))])
+def test_dlib_module_passes(module: str, shard: int, tmp_path) -> None:
+    total = SHARDS.get(module, 1)
+    sharding = {"TEST_TOTAL_SHARDS": str(total), "TEST_SHARD_INDEX": str(shard)} \
+        if total > 1 else {}
     proc = subprocess.run(
         [sys.executable, "-m", f"disentanglement_lib.{module}"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TEST_TMPDIR": str(tmp_path)},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TEST_TMPDIR": str(tmp_path),
+             **sharding},
     )
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else ""
-    assert proc.returncode == 0 and last.startswith("OK"), (
-        f"{module}: exit {proc.returncode}, last line {last!r}\n{proc.stderr[-5000:]}"
+    ran = re.search(r"^Ran (\d+) tests? in ", proc.stderr, re.MULTILINE)
+    assert proc.returncode == 0 and last.startswith("OK") and ran and int(ran.group(1)) > 0, (
+        f"{module} shard {shard + 1}/{total}: exit {proc.returncode}, last line {last!r}\n"
+        f"{proc.stderr[-5000:]}"
     )

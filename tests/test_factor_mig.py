@@ -15,6 +15,7 @@ from disentanglement_lib.data.ground_truth import dummy_data
 from disentanglement_lib.evaluation import evaluate  # noqa: F401  (registers dlib's metrics)
 from disentanglement_lib.evaluation.metrics import mig
 
+from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.metrics.factor_mig import factor_mig, factor_mig_scores
 from splitenc_plugin.studies.grid import (
     EVAL_CONFIGS,
@@ -23,6 +24,7 @@ from splitenc_plugin.studies.grid import (
     config_name,
     dlib_config_path,
     evaluation_pairs,
+    make_job_spec,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,6 +195,22 @@ def test_adding_factor_mig_keeps_every_existing_pairs_seed() -> None:
     assert job_seeds(POSTPROCESS_CONFIGS, old_configs) == (post, CAMPAIGN_EVALUATION_SEEDS)
     # The order of the configs given does not matter.
     assert job_seeds(POSTPROCESS_CONFIGS[::-1], EVAL_CONFIGS[::-1]) == (post, pairs)
+
+
+def test_a_jobs_seeds_are_the_campaigns_and_metrics_never_move_them() -> None:
+    spec = make_job_spec("split_encoder_study_v1", 0, steps=100)
+    post, pairs = spec.pipeline_seeds()
+    assert {config_name(c): seed for c, seed in post} == CAMPAIGN_POSTPROCESS_SEEDS
+    named = {(config_name(p), config_name(m)): seed for p, m, seed in pairs}
+    assert list(named) == [*CAMPAIGN_EVALUATION_SEEDS, ("mean", "factor_mig")]
+    assert {k: named[k] for k in CAMPAIGN_EVALUATION_SEEDS} == CAMPAIGN_EVALUATION_SEEDS
+    # --metrics mig: the two MIG pairs only, each with the full run's seed.
+    only_mig = make_job_spec("split_encoder_study_v1", 0, steps=100, metrics=["mig"])
+    assert only_mig.identity()["metrics"] == ["mig"] and "metrics" not in spec.identity()
+    assert only_mig.pipeline_seeds() == (post, [p for p in pairs if config_name(p[1]) == "mig"])
+    with pytest.raises(SplitencUserError, match="not a metric of split_encoder_study_v1 "
+                       r"\(its metrics: factor_mig, mi_decomposition_study, mig\)"):
+        make_job_spec("split_encoder_study_v1", 0, metrics=["mig", "dci"])
 
 
 def test_campaign_results_used_the_pinned_seeds() -> None:

@@ -116,6 +116,11 @@ def _compare(root: str, cache: str) -> tuple[dict, dict]:
     return json.loads(line[4:]), arrays
 
 
+# The tests of ``compared`` and ``data_root`` (module scope) run on one xdist worker, so that
+# they are built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("lean_data")
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("lean_data"))
@@ -134,6 +139,7 @@ DSPRITES_NAMES = ["dsprites_full", "dsprites_noshape", "color_dsprites", "noisy_
                   "scream_dsprites", "abstract_dsprites"]
 
 
+@SHARED_FIXTURE
 @pytest.mark.parametrize("name", DSPRITES_NAMES + ["shapes3d"])
 def test_same_observations_and_random_stream_as_dlib(compared, name) -> None:
     info, arrays = compared
@@ -151,6 +157,7 @@ def test_same_observations_and_random_stream_as_dlib(compared, name) -> None:
         assert lean[key] == stock[key], key
 
 
+@SHARED_FIXTURE
 def test_dsprites_observations_are_the_generated_images(compared) -> None:
     """Known answer independent of dlib: the renderer's pixels for the drawn factors."""
     _, arrays = compared
@@ -161,6 +168,7 @@ def test_dsprites_observations_are_the_generated_images(compared) -> None:
     assert obs.sum() > 0
 
 
+@SHARED_FIXTURE
 def test_dataset_is_loaded_once_per_process(compared) -> None:
     info, _ = compared
     assert info["same_images_object"] and info["same_shapes3d_object"]
@@ -168,6 +176,7 @@ def test_dataset_is_loaded_once_per_process(compared) -> None:
     assert info["shapes3d_source"] == "mmap"    # np.savez stores members uncompressed
 
 
+@SHARED_FIXTURE
 def test_second_process_maps_the_disk_cache(data_root, tmp_path) -> None:
     cache = str(tmp_path / "cache")
     first_info, _ = _compare(data_root, cache)

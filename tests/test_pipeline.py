@@ -32,6 +32,11 @@ BATCH = 64
 P_MIN = 1e-3
 
 
+# The tests of ``subset_dsprites`` (module scope) run on one xdist worker, so that
+# it is built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("pipeline")
+
+
 @pytest.fixture(scope="module")
 def subset_dsprites(tmp_path_factory):
     """dlib's DSprites class reading a procedural subset file."""
@@ -82,6 +87,7 @@ def test_importing_pipeline_does_not_import_tensorflow() -> None:
     assert_ok(proc)
 
 
+@SHARED_FIXTURE
 def test_dsprites_factor_distribution_matches_dlibs(subset_dsprites) -> None:
     sizes = [int(s) for s in subset_dsprites.factor_sizes[1:]]
     assert sizes == [3, 3, 4, 4, 3]
@@ -93,6 +99,7 @@ def test_dummy_data_factor_distribution_matches_dlibs() -> None:
     _assert_same_distribution(data, data.factors_num_values)
 
 
+@SHARED_FIXTURE
 def test_the_chi_square_check_detects_a_biased_sampler(subset_dsprites) -> None:
     # Power check: a sampler that never draws a factor's last value must fail.
     class Biased:
@@ -109,6 +116,7 @@ def test_the_chi_square_check_detects_a_biased_sampler(subset_dsprites) -> None:
     assert scipy.stats.chi2_contingency(table)[1] < 1e-6
 
 
+@SHARED_FIXTURE
 def test_observations_are_the_images_of_the_drawn_factors(subset_dsprites) -> None:
     factors, observations = pipeline.sample_batch(subset_dsprites, 256, np.random.RandomState(3))
     assert observations.shape == (256, 64, 64, 1)
@@ -122,6 +130,7 @@ def test_observations_are_the_images_of_the_drawn_factors(subset_dsprites) -> No
     np.testing.assert_array_equal(observations.astype(np.float32), expected)
 
 
+@SHARED_FIXTURE
 @pytest.mark.parametrize("which", ["dsprites", "dummy"])
 def test_sample_batch_is_dlibs_sample(subset_dsprites, which) -> None:
     # Same calls in the same order as dlib's sample(): same values for the same state.
@@ -133,6 +142,7 @@ def test_sample_batch_is_dlibs_sample(subset_dsprites, which) -> None:
     assert ours_x.dtype == (np.uint8 if which == "dsprites" else np.float32)
 
 
+@SHARED_FIXTURE
 @pytest.mark.parametrize("which", ["dsprites", "dummy"])
 def test_tf_dataset_yields_the_sampled_batches(subset_dsprites, which) -> None:
     data = subset_dsprites if which == "dsprites" else dummy_data.DummyData()

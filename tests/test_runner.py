@@ -1,9 +1,11 @@
 """splitenc_reproduce: Dask, interruption/resume, locking, failing jobs, input validation.
 
 Every run trains 3 steps on dlib's in-memory ``dummy_data`` (the runner's
-test-only dataset override) with ``model.eval_steps = 5``, so one job costs
-~15-20 s of which most is TensorFlow start-up. The local end-to-end run of a
-tiny study lives in test_aggregate.py, which aggregates it.
+test-only dataset override) with ``model.eval_steps = 5`` and evaluates dlib's
+MIG only (``--metrics mig``: the MI decomposition alone costs ~25 s a job), so
+one job costs ~20 s of which most is TensorFlow start-up. The local end-to-end
+run of a tiny study, with every metric, lives in test_aggregate.py, which
+aggregates it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ STUDY = "split_encoder_study_v1"
 # Model 0: factor_vae + conv_encoder, seed 0; model 1: the same with seed 1;
 # model 10: factor_vae + split_conv_encoder, seed 0 (on the first dataset).
 TINY = ("--study", STUDY, "--datasets", "dummy_data", "--models", "factor_vae", "--steps", "3",
-        "--gin_bindings", "model.eval_steps = 5", "--no_progress")
+        "--gin_bindings", "model.eval_steps = 5", "--metrics", "mig", "--no_progress")
 
 
 def _reproduce(out: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -320,7 +322,7 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     # ... which becomes the state of an interrupted 8-step job of the same model.
     [job] = plan_jobs(STUDY, tmp_path / "b", steps=8, datasets=["dummy_data"],
                       models=["beta_tc_vae"], encoders=["conv_encoder"], seeds=[0],
-                      gin_bindings=["model.eval_steps = 5"])
+                      gin_bindings=["model.eval_steps = 5"], metrics=["mig"])  # as TINY
     job.job_dir.mkdir(parents=True)
     write_json_atomic(job.job_dir / "job.json", {"spec": job.spec.to_dict(), "options": {}})
     shutil.copytree(source / "model" / "tf_checkpoint", job.job_dir / "model" / "tf_checkpoint")
@@ -391,7 +393,7 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         # A runner that planned before the job started still finds it busy at its lock.
         [planned] = plan_jobs(STUDY, tmp_path, steps=1000000, datasets=["dummy_data"],
                               models=["factor_vae"], encoders=["conv_encoder"], seeds=[0],
-                              gin_bindings=["model.eval_steps = 5"])
+                              gin_bindings=["model.eval_steps = 5"], metrics=["mig"])
         outcome = execute_job(planned.to_dict())
         assert outcome.status is RunStatus.BUSY and f"pid {job_pid} on " in outcome.error
         second = run_script(*args[0:1], *args[1:])
@@ -433,6 +435,11 @@ def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:
 # --------------------------------------------------------------------------
 # Finished results are never deleted: broken markers and other data stop the command.
 
+# The tests of ``finished_job`` (module scope) run on one xdist worker, so that
+# it is built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("runner")
+
+
 @pytest.fixture(scope="module")
 def finished_job(tmp_path_factory) -> Path:
     """An output directory holding one finished tiny job (model 0), trained once."""
@@ -445,6 +452,7 @@ def _conflicted(text: str) -> str:
     return f"<<<<<<< HEAD\n{text}=======\n{text}>>>>>>> theirs\n"
 
 
+@SHARED_FIXTURE
 @pytest.mark.parametrize(("name", "damage", "message"), [
     ("done.json", _conflicted, "merge-conflict markers"),
     ("done.json", lambda text: text[: len(text) // 2], "is not valid JSON"),
@@ -465,6 +473,7 @@ def test_a_broken_marker_stops_the_command_and_nothing_is_deleted(
         assert _hashes(out) == before
 
 
+@SHARED_FIXTURE
 def test_an_unfinished_job_of_an_older_schema_keeps_its_checkpoint(finished_job,
                                                                     tmp_path) -> None:
     out = tmp_path / "out"
@@ -479,6 +488,7 @@ def test_an_unfinished_job_of_an_older_schema_keeps_its_checkpoint(finished_job,
     assert _hashes(out) == before
 
 
+@SHARED_FIXTURE
 def test_a_job_finished_on_other_data_is_refused_naming_both(finished_job, tmp_path) -> None:
     out = tmp_path / "out"
     shutil.copytree(finished_job, out)

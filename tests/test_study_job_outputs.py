@@ -30,6 +30,11 @@ EVALUATION_SEEDS = {("mean", "mig"): 3626093760,
                     ("mean", "factor_mig"): 2340255427}
 
 
+# The tests of ``tiny_job`` (module scope) run on one xdist worker, so that
+# it is built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("study_job_outputs")
+
+
 @pytest.fixture(scope="module")
 def tiny_job(tmp_path_factory) -> Path:
     """Model 20 (beta_tc_vae, conv_encoder, seed 0) trained on dummy_data, not pruned."""
@@ -41,6 +46,7 @@ def tiny_job(tmp_path_factory) -> Path:
     return out / STUDY / "20"
 
 
+@SHARED_FIXTURE
 def test_the_job_writes_learning_curves_of_dlibs_training_summaries(tiny_job, tmp_path) -> None:
     curves = json.loads((tiny_job / "model" / CURVES_FILE).read_text())
     assert curves["steps"] == [1, STEPS]
@@ -61,6 +67,7 @@ def test_the_job_writes_learning_curves_of_dlibs_training_summaries(tiny_job, tm
     assert not (copy / CHECKPOINT_DIR).exists() and (copy / "model" / CURVES_FILE).is_file()
 
 
+@SHARED_FIXTURE
 def test_the_job_writes_factor_mig_lists_with_the_pinned_seeds(tiny_job) -> None:
     done = json.loads((tiny_job / "done.json").read_text())
     assert sorted(done["results"]) == sorted(
@@ -80,6 +87,7 @@ def test_the_job_writes_factor_mig_lists_with_the_pinned_seeds(tiny_job) -> None
         assert int(json.loads(config.read_text())["evaluation.random_seed"]) == seed, (rep, metric)
 
 
+@SHARED_FIXTURE
 def test_dlib_evaluate_factor_mig_equals_dlibs_mig_with_the_same_seed(tiny_job, tmp_path) -> None:
     mig_json = tiny_job / "metrics" / "mean" / "mig" / "results" / "json"
     out = tmp_path / "factor_mig"

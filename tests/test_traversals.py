@@ -61,6 +61,11 @@ def test_grid_columns_are_latents_and_rows_are_values() -> None:
         traversals.traversal_grid(write_code_into_image, base, values[:, :2])
 
 
+# The tests of ``trained_model`` (module scope) run on one xdist worker, so that
+# it is built once, not once per worker that gets one of them.
+SHARED_FIXTURE = pytest.mark.xdist_group("traversals")
+
+
 @pytest.fixture(scope="module")
 def trained_model(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("traversals") / "model"
@@ -72,6 +77,7 @@ def trained_model(tmp_path_factory):
     return model_dir
 
 
+@SHARED_FIXTURE
 def test_with_dlibs_values_it_draws_dlibs_own_traversals(trained_model, tmp_path, clean_gin,
                                                          monkeypatch) -> None:
     from disentanglement_lib.visualize import visualize_model
@@ -109,6 +115,7 @@ def test_with_dlibs_values_it_draws_dlibs_own_traversals(trained_model, tmp_path
         np.testing.assert_array_equal(ours, dlib)
 
 
+@SHARED_FIXTURE
 def test_fitted_traversals_of_a_trained_model(trained_model, tmp_path, clean_gin,
                                              monkeypatch) -> None:
     from PIL import Image

@@ -53,8 +53,8 @@ from splitenc_plugin.studies.grid import (
     DEFAULT_TRAINING_STEPS,
     GRIDS,
     JobSpec,
-    config_name,
     config_ref,
+    restrict_metrics,
 )
 
 
@@ -279,7 +279,8 @@ class _Layering:
       digests: Their SHA-256 digests.
       fragment_bindings: Their bindings, read statically (later wins).
       postprocess_configs, eval_configs: The study's configs as references.
-      metrics: The ``--metrics`` restriction (empty: none).
+      metrics: The ``--metrics`` restriction (empty: none); ``eval_configs``
+        is the study's full list either way.
     """
 
     fragments: tuple[str, ...]
@@ -311,21 +312,17 @@ def _layering(study_name: str, study, gin_configs: Sequence[str],
     fragment_bindings: dict = {}
     for path in fragments:
         fragment_bindings.update(_parse_bindings(Path(path).read_text()))
+    # All of the study's metrics stay in the spec, so that each pair draws
+    # dlib_reproduce's seed; the restriction only skips pairs.
     eval_configs = sorted(study.get_eval_config_files())
-    if metrics is not None:
-        known = {config_name(c): c for c in eval_configs}
-        unknown = sorted(set(metrics) - set(known))
-        if unknown:
-            raise StudyError(f"--metrics {', '.join(unknown)}: not a metric of {study_name} "
-                             f"(its metrics: {', '.join(sorted(known))})")
-        eval_configs = [known[name] for name in sorted(set(metrics))]
+    restriction = restrict_metrics(study_name, eval_configs, metrics)
     return _Layering(
         fragments=fragments, digests=digests,
         fragment_bindings=fragment_bindings,
         postprocess_configs=tuple(config_ref(c)
                                   for c in sorted(study.get_postprocess_config_files())),
         eval_configs=tuple(config_ref(c) for c in eval_configs),
-        metrics=tuple(sorted(set(metrics))) if metrics is not None else ())
+        metrics=restriction)
 
 
 def _job_spec(study_name: str, model: StudyModel, layering: _Layering, steps: int,

@@ -64,6 +64,7 @@ __all__ = [
     "evaluation_pairs",
     "get_grid",
     "make_job_spec",
+    "restrict_metrics",
 ]
 
 # model.training_steps of every config in gin/ (dlib's unsupervised_study_v1).
@@ -221,6 +222,32 @@ def evaluation_pairs(postprocess_configs: tuple[str, ...],
              if config_name(post) in METRIC_REPRESENTATIONS.get(config_name(metric), ())]
     return sorted(pairs, key=lambda pair: (generation(pair[1]), config_name(pair[0]),
                                            config_name(pair[1])))
+
+
+def restrict_metrics(study: str, eval_configs: Sequence[str],
+                     metrics: Sequence[str] | None) -> tuple[str, ...]:
+    """The ``--metrics`` restriction of a study's run, checked: sorted names, or ().
+
+    The restriction selects which pairs a job evaluates; it never changes the
+    pairs' seeds (:meth:`JobSpec.evaluates`), so a restricted run's results
+    equal the full run's.
+
+    Args:
+      study: Study name (for the error message).
+      eval_configs: The study's metric configs (references or paths).
+      metrics: Metric config names (e.g. ``["mig"]``); None: no restriction.
+
+    Raises:
+      SplitencUserError: On a name that is not one of the study's metrics.
+    """
+    if metrics is None:
+        return ()
+    known = sorted(config_name(c) for c in eval_configs)
+    unknown = sorted(set(metrics) - set(known))
+    if unknown:
+        raise SplitencUserError(f"--metrics {', '.join(unknown)}: not a metric of {study} "
+                                f"(its metrics: {', '.join(known)})")
+    return tuple(sorted(set(metrics)))
 
 # dlib's in-memory random dataset (with factors, so MIG works): allowed as a
 # dataset override for tests and smoke runs, never part of a study's grid.
@@ -410,7 +437,8 @@ class JobSpec:
         ``dlib_reproduce`` (dlib's and users' studies), instead of the
         plugin's :data:`METRIC_REPRESENTATIONS` pairs.
       metrics: The metric names a run was restricted to (``--metrics``);
-        empty: the study's own list.
+        empty: the study's own list. ``eval_configs`` stays the study's full
+        list, so every pair still draws its seed (:meth:`evaluates`).
     """
 
     study: str
@@ -446,6 +474,33 @@ class JobSpec:
         if self.metrics:
             identity["metrics"] = list(self.metrics)
         return identity
+
+    def evaluates(self, metric_config: str) -> bool:
+        """Whether the job evaluates this metric config (any, unless ``metrics`` restricts)."""
+        return not self.metrics or config_name(metric_config) in self.metrics
+
+    def pipeline_seeds(self) -> tuple[list[tuple[str, int]], list[tuple[str, str, int]]]:
+        """The seeds of postprocessing and evaluation, drawn as ``dlib_reproduce`` draws them.
+
+        One ``np.random.RandomState(0)``: one draw per representation config
+        (by name), then one per pair of :func:`evaluation_pairs`. The pairs of
+        metrics outside a ``metrics`` restriction draw their seeds too and are
+        then left out, so a restriction never moves the seed of a pair it keeps.
+
+        Returns:
+          ``(postprocess, evaluate)``: ``[(representation config, seed)]`` and
+          ``[(representation config, metric config, seed)]`` of the pairs the
+          job evaluates, in order.
+        """
+        import numpy as np
+
+        random_state = np.random.RandomState(0)
+        postprocess = [(config, int(random_state.randint(2**32)))
+                       for config in sorted(self.postprocess_configs, key=config_name)]
+        pairs = [(post, metric, int(random_state.randint(2**32)))
+                 for post, metric in evaluation_pairs(self.postprocess_configs,
+                                                      self.eval_configs, self.all_pairs)]
+        return postprocess, [pair for pair in pairs if self.evaluates(pair[1])]
 
     def config_path(self) -> str:
         """The model's training config file (a shipped ``gin/`` name or a reference)."""
@@ -555,7 +610,8 @@ def check_extra_bindings(bindings: Sequence[str],
 
 def make_job_spec(study: str, model_num: int, steps: int = DEFAULT_TRAINING_STEPS,
                   dataset: str | None = None,
-                  extra_bindings: Sequence[str] = ()) -> JobSpec:
+                  extra_bindings: Sequence[str] = (),
+                  metrics: Sequence[str] | None = None) -> JobSpec:
     """The job that trains, postprocesses and evaluates one model of a study.
 
     Args:
@@ -566,10 +622,16 @@ def make_job_spec(study: str, model_num: int, steps: int = DEFAULT_TRAINING_STEP
       dataset: Replaces the study's ``dataset.name`` (used for
         :data:`TEST_DATASET`); None keeps the study's.
       extra_bindings: Gin bindings appended last (they win).
+      metrics: Evaluate only these metrics of :data:`EVAL_CONFIGS` (by config
+        name, e.g. ``["mig"]``); None: all.
 
     Returns:
       The job's spec.
+
+    Raises:
+      SplitencUserError: On a metric name that is not one of the study's.
     """
+    restriction = restrict_metrics(study, EVAL_CONFIGS, metrics)
     spec = get_grid(study).spec(model_num)
     dataset = spec.dataset if dataset is None else dataset
     study_bindings = [f"dataset.name = '{dataset}'" if b.startswith("dataset.name") else b
@@ -584,4 +646,5 @@ def make_job_spec(study: str, model_num: int, steps: int = DEFAULT_TRAINING_STEP
     ]
     return JobSpec(study=study, model_num=model_num, config=spec.config,
                    bindings=tuple(bindings), steps=int(steps), dataset=dataset,
-                   model=spec.model, encoder=spec.encoder, sigma=spec.sigma, seed=spec.seed)
+                   model=spec.model, encoder=spec.encoder, sigma=spec.sigma, seed=spec.seed,
+                   metrics=restriction)

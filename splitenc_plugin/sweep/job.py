@@ -7,8 +7,9 @@ options, written by the runner) with dlib's Python API, in the order of dlib's
 state, one draw per step). Unlike ``dlib_reproduce``, configs are ordered by
 name, not by file path (so that the seeds do not depend on where dlib and the
 plugin are installed), and only the pairs of
-:func:`~splitenc_plugin.studies.grid.evaluation_pairs` are evaluated and draw a
-seed:
+:func:`~splitenc_plugin.studies.grid.evaluation_pairs` draw a seed (a
+``--metrics`` restriction skips pairs after drawing their seeds); the seeds
+are :meth:`~splitenc_plugin.studies.grid.JobSpec.pipeline_seeds`:
 
 1. ``train.train_with_gin(JOB_DIR/model, False, [config], bindings)``, then
    ``JOB_DIR/model/learning_curves.json`` from its training summaries
@@ -69,7 +70,6 @@ from splitenc_plugin.studies.grid import (
     JobSpec,
     config_file,
     config_name,
-    evaluation_pairs,
 )
 from splitenc_plugin.sweep.progress import ProgressWriter
 
@@ -197,8 +197,7 @@ def result_files(job_dir: str | os.PathLike, spec: JobSpec) -> list[Path]:
     job_dir = Path(job_dir)
     return [job_dir / "metrics" / config_name(post) / config_name(metric) / "results"
             / "aggregate" / "evaluation.json"
-            for post, metric in evaluation_pairs(spec.postprocess_configs, spec.eval_configs,
-                                                 spec.all_pairs)]
+            for post, metric, _ in spec.pipeline_seeds()[1]]
 
 
 def prune_heavy(job_dir: str | os.PathLike) -> list[str]:
@@ -382,7 +381,6 @@ def run(job_dir: str | os.PathLike) -> dict:
       The completion marker's content.
     """
     # dlib (and TensorFlow) only now: importing this module stays cheap.
-    import numpy as np
     from disentanglement_lib.evaluation import evaluate
     from disentanglement_lib.methods.unsupervised import train
     from disentanglement_lib.postprocessing import postprocess
@@ -454,29 +452,26 @@ def run(job_dir: str | os.PathLike) -> dict:
         timings["visualize"] = time.time() - t
 
     # As dlib_reproduce: one master seed for postprocessing and evaluation.
-    random_state = np.random.RandomState(0)
+    postprocess_seeds, evaluation_seeds = spec.pipeline_seeds()
     t = time.time()
-    for config in sorted(spec.postprocess_configs, key=config_name):
+    for config, seed in postprocess_seeds:
         post_name = config_name(config)
         progress.phase("postprocess", post_name)
         _log(f"extracting representation {post_name}")
         postprocess.postprocess_with_gin(
             model_dir, str(job_dir / "postprocessed" / post_name), False, [config_file(config)],
-            [f"postprocess.random_seed = {random_state.randint(2**32)}",
-             f"postprocess.name = '{post_name}'"])
+            [f"postprocess.random_seed = {seed}", f"postprocess.name = '{post_name}'"])
     timings["postprocess"] = time.time() - t
 
     t = time.time()
-    for post, metric_config in evaluation_pairs(spec.postprocess_configs, spec.eval_configs,
-                                                spec.all_pairs):
+    for post, metric_config, seed in evaluation_seeds:
         post_name, metric = config_name(post), config_name(metric_config)
         progress.phase("evaluate", f"{post_name}/{metric}")
         _log(f"computing metric {metric} on {post_name}")
         evaluate.evaluate_with_gin(
             str(job_dir / "postprocessed" / post_name),
             str(job_dir / "metrics" / post_name / metric), False, [config_file(metric_config)],
-            [f"evaluation.random_seed = {random_state.randint(2**32)}",
-             f"evaluation.name = '{metric}'"])
+            [f"evaluation.random_seed = {seed}", f"evaluation.name = '{metric}'"])
     timings["evaluate"] = time.time() - t
 
     missing = [str(p) for p in result_files(job_dir, spec) if not p.is_file()]

@@ -206,8 +206,10 @@ def add_selection_filters(group) -> None:
                             "gin/fragments/split_encoder.gin); its content is part of each "
                             "job's identity and its jobs go to DIR/<study>+<fragment>/")
     group.add_argument("--metrics", nargs="+", metavar="NAME",
-                       help="a dlib study's metric configs to evaluate, by name (e.g. mig); "
-                            "default: all of the study's")
+                       help="the study's metric configs to evaluate, by name (e.g. mig; the "
+                            "plugin's studies: mig, mi_decomposition_study, factor_mig); "
+                            "default: all of the study's. Each kept metric gets the seed it "
+                            "has in the full run, so its results are the same")
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:
@@ -308,7 +310,8 @@ def plan_jobs(study: str, output_directory: str | os.PathLike, *, steps: int,
       gin_configs: Fragments layered over each model's training config
         (:mod:`splitenc_plugin.studies.dlib_any`); such jobs go to
         ``<output_directory>/<study>+<fragment names>/<model_num>``.
-      metrics: A dlib study's metrics to evaluate (None: all of the study's).
+      metrics: The metrics to evaluate, by config name (None: all of the
+        study's); the kept ones get the seeds of the full run.
       gin_bindings: Extra bindings for every job (part of its identity).
       visualize: Also run dlib's visualize_model in each job.
       prune_heavy: Delete checkpoints and TF-Hub modules of finished jobs.
@@ -352,9 +355,6 @@ def _grid_specs(study: str, *, steps: int, datasets, models, encoders, sigmas, s
     """A plugin study's selected jobs (its grid's axis filters, fast, no dlib import)."""
     grid = get_grid(study)
     check_extra_bindings(gin_bindings)
-    if metrics is not None:
-        raise SplitencUserError(
-            f"--metrics selects a dlib study's metrics; {study} evaluates its own fixed set")
     override = None
     if datasets is not None and TEST_DATASET in datasets:
         if len(set(datasets)) > 1:
@@ -369,7 +369,8 @@ def _grid_specs(study: str, *, steps: int, datasets, models, encoders, sigmas, s
             raise SplitencUserError(f"{study} has models 0..{len(grid) - 1}, not {bad}")
         specs = [s for s in specs if s.model_num in set(model_nums)]
     jobs = with_fragments([make_job_spec(study, s.model_num, steps, override,
-                                         tuple(gin_bindings)) for s in specs], gin_configs)
+                                         tuple(gin_bindings), metrics) for s in specs],
+                          gin_configs)
     filters = parse_where(wheres)
     jobs = [spec for spec in jobs if matches_where(spec, filters)]
     if not jobs:
