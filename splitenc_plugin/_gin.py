@@ -1,4 +1,9 @@
-"""Gin registration that is safe to import twice.
+"""The plugin's gin helpers: registration safe to import twice, and reading gin files.
+
+* :func:`configurable`: gin registration that is safe to import twice.
+* :func:`plugin_in_use`: whether the active gin config asks for the plugin.
+* :func:`read_operative_config`: a saved operative config's bindings, read
+  statically (no configurable needs to be importable).
 
 gin refuses to register a second, different object under a selector that
 already exists; re-executing one of our modules (``importlib.reload``, a test
@@ -11,8 +16,9 @@ still fails loudly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import gin
 import gin.config
@@ -76,3 +82,41 @@ def plugin_in_use() -> bool:
             return True
     return any(_is_plugin_module(reference.configurable.module)
                for reference in gin.config.iterate_references(bindings))
+
+
+class _Reference:
+    """A ``@name`` in a parsed gin file (only its name is kept)."""
+
+    def __init__(self, name: str, evaluate: bool) -> None:
+        self.name = name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
+        self.evaluate = evaluate
+
+
+class _Delegate:
+    def configurable_reference(self, scoped_name: str, evaluate: bool) -> _Reference:
+        return _Reference(scoped_name, evaluate)
+
+    def macro(self, name: str) -> _Reference:
+        return _Reference(name, False)
+
+
+def read_operative_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Unscoped bindings of an operative gin config file, without importing anything.
+
+    Args:
+      path: e.g. ``<model_dir>/results/gin/train.gin``.
+
+    Returns:
+      {"configurable.param": value} with values as Python literals; references
+      (``@x``) become objects with a ``name`` attribute (the last component of
+      the configurable's name).
+    """
+    from gin import config_parser
+
+    bindings: dict[str, Any] = {}
+    with open(path) as f:
+        for statement in config_parser.ConfigParser(f, _Delegate()):
+            if isinstance(statement, config_parser.BindingStatement) and not statement.scope:
+                name = statement.selector.rsplit(".", 1)[-1]
+                bindings[f"{name}.{statement.arg_name}"] = statement.value
+    return bindings

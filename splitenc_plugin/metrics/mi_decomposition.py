@@ -65,20 +65,15 @@ from typing import Any
 
 import numpy as np
 
-from splitenc_plugin._gin import configurable
+from splitenc_plugin._gin import configurable, read_operative_config
 from splitenc_plugin.errors import ConfigError
-from splitenc_plugin.model.noise import (
-    NoiseSetting,
-    read_operative_config,
-    validate_correlation,
-)
+from splitenc_plugin.model.noise import NoiseSetting, validate_correlation
 
 __all__ = [
     "estimate_mi_decomposition",
     "linear_gaussian_reference",
     "mean_logvar_representation",
     "mi_decomposition",
-    "read_operative_config",
     "resolve_noise_correlation",
     "resolve_noise_setting",
 ]
@@ -345,7 +340,7 @@ def resolve_noise_setting(noise: Any, train_config: Mapping[str, Any] | None) ->
     Args:
       noise: ``'auto'`` (read the trained model's operative config),
         ``'factorized'``, a sigma in [0, 1) (Eq 13) or a J x J correlation matrix.
-      train_config: :func:`~splitenc_plugin.model.noise.read_operative_config`
+      train_config: :func:`~splitenc_plugin._gin.read_operative_config`
         of the model's train.gin, or None if it was not found.
 
     Returns:

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from splitenc_plugin._gin import configurable
+from splitenc_plugin._gin import configurable, read_operative_config
 from splitenc_plugin.errors import ConfigError
 
 NoiseFn = Callable[..., object]
@@ -52,7 +52,6 @@ __all__ = [
     "factorized_noise",
     "noise_covariance",
     "preflight",
-    "read_operative_config",
     "reparameterization",
     "validate_correlation",
     "validate_sigma",
@@ -498,44 +497,6 @@ def _reference_name(value: Any) -> str | None:
     if name is None:
         name = str(value).strip().strip("'\"").removeprefix("@").removesuffix("()")
     return name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
-
-
-class _Reference:
-    """A ``@name`` in a parsed gin file (only its name is kept)."""
-
-    def __init__(self, name: str, evaluate: bool) -> None:
-        self.name = name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
-        self.evaluate = evaluate
-
-
-class _Delegate:
-    def configurable_reference(self, scoped_name: str, evaluate: bool) -> _Reference:
-        return _Reference(scoped_name, evaluate)
-
-    def macro(self, name: str) -> _Reference:
-        return _Reference(name, False)
-
-
-def read_operative_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Unscoped bindings of an operative gin config file, without importing anything.
-
-    Args:
-      path: e.g. ``<model_dir>/results/gin/train.gin``.
-
-    Returns:
-      {"configurable.param": value} with values as Python literals; references
-      (``@x``) become objects with a ``name`` attribute (the last component of
-      the configurable's name).
-    """
-    from gin import config_parser
-
-    bindings: dict[str, Any] = {}
-    with open(path) as f:
-        for statement in config_parser.ConfigParser(f, _Delegate()):
-            if isinstance(statement, config_parser.BindingStatement) and not statement.scope:
-                name = statement.selector.rsplit(".", 1)[-1]
-                bindings[f"{name}.{statement.arg_name}"] = statement.value
-    return bindings
 
 
 def preflight() -> None:

@@ -141,7 +141,7 @@ def visualize_fitted_traversals(model_dir: str | os.PathLike, output_dir: str | 
     from disentanglement_lib.data.ground_truth import named_data
     from disentanglement_lib.visualize import visualize_model, visualize_util
 
-    from splitenc_plugin.model.noise import read_operative_config
+    from splitenc_plugin._gin import read_operative_config
 
     activations = {"logits": visualize_model.sigmoid, "tanh": visualize_model.tanh}
     # The model's operative config, read as every reader of a trained model's
