@@ -18,6 +18,7 @@ Usage (from the repository root; needs dSprites in ``$DISENTANGLEMENT_LIB_DATA``
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -87,7 +88,7 @@ def prepare(root: Path, dataset: str, steps: int) -> dict[str, Path]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = common.base_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", help=None)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # the child process's entry
     parser.add_argument("--dataset", default="dsprites_full")
     parser.add_argument("--train-steps", type=int, default=100)
     args = parser.parse_args(argv)

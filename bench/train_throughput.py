@@ -37,6 +37,7 @@ Usage (from the repository root)::
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -269,7 +270,7 @@ def report(configs: Sequence[Config], samples: dict[Config, list[float]],
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = common.base_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", help=None)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # the child process's entry
     parser.add_argument("--steps", type=int, default=500, help="global steps per run")
     parser.add_argument("--dataset", default="dsprites_full",
                         help="dataset.name (default: the paper's dsprites_full)")

@@ -40,6 +40,16 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-6000:]}"
 
 
+def shared_fixture_group(module: str) -> pytest.MarkDecorator:
+    """The mark of a module's tests that share one of its module-scoped fixtures.
+
+    pytest-xdist's ``--dist loadgroup`` (``make test``) runs a group on one
+    worker, so the fixture is built once, not once per worker that gets one of
+    its tests.
+    """
+    return pytest.mark.xdist_group(module.removeprefix("test_"))
+
+
 @pytest.fixture
 def clean_gin():
     """Clears gin's bindings before and after a test, so no state leaks."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_ok, run_script
+from conftest import assert_ok, run_script, shared_fixture_group
 from PIL import Image
 
 from splitenc_plugin.data.fingerprint import LEGACY_DSPRITES, recorded_identity
@@ -40,9 +40,7 @@ def _frame(rows: list[dict]):
     return pd.DataFrame([{**defaults, **row} for row in rows])
 
 
-# The tests of ``tiny_run`` (module scope) run on one xdist worker, so that
-# it is built once, not once per worker that gets one of them.
-SHARED_FIXTURE = pytest.mark.xdist_group("aggregate")
+SHARED_FIXTURE = shared_fixture_group(__name__)  # the tests of ``tiny_run``
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_fixture_group
 
 from splitenc_plugin.data import dsprites, dsprites_fidelity
 
@@ -26,9 +27,7 @@ pytestmark = pytest.mark.skipif(
     reason=f"real dSprites frames not found at {FRAMES}: set SPLITENC_DSPRITES_FRAMES")
 
 
-# The tests of ``reference`` and ``report`` (module scope) run on one xdist worker, so that
-# they are built once, not once per worker that gets one of them.
-SHARED_FIXTURE = pytest.mark.xdist_group("data_dsprites_fidelity")
+SHARED_FIXTURE = shared_fixture_group(__name__)  # the tests of ``reference`` and ``report``
 
 
 @pytest.fixture(scope="module")

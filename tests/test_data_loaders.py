@@ -24,6 +24,7 @@ import textwrap
 import data_fixtures as fixtures
 import numpy as np
 import pytest
+from conftest import shared_fixture_group
 
 from splitenc_plugin.data import dsprites, registry
 
@@ -92,9 +93,7 @@ def _run_dlib(code: str, data_root: str, *args: str) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=TIMEOUT, check=False)
 
 
-# The tests of ``loaded`` (module scope) run on one xdist worker, so that
-# it is built once, not once per worker that gets one of them.
-SHARED_FIXTURE = pytest.mark.xdist_group("data_loaders")
+SHARED_FIXTURE = shared_fixture_group(__name__)  # the tests of ``loaded``
 
 
 @pytest.fixture(scope="module")

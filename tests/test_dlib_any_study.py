@@ -141,18 +141,22 @@ def test_a_user_study_registers_through_its_module(tmp_path, monkeypatch) -> Non
     sys.modules.pop("my_studies", None)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"study_name": "no_such_study"}, "registered studies: "),
-    ({"study_name": "unsupervised_study_v1", "model_nums": [10 ** 6]}, "does not exist"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"study_name": "no_such_study"}, StudyError, "registered studies: "),
+    ({"study_name": "unsupervised_study_v1", "model_nums": [10 ** 6]}, StudyError,
+     "does not exist"),
     ({"study_name": "unsupervised_study_v1", "model_nums": [0], "where": ["model.name"]},
-     "--where"),
+     StudyError, "--where"),
+    # --metrics is checked by the one validator of every kind of study.
     ({"study_name": "unsupervised_study_v1", "model_nums": [0], "metrics": ["nope"]},
-     "not a metric of unsupervised_study_v1"),
+     SplitencUserError, "not a metric of unsupervised_study_v1"),
+    ({"study_name": "unsupervised_study_v1", "model_nums": [0], "metrics": []},
+     SplitencUserError, "--metrics needs at least one name"),
     ({"study_name": "unsupervised_study_v1", "model_nums": [0], "gin_configs": ["nope.gin"]},
-     "--gin_config 'nope.gin' is not a file"),
+     StudyError, "--gin_config 'nope.gin' is not a file"),
 ])
-def test_bad_selections_are_one_clear_error(kwargs, message) -> None:
-    with pytest.raises(SplitencUserError, match=message):
+def test_bad_selections_are_one_clear_error(kwargs, error, message) -> None:
+    with pytest.raises(error, match=message):
         study_job_specs(**kwargs)
 
 
@@ -172,3 +176,7 @@ def test_metrics_restrict_the_evaluated_pairs_keep_their_seeds_and_enter_the_ide
         (config_name(p), "mig") for p, _ in full_post]
     assert pairs == [pair for pair in full_pairs if config_name(pair[1]) == "mig"]
     assert post == full_post and len(full_pairs) == len(post) * len(full.eval_configs)
+    # Naming every metric is no restriction: the full run's jobs.
+    names = [config_name(m) for m in full.eval_configs]
+    every, = study_job_specs("unsupervised_study_v1", model_nums=[0], metrics=names)
+    assert every.identity() == full.identity()

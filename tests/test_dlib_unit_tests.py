@@ -4,7 +4,8 @@ Each module runs as ``python -m disentanglement_lib.<module>`` in a fresh
 interpreter (so the start-up hook is exercised exactly as for dlib's scripts)
 and must end in OK. The longest modules run in shards (absltest's own
 ``TEST_TOTAL_SHARDS``/``TEST_SHARD_INDEX`` protocol), so that pytest-xdist can
-spread them over its workers; each shard must run at least one test.
+spread them over its workers; each shard must run at least one test, and the
+module must say (the protocol's status file) that it ran only its shard.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ SHARDS = {"methods.unsupervised.train_test": 3, "evaluation.evaluate_test": 3,
     (module, shard) for module in DLIB_TEST_MODULES for shard in range(SHARDS.get(module, 1))])
 def test_dlib_module_passes(module: str, shard: int, tmp_path) -> None:
     total = SHARDS.get(module, 1)
-    sharding = {"TEST_TOTAL_SHARDS": str(total), "TEST_SHARD_INDEX": str(shard)} \
-        if total > 1 else {}
+    status = tmp_path / "shard_status"  # absltest creates it when it honours sharding
+    sharding = {"TEST_TOTAL_SHARDS": str(total), "TEST_SHARD_INDEX": str(shard),
+                "TEST_SHARD_STATUS_FILE": str(status)} if total > 1 else {}
     proc = subprocess.run(
         [sys.executable, "-m", f"disentanglement_lib.{module}"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False,
@@ -62,3 +64,4 @@ def test_dlib_module_passes(module: str, shard: int, tmp_path) -> None:
         f"{module} shard {shard + 1}/{total}: exit {proc.returncode}, last line {last!r}\n"
         f"{proc.stderr[-5000:]}"
     )
+    assert total == 1 or status.is_file(), f"{module} ran without honouring its shard"

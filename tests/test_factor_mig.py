@@ -207,6 +207,8 @@ def test_a_jobs_seeds_are_the_campaigns_and_metrics_never_move_them() -> None:
     # --metrics mig: the two MIG pairs only, each with the full run's seed.
     only_mig = make_job_spec("split_encoder_study_v1", 0, steps=100, metrics=["mig"])
     assert only_mig.identity()["metrics"] == ["mig"] and "metrics" not in spec.identity()
+    # Jobs restricted before the seeds were kept (identity without this key) are not these.
+    assert only_mig.identity()["metric_seeds"] == "full_run"
     assert only_mig.pipeline_seeds() == (post, [p for p in pairs if config_name(p[1]) == "mig"])
     with pytest.raises(SplitencUserError, match="not a metric of split_encoder_study_v1 "
                        r"\(its metrics: factor_mig, mi_decomposition_study, mig\)"):

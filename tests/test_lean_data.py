@@ -22,6 +22,7 @@ import textwrap
 import data_fixtures as fixtures
 import numpy as np
 import pytest
+from conftest import shared_fixture_group
 
 from splitenc_plugin.data import dsprites
 
@@ -116,9 +117,7 @@ def _compare(root: str, cache: str) -> tuple[dict, dict]:
     return json.loads(line[4:]), arrays
 
 
-# The tests of ``compared`` and ``data_root`` (module scope) run on one xdist worker, so that
-# they are built once, not once per worker that gets one of them.
-SHARED_FIXTURE = pytest.mark.xdist_group("lean_data")
+SHARED_FIXTURE = shared_fixture_group(__name__)  # the tests of ``compared`` and ``data_root``
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import tensorflow.compat.v1 as tf
-from conftest import GIN_DIR, assert_ok, run_python, run_script
+from conftest import GIN_DIR, assert_ok, run_python, run_script, shared_fixture_group
 from disentanglement_lib.data.ground_truth import dummy_data
 
 from splitenc_plugin import compat
@@ -32,9 +32,7 @@ BATCH = 64
 P_MIN = 1e-3
 
 
-# The tests of ``subset_dsprites`` (module scope) run on one xdist worker, so that
-# it is built once, not once per worker that gets one of them.
-SHARED_FIXTURE = pytest.mark.xdist_group("pipeline")
+SHARED_FIXTURE = shared_fixture_group(__name__)  # the tests of ``subset_dsprites``
 
 
 @pytest.fixture(scope="module")

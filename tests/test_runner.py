@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN_DIR, assert_ok, run_python, run_script
+from conftest import BIN_DIR, assert_ok, run_python, run_script, shared_fixture_group
 
 from splitenc_plugin.results.aggregate import aggregate, load_results
+from splitenc_plugin.studies.grid import config_name, make_job_spec
 from splitenc_plugin.sweep.cli import build_parser
 from splitenc_plugin.sweep.display import state_text
 from splitenc_plugin.sweep.execute import RunStatus, execute_job
@@ -99,9 +100,18 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
                                                  "postprocessed/mean_logvar/tfhub",
                                                  "postprocessed/sampled/tfhub"])
         assert not list(job.rglob("tfhub")) and not (job / "model" / "tf_checkpoint").exists()
+        # --metrics mig: MIG only, each with the seed of the full run's job
+        # (pinned against the committed campaign in test_factor_mig.py).
+        assert done["results"] == [f"metrics/{rep}/mig/results/aggregate/evaluation.json"
+                                   for rep in ("mean", "sampled")]
+        assert sorted(p.name for p in (job / "metrics").iterdir()) == ["mean", "sampled"]
+        full = make_job_spec(STUDY, num, steps=3)
+        full_seeds = {(config_name(p), config_name(m)): seed
+                      for p, m, seed in full.pipeline_seeds()[1]}
         for rep in ("mean", "sampled"):
-            assert (job / "metrics" / rep / "mig" / "results" / "aggregate"
-                    / "evaluation.json").is_file()
+            used = json.loads((job / "metrics" / rep / "mig" / "results" / "json"
+                               / "evaluation_config.json").read_text())
+            assert int(used["evaluation.random_seed"]) == full_seeds[(rep, "mig")]
         assert "model.training_steps = 3" in (job / "model/results/gin/train.gin").read_text()
     # Pruned finished jobs still count as finished: the same command does nothing.
     again = _reproduce(tmp_path, "--seeds", "0", "1", "--encoders", "conv_encoder")
@@ -224,6 +234,10 @@ def test_a_broken_binding_fails_its_job_alone(tmp_path) -> None:
       "--gin_bindings", "correlated_noise.sigma = 0.5"], "(use --sigmas)"),
     (["--study", STUDY, "--gin_bindings", "model.eval_steps = [5"], "is not a gin binding"),
     (["--study", STUDY, "--gin_bindings", "model.eval_steps"], "is not a gin binding"),
+    # An unknown metric is named before the selection is checked.
+    (["--study", STUDY, "--model_nums", "500", "--metrics", "mig", "dci"],
+     ("--metrics dci: not a metric of split_encoder_study_v1 (its metrics: factor_mig, "
+      "mi_decomposition_study, mig)")),
 ])
 def test_bad_input_is_one_clear_error_before_any_job(tmp_path, args, message) -> None:
     empty_root = tmp_path / "data"
@@ -435,9 +449,7 @@ def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:
 # --------------------------------------------------------------------------
 # Finished results are never deleted: broken markers and other data stop the command.
 
-# The tests of ``finished_job`` (module scope) run on one xdist worker, so that
-# it is built once, not once per worker that gets one of them.
-SHARED_FIXTURE = pytest.mark.xdist_group("runner")
+SHARED_FIXTURE = shared_fixture_group(__name__)  # the tests of ``finished_job``
 
 
 @pytest.fixture(scope="module")

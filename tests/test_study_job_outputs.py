@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GIN_DIR, assert_ok, run_script
+from conftest import GIN_DIR, assert_ok, run_script, shared_fixture_group
 
 from splitenc_plugin.results.learning_curves import CURVES_FILE
 from splitenc_plugin.sweep.job import CHECKPOINT_DIR, prune_heavy
@@ -30,9 +30,7 @@ EVALUATION_SEEDS = {("mean", "mig"): 3626093760,
                     ("mean", "factor_mig"): 2340255427}
 
 
-# The tests of ``tiny_job`` (module scope) run on one xdist worker, so that
-# it is built once, not once per worker that gets one of them.
-SHARED_FIXTURE = pytest.mark.xdist_group("study_job_outputs")
+SHARED_FIXTURE = shared_fixture_group(__name__)  # the tests of ``tiny_job``
 
 
 @pytest.fixture(scope="module")

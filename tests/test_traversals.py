@@ -14,7 +14,7 @@ import math
 import gin
 import numpy as np
 import pytest
-from conftest import GIN_DIR, assert_ok, run_script
+from conftest import GIN_DIR, assert_ok, run_script, shared_fixture_group
 
 from splitenc_plugin.results import traversals
 
@@ -61,9 +61,7 @@ def test_grid_columns_are_latents_and_rows_are_values() -> None:
         traversals.traversal_grid(write_code_into_image, base, values[:, :2])
 
 
-# The tests of ``trained_model`` (module scope) run on one xdist worker, so that
-# it is built once, not once per worker that gets one of them.
-SHARED_FIXTURE = pytest.mark.xdist_group("traversals")
+SHARED_FIXTURE = shared_fixture_group(__name__)  # the tests of ``trained_model``
 
 
 @pytest.fixture(scope="module")

@@ -306,7 +306,8 @@ def _layering(study_name: str, study, gin_configs: Sequence[str],
     """The run's fragments and the study's configs, checked.
 
     Raises:
-      StudyError: On an unknown metric name or a missing fragment.
+      StudyError: On a missing fragment.
+      SplitencUserError: On a bad ``--metrics`` (:func:`.grid.restrict_metrics`).
     """
     fragments, digests = _resolved(gin_configs)
     fragment_bindings: dict = {}
@@ -411,7 +412,8 @@ def study_job_specs(study_name: str, steps: int = DEFAULT_TRAINING_STEPS,
       One spec per selected model, by model number.
 
     Raises:
-      StudyError: On an unknown study, model number, filter, metric or fragment.
+      StudyError: On an unknown study, model number, filter or fragment.
+      SplitencUserError: On a bad ``--metrics`` (:func:`.grid.restrict_metrics`).
     """
     study = get_study(study_name)
     filters = parse_where(where)

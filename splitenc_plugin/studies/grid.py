@@ -226,28 +226,36 @@ def evaluation_pairs(postprocess_configs: tuple[str, ...],
 
 def restrict_metrics(study: str, eval_configs: Sequence[str],
                      metrics: Sequence[str] | None) -> tuple[str, ...]:
-    """The ``--metrics`` restriction of a study's run, checked: sorted names, or ().
+    """The ``--metrics`` restriction of a study's run, checked.
 
     The restriction selects which pairs a job evaluates; it never changes the
-    pairs' seeds (:meth:`JobSpec.evaluates`), so a restricted run's results
-    equal the full run's.
+    pairs' seeds (:meth:`JobSpec.pipeline_seeds`), so a restricted run's
+    results equal the full run's.
 
     Args:
       study: Study name (for the error message).
       eval_configs: The study's metric configs (references or paths).
       metrics: Metric config names (e.g. ``["mig"]``); None: no restriction.
 
+    Returns:
+      The named metrics, sorted; () when there is no restriction, including
+      one that names every metric of the study (the same jobs as without it).
+
     Raises:
-      SplitencUserError: On a name that is not one of the study's metrics.
+      SplitencUserError: On an empty list or a name that is not one of the
+        study's metrics.
     """
     if metrics is None:
         return ()
     known = sorted(config_name(c) for c in eval_configs)
+    if not metrics:
+        raise SplitencUserError(f"--metrics needs at least one name (the metrics of {study}: "
+                                f"{', '.join(known)})")
     unknown = sorted(set(metrics) - set(known))
     if unknown:
         raise SplitencUserError(f"--metrics {', '.join(unknown)}: not a metric of {study} "
                                 f"(its metrics: {', '.join(known)})")
-    return tuple(sorted(set(metrics)))
+    return () if set(metrics) == set(known) else tuple(sorted(set(metrics)))
 
 # dlib's in-memory random dataset (with factors, so MIG works): allowed as a
 # dataset override for tests and smoke runs, never part of a study's grid.
@@ -473,6 +481,10 @@ class JobSpec:
                                                                self.gin_config_digests)]
         if self.metrics:
             identity["metrics"] = list(self.metrics)
+            # Restricted jobs planned before 2026-12-03 drew other seeds (only
+            # their own pairs drew one): this key keeps them from passing as
+            # results of the full run's seeds.
+            identity["metric_seeds"] = "full_run"
         return identity
 
     def evaluates(self, metric_config: str) -> bool:
@@ -492,7 +504,7 @@ class JobSpec:
           ``[(representation config, metric config, seed)]`` of the pairs the
           job evaluates, in order.
         """
-        import numpy as np
+        import numpy as np  # here: planning jobs (this module's main use) needs no numpy
 
         random_state = np.random.RandomState(0)
         postprocess = [(config, int(random_state.randint(2**32)))

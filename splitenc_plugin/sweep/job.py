@@ -45,8 +45,8 @@ Postprocessing and evaluation always run from scratch.
 When everything succeeded (and, with ``prune_heavy``, the checkpoints and
 TF-Hub modules were deleted), the completion marker ``JOB_DIR/done.json`` is
 written atomically, last. A job directory is *finished* if and only if it has
-a valid ``done.json``; its identity (study, model_num, config, bindings, steps)
-says what it computed. Importing this module does not import TensorFlow.
+a valid ``done.json``; its identity (study, model_num, config, bindings, steps,
+and any fragments and ``--metrics``: ``JobSpec.identity``) says what it computed. Importing this module does not import TensorFlow.
 """
 
 from __future__ import annotations

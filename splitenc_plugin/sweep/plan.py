@@ -41,11 +41,13 @@ from splitenc_plugin.studies.dlib_any import (
 )
 from splitenc_plugin.studies.grid import (
     DLIB_STUDY_BINDINGS,
+    EVAL_CONFIGS,
     TEST_DATASET,
     JobSpec,
     check_extra_bindings,
     get_grid,
     make_job_spec,
+    restrict_metrics,
 )
 from splitenc_plugin.sweep.job import (
     DONE_FILE,
@@ -355,6 +357,7 @@ def _grid_specs(study: str, *, steps: int, datasets, models, encoders, sigmas, s
     """A plugin study's selected jobs (its grid's axis filters, fast, no dlib import)."""
     grid = get_grid(study)
     check_extra_bindings(gin_bindings)
+    metrics = restrict_metrics(study, EVAL_CONFIGS, metrics) or None  # before any selection
     override = None
     if datasets is not None and TEST_DATASET in datasets:
         if len(set(datasets)) > 1:

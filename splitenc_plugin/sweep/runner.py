@@ -30,7 +30,8 @@ Guarantees of a run:
   the runner and inherited by the job process): a second runner never deletes
   or doubles a job that is still running, even if the first runner was killed
   and its job lives on. Such a job takes no ``--max_jobs`` slot.
-* A job's identity is (study, model_num, gin config, bindings, steps): a
+* A job's identity is (study, model_num, gin config, bindings, steps, and any
+  fragments and ``--metrics``; :meth:`~splitenc_plugin.studies.grid.JobSpec.identity`): a
   finished job with another identity in the output directory (e.g. 5 steps
   where 100,000 are asked), or one whose marker cannot be read, is an error
   before anything runs.
