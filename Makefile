@@ -32,9 +32,10 @@ $(STAMP): setup.py Makefile
 	$(PY) -m splitenc_plugin.compat.hookfile
 	touch $(STAMP)
 
+# --durations: every run (CI's too) names its slowest tests, the data for keeping it short.
 test: venv
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -ra -n 2 --dist loadgroup tests
+	$(PY) -m pytest -ra -n 2 --dist loadgroup --durations=25 tests
 
 demo: venv
 	$(PY) bin/demo.py
