@@ -1,7 +1,8 @@
 """Every benchmark in bench/ runs in smoke mode and prints a well-formed table.
 
-Smoke mode runs a handful of steps (the whole file takes about a minute on
-2 cores), so the benchmarks never rot. Nothing here looks at timings: only
+Smoke mode runs a handful of steps, so the benchmarks never rot; still, the
+runs take several minutes of 2 cores in all, so they are ``long`` tests
+(``SPLITENC_ALL_TESTS=1``; CI runs them, see conftest.py). Nothing here looks at timings: only
 at the shape of the output (tables with the expected columns and rows, numbers
 where numbers belong, a JSON file with the same results).
 """
@@ -59,6 +60,7 @@ def _check_table(table, headers: list[str], num_rows: int, numeric: list[str]) -
             assert math.isfinite(value) and value >= 0, (column, row)
 
 
+@pytest.mark.long
 def test_train_throughput_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("train_throughput", tmp_path)
     tables = _tables(stdout)
@@ -103,6 +105,7 @@ def test_train_throughput_onednn_axis_pairs_off_and_on_runs() -> None:
     assert Config("vae", "conv_encoder").env == {}  # TF's own default
 
 
+@pytest.mark.long
 def test_split_encoder_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("split_encoder", tmp_path)
     tables = _tables(stdout)
@@ -117,6 +120,7 @@ def test_split_encoder_smoke(tmp_path) -> None:
     assert ops["looped_split_conv_encoder (shared=4)"] > 2 * ops["split_conv_encoder (shared=4)"]
 
 
+@pytest.mark.long
 def test_input_pipeline_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("input_pipeline", tmp_path)
     (table,) = _tables(stdout)
@@ -126,6 +130,7 @@ def test_input_pipeline_smoke(tmp_path) -> None:
     assert [r["pipeline"] for r in payload["rows"]] == ["dlib", "vectorized"]
 
 
+@pytest.mark.long
 def test_dsprites_gen_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("dsprites_gen", tmp_path)
     (table,) = _tables(stdout)
@@ -135,6 +140,7 @@ def test_dsprites_gen_smoke(tmp_path) -> None:
     assert all(r["peak_rss_mb"] > 10 for r in payload["rows"])
 
 
+@pytest.mark.long
 def test_mig_eval_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("mig_eval", tmp_path)
     (table,) = _tables(stdout)
@@ -145,6 +151,7 @@ def test_mig_eval_smoke(tmp_path) -> None:
     assert payload["ratio"] > 0
 
 
+@pytest.mark.long
 def test_job_parallelism_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("job_parallelism", tmp_path)
     (table,) = _tables(stdout)
@@ -157,6 +164,7 @@ def test_job_parallelism_smoke(tmp_path) -> None:
     assert layouts["1 job"]["ratio_to_1_job"] == 1.0
 
 
+@pytest.mark.long
 def test_deterministic_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("deterministic", tmp_path)
     tables = _tables(stdout)
@@ -169,6 +177,7 @@ def test_deterministic_smoke(tmp_path) -> None:
     assert set(payload["rows"][0]["ms_per_step"]) == {"default", "deterministic"}
 
 
+@pytest.mark.long
 def test_lean_data_smoke(tmp_path) -> None:
     out = tmp_path / "lean_data.json"
     # Nine short dlib processes (3 loader variants x train/evaluate, Shapes3D): longer

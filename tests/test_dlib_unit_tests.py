@@ -39,13 +39,15 @@ DLIB_TEST_MODULES = [
 
 
 # Shards of the modules that take minutes (12-13 parameterized tests each, every
-# one training a model); the others run whole.
+# one training a model); the others run whole. The sharded ones are ``long``
+# tests (SPLITENC_ALL_TESTS=1, as CI runs them; see conftest.py).
 SHARDS = {"methods.unsupervised.train_test": 3, "evaluation.evaluate_test": 3,
           "evaluation.metrics.dci_test": 2}
 
 
 @pytest.mark.parametrize(("module", "shard"), [
-    (module, shard) for module in DLIB_TEST_MODULES for shard in range(SHARDS.get(module, 1))])
+    pytest.param(module, shard, marks=[pytest.mark.long] if module in SHARDS else [])
+    for module in DLIB_TEST_MODULES for shard in range(SHARDS.get(module, 1))])
 def test_dlib_module_passes(module: str, shard: int, tmp_path) -> None:
     total = SHARDS.get(module, 1)
     status = tmp_path / "shard_status"  # absltest creates it when it honours sharding
