@@ -68,7 +68,9 @@ def shared_fixture_group(module: str) -> pytest.MarkDecorator:
 
     pytest-xdist's ``--dist loadgroup`` (``make test``) runs a group on one
     worker, so the fixture is built once, not once per worker that gets one of
-    its tests.
+    its tests. Not with pytest 9.2 and pytest-xdist 3.8, which ignore the
+    groups (pytest-xdist issue #1386; checked 2026-12-03: a toy module's
+    grouped tests ran on both workers under pytest 9.2.0, on one under 9.1.1).
     """
     return pytest.mark.xdist_group(module.removeprefix("test_"))
 
