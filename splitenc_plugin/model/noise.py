@@ -371,7 +371,8 @@ class NoiseSetting:
         """The setting recorded in an operative gin config (e.g. ``results/gin/train.gin``).
 
         Args:
-          config: Path of the gin file, or its :func:`~splitenc_plugin._gin.read_operative_config` dict.
+          config: Path of the gin file, or its
+            :func:`~splitenc_plugin._gin.read_operative_config` dict.
 
         Raises:
           ConfigError: on invalid values, or a noise function other than the
@@ -486,9 +487,9 @@ def _reference_name(value: Any) -> str | None:
     """The configurable's name of a gin reference in any of its recorded forms.
 
     Accepts gin's ``ConfigurableReference`` (active config), the references
-    of :func:`~splitenc_plugin._gin.read_operative_config` (``.name``) and dlib's JSON text
-    (``"@correlated_noise"``, ``"@splitenc_plugin.model.noise.correlated_noise()"``);
-    None stays None.
+    of :func:`~splitenc_plugin._gin.read_operative_config` (``.name``) and
+    dlib's JSON text (``"@correlated_noise"``,
+    ``"@splitenc_plugin.model.noise.correlated_noise()"``); None stays None.
     """
     if value is None:
         return None

@@ -46,7 +46,8 @@ When everything succeeded (and, with ``prune_heavy``, the checkpoints and
 TF-Hub modules were deleted), the completion marker ``JOB_DIR/done.json`` is
 written atomically, last. A job directory is *finished* if and only if it has
 a valid ``done.json``; its identity (study, model_num, config, bindings, steps,
-and any fragments and ``--metrics``: ``JobSpec.identity``) says what it computed. Importing this module does not import TensorFlow.
+and any fragments and ``--metrics``: ``JobSpec.identity``) says what it
+computed. Importing this module does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -474,7 +475,8 @@ def run(job_dir: str | os.PathLike) -> dict:
             [f"evaluation.random_seed = {seed}", f"evaluation.name = '{metric}'"])
     timings["evaluate"] = time.time() - t
 
-    missing = [str(p) for p in result_files(job_dir, spec) if not p.is_file()]
+    results = result_files(job_dir, spec)
+    missing = [str(p) for p in results if not p.is_file()]
     if missing:
         raise RuntimeError(f"dlib finished without writing {missing}")
     pruned = prune_heavy(job_dir) if options.get("prune_heavy") else []
@@ -505,7 +507,7 @@ def run(job_dir: str | os.PathLike) -> dict:
         "onednn": onednn_by_attempt[-1],
         "onednn_by_attempt": onednn_by_attempt,
         "splitenc_version": __version__,
-        "results": [str(p.relative_to(job_dir)) for p in result_files(job_dir, spec)],
+        "results": [str(p.relative_to(job_dir)) for p in results],
     }
     progress.phase("done")
     write_json_atomic(job_dir / DONE_FILE, done)

@@ -31,10 +31,11 @@ Guarantees of a run:
   or doubles a job that is still running, even if the first runner was killed
   and its job lives on. Such a job takes no ``--max_jobs`` slot.
 * A job's identity is (study, model_num, gin config, bindings, steps, and any
-  fragments and ``--metrics``; :meth:`~splitenc_plugin.studies.grid.JobSpec.identity`): a
-  finished job with another identity in the output directory (e.g. 5 steps
-  where 100,000 are asked), or one whose marker cannot be read, is an error
-  before anything runs.
+  fragments and ``--metrics``;
+  :meth:`~splitenc_plugin.studies.grid.JobSpec.identity`): a finished job
+  with another identity in the output directory (e.g. 5 steps where 100,000
+  are asked), or one whose marker cannot be read, is an error before anything
+  runs.
 * Bad input (unknown study / dataset / model / encoder / sigma / seed,
   steps < 1, empty selection, missing dataset files) is one error before any
   job starts.
