@@ -7,7 +7,7 @@ PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 DLIB       := disentanglement-lib==1.5
 # Bumped when the install recipe changes, so existing .venvs are refreshed.
-STAMP      := $(VENV)/.installed-v1
+STAMP      := $(VENV)/.installed-v2
 TF_EXTRA   ?= cpu
 
 export DISENTANGLEMENT_LIB_DATA ?= $(CURDIR)/data

@@ -52,6 +52,16 @@ ALL_TESTS_ENV = "SPLITENC_ALL_TESTS"
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", f"long: minutes of CPU; skipped unless {ALL_TESTS_ENV}=1 (CI sets it)")
+    if config.getoption("dist", "no") == "loadgroup" and _version(pytest.__version__) >= (9, 2):
+        config.issue_config_time_warning(pytest.PytestConfigWarning(
+            f"pytest {pytest.__version__} with --dist loadgroup: pytest-xdist up to 3.8 ignores "
+            "xdist groups here (pytest-xdist #1386), so shared module fixtures are built on "
+            "every worker and the run is slower; setup.py's test extra installs pytest<9.2"),
+            stacklevel=2)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -68,9 +78,10 @@ def shared_fixture_group(module: str) -> pytest.MarkDecorator:
 
     pytest-xdist's ``--dist loadgroup`` (``make test``) runs a group on one
     worker, so the fixture is built once, not once per worker that gets one of
-    its tests. Not with pytest 9.2 and pytest-xdist 3.8, which ignore the
-    groups (pytest-xdist issue #1386; checked 2026-12-03: a toy module's
-    grouped tests ran on both workers under pytest 9.2.0, on one under 9.1.1).
+    its tests. pytest 9.2 with pytest-xdist 3.8 ignores the groups
+    (pytest-xdist issue #1386; checked 2026-12-03: a toy module's grouped tests
+    ran on both workers under pytest 9.2.0, on one under 9.1.1), so setup.py's
+    test extra caps pytest below 9.2 and ``pytest_configure`` warns under 9.2+.
     """
     return pytest.mark.xdist_group(module.removeprefix("test_"))
 
