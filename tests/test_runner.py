@@ -270,6 +270,36 @@ def test_a_selections_file_is_one_queue_in_file_order(tmp_path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def _checkpointed_at(job, step: int) -> None:
+    """Makes ``job``'s directory look like an interrupted attempt with a checkpoint at ``step``."""
+    checkpoint = job.job_dir / "model" / "tf_checkpoint"
+    checkpoint.mkdir(parents=True)
+    write_json_atomic(job.job_dir / "job.json", {"spec": job.spec.to_dict(), "options": {}})
+    for suffix in ("index", "data-00000-of-00001"):
+        (checkpoint / f"model.ckpt-{step}.{suffix}").write_bytes(b"")
+
+
+def test_a_checkpoint_never_moves_a_job_ahead_of_an_earlier_selection(tmp_path) -> None:
+    selections = tmp_path / "grid.txt"
+    selections.write_text(
+        f"--study {STUDY} --datasets dummy_data --models factor_vae --seeds 1\n"  # models 1, 11
+        f"--study {STUDY} --datasets dummy_data --models factor_vae --encoders conv_encoder "
+        "--seeds 0\n")  # model 0
+    runner = _runner("--selections", str(selections), "--steps", "3",
+                     "--output_directory", str(tmp_path / "out"), "--max_jobs", "2")
+    jobs = {state.job.spec.model_num: state.job for state in runner.plan(require_datasets=False).states}
+    _checkpointed_at(jobs[0], 2)
+    plan = runner.plan(require_datasets=False)
+    # The second line's resumable job waits for the first line's fresh jobs.
+    assert [job.spec.model_num for job in plan.queue] == [1, 11]
+    assert plan.state(jobs[0].key) == JobState(jobs[0], JobStatus.LATER, resume_step=2)
+    # Within a line, a job that can resume goes before lower-numbered fresh ones.
+    _checkpointed_at(jobs[11], 2)
+    plan = runner.plan(require_datasets=False)
+    assert [job.spec.model_num for job in plan.queue] == [11, 1]
+    assert plan.state(jobs[11].key).status is JobStatus.RESUMABLE
+
+
 def test_the_dry_run_names_each_state_of_a_job(tmp_path) -> None:
     [job] = plan_jobs(STUDY, tmp_path, steps=3, datasets=["dummy_data"], model_nums=[0])
     shown = {status: state_text(JobState(job, status)) for status in (

@@ -146,9 +146,10 @@ class RunPlan:
     Attributes:
       states: One state per selected job, in selection order (finished,
         running, resumable, to run or later).
-      queue: The resumable and to-run jobs to start, in start order: those
-        that resume from a checkpoint first (their compute is half spent),
-        then in selection order, then by model_num.
+      queue: The resumable and to-run jobs to start, in start order: in
+        selection order (a selections file's lines are its priorities); within
+        a selection, those that resume from a checkpoint first (their compute
+        is half spent), then by model_num.
     """
 
     states: tuple[JobState, ...]
@@ -615,9 +616,11 @@ def plan_run(jobs: Sequence[Job], rank: Mapping[str, int] | None = None, *,
     # so a second runner can fill an idle core with the next job.
     running = [job for job in pending if held_elsewhere(job.job_dir)]
     pending = [job for job in pending if job not in running]
-    # Jobs that can resume from a checkpoint go first: their compute is half spent.
+    # A selections file's order is the user's priority, so it comes first: a
+    # later line's checkpoint must not take the cores from an earlier line's jobs.
+    # Within a selection, jobs that can resume go first: their compute is half spent.
     resume = {job.key: resume_step(job) for job in pending}
-    pending.sort(key=lambda job: (resume[job.key] is None, rank.get(job.key, 0),
+    pending.sort(key=lambda job: (rank.get(job.key, 0), resume[job.key] is None,
                                   job.spec.model_num))
     start = pending[:max_jobs] if max_jobs is not None else pending
     starting = {job.key for job in start}
