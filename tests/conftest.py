@@ -42,10 +42,11 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
 
 # Tests marked ``long`` take minutes of the 2 cores and re-check what the rest
 # of the suite covers more cheaply: bench/'s smoke runs (the benchmarks' own
-# output shape) and dlib's three longest unit-test modules (every dlib model
-# and metric through the compat layer). ``make test`` skips them (on 2 quiet
-# cores, 2026-12-03: 25.7 instead of 28.0 minutes of pytest);
-# ``SPLITENC_ALL_TESTS=1 make test`` runs everything, and CI (.ci/run) always does.
+# output shape), dlib's three longest unit-test modules (every dlib model and
+# metric through the compat layer), the smoke runs of two bin/ scripts that wrap
+# the same entry point as a third, and the Slurm retry (the Dask one checks the
+# same runner logic). ``make test`` skips them; ``SPLITENC_ALL_TESTS=1 make test``
+# runs everything, and CI (.ci/run) always does.
 ALL_TESTS_ENV = "SPLITENC_ALL_TESTS"
 
 

@@ -145,10 +145,11 @@ def test_a_users_study_registers_through_study_module_runs_and_aggregates(tmp_pa
 
 # capacity_control's smoke run evaluates every metric; the other two, thin
 # wrappers over the same entry point, evaluate MIG only (passed through to
-# splitenc_reproduce), which halves their cost.
-@pytest.mark.parametrize(("script", "extra"), [("sec5_1_correlated_noise", ("--metrics", "mig")),
-                                               ("sec5_2_split_encoder", ("--metrics", "mig")),
-                                               ("capacity_control", ())])
+# splitenc_reproduce), which halves their cost, and are long tests (CI runs them).
+@pytest.mark.parametrize(("script", "extra"), [
+    pytest.param("sec5_1_correlated_noise", ("--metrics", "mig"), marks=pytest.mark.long),
+    pytest.param("sec5_2_split_encoder", ("--metrics", "mig"), marks=pytest.mark.long),
+    ("capacity_control", ())])
 def test_each_experiment_script_runs_end_to_end_in_smoke_mode(script, extra, tmp_path) -> None:
     import subprocess
     import sys

@@ -239,6 +239,8 @@ def test_tiny_study_end_to_end_through_cluster_slurm(slurm, tmp_path) -> None:
     assert _no_slurm_jobs_left(slurm), slurm.jobs()
 
 
+# Long (CI runs it): the retry of a lost job is checked more cheaply on Dask above.
+@pytest.mark.long
 @pytest.mark.xdist_group("slurm")
 def test_a_cancelled_slurm_job_is_retried_and_finished_results_are_untouched(
         slurm, tmp_path) -> None:
