@@ -143,13 +143,14 @@ def test_a_users_study_registers_through_study_module_runs_and_aggregates(tmp_pa
     assert list(frame["study"]) == ["my_lab_study"] and list(frame["seed"]) == [3]
 
 
-# capacity_control's smoke run evaluates every metric; the other two, thin
-# wrappers over the same entry point, evaluate MIG only (passed through to
-# splitenc_reproduce), which halves their cost, and are long tests (CI runs them).
+# The smoke runs evaluate MIG only (passed through to splitenc_reproduce), which
+# halves their cost; every metric goes through the runner and the aggregator in
+# test_aggregate's tiny run. sec5_1 and sec5_2, thin wrappers over the same entry
+# point as capacity_control, are long tests (CI runs them).
 @pytest.mark.parametrize(("script", "extra"), [
     pytest.param("sec5_1_correlated_noise", ("--metrics", "mig"), marks=pytest.mark.long),
     pytest.param("sec5_2_split_encoder", ("--metrics", "mig"), marks=pytest.mark.long),
-    ("capacity_control", ())])
+    ("capacity_control", ("--metrics", "mig"))])
 def test_each_experiment_script_runs_end_to_end_in_smoke_mode(script, extra, tmp_path) -> None:
     import subprocess
     import sys
