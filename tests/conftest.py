@@ -50,9 +50,19 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
 ALL_TESTS_ENV = "SPLITENC_ALL_TESTS"
 
 
+# What ``splitenc_reproduce --threads_per_job 1`` sets for a job.
+THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", f"long: minutes of CPU; skipped unless {ALL_TESTS_ENV}=1 (CI sets it)")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # ``make test`` runs one xdist worker per core: one thread per TensorFlow
+        # process (the workers' own and their subprocesses') keeps the workers from
+        # oversubscribing the cores, where TF's thread pools spin (unless set already).
+        for name in THREAD_ENV:
+            os.environ.setdefault(name, "1")
     if config.getoption("dist", "no") == "loadgroup" and _version(pytest.__version__) >= (9, 2):
         config.issue_config_time_warning(pytest.PytestConfigWarning(
             f"pytest {pytest.__version__} with --dist loadgroup: pytest-xdist up to 3.8 ignores "
