@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from splitenc_plugin.sweep.execute import thread_env
+
 REPO = Path(__file__).resolve().parents[1]
 GIN_DIR = REPO / "gin"
 BIN_DIR = Path(sys.executable).parent
@@ -50,29 +52,39 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
 ALL_TESTS_ENV = "SPLITENC_ALL_TESTS"
 
 
-# What ``splitenc_reproduce --threads_per_job 1`` sets for a job.
-THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+# Thread limits a test sets around a runner whose jobs inherit its environment,
+# so that a job's recorded limits of 1 can only come from --threads_per_job 1.
+OTHER_THREADS = thread_env(3)
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", f"long: minutes of CPU; skipped unless {ALL_TESTS_ENV}=1 (CI sets it)")
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # ``make test`` runs one xdist worker per core: one thread per TensorFlow
-        # process (the workers' own and their subprocesses') keeps the workers from
-        # oversubscribing the cores, where TF's thread pools spin (unless set already).
-        for name in THREAD_ENV:
-            os.environ.setdefault(name, "1")
-    if config.getoption("dist", "no") == "loadgroup" and _version(pytest.__version__) >= (9, 2):
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers:
+        # An xdist worker: its share of the cores as TensorFlow's threads, in the
+        # variables ``splitenc_reproduce --threads_per_job`` sets, so the workers'
+        # TF processes (their own and their subprocesses') do not oversubscribe the
+        # cores, where TF's thread pools spin. Unless set already. (numpy is
+        # imported above: OMP_NUM_THREADS reaches only the subprocesses.)
+        share = max(1, (os.cpu_count() or 1) // workers)
+        for name, value in thread_env(share).items():
+            os.environ.setdefault(name, value)
+    if config.getoption("dist", "no") == "loadgroup" and _xdist_ignores_groups():
         config.issue_config_time_warning(pytest.PytestConfigWarning(
-            f"pytest {pytest.__version__} with --dist loadgroup: pytest-xdist up to 3.8 ignores "
-            "xdist groups here (pytest-xdist #1386), so shared module fixtures are built on "
+            f"pytest {pytest.__version__} with --dist loadgroup: this pytest-xdist ignores "
+            "xdist groups (pytest-xdist #1386), so shared module fixtures are built on "
             "every worker and the run is slower; setup.py's test extra installs pytest<9.2"),
             stacklevel=2)
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+def _xdist_ignores_groups() -> bool:
+    """pytest >= 9.2 with pytest-xdist <= 3.8 (pytest-xdist #1386; the newest release then)."""
+    import xdist
+    from packaging.version import Version
+
+    return Version(pytest.__version__) >= Version("9.2.0.dev0") and \
+        Version(xdist.__version__) < Version("3.9.0.dev0")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -23,14 +23,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN_DIR, assert_ok, run_python, run_script, shared_fixture_group
+from conftest import (
+    BIN_DIR,
+    OTHER_THREADS,
+    assert_ok,
+    run_python,
+    run_script,
+    shared_fixture_group,
+)
 
 from splitenc_plugin.results.aggregate import aggregate, load_results
 from splitenc_plugin.studies.grid import config_name, make_job_spec
 from splitenc_plugin.sweep.cli import build_parser
 from splitenc_plugin.sweep.display import state_text
-from splitenc_plugin.sweep.execute import RunStatus, execute_job
-from splitenc_plugin.sweep.job import write_json_atomic
+from splitenc_plugin.sweep.execute import RunStatus, execute_job, thread_env
+from splitenc_plugin.sweep.job import CHECKPOINT_DIR, JOB_FILE, write_json_atomic
 from splitenc_plugin.sweep.plan import JobState, JobStatus, RunPlan, plan_jobs
 from splitenc_plugin.sweep.progress import read_progress
 from splitenc_plugin.sweep.runner import Runner
@@ -78,9 +85,11 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                   protocol="tcp://", host="127.0.0.1",
                                   dashboard_address=None) as cluster:
+        # Other thread limits around the runner (its jobs inherit them): a "1" in
+        # done.json can only come from --threads_per_job.
         proc = _reproduce(tmp_path, "--seeds", "0", "1", "--encoders", "conv_encoder",
                           "--scheduler", cluster.scheduler_address, "--prune_heavy",
-                          "--threads_per_job", "1")
+                          "--threads_per_job", "1", env=OTHER_THREADS)
     assert_ok(proc)
     assert f"Dask scheduler {cluster.scheduler_address}" in proc.stdout
     assert "2 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
@@ -90,8 +99,8 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
         done = json.loads((job / "done.json").read_text())
         assert done["identity"]["steps"] == 3 and done["identity"]["model_num"] == num
         assert done["spec"]["seed"] == num and done["spec"]["dataset"] == "dummy_data"
-        assert done["thread_env"] == {"TF_NUM_INTRAOP_THREADS": "1",
-                                      "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        assert done["thread_env"] == thread_env(1) == {
+            "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
         assert done["onednn"] is onednn  # what TF ran, as a fresh process of this env says
         assert done["onednn_by_attempt"] == [onednn]
         # Pruned: no checkpoints or TF-Hub modules; everything the aggregator reads stays.
@@ -272,9 +281,9 @@ def test_a_selections_file_is_one_queue_in_file_order(tmp_path) -> None:
 
 def _checkpointed_at(job, step: int) -> None:
     """Makes ``job``'s directory look like an interrupted attempt with a checkpoint at ``step``."""
-    checkpoint = job.job_dir / "model" / "tf_checkpoint"
+    checkpoint = job.job_dir / CHECKPOINT_DIR
     checkpoint.mkdir(parents=True)
-    write_json_atomic(job.job_dir / "job.json", {"spec": job.spec.to_dict(), "options": {}})
+    write_json_atomic(job.job_dir / JOB_FILE, {"spec": job.spec.to_dict(), "options": {}})
     for suffix in ("index", "data-00000-of-00001"):
         (checkpoint / f"model.ckpt-{step}.{suffix}").write_bytes(b"")
 

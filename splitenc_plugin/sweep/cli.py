@@ -108,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "use their options; on a dlib study, encoder and model bindings are "
                          "fine)")
     ex.add_argument("--max_jobs", type=int, metavar="K",
-                    help="run at most K of the unfinished jobs (those that resume from a "
-                         "checkpoint first, then in selection and model_num order; jobs "
-                         "running in another process do not count), then stop; e.g. 1 to put the "
+                    help="run at most K of the unfinished jobs (in selection order; within a "
+                         "selection, those that resume from a checkpoint first, then by "
+                         "model_num; jobs running in another process do not count), then "
+                         "stop; e.g. 1 to put the "
                          "next job on a core another runner's finished job left idle")
     ex.add_argument("--dry_run", action="store_true", help="print the plan and exit")
     ex.add_argument("--no_progress", action="store_true", help="no progress bar")

@@ -149,7 +149,7 @@ class RunPlan:
       queue: The resumable and to-run jobs to start, in start order: in
         selection order (a selections file's lines are its priorities); within
         a selection, those that resume from a checkpoint first (their compute
-        is half spent), then by model_num.
+        is partly spent), then by model_num.
     """
 
     states: tuple[JobState, ...]
@@ -618,7 +618,7 @@ def plan_run(jobs: Sequence[Job], rank: Mapping[str, int] | None = None, *,
     pending = [job for job in pending if job not in running]
     # A selections file's order is the user's priority, so it comes first: a
     # later line's checkpoint must not take the cores from an earlier line's jobs.
-    # Within a selection, jobs that can resume go first: their compute is half spent.
+    # Within a selection, jobs that can resume go first: their compute is partly spent.
     resume = {job.key: resume_step(job) for job in pending}
     pending.sort(key=lambda job: (rank.get(job.key, 0), resume[job.key] is None,
                                   job.spec.model_num))
