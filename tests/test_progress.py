@@ -107,6 +107,19 @@ def test_the_rate_is_over_the_newest_reports_of_one_attempt(tmp_path) -> None:
     assert read_progress(tmp_path).seconds_left() is None  # not training any more
 
 
+def test_one_stalled_interval_does_not_set_the_rate(tmp_path) -> None:
+    clock = _Clock()
+    writer = ProgressWriter(tmp_path, total_steps=100_000, attempt=1, clock=clock)
+    for seconds in (100, 100, 1800, 100, 100):  # 1000 steps each; the third paused 30 min
+        clock.now += seconds
+        writer.step((writer.progress.step or 0) + 1000)
+    # Intervals at 10, 0.56, 10 and 10 steps/s: the median is 10 (the window's mean, 1.9).
+    assert read_progress(tmp_path).rate() == pytest.approx(10.0)
+    clock.now += 100
+    writer.step(writer.progress.step)  # a report without progress is no interval
+    assert read_progress(tmp_path).rate() == pytest.approx(10.0)
+
+
 # --------------------------------------------------------------------------
 # The runner reads the progress file, never the log
 

@@ -95,13 +95,19 @@ class Progress:
             raise ValueError(f"not a progress record of schema {SCHEMA}: {exc}") from None
 
     def rate(self) -> float | None:
-        """Global steps per second over ``recent_steps``; None with fewer than two reports."""
-        if len(self.recent_steps) < 2:
+        """Global steps per second: the median over the intervals of ``recent_steps``.
+
+        The median, not the whole window's mean, so that one stalled interval (a
+        job paused with SIGSTOP for a benchmark, a moment of a busy machine) does
+        not set the estimate for the next RATE_WINDOW reports. None with fewer
+        than two reports, or if no interval advanced.
+        """
+        rates = sorted((s1 - s0) / (t1 - t0) for (t0, s0), (t1, s1)
+                       in zip(self.recent_steps, self.recent_steps[1:]) if t1 > t0 and s1 > s0)
+        if not rates:
             return None
-        (t0, s0), (t1, s1) = self.recent_steps[0], self.recent_steps[-1]
-        if t1 <= t0 or s1 <= s0:
-            return None
-        return (s1 - s0) / (t1 - t0)
+        middle = len(rates) // 2
+        return rates[middle] if len(rates) % 2 else (rates[middle - 1] + rates[middle]) / 2
 
     def seconds_left(self) -> float | None:
         """Estimated seconds of training left at :meth:`rate`; None if unknown or not training."""
