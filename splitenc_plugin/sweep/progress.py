@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -102,12 +103,9 @@ class Progress:
         not set the estimate for the next RATE_WINDOW reports. None with fewer
         than two reports, or if no interval advanced.
         """
-        rates = sorted((s1 - s0) / (t1 - t0) for (t0, s0), (t1, s1)
-                       in zip(self.recent_steps, self.recent_steps[1:]) if t1 > t0 and s1 > s0)
-        if not rates:
-            return None
-        middle = len(rates) // 2
-        return rates[middle] if len(rates) % 2 else (rates[middle - 1] + rates[middle]) / 2
+        rates = [(s1 - s0) / (t1 - t0) for (t0, s0), (t1, s1)
+                 in zip(self.recent_steps, self.recent_steps[1:]) if t1 > t0 and s1 > s0]
+        return statistics.median(rates) if rates else None
 
     def seconds_left(self) -> float | None:
         """Estimated seconds of training left at :meth:`rate`; None if unknown or not training."""
