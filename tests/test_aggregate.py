@@ -778,8 +778,9 @@ def test_a_cell_interval_is_the_median_of_bounds_and_overlap_decides_separation(
 
 def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path: Path) -> None:
     # split_encoder_capacity_study_v1: split, matched split and wide encoder, each
-    # against the vanilla encoder; its vanilla and split runs pool with the split
-    # study's identical ones (counted once), in the differences and the figures.
+    # against the vanilla encoder, and the split against the wide encoder (same
+    # capacity, unsplit); its vanilla and split runs pool with the split study's
+    # identical ones (counted once), in the differences and the figures.
     from splitenc_plugin.results import figures
     from splitenc_plugin.results.aggregate import figure_runs, summarize
 
@@ -802,8 +803,14 @@ def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path:
     by_comparison = {d["comparison"]: d for d in diffs.to_dict("records")}
     assert sorted(by_comparison) == ["matched split encoder − vanilla encoder",
                                      "split encoder − vanilla encoder",
+                                     "split encoder − wide encoder",
                                      "wide encoder − vanilla encoder"]
-    assert {d["n"] for d in by_comparison.values()} == {"1 vs 2"}
+    assert {d["n"] for c, d in by_comparison.items()
+            if c.endswith("vanilla encoder")} == {"1 vs 2"}
+    # The split study's split run and the capacity study's are one run.
+    assert by_comparison["split encoder − wide encoder"]["n"] == "1 vs 1"
+    assert by_comparison["split encoder − wide encoder"]["d_mig_median"] == \
+        pytest.approx(0.30 - 0.05)
     assert by_comparison["split encoder − vanilla encoder"]["d_mig_median"] == \
         pytest.approx(0.30 - 0.15)
     assert by_comparison["matched split encoder − vanilla encoder"]["d_mig_median"] == \
@@ -822,6 +829,27 @@ def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path:
         out = draw(drawn, capacity, "dsprites_full", tmp_path / f"{draw.__name__}.png")
         with Image.open(out) as image:
             assert image.size[0] > image.size[1]
+
+
+def test_a_contrast_that_is_not_a_new_pair_of_the_compared_axis_is_refused() -> None:
+    # A grid's contrasts are checked where its comparison is derived, at import
+    # of the aggregator: a misspelt value is never a comparison silently dropped.
+    from splitenc_plugin.results.comparisons import study_comparison
+    from splitenc_plugin.studies.grid import StudyGrid
+
+    def grid(*contrasts):
+        return StudyGrid("s", "", datasets=["dsprites_full"], models=["factor_vae"],
+                         encoders=["conv_encoder", "split_conv_encoder", "wide_conv_encoder"],
+                         sigmas=[0.0], seeds=[0], contrasts=contrasts)
+
+    assert study_comparison(grid(("split_conv_encoder", "wide_conv_encoder"))).pairs == (
+        ("conv_encoder", "split_conv_encoder"), ("conv_encoder", "wide_conv_encoder"),
+        ("wide_conv_encoder", "split_conv_encoder"))
+    for bad in (("split_conv_encoder", "matched_split_conv_encoder"),  # not in the grid
+                ("wide_conv_encoder", "wide_conv_encoder"),  # itself
+                ("split_conv_encoder", "conv_encoder")):  # already compared
+        with pytest.raises(ValueError, match="contrast"):
+            study_comparison(grid(bad))
 
 
 def test_an_unreadable_marker_stops_the_aggregator_naming_the_job(tmp_path: Path) -> None:

@@ -94,12 +94,13 @@ def figure_runs(frame: pd.DataFrame, study: str, dataset: str,
         own = own[own["data_fingerprint"] == data_fingerprint]
     if study not in COMPARISONS or own.empty:
         return own
-    column, base, variants, _ = COMPARISONS[study]
+    comparison = COMPARISONS[study]
+    column = comparison.column
     config = pooled_cell_columns(frame)
     run_columns = pooled_run_columns(frame)
     cells = own[config].drop_duplicates()
-    # A variant's partner is the baseline; the baseline's are the variants.
-    pairs = [(base, v) for v in variants] + [(v, base) for v in variants]
+    # Each side of a compared pair is the other's partner.
+    pairs = [*comparison.pairs, *((v, b) for b, v in comparison.pairs)]
     partners = pd.concat([cells[cells[column] == value].assign(**{column: partner})
                           for value, partner in pairs]).drop_duplicates()
     others = frame[frame["study"] != study].merge(partners, on=config)

@@ -3,20 +3,24 @@
 A plugin study (:data:`splitenc_plugin.studies.grid.GRIDS`) varies exactly one
 treatment axis — ``encoder`` or ``sigma``; its ``dataset``, ``model`` and
 ``seed`` axes are what a comparison is repeated over — and compares every
-other value of it with its first (the baseline): ``split_encoder_study_v1``
-the split with the vanilla encoder, ``correlated_noise_study_v1`` sigma =
-0.9 with sigma = 0, the capacity study each control with the vanilla encoder.
-:data:`COMPARISONS` reads that from each grid's ``axes``, so a study whose
-values change (say, sigma = 0.8) is compared on its new values; a grid that
-varies no treatment axis, or more than one, or an encoder without a label,
-is an error at import, never a comparison silently dropped.
+other value of it with its first (the baseline), plus the grid's
+``contrasts``: ``split_encoder_study_v1`` the split with the vanilla encoder,
+``correlated_noise_study_v1`` sigma = 0.9 with sigma = 0, the capacity study
+each control with the vanilla encoder and the split with the wide encoder.
+:data:`COMPARISONS` reads that from each grid, so a study whose values change
+(say, sigma = 0.8) is compared on its new values; a grid that varies no
+treatment axis, or more than one, an encoder without a label, or a contrast
+of values the axis does not have, is an error at import, never a comparison
+silently dropped.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from splitenc_plugin.studies.grid import GRIDS, StudyGrid
 
-__all__ = ["COMPARED_AXES", "COMPARISONS", "ENCODER_LABELS", "comparison_pairs",
+__all__ = ["COMPARED_AXES", "COMPARISONS", "ENCODER_LABELS", "Comparison", "comparison_pairs",
            "study_comparison"]
 
 # The axes a study can compare; the others (dataset, model, seed) are what a
@@ -33,8 +37,27 @@ def _sigma_label(sigma: float) -> str:
     return f"σ = {sigma:g} ({'factorized' if sigma == 0 else 'correlated'})"
 
 
-def study_comparison(grid: StudyGrid) -> tuple[str, object, tuple, dict]:
-    """(compared axis, baseline value, variant values, labels) of a study grid.
+class Comparison(NamedTuple):
+    """What one study compares.
+
+    Attributes:
+      column: The compared axis (a results column: ``encoder`` or ``sigma``).
+      base: Its first value, the baseline.
+      variants: Its other values, in grid order.
+      labels: A label for each value.
+      pairs: Every (baseline, variant) pair compared: each variant against
+        ``base``, then the grid's contrasts.
+    """
+
+    column: str
+    base: object
+    variants: tuple
+    labels: dict
+    pairs: tuple[tuple[object, object], ...]
+
+
+def study_comparison(grid: StudyGrid) -> Comparison:
+    """What a study grid compares.
 
     Args:
       grid: A plugin study's grid.
@@ -42,11 +65,15 @@ def study_comparison(grid: StudyGrid) -> tuple[str, object, tuple, dict]:
     Returns:
       The one axis of :data:`COMPARED_AXES` with more than one value, its
       first value (the baseline), the others in grid order (the variants),
-      and a label for each value.
+      a label for each value, and the pairs compared: each variant against
+      the baseline, then ``grid.contrasts`` (each (variant, baseline) there
+      becomes a (baseline, variant) pair).
 
     Raises:
-      ValueError: If the grid varies no compared axis or several, or has an
-        encoder without a label in :data:`ENCODER_LABELS`.
+      ValueError: If the grid varies no compared axis or several, has an
+        encoder without a label in :data:`ENCODER_LABELS`, or a contrast
+        whose values are not two different values of the compared axis or
+        repeats a pair.
     """
     varied = [axis for axis in COMPARED_AXES if len(grid.axes[axis]) > 1]
     if len(varied) != 1:
@@ -63,16 +90,23 @@ def study_comparison(grid: StudyGrid) -> tuple[str, object, tuple, dict]:
             raise ValueError(f"study {grid.name}: encoder(s) {', '.join(unlabelled)} have no "
                              "label in splitenc_plugin.results.comparisons.ENCODER_LABELS")
         labels = ENCODER_LABELS
-    return axis, base, tuple(variants), labels
+    pairs = [(base, variant) for variant in variants]
+    for variant, baseline in grid.contrasts:
+        if {variant, baseline} - set(grid.axes[axis]) or variant == baseline \
+                or (baseline, variant) in pairs:
+            raise ValueError(f"study {grid.name}: contrast {variant!r} vs {baseline!r} is not a "
+                             f"new pair of two different {axis} values of the study "
+                             f"({', '.join(map(str, grid.axes[axis]))})")
+        pairs.append((baseline, variant))
+    return Comparison(axis, base, tuple(variants), labels, tuple(pairs))
 
 
-# Study -> (column compared, baseline value, variant values, labels): each
-# variant is compared with the baseline. Studies with one variant (the
-# paper's two comparisons) come first, then those with more (the capacity
-# controls); ties in grid-axis order (encoder before sigma).
-COMPARISONS: dict[str, tuple[str, object, tuple, dict]] = dict(sorted(
+# Study -> what it compares. Studies with one pair (the paper's two
+# comparisons) come first, then those with more (the capacity controls);
+# ties in grid-axis order (encoder before sigma).
+COMPARISONS: dict[str, Comparison] = dict(sorted(
     ((name, study_comparison(grid)) for name, grid in GRIDS.items()),
-    key=lambda item: (len(item[1][2]), COMPARED_AXES.index(item[1][0]))))
+    key=lambda item: (len(item[1].pairs), COMPARED_AXES.index(item[1].column))))
 
 
 def comparison_pairs() -> list[tuple[str, object, object, dict]]:
@@ -82,7 +116,8 @@ def comparison_pairs() -> list[tuple[str, object, object, dict]]:
     the capacity study) is listed once, with the first study's labels.
     """
     pairs: dict[tuple, tuple[str, object, object, dict]] = {}
-    for column, base, variants, labels in COMPARISONS.values():
-        for variant in variants:
-            pairs.setdefault((column, base, variant), (column, base, variant, labels))
+    for comparison in COMPARISONS.values():
+        for base, variant in comparison.pairs:
+            pairs.setdefault((comparison.column, base, variant),
+                             (comparison.column, base, variant, comparison.labels))
     return list(pairs.values())

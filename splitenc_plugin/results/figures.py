@@ -99,8 +99,8 @@ def _comparison(study: str, frame: pd.DataFrame) -> tuple[str, list, dict]:
     have gin fragments, the fragments (none first); else the encoder.
     """
     if study in COMPARISONS:
-        column, base, variants, labels = COMPARISONS[study]
-        return column, [base, *variants], labels
+        comparison = COMPARISONS[study]
+        return comparison.column, [comparison.base, *comparison.variants], comparison.labels
     if FRAGMENTS in frame.columns:
         values = sorted(set(frame[FRAGMENTS]), key=lambda v: (v != NO_FRAGMENTS, v))
         return FRAGMENTS, values, fragment_labels(values)

@@ -303,15 +303,21 @@ class StudyGrid:
       name: The study name (key in dlib's ``reproduce.STUDIES``).
       description: One line: what the study reproduces.
       axes: Axis name -> values, in enumeration order (last axis fastest).
+      contrasts: (variant, baseline) pairs of values of the study's compared
+        axis that the aggregator compares besides each value against the
+        first (:mod:`splitenc_plugin.results.comparisons`); e.g. the split
+        encoder against the widened conv encoder of the same capacity.
     """
 
     AXES = ("dataset", "model", "encoder", "sigma", "seed")
 
     def __init__(self, name: str, description: str, *, datasets: Sequence[str],
                  models: Sequence[str], encoders: Sequence[str], sigmas: Sequence[float],
-                 seeds: Sequence[int]) -> None:
+                 seeds: Sequence[int],
+                 contrasts: Sequence[tuple[object, object]] = ()) -> None:
         self.name = name
         self.description = description
+        self.contrasts: tuple[tuple[object, object], ...] = tuple(map(tuple, contrasts))
         self.axes: dict[str, tuple] = {
             "dataset": tuple(datasets), "model": tuple(models), "encoder": tuple(encoders),
             "sigma": tuple(float(s) for s in sigmas), "seed": tuple(int(s) for s in seeds)}
@@ -396,7 +402,11 @@ GRIDS: dict[str, StudyGrid] = {grid.name: grid for grid in (
         "to the split encoder's",
         datasets=["dsprites_full", "smallnorb", "cars3d"], models=["factor_vae", "beta_tc_vae"],
         encoders=["conv_encoder", "split_conv_encoder", "matched_split_conv_encoder",
-                  "wide_conv_encoder"], sigmas=[0.0], seeds=_SEEDS),
+                  "wide_conv_encoder"], sigmas=[0.0], seeds=_SEEDS,
+        # Besides each control against the conv encoder: the split encoder
+        # against the unsplit one of its capacity ("does a wider vanilla
+        # encoder do as well as the split one?").
+        contrasts=[("split_conv_encoder", "wide_conv_encoder")]),
 )}
 """Study name -> grid."""
 
