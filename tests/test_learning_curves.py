@@ -8,6 +8,7 @@ the files a real dlib training writes are read in test_study_job_outputs.py.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,27 @@ def test_values_keep_float32_precision(tmp_path, value) -> None:
     _write_events(checkpoint / "events.out.tfevents.1.vm", [_event(1, 1.0, loss=value)])
     [stored] = read_learning_curves(checkpoint)["loss"]
     assert np.float32(stored) == np.float32(value)
+
+
+def test_earlier_attempts_count_up_to_the_step_the_next_one_resumed_from(tmp_path) -> None:
+    # Attempt 1 logged steps 1..301 and was killed; its newest checkpoint was at
+    # 250, so attempt 2 resumed from 250 (logging 251, 351) and was killed too;
+    # attempt 3 resumed from 350 (251..350 of attempt 2 count, 351 does not).
+    first, second, last = (tmp_path / name for name in ("1", "2", "tf_checkpoint"))
+    _write_events(first / "events.out.tfevents.1.vm",
+                  [_event(step, 1.0 + step, loss=float(step)) for step in (1, 101, 201, 301)])
+    _write_events(second / "events.out.tfevents.2.vm",
+                  [_event(step, 1e3 + step, loss=-float(step)) for step in (251, 351)])
+    _write_events(last / "events.out.tfevents.3.vm",
+                  [_event(step, 1e4 + step, loss=0.5) for step in (351, 451)])
+    curves = read_learning_curves(last, earlier=[(first, 250), (second, 350)])
+    assert curves == {"steps": [1, 101, 201, 251, 351, 451],
+                      "loss": [1.0, 101.0, 201.0, -251.0, 0.5, 0.5]}
+    # An attempt that saved no checkpoint of its own counts for nothing.
+    assert read_learning_curves(last, earlier=[(first, 250), (second, 250)])["steps"] == \
+        [1, 101, 201, 351, 451]
+    # Written beside the model like a single attempt's curves.
+    model = tmp_path / "model"
+    shutil.copytree(last, model / "tf_checkpoint")
+    path = write_learning_curves(model, earlier=[(first, 250), (second, 350)])
+    assert json.loads(path.read_text()) == curves

@@ -33,6 +33,7 @@ from conftest import (
 )
 
 from splitenc_plugin.results.aggregate import aggregate, load_results
+from splitenc_plugin.results.learning_curves import CURVES_FILE
 from splitenc_plugin.studies.grid import config_name, make_job_spec
 from splitenc_plugin.sweep.cli import build_parser
 from splitenc_plugin.sweep.display import state_text
@@ -403,6 +404,14 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     assert done["onednn_by_attempt"] == [_probe_onednn(off), _probe_onednn(on)]
     assert _train_step(job.job_dir) == 8 and not stale.exists()
     assert not (job.job_dir / "resume_checkpoint").exists()
+    # The learning curves join the attempts: the first one's summaries up to
+    # the step the second resumed from (here all of them), then the second's.
+    first = json.loads((source / "model" / CURVES_FILE).read_text())
+    joined = json.loads((job.job_dir / "model" / CURVES_FILE).read_text())
+    k = len(first["steps"])
+    assert k and max(first["steps"]) <= 4 and len(joined["steps"]) > k
+    assert {tag: values[:k] for tag, values in joined.items()} == first
+    assert min(joined["steps"][k:]) > 4
     # The log is appended to, for humans.
     assert (job.job_dir / "job.log").read_text().startswith("the interrupted attempt's log")
     # Only the remaining steps ran: the second attempt reported no step below 4.

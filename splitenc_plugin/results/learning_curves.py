@@ -29,8 +29,10 @@ training is dlib's ``train_results``), and the throughput tags are left out
 (:data:`THROUGHPUT_TAGS`). If an event file was written again for a step (a
 restarted estimator), the newest value wins; a truncated or corrupt record (a
 killed run) ends that file's reading. A study job resumed from a checkpoint
-(:mod:`splitenc_plugin.sweep.job`) trains in a fresh estimator directory, so its
-curves start at the step it resumed from.
+(:mod:`splitenc_plugin.sweep.job`) trains in a fresh estimator directory; it keeps
+each earlier attempt's event files, and its curves join the attempts: an earlier
+attempt's points count up to the step the next attempt resumed from (what it
+logged after that checkpoint was training the model no longer carries).
 
 The event files are among what ``--prune_heavy`` deletes, so a job calls
 :func:`write_learning_curves` right after training. TensorFlow is imported
@@ -43,6 +45,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,29 +91,23 @@ def _clean_tags(tags: set[str]) -> dict[str, str]:
     return names
 
 
-def read_learning_curves(event_dir: str | os.PathLike,
-                         exclude: tuple[str, ...] = THROUGHPUT_TAGS) -> dict[str, list] | None:
-    """The scalar summaries of the event files in ``event_dir`` (not its subdirectories).
+def _read_points(event_dir: Path, exclude: tuple[str, ...], until: int | None,
+                 points: dict[str, dict[int, tuple[float, float]]]) -> None:
+    """Adds the scalars of ``event_dir``'s event files to ``points``.
 
     Args:
-      event_dir: An estimator directory, e.g. ``<model_dir>/tf_checkpoint``.
-      exclude: Tags (as written in the files) to leave out.
-
-    Returns:
-      ``{"steps": [...], "<tag>": [...]}`` as described in the module
-      docstring, or None if the directory has no event file or its files
-      hold no scalar summary.
+      event_dir: An estimator directory.
+      exclude: Tags to leave out.
+      until: Only steps up to this one (None: all).
+      points: tag -> step -> (wall time, value); the newest write of a step wins.
     """
-    files = sorted(Path(event_dir).glob(EVENT_GLOB))
-    if not files:
-        return None
     import tensorflow.compat.v1 as tf
 
-    # tag -> step -> (wall time, value); the newest write of a step wins.
-    points: dict[str, dict[int, tuple[float, float]]] = {}
-    for path in files:
+    for path in sorted(event_dir.glob(EVENT_GLOB)):
         try:
             for event in tf.train.summary_iterator(str(path)):
+                if until is not None and event.step > until:
+                    continue
                 for value in event.summary.value:
                     if value.tag in exclude:
                         continue
@@ -123,6 +120,32 @@ def read_learning_curves(event_dir: str | os.PathLike,
                         series[int(event.step)] = (event.wall_time, number)
         except tf.errors.DataLossError:
             pass  # a truncated last record: keep what was read
+
+
+def read_learning_curves(event_dir: str | os.PathLike,
+                         exclude: tuple[str, ...] = THROUGHPUT_TAGS,
+                         earlier: Sequence[tuple[str | os.PathLike, int]] = (),
+                         ) -> dict[str, list] | None:
+    """The scalar summaries of the event files in ``event_dir`` (not its subdirectories).
+
+    Args:
+      event_dir: An estimator directory, e.g. ``<model_dir>/tf_checkpoint``.
+      exclude: Tags (as written in the files) to leave out.
+      earlier: The event directories of the same training's earlier attempts,
+        in order, each with the global step up to which its points count (the
+        step the next attempt resumed from).
+
+    Returns:
+      ``{"steps": [...], "<tag>": [...]}`` as described in the module
+      docstring, or None if the directories have no event file or their
+      files hold no scalar summary.
+    """
+    sources = [(Path(d), int(until)) for d, until in earlier] + [(Path(event_dir), None)]
+    if not any(any(directory.glob(EVENT_GLOB)) for directory, _ in sources):
+        return None
+    points: dict[str, dict[int, tuple[float, float]]] = {}
+    for directory, until in sources:
+        _read_points(directory, exclude, until, points)
     if not points:
         return None
     names = _clean_tags(set(points))
@@ -134,18 +157,22 @@ def read_learning_curves(event_dir: str | os.PathLike,
     return curves
 
 
-def write_learning_curves(model_dir: str | os.PathLike) -> Path | None:
+def write_learning_curves(model_dir: str | os.PathLike,
+                          earlier: Sequence[tuple[str | os.PathLike, int]] = (),
+                          ) -> Path | None:
     """Writes ``<model_dir>/learning_curves.json`` from ``<model_dir>/tf_checkpoint``.
 
     Args:
       model_dir: A dlib model directory (``dlib_train --model_dir``).
+      earlier: Earlier attempts' event directories and the step up to which
+        each counts (see :func:`read_learning_curves`).
 
     Returns:
       The written file, or None (nothing written) if there is no training
       event file with scalar summaries.
     """
     model_dir = Path(model_dir)
-    curves = read_learning_curves(model_dir / "tf_checkpoint")
+    curves = read_learning_curves(model_dir / "tf_checkpoint", earlier=earlier)
     if curves is None:
         return None
     path = model_dir / CURVES_FILE

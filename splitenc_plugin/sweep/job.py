@@ -37,7 +37,10 @@ clears its other outputs and lets dlib's ``train`` run again with
 ``max_steps`` in place of ``steps``, so training continues up to the job's
 step count (a fresh job trains exactly as with ``steps``). A resumed model is
 not bit-identical to an uninterrupted one: the input pipeline and TF's random
-ops restart from their seeds. ``resumes.json`` and ``done.json`` record the
+ops restart from their seeds. The interrupted attempt's training summaries
+(event files) are kept in ``JOB_DIR/attempt_events/<n>`` with the step the next
+attempt resumed from, so that the learning curves cover the whole training
+(:mod:`splitenc_plugin.results.learning_curves`). ``resumes.json`` and ``done.json`` record the
 steps it resumed from, and each attempt's oneDNN state (``onednn_by_attempt``:
 kernels may differ between attempts run under other settings or CPUs).
 Postprocessing and evaluation always run from scratch.
@@ -67,6 +70,7 @@ from splitenc_plugin._io import write_json_atomic
 from splitenc_plugin.compat import deterministic_mode, instrument_estimator_train
 from splitenc_plugin.compat.runtime import onednn_enabled
 from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.results.learning_curves import EVENT_GLOB
 from splitenc_plugin.studies.grid import (
     JobSpec,
     config_file,
@@ -75,6 +79,7 @@ from splitenc_plugin.studies.grid import (
 from splitenc_plugin.sweep.progress import ProgressWriter
 
 __all__ = [
+    "ATTEMPT_EVENTS_DIR",
     "CHECKPOINT_DIR",
     "DATA_FILE",
     "DONE_FILE",
@@ -85,6 +90,7 @@ __all__ = [
     "RESUME_DIR",
     "THREAD_ENV",
     "MarkerError",
+    "attempt_events",
     "checkpoint_step",
     "main",
     "prune_heavy",
@@ -106,8 +112,12 @@ DATA_FILE = "data.json"
 # checkpoint is kept while the job clears its outputs and starts over.
 CHECKPOINT_DIR = "model/tf_checkpoint"
 RESUME_DIR = "resume_checkpoint"
+# The training summaries of interrupted attempts: <n>/ holds attempt n's
+# event files and ATTEMPT_FILE, the step up to which they count.
+ATTEMPT_EVENTS_DIR = "attempt_events"
+ATTEMPT_FILE = "attempt.json"
 # What a resumed job keeps of its directory; everything else is redone.
-_KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR, DATA_FILE)
+_KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR, DATA_FILE, ATTEMPT_EVENTS_DIR)
 # Thread limits of a job (splitenc_reproduce --threads_per_job): read by
 # TensorFlow's intra-op and inter-op thread pools and by OpenMP.
 THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
@@ -118,8 +128,11 @@ _CHECKPOINT_INDEX = re.compile(r"^model\.ckpt-(\d+)\.index$")
 # interventional-effects plot. What stays is what the aggregator reads:
 # results/{json,gin,aggregate} of every step, the logs and markers, and the
 # reconstructions, samples and traversals of visualizations/ (~0.3 MB) if any.
+# The event files (tens of MB at 100,000 steps) go with the checkpoints; the
+# learning curves were read from them into model/learning_curves.json.
 HEAVY_PATTERNS = (
     "model/tf_checkpoint",
+    ATTEMPT_EVENTS_DIR,
     "model/tfhub",
     "postprocessed/*/tfhub",
     "visualizations/animated_traversals",
@@ -247,11 +260,52 @@ def _copy_checkpoint(source: Path, step: int, destination: Path) -> None:
         f'all_model_checkpoint_paths: "model.ckpt-{step}"\n')
 
 
+def _keep_attempt_events(job_dir: Path, until: int) -> None:
+    """Copies the interrupted attempt's event files into ``ATTEMPT_EVENTS_DIR/<n>``.
+
+    Args:
+      job_dir: The job directory.
+      until: The step the next attempt resumes from: the attempt's summaries
+        after it describe training the resumed model does not carry.
+    """
+    events = sorted((job_dir / CHECKPOINT_DIR).glob(EVENT_GLOB))
+    if not events:
+        return
+    root = job_dir / ATTEMPT_EVENTS_DIR
+    number = 1 + max((int(d.name) for d in root.glob("*") if d.name.isdigit()), default=0)
+    fresh = root / f"{number}.new"
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    for path in events:
+        shutil.copy2(path, fresh / path.name)
+    write_json_atomic(fresh / ATTEMPT_FILE, {"until_step": until})
+    fresh.rename(root / str(number))
+
+
+def attempt_events(job_dir: str | os.PathLike) -> list[tuple[Path, int]]:
+    """Earlier attempts' event directories, in order, each with the step it counts up to.
+
+    Raises:
+      MarkerError: If an attempt's ``attempt.json`` cannot be read.
+    """
+    kept = []
+    for directory in (Path(job_dir) / ATTEMPT_EVENTS_DIR).glob("*"):
+        if directory.name.isdigit():
+            try:
+                with open(directory / ATTEMPT_FILE) as f:
+                    kept.append((int(directory.name), directory, int(json.load(f)["until_step"])))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise MarkerError(f"{directory / ATTEMPT_FILE} is unreadable ({exc})") from exc
+    return [(directory, until) for _, directory, until in sorted(kept)]
+
+
 def _prepare_resume(job_dir: Path) -> int | None:
     """Keeps the newest checkpoint in RESUME_DIR and clears the job's other outputs.
 
     Copies (never moves) until the new RESUME_DIR is in place, so a crash at
-    any point leaves a complete checkpoint for the next attempt.
+    any point leaves a complete checkpoint for the next attempt. The
+    interrupted attempt's event files are kept too (:func:`_keep_attempt_events`);
+    a job that starts afresh drops earlier attempts' ones.
 
     Returns:
       The step training resumes from, or None if there is no checkpoint.
@@ -268,6 +322,10 @@ def _prepare_resume(job_dir: Path) -> int | None:
         fresh.rename(stash)
         shutil.rmtree(old, ignore_errors=True)
         stash_step = live_step
+    if stash_step is None:
+        shutil.rmtree(job_dir / ATTEMPT_EVENTS_DIR, ignore_errors=True)
+    else:
+        _keep_attempt_events(job_dir, until=stash_step)
     for path in job_dir.iterdir():
         if path.name not in _KEPT:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -426,7 +484,7 @@ def run(job_dir: str | os.PathLike) -> dict:
     try:  # from the training event files, which --prune_heavy deletes
         from splitenc_plugin.results.learning_curves import write_learning_curves
 
-        curves = write_learning_curves(model_dir)
+        curves = write_learning_curves(model_dir, earlier=attempt_events(job_dir))
         _log(f"learning curves written to {curves.relative_to(job_dir)}" if curves else
              f"warning: no training summaries in {CHECKPOINT_DIR}; learning curves not written")
     except Exception as exc:  # noqa: BLE001 - an extra file must not cost the trained model
