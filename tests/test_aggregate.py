@@ -990,6 +990,7 @@ def test_factor_mig_gives_gap_columns_and_a_per_factor_table_of_median_gaps(
         assert min(pixels.shape) >= 300 and pixels.std() > 5, suffix
     assert ("Learning curves: 1 of 4 finished job(s) have no model/learning_curves.json"
             in summary and str(factor_jobs / STUDY / "11") in summary)
+    assert f"{factor_jobs / STUDY / '10'} (from step 101)" in summary
 
 
 def test_the_heatmap_shows_each_runs_matrix_with_latents_sorted_by_factor(
@@ -1030,10 +1031,13 @@ def test_a_traversal_label_names_the_latents_most_informative_factor(
 def test_learning_curves_per_cell_are_the_medians_of_the_runs_curves(
         factor_jobs: Path, tmp_path: Path) -> None:
     from splitenc_plugin.results.aggregate import cell_curves, load_results, run_curves
+    from splitenc_plugin.results.curves import late_curves
 
     frame, _ = load_results(factor_jobs)
     curves, missing = run_curves(frame)
     assert missing == [str(factor_jobs / STUDY / "11")]
+    # The split seed 0's curves miss the training's first summary (step 1).
+    assert late_curves(curves) == {str(factor_jobs / STUDY / "10"): 101}
     cells = cell_curves(curves).set_index(["encoder", "step"])
     conv = cells.loc["conv_encoder"]
     assert conv.index.tolist() == [1, 101, 201] and conv["n"].tolist() == [2, 2, 2]

@@ -22,7 +22,8 @@ from splitenc_plugin.results.cells import (
 from splitenc_plugin.results.learning_curves import CURVES_FILE
 from splitenc_plugin.sweep.job import CHECKPOINT_DIR
 
-__all__ = ["CURVES", "CURVE_QUANTITIES", "cell_curves", "run_curves"]
+__all__ = ["CURVES", "CURVE_QUANTITIES", "FIRST_SUMMARY_BY", "cell_curves", "late_curves",
+           "run_curves"]
 
 # Learning curves: JOB_DIR/model/learning_curves.json (the model directory
 # holds the estimator's tf_checkpoint/, whose event files the curves are read from).
@@ -37,6 +38,10 @@ CURVE_QUANTITIES: dict[str, str] = {
     "kl": "KL = −elbo − reconstruction loss",
     "regularizer": "regulariser = loss − reconstruction loss",
 }
+# The estimator's first summary comes at the first training step, the next
+# every 100 (RunConfig.save_summary_steps's default, which dlib keeps): a
+# run's curves that start later miss the start of its training.
+FIRST_SUMMARY_BY = 100  # global steps
 
 
 def run_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -48,13 +53,13 @@ def run_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     Returns:
       (one row per (run, logged step): the cell columns
       (:func:`~.cells.cell_columns`),
-      ``seed``, ``model_num``, ``step`` and each quantity of
+      ``seed``, ``model_num``, ``job_dir``, ``step`` and each quantity of
       :data:`CURVE_QUANTITIES` (NaN where a tag was not logged: ``kl`` for
       FactorVAE, which logs no elbo); the job directories of runs without
       learning_curves.json, which are left out).
     """
     cell = cell_columns(frame)
-    columns = [*cell, "seed", "model_num", "step", *CURVE_QUANTITIES]
+    columns = [*cell, "seed", "model_num", "job_dir", "step", *CURVE_QUANTITIES]
     parts, missing = [], []
     for run in frame.to_dict("records"):
         path = Path(run["job_dir"]) / CURVES
@@ -70,11 +75,25 @@ def run_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
         recon = tag("reconstruction_loss")
         parts.append(pd.DataFrame({
-            **{c: [run[c]] * len(steps) for c in [*cell, "seed", "model_num"]},
+            **{c: [run[c]] * len(steps) for c in [*cell, "seed", "model_num", "job_dir"]},
             "step": np.asarray(steps, dtype=int), "reconstruction_loss": recon,
             "kl": -tag("elbo") - recon, "regularizer": tag("loss") - recon}))
     curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return curves[columns], missing
+
+
+def late_curves(curves: pd.DataFrame) -> dict[str, int]:
+    """Runs whose curves start after :data:`FIRST_SUMMARY_BY`: job directory -> first step.
+
+    Such a run's early summaries are gone (e.g. a job resumed before resumed
+    jobs kept their interrupted attempts' event files), so a cell's curve
+    pools fewer runs before that step.
+
+    Args:
+      curves: :func:`run_curves` rows.
+    """
+    first = curves.groupby("job_dir")["step"].min()
+    return {job_dir: int(step) for job_dir, step in first.items() if step > FIRST_SUMMARY_BY}
 
 
 def cell_curves(curves: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from splitenc_plugin.results.cells import (
     pooled_cell_columns,
 )
 from splitenc_plugin.results.compare import figure_runs
-from splitenc_plugin.results.curves import cell_curves, run_curves
+from splitenc_plugin.results.curves import cell_curves, late_curves, run_curves
 from splitenc_plugin.results.factors import factor_mi_panels, latent_factor_labels
 from splitenc_plugin.results.traversals import FITTED_DIR
 from splitenc_plugin.results.visualize import visualizations
@@ -40,11 +40,14 @@ class FigureSets:
       written: The PNG files, in drawing order.
       notes: Lines for the summary (best-MIG models left out of Appendix C).
       no_curves: Job directories of finished runs without learning curves.
+      late_curves: Job directory -> first logged step, of runs whose curves
+        miss the start of training (:func:`~.curves.late_curves`).
     """
 
     written: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     no_curves: set[str] = field(default_factory=set)
+    late_curves: dict[str, int] = field(default_factory=dict)
 
 
 def write_figures(frame: pd.DataFrame, fig_dir: Path, visualize: bool = True) -> FigureSets:
@@ -85,6 +88,7 @@ def write_figures(frame: pd.DataFrame, fig_dir: Path, visualize: bool = True) ->
                                                            fig_dir / f"{stem}_factor_mi.png"))
         curves, missing = run_curves(group)
         sets.no_curves.update(missing)
+        sets.late_curves.update(late_curves(curves))
         if not curves.empty:
             sets.written.append(figures.learning_curves(
                 cell_curves(curves), study_name, dataset,

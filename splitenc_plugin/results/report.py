@@ -12,7 +12,7 @@ results.csv keeps every column.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from splitenc_plugin.results.cells import (
     extra_cell_columns,
 )
 from splitenc_plugin.results.compare import difference_table, pooled_duplicates
-from splitenc_plugin.results.curves import CURVES
+from splitenc_plugin.results.curves import CURVES, FIRST_SUMMARY_BY
 from splitenc_plugin.results.factors import factor_gap_medians
 from splitenc_plugin.results.mi import MI_QUANTITIES, entropy_cap, mi_separation
 from splitenc_plugin.results.plan import describe_planned, unfinished_planned_runs
@@ -225,7 +225,8 @@ def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame
 
 def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFrame,
                   unfinished: Sequence[Path], planned: pd.DataFrame,
-                  no_curves: set[str], figure_notes: Sequence[str]) -> list[str]:
+                  no_curves: set[str], late_curves: Mapping[str, int],
+                  figure_notes: Sequence[str]) -> list[str]:
     """The notes at the top of summary.md.
 
     Args:
@@ -235,6 +236,8 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
       unfinished: Job directories left out (:func:`~.load.load_results`).
       planned: :func:`~.plan.planned_runs`.
       no_curves: Finished jobs without learning curves.
+      late_curves: Job directory -> first logged step, of finished jobs whose
+        curves miss the start of training (:func:`~.curves.late_curves`).
       figure_notes: Lines from the figures (e.g. runs left out of Appendix C).
 
     Returns:
@@ -261,6 +264,14 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
                  f"{CURVES.as_posix()} (finished before learning curves were recorded, or "
                  "plain dlib_reproduce output) and are left out of the learning-curve figures"
                  + (": " + ", ".join(sorted(no_curves)[:10]) if 0 < len(no_curves) <= 10 else ""))
+    if late_curves:
+        notes.append(
+            f"Learning curves: {len(late_curves)} job(s) have curves that start after step "
+            f"{FIRST_SUMMARY_BY} (their early training summaries are gone: resumed before "
+            "resumed jobs kept them), so their cells' curves pool fewer runs before that: "
+            + ", ".join(f"{job_dir} (from step {step:,})"
+                        for job_dir, step in sorted(late_curves.items())[:10])
+            + (", …" if len(late_curves) > 10 else ""))
     notes += figure_notes
     return notes
 
