@@ -842,12 +842,13 @@ def test_a_contrast_that_is_not_a_new_pair_of_the_compared_axis_is_refused() -> 
                          encoders=["conv_encoder", "split_conv_encoder", "wide_conv_encoder"],
                          sigmas=[0.0], seeds=[0], contrasts=contrasts)
 
-    assert study_comparison(grid(("split_conv_encoder", "wide_conv_encoder"))).pairs == (
+    assert study_comparison(grid(("wide_conv_encoder", "split_conv_encoder"))).pairs == (
         ("conv_encoder", "split_conv_encoder"), ("conv_encoder", "wide_conv_encoder"),
         ("wide_conv_encoder", "split_conv_encoder"))
-    for bad in (("split_conv_encoder", "matched_split_conv_encoder"),  # not in the grid
+    for bad in (("matched_split_conv_encoder", "split_conv_encoder"),  # not in the grid
                 ("wide_conv_encoder", "wide_conv_encoder"),  # itself
-                ("split_conv_encoder", "conv_encoder")):  # already compared
+                ("conv_encoder", "split_conv_encoder"),  # already compared
+                ("split_conv_encoder", "conv_encoder")):  # the same, reversed
         with pytest.raises(ValueError, match="contrast"):
             study_comparison(grid(bad))
 
@@ -1062,6 +1063,32 @@ def test_learning_curves_per_cell_are_the_medians_of_the_runs_curves(
     curves, missing = run_curves(btc)
     assert missing == [] and curves["kl"].tolist() == [10.0, 6.0]
     assert curves["regularizer"].tolist() == [15.0, 12.0]
+
+
+def test_runs_logged_on_offset_step_grids_meet_in_the_same_bins(tmp_path: Path) -> None:
+    # 2,000 training steps: bins of ceil(2000 / CURVE_BINS) = 10 steps. Seed 0
+    # logs at 1, 101, 105 (two points in one bin: their mean), 201; seed 1 was
+    # resumed at 100 and logs at 103 and 205 (the run's own grid).
+    from splitenc_plugin.results.aggregate import cell_curves, run_curves
+    from splitenc_plugin.results.curves import CURVE_BINS
+
+    assert CURVE_BINS == 200
+    rows = []
+    for seed, curves in ((0, {"steps": [1, 101, 105, 201], "loss": [9.0, 5.0, 7.0, 3.0],
+                              "reconstruction_loss": [8.0, 4.0, 6.0, 2.0]}),
+                         (1, {"steps": [103, 205], "loss": [7.5, 2.0],
+                              "reconstruction_loss": [7.0, 1.0]})):
+        job = tmp_path / str(seed)
+        _write_curves(job, curves)
+        rows.append({"study": STUDY, "model_num": seed, "dataset": "dsprites_full",
+                     "model": "factor_vae", "encoder": "conv_encoder", "sigma": 0.0,
+                     "steps": 2000, "seed": seed, "job_dir": str(job)})
+    cells = cell_curves(run_curves(_frame(rows))[0])
+    assert cells["step"].tolist() == [10, 110, 210] and cells["n"].tolist() == [1, 2, 2]
+    assert cells["reconstruction_loss_median"].tolist() == [8.0, 6.0, 1.5]  # (5 + 7) / 2
+    assert cells["reconstruction_loss_low"].tolist() == [8.0, 5.0, 1.0]
+    assert cells["reconstruction_loss_high"].tolist() == [8.0, 7.0, 2.0]
+    assert cells["regularizer_median"].tolist() == [1.0, 0.75, 1.0]  # (1 + 0.5) / 2
 
 
 # ---------------------------------------------------------------------------

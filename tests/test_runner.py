@@ -38,7 +38,15 @@ from splitenc_plugin.studies.grid import config_name, make_job_spec
 from splitenc_plugin.sweep.cli import build_parser
 from splitenc_plugin.sweep.display import state_text
 from splitenc_plugin.sweep.execute import RunStatus, execute_job, thread_env
-from splitenc_plugin.sweep.job import CHECKPOINT_DIR, JOB_FILE, write_json_atomic
+from splitenc_plugin.sweep.job import (
+    ATTEMPT_EVENTS_DIR,
+    CHECKPOINT_DIR,
+    JOB_FILE,
+    attempt_events,
+    prepare_resume,
+    prune_heavy,
+    write_json_atomic,
+)
 from splitenc_plugin.sweep.plan import JobState, JobStatus, RunPlan, plan_jobs
 from splitenc_plugin.sweep.progress import read_progress
 from splitenc_plugin.sweep.runner import Runner
@@ -421,6 +429,48 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     assert steps and min(steps) >= 4
     row = load_results(tmp_path / "b")[0].iloc[0]
     assert row["resumed_from_steps"] == "4" and math.isnan(row["training_time_s"])
+
+
+def _interrupted_attempt(job: Path, events: str, checkpoint: int | None = None) -> None:
+    """The estimator directory an attempt leaves: its event file and maybe a checkpoint."""
+    live = job / CHECKPOINT_DIR
+    live.mkdir(parents=True, exist_ok=True)
+    (live / f"events.out.tfevents.{events}.vm").write_text(events)
+    if checkpoint is not None:
+        (live / f"model.ckpt-{checkpoint}.index").write_text("index")
+        (live / f"model.ckpt-{checkpoint}.data-00000-of-00001").write_text("data")
+
+
+def test_a_resume_keeps_each_interrupted_attempts_summaries_once(tmp_path) -> None:
+    job = tmp_path / "job"
+    _interrupted_attempt(job, "first", checkpoint=250)
+    (job / "postprocessed").mkdir()
+    assert prepare_resume(job) == 250
+    kept_250 = job / ATTEMPT_EVENTS_DIR / "250"
+    assert attempt_events(job) == [(kept_250, 250)]
+    assert [p.read_text() for p in kept_250.iterdir()] == ["first"]
+    assert not (job / "model").exists() and not (job / "postprocessed").exists()
+    # An attempt that saved no checkpoint of its own: none of its summaries
+    # (all after 250) count, and none are kept.
+    _interrupted_attempt(job, "second")
+    assert prepare_resume(job) == 250 and attempt_events(job) == [(kept_250, 250)]
+    assert [p.read_text() for p in kept_250.iterdir()] == ["first"]
+    _interrupted_attempt(job, "third", checkpoint=400)
+    assert prepare_resume(job) == 400
+    assert [step for _, step in attempt_events(job)] == [250, 400]
+    # A crash after keeping, before clearing: the retry keeps nothing twice.
+    _interrupted_attempt(job, "third", checkpoint=400)
+    assert prepare_resume(job) == 400
+    assert sorted(p.name for p in (job / ATTEMPT_EVENTS_DIR).iterdir()) == ["250", "400"]
+    # --prune_heavy deletes them with the checkpoints (the curves are written by then).
+    assert ATTEMPT_EVENTS_DIR in prune_heavy(job) and attempt_events(job) == []
+
+    # A job without any checkpoint starts afresh: earlier summaries mean nothing.
+    fresh = tmp_path / "fresh"
+    (fresh / ATTEMPT_EVENTS_DIR / "100").mkdir(parents=True)
+    _interrupted_attempt(fresh, "lost")
+    assert prepare_resume(fresh) is None and attempt_events(fresh) == []
+    assert not (fresh / ATTEMPT_EVENTS_DIR).exists()
 
 
 def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:

@@ -65,15 +65,14 @@ def study_comparison(grid: StudyGrid) -> Comparison:
     Returns:
       The one axis of :data:`COMPARED_AXES` with more than one value, its
       first value (the baseline), the others in grid order (the variants),
-      a label for each value, and the pairs compared: each variant against
-      the baseline, then ``grid.contrasts`` (each (variant, baseline) there
-      becomes a (baseline, variant) pair).
+      a label for each value, and the (baseline, variant) pairs compared:
+      each variant against the baseline, then ``grid.contrasts``.
 
     Raises:
       ValueError: If the grid varies no compared axis or several, has an
         encoder without a label in :data:`ENCODER_LABELS`, or a contrast
         whose values are not two different values of the compared axis or
-        repeats a pair.
+        that repeats a pair, either way round.
     """
     varied = [axis for axis in COMPARED_AXES if len(grid.axes[axis]) > 1]
     if len(varied) != 1:
@@ -91,9 +90,9 @@ def study_comparison(grid: StudyGrid) -> Comparison:
                              "label in splitenc_plugin.results.comparisons.ENCODER_LABELS")
         labels = ENCODER_LABELS
     pairs = [(base, variant) for variant in variants]
-    for variant, baseline in grid.contrasts:
+    for baseline, variant in grid.contrasts:
         if {variant, baseline} - set(grid.axes[axis]) or variant == baseline \
-                or (baseline, variant) in pairs:
+                or {(baseline, variant), (variant, baseline)} & set(pairs):
             raise ValueError(f"study {grid.name}: contrast {variant!r} vs {baseline!r} is not a "
                              f"new pair of two different {axis} values of the study "
                              f"({', '.join(map(str, grid.axes[axis]))})")

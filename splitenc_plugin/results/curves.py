@@ -22,8 +22,8 @@ from splitenc_plugin.results.cells import (
 from splitenc_plugin.results.learning_curves import CURVES_FILE
 from splitenc_plugin.sweep.job import CHECKPOINT_DIR
 
-__all__ = ["CURVES", "CURVE_QUANTITIES", "FIRST_SUMMARY_BY", "cell_curves", "late_curves",
-           "run_curves"]
+__all__ = ["CURVES", "CURVE_BINS", "CURVE_QUANTITIES", "FIRST_SUMMARY_BY", "cell_curves",
+           "late_curves", "run_curves"]
 
 # Learning curves: JOB_DIR/model/learning_curves.json (the model directory
 # holds the estimator's tf_checkpoint/, whose event files the curves are read from).
@@ -39,9 +39,16 @@ CURVE_QUANTITIES: dict[str, str] = {
     "regularizer": "regulariser = loss − reconstruction loss",
 }
 # The estimator's first summary comes at the first training step, the next
-# every 100 (RunConfig.save_summary_steps's default, which dlib keeps): a
-# run's curves that start later miss the start of its training.
+# about every 100 global steps (RunConfig.save_summary_steps's default, which
+# dlib keeps; FactorVAE's two updates per iteration make it 102): a run's
+# curves that start later miss the start of its training.
 FIRST_SUMMARY_BY = 100  # global steps
+# A cell's curve has a point per bin: each run's summaries are averaged in
+# bins of ceil(steps / CURVE_BINS) global steps, so that runs logged on
+# different step grids meet (a resumed run logs from its resume step on, e.g.
+# FactorVAE at 77,094, 77,196, ... after a resume at 77,092, where a fresh
+# run logs at 77,112, 77,214, ...).
+CURVE_BINS = 200
 
 
 def run_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -91,14 +98,20 @@ def late_curves(curves: pd.DataFrame) -> dict[str, int]:
 
     Args:
       curves: :func:`run_curves` rows.
+
+    Returns:
+      Job directory -> its first logged step, for those runs only.
     """
     first = curves.groupby("job_dir")["step"].min()
     return {job_dir: int(step) for job_dir, step in first.items() if step > FIRST_SUMMARY_BY}
 
 
 def cell_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per cell and step, the median over seeds and the range of each quantity.
+    """Per cell and bin of steps, the median over seeds and the range of each quantity.
 
+    Each run's values are first averaged in bins of w = ceil(steps /
+    :data:`CURVE_BINS`) global steps (bin k: steps in ((k - 1)·w, k·w], labelled
+    k·w; w = 1 keeps every logged step), then pooled over the cell's runs.
     Cells pool like the figures' (identical configurations across studies
     are one cell; a run in both studies counts once).
 
@@ -108,11 +121,15 @@ def cell_curves(curves: pd.DataFrame) -> pd.DataFrame:
     Returns:
       One row per (cell: ``dataset``, ``data_fingerprint``, ``model``,
       ``encoder``, ``sigma``, ``steps`` and any fragments and study bindings;
-      ``step``): ``n`` (runs logged at that
-      step) and per quantity ``q``: ``q_median``, ``q_low``, ``q_high``
-      (min and max over the runs; NaN where not logged).
+      ``step``: the bin's last step): ``n`` (runs logged in the bin) and per
+      quantity ``q``: ``q_median``, ``q_low``, ``q_high`` (median, min and
+      max over the runs' bin means; NaN where not logged).
     """
     curves = curves.sort_values("study").drop_duplicates([*pooled_run_columns(curves), "step"])
+    width = np.maximum(1.0, np.ceil(curves["steps"].astype(float).fillna(1.0) / CURVE_BINS))
+    curves = curves.assign(step=(np.ceil(curves["step"] / width) * width).astype(int))
+    curves = curves.groupby([*pooled_run_columns(curves), "step"], sort=True, dropna=False)[
+        list(CURVE_QUANTITIES)].mean().reset_index()
     groups = curves.groupby([*pooled_cell_columns(curves), "step"], sort=True, dropna=False)
     stats = {"n": ("seed", "size")}
     for quantity in CURVE_QUANTITIES:

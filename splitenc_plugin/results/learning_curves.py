@@ -126,7 +126,9 @@ def read_learning_curves(event_dir: str | os.PathLike,
                          exclude: tuple[str, ...] = THROUGHPUT_TAGS,
                          earlier: Sequence[tuple[str | os.PathLike, int]] = (),
                          ) -> dict[str, list] | None:
-    """The scalar summaries of the event files in ``event_dir`` (not its subdirectories).
+    """The scalar summaries of a training's event files: ``event_dir``'s and earlier attempts'.
+
+    Only the directories' top-level event files are read (not ``eval/``).
 
     Args:
       event_dir: An estimator directory, e.g. ``<model_dir>/tf_checkpoint``.
@@ -160,7 +162,7 @@ def read_learning_curves(event_dir: str | os.PathLike,
 def write_learning_curves(model_dir: str | os.PathLike,
                           earlier: Sequence[tuple[str | os.PathLike, int]] = (),
                           ) -> Path | None:
-    """Writes ``<model_dir>/learning_curves.json`` from ``<model_dir>/tf_checkpoint``.
+    """Writes ``<model_dir>/learning_curves.json`` from ``tf_checkpoint`` and ``earlier``.
 
     Args:
       model_dir: A dlib model directory (``dlib_train --model_dir``).

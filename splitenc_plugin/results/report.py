@@ -12,7 +12,8 @@ results.csv keeps every column.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -254,7 +255,7 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
                       + "; ".join(f"{c} = {value}" for c, value in shared.items()))
     if unfinished:
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "
-                     + ", ".join(str(p) for p in unfinished[:10]))
+                     + _some(str(p) for p in unfinished))
     notes += pooled_duplicates(frame)
     waiting = unfinished_planned_runs(frame, planned)
     if len(waiting):
@@ -263,17 +264,23 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
     notes.append(f"Learning curves: {len(no_curves)} of {len(frame)} finished job(s) have no "
                  f"{CURVES.as_posix()} (finished before learning curves were recorded, or "
                  "plain dlib_reproduce output) and are left out of the learning-curve figures"
-                 + (": " + ", ".join(sorted(no_curves)[:10]) if 0 < len(no_curves) <= 10 else ""))
+                 + (": " + _some(no_curves) if no_curves else ""))
     if late_curves:
         notes.append(
             f"Learning curves: {len(late_curves)} job(s) have curves that start after step "
-            f"{FIRST_SUMMARY_BY} (their early training summaries are gone: resumed before "
-            "resumed jobs kept them), so their cells' curves pool fewer runs before that: "
-            + ", ".join(f"{job_dir} (from step {step:,})"
-                        for job_dir, step in sorted(late_curves.items())[:10])
-            + (", …" if len(late_curves) > 10 else ""))
+            f"{FIRST_SUMMARY_BY} (their early training summaries are gone, e.g. resumed "
+            "before resumed jobs kept them), so their cells' curves pool fewer runs before "
+            "that: " + _some(f"{job_dir} (from step {late_curves[job_dir]:,})"
+                             for job_dir in late_curves))
     notes += figure_notes
     return notes
+
+
+def _some(texts: Iterable[str], most: int = 10) -> str:
+    """The first ``most`` texts in natural order (``.../2`` before ``.../10``), then "…"."""
+    ordered = sorted(texts, key=lambda t: [int(part) if part.isdigit() else part
+                                           for part in re.split(r"(\d+)", t)])
+    return ", ".join(ordered[:most]) + (", …" if len(ordered) > most else "")
 
 
 def summary_text(notes: Sequence[str], tables: str, figures: Sequence[Path],

@@ -303,10 +303,11 @@ class StudyGrid:
       name: The study name (key in dlib's ``reproduce.STUDIES``).
       description: One line: what the study reproduces.
       axes: Axis name -> values, in enumeration order (last axis fastest).
-      contrasts: (variant, baseline) pairs of values of the study's compared
+      contrasts: (baseline, variant) pairs of values of the study's compared
         axis that the aggregator compares besides each value against the
         first (:mod:`splitenc_plugin.results.comparisons`); e.g. the split
-        encoder against the widened conv encoder of the same capacity.
+        encoder (variant) against the widened conv encoder of the same
+        capacity (baseline).
     """
 
     AXES = ("dataset", "model", "encoder", "sigma", "seed")
@@ -406,7 +407,7 @@ GRIDS: dict[str, StudyGrid] = {grid.name: grid for grid in (
         # Besides each control against the conv encoder: the split encoder
         # against the unsplit one of its capacity ("does a wider vanilla
         # encoder do as well as the split one?").
-        contrasts=[("split_conv_encoder", "wide_conv_encoder")]),
+        contrasts=[("wide_conv_encoder", "split_conv_encoder")]),
 )}
 """Study name -> grid."""
 

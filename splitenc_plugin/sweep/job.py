@@ -38,10 +38,10 @@ clears its other outputs and lets dlib's ``train`` run again with
 step count (a fresh job trains exactly as with ``steps``). A resumed model is
 not bit-identical to an uninterrupted one: the input pipeline and TF's random
 ops restart from their seeds. The interrupted attempt's training summaries
-(event files) are kept in ``JOB_DIR/attempt_events/<n>`` with the step the next
-attempt resumed from, so that the learning curves cover the whole training
-(:mod:`splitenc_plugin.results.learning_curves`). ``resumes.json`` and ``done.json`` record the
-steps it resumed from, and each attempt's oneDNN state (``onednn_by_attempt``:
+(event files) are kept in ``JOB_DIR/attempt_events/<step>``, ``<step>`` being
+the step the next attempt resumed from, so that the learning curves cover the
+whole training (:mod:`splitenc_plugin.results.learning_curves`).
+``resumes.json`` and ``done.json`` record the steps it resumed from, and each attempt's oneDNN state (``onednn_by_attempt``:
 kernels may differ between attempts run under other settings or CPUs).
 Postprocessing and evaluation always run from scratch.
 
@@ -70,7 +70,7 @@ from splitenc_plugin._io import write_json_atomic
 from splitenc_plugin.compat import deterministic_mode, instrument_estimator_train
 from splitenc_plugin.compat.runtime import onednn_enabled
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.results.learning_curves import EVENT_GLOB
+from splitenc_plugin.results.learning_curves import EVENT_GLOB, write_learning_curves
 from splitenc_plugin.studies.grid import (
     JobSpec,
     config_file,
@@ -93,6 +93,7 @@ __all__ = [
     "attempt_events",
     "checkpoint_step",
     "main",
+    "prepare_resume",
     "prune_heavy",
     "read_done",
     "read_job_spec",
@@ -112,10 +113,10 @@ DATA_FILE = "data.json"
 # checkpoint is kept while the job clears its outputs and starts over.
 CHECKPOINT_DIR = "model/tf_checkpoint"
 RESUME_DIR = "resume_checkpoint"
-# The training summaries of interrupted attempts: <n>/ holds attempt n's
-# event files and ATTEMPT_FILE, the step up to which they count.
+# The training summaries of interrupted attempts: <step>/ holds the event
+# files of the attempt that a later one resumed from <step>; they count up
+# to that step.
 ATTEMPT_EVENTS_DIR = "attempt_events"
-ATTEMPT_FILE = "attempt.json"
 # What a resumed job keeps of its directory; everything else is redone.
 _KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR, DATA_FILE, ATTEMPT_EVENTS_DIR)
 # Thread limits of a job (splitenc_reproduce --threads_per_job): read by
@@ -261,7 +262,12 @@ def _copy_checkpoint(source: Path, step: int, destination: Path) -> None:
 
 
 def _keep_attempt_events(job_dir: Path, until: int) -> None:
-    """Copies the interrupted attempt's event files into ``ATTEMPT_EVENTS_DIR/<n>``.
+    """Copies the interrupted attempt's event files into ``ATTEMPT_EVENTS_DIR/<until>``.
+
+    Nothing is copied if that directory exists: either these very files were
+    kept before (a crash after copying, before the outputs were cleared), or
+    an earlier attempt was kept up to the same step, and then this attempt
+    saved no checkpoint of its own and none of its summaries count.
 
     Args:
       job_dir: The job directory.
@@ -269,47 +275,50 @@ def _keep_attempt_events(job_dir: Path, until: int) -> None:
         after it describe training the resumed model does not carry.
     """
     events = sorted((job_dir / CHECKPOINT_DIR).glob(EVENT_GLOB))
-    if not events:
+    kept = job_dir / ATTEMPT_EVENTS_DIR / str(until)
+    if not events or kept.exists():
         return
-    root = job_dir / ATTEMPT_EVENTS_DIR
-    number = 1 + max((int(d.name) for d in root.glob("*") if d.name.isdigit()), default=0)
-    fresh = root / f"{number}.new"
+    fresh = kept.with_name(f"{until}.new")  # renamed when complete
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     for path in events:
         shutil.copy2(path, fresh / path.name)
-    write_json_atomic(fresh / ATTEMPT_FILE, {"until_step": until})
-    fresh.rename(root / str(number))
+    fresh.rename(kept)
 
 
 def attempt_events(job_dir: str | os.PathLike) -> list[tuple[Path, int]]:
-    """Earlier attempts' event directories, in order, each with the step it counts up to.
+    """The event directories of a job's interrupted attempts, kept when it resumed.
 
-    Raises:
-      MarkerError: If an attempt's ``attempt.json`` cannot be read.
+    Args:
+      job_dir: The job directory.
+
+    Returns:
+      (directory, the step up to which its summaries count), in the order of
+      the attempts (by that step), as
+      :func:`~splitenc_plugin.results.learning_curves.read_learning_curves`
+      takes them; empty for a job never resumed.
     """
-    kept = []
-    for directory in (Path(job_dir) / ATTEMPT_EVENTS_DIR).glob("*"):
-        if directory.name.isdigit():
-            try:
-                with open(directory / ATTEMPT_FILE) as f:
-                    kept.append((int(directory.name), directory, int(json.load(f)["until_step"])))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise MarkerError(f"{directory / ATTEMPT_FILE} is unreadable ({exc})") from exc
-    return [(directory, until) for _, directory, until in sorted(kept)]
+    kept = [(int(d.name), d) for d in (Path(job_dir) / ATTEMPT_EVENTS_DIR).glob("*")
+            if d.name.isdigit()]  # not a half-copied "<step>.new"
+    return [(directory, step) for step, directory in sorted(kept)]
 
 
-def _prepare_resume(job_dir: Path) -> int | None:
+def prepare_resume(job_dir: str | os.PathLike) -> int | None:
     """Keeps the newest checkpoint in RESUME_DIR and clears the job's other outputs.
 
     Copies (never moves) until the new RESUME_DIR is in place, so a crash at
     any point leaves a complete checkpoint for the next attempt. The
-    interrupted attempt's event files are kept too (:func:`_keep_attempt_events`);
-    a job that starts afresh drops earlier attempts' ones.
+    interrupted attempt's event files are kept too, in
+    ``ATTEMPT_EVENTS_DIR/<the step returned>`` (:func:`attempt_events`); a job
+    that starts afresh drops earlier attempts' ones.
+
+    Args:
+      job_dir: An unfinished job directory.
 
     Returns:
       The step training resumes from, or None if there is no checkpoint.
     """
+    job_dir = Path(job_dir)
     live, stash = job_dir / CHECKPOINT_DIR, job_dir / RESUME_DIR
     live_step, stash_step = checkpoint_step(live), checkpoint_step(stash)
     if live_step is not None and (stash_step is None or live_step > stash_step):
@@ -453,7 +462,7 @@ def run(job_dir: str | os.PathLike) -> dict:
     data = _check_data(job_dir, spec.dataset)
     attempts = _read_attempts(job_dir)
     resumes = attempts["resumes"]
-    resume_step = _prepare_resume(job_dir)
+    resume_step = prepare_resume(job_dir)
     if resume_step is None:
         attempts["first_attempt"] = _attempt_record()  # training starts from scratch
     else:
@@ -482,8 +491,6 @@ def run(job_dir: str | os.PathLike) -> dict:
     timings["train"] = time.time() - t
     shutil.rmtree(job_dir / RESUME_DIR, ignore_errors=True)
     try:  # from the training event files, which --prune_heavy deletes
-        from splitenc_plugin.results.learning_curves import write_learning_curves
-
         curves = write_learning_curves(model_dir, earlier=attempt_events(job_dir))
         _log(f"learning curves written to {curves.relative_to(job_dir)}" if curves else
              f"warning: no training summaries in {CHECKPOINT_DIR}; learning curves not written")
