@@ -394,8 +394,9 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     One row of panels per model, one column per quantity of
     ``curves.CURVE_QUANTITIES``; each cell's line is the median over its
     seeds of their means in each bin of steps (``curves.cell_curves``), with
-    a light band from the lowest to the highest seed. The y axes cover the medians after the first 2 % of the
-    steps (the first summaries, at step 1, are far above the rest). A panel
+    a light band from the lowest to the highest seed. The y axes cover the
+    medians after the first 2 % of the steps (the first summaries, at step 1,
+    are far above the rest). A panel
     whose quantity the model does not log (KL for FactorVAE, which logs no
     elbo) says so.
 

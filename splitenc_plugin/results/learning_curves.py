@@ -91,19 +91,19 @@ def _clean_tags(tags: set[str]) -> dict[str, str]:
     return names
 
 
-def _read_points(event_dir: Path, exclude: tuple[str, ...], until: int | None,
+def _read_points(files: list[Path], exclude: tuple[str, ...], until: int | None,
                  points: dict[str, dict[int, tuple[float, float]]]) -> None:
-    """Adds the scalars of ``event_dir``'s event files to ``points``.
+    """Adds the scalars of one attempt's event files to ``points``.
 
     Args:
-      event_dir: An estimator directory.
+      files: The event files of an estimator directory, sorted.
       exclude: Tags to leave out.
       until: Only steps up to this one (None: all).
       points: tag -> step -> (wall time, value); the newest write of a step wins.
     """
     import tensorflow.compat.v1 as tf
 
-    for path in sorted(event_dir.glob(EVENT_GLOB)):
+    for path in files:
         try:
             for event in tf.train.summary_iterator(str(path)):
                 if until is not None and event.step > until:
@@ -142,12 +142,13 @@ def read_learning_curves(event_dir: str | os.PathLike,
       docstring, or None if the directories have no event file or their
       files hold no scalar summary.
     """
-    sources = [(Path(d), int(until)) for d, until in earlier] + [(Path(event_dir), None)]
-    if not any(any(directory.glob(EVENT_GLOB)) for directory, _ in sources):
-        return None
+    sources = [(sorted(Path(directory).glob(EVENT_GLOB)), until)
+               for directory, until in [*((d, int(u)) for d, u in earlier), (event_dir, None)]]
+    if not any(files for files, _ in sources):
+        return None  # without importing TensorFlow
     points: dict[str, dict[int, tuple[float, float]]] = {}
-    for directory, until in sources:
-        _read_points(directory, exclude, until, points)
+    for files, until in sources:
+        _read_points(files, exclude, until, points)
     if not points:
         return None
     names = _clean_tags(set(points))

@@ -41,8 +41,9 @@ ops restart from their seeds. The interrupted attempt's training summaries
 (event files) are kept in ``JOB_DIR/attempt_events/<step>``, ``<step>`` being
 the step the next attempt resumed from, so that the learning curves cover the
 whole training (:mod:`splitenc_plugin.results.learning_curves`).
-``resumes.json`` and ``done.json`` record the steps it resumed from, and each attempt's oneDNN state (``onednn_by_attempt``:
-kernels may differ between attempts run under other settings or CPUs).
+``resumes.json`` and ``done.json`` record the steps it resumed from, and each
+attempt's oneDNN state (``onednn_by_attempt``: kernels may differ between
+attempts run under other settings or CPUs).
 Postprocessing and evaluation always run from scratch.
 
 When everything succeeded (and, with ``prune_heavy``, the checkpoints and
