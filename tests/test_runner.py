@@ -41,6 +41,7 @@ from splitenc_plugin.sweep.execute import RunStatus, execute_job, thread_env
 from splitenc_plugin.sweep.job import (
     ATTEMPT_EVENTS_DIR,
     CHECKPOINT_DIR,
+    DONE_FILE,
     JOB_FILE,
     attempt_events,
     prepare_resume,
@@ -105,7 +106,7 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
     onednn = _probe_onednn()
     for num in (0, 1):
         job = tmp_path / STUDY / str(num)
-        done = json.loads((job / "done.json").read_text())
+        done = json.loads((job / DONE_FILE).read_text())
         assert done["identity"]["steps"] == 3 and done["identity"]["model_num"] == num
         assert done["spec"]["seed"] == num and done["spec"]["dataset"] == "dummy_data"
         assert done["thread_env"] == thread_env(1) == {
@@ -117,7 +118,7 @@ def test_tiny_study_on_a_dask_local_cluster_with_pruning(tmp_path) -> None:
                                                  "postprocessed/mean/tfhub",
                                                  "postprocessed/mean_logvar/tfhub",
                                                  "postprocessed/sampled/tfhub"])
-        assert not list(job.rglob("tfhub")) and not (job / "model" / "tf_checkpoint").exists()
+        assert not list(job.rglob("tfhub")) and not (job / CHECKPOINT_DIR).exists()
         # --metrics mig: MIG only, each with the seed of the full run's job
         # (pinned against the committed campaign in test_factor_mig.py).
         assert done["results"] == [f"metrics/{rep}/mig/results/aggregate/evaluation.json"
@@ -181,7 +182,7 @@ def test_interrupting_a_run_stops_its_jobs_on_dask_workers(tmp_path) -> None:
     assert runner.returncode == 130, output
     assert "stopped 1 job(s) on the Dask workers" in output
     assert "interrupted; the same command resumes" in output
-    assert not (tmp_path / STUDY / "0" / "done.json").exists()
+    assert not (tmp_path / STUDY / "0" / DONE_FILE).exists()
 
 
 def test_interrupted_run_resumes_without_touching_finished_jobs(tmp_path) -> None:
@@ -194,13 +195,13 @@ def test_interrupted_run_resumes_without_touching_finished_jobs(tmp_path) -> Non
                             start_new_session=True)
     try:
         deadline = time.time() + 240
-        while not (first / "done.json").exists() and proc.poll() is None:
+        while not (first / DONE_FILE).exists() and proc.poll() is None:
             assert time.time() < deadline, "the first job never finished"
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    assert (first / "done.json").exists() and not (second / "done.json").exists()
+    assert (first / DONE_FILE).exists() and not (second / DONE_FILE).exists()
     before = _hashes(first)
 
     resumed = run_script(*args[0:1], *args[1:])
@@ -208,7 +209,7 @@ def test_interrupted_run_resumes_without_touching_finished_jobs(tmp_path) -> Non
     assert "2 job(s) selected, 1 already finished, 1 to run" in resumed.stdout
     assert "1 job(s) finished now, 1 earlier, 0 failed" in resumed.stdout
     assert _hashes(first) == before  # same bytes, same mtimes: not re-run, not touched
-    done = json.loads((second / "done.json").read_text())
+    done = json.loads((second / DONE_FILE).read_text())
     assert done["identity"]["model_num"] == 1 and done["identity"]["steps"] == 3
 
     # A finished job of another step count is never taken for (or replaced by) this one.
@@ -228,8 +229,8 @@ def test_a_broken_binding_fails_its_job_alone(tmp_path) -> None:
     assert f"{STUDY}/10: exit 2; log: {log}" in proc.stderr
     assert "1 job(s) finished now, 0 earlier, 1 failed" in proc.stdout
     assert "num_shared_layers" in log.read_text()
-    assert (tmp_path / STUDY / "0" / "done.json").exists()
-    assert not (tmp_path / STUDY / "10" / "done.json").exists()
+    assert (tmp_path / STUDY / "0" / DONE_FILE).exists()
+    assert not (tmp_path / STUDY / "10" / DONE_FILE).exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -386,8 +387,8 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
                       models=["beta_tc_vae"], encoders=["conv_encoder"], seeds=[0],
                       gin_bindings=["model.eval_steps = 5"], metrics=["mig"])  # as TINY
     job.job_dir.mkdir(parents=True)
-    write_json_atomic(job.job_dir / "job.json", {"spec": job.spec.to_dict(), "options": {}})
-    shutil.copytree(source / "model" / "tf_checkpoint", job.job_dir / "model" / "tf_checkpoint")
+    write_json_atomic(job.job_dir / JOB_FILE, {"spec": job.spec.to_dict(), "options": {}})
+    shutil.copytree(source / CHECKPOINT_DIR, job.job_dir / CHECKPOINT_DIR)
     shutil.copy(source / "resumes.json", job.job_dir / "resumes.json")
     stale = job.job_dir / "postprocessed" / "mean" / "half-written"
     stale.parent.mkdir(parents=True)
@@ -406,7 +407,7 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     assert_ok(proc)
     assert "1 job(s) finished now, 0 earlier, 0 failed" in proc.stdout
     assert f"finished: {STUDY}/20" in proc.stderr and "resumed from step 4" in proc.stderr
-    done = json.loads((job.job_dir / "done.json").read_text())
+    done = json.loads((job.job_dir / DONE_FILE).read_text())
     assert done["resumed_from_steps"] == [4] and done["identity"]["steps"] == 8
     # Each attempt's kernels, as fresh TF processes of those environments say.
     assert done["onednn_by_attempt"] == [_probe_onednn(off), _probe_onednn(on)]
@@ -489,7 +490,7 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         proc.wait(timeout=30)
         job_pid = json.loads((tmp_path / STUDY / ".0.lock").read_text())["pid"]
         os.kill(job_pid, 0)  # still running
-        before = (job / "job.json").stat().st_mtime_ns
+        before = (job / JOB_FILE).stat().st_mtime_ns
 
         plan = _runner(*args[1:]).plan(require_datasets=False)
         state = plan.state(f"{STUDY}/0")
@@ -512,7 +513,7 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         assert second.returncode == 1, second.stdout + second.stderr
         assert "1 job(s) are being run by another process and were left alone" in second.stderr
         assert f"pid {job_pid} on " in second.stderr
-        assert (job / "job.json").stat().st_mtime_ns == before
+        assert (job / JOB_FILE).stat().st_mtime_ns == before
         assert read_progress(job).pid == job_pid and _training(job)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -529,7 +530,7 @@ def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:
                       "--prune_heavy")
     assert_ok(proc)
     job = tmp_path / STUDY / "0"
-    pruned = json.loads((job / "done.json").read_text())["pruned"]
+    pruned = json.loads((job / DONE_FILE).read_text())["pruned"]
     assert {"visualizations/animated_traversals",
             "visualizations/interventional_effects", "model/tfhub"} <= set(pruned)
     kept = job / "visualizations"
@@ -564,9 +565,9 @@ def _conflicted(text: str) -> str:
 
 @SHARED_FIXTURE
 @pytest.mark.parametrize(("name", "damage", "message"), [
-    ("done.json", _conflicted, "merge-conflict markers"),
-    ("done.json", lambda text: text[: len(text) // 2], "is not valid JSON"),
-    ("done.json", lambda text: json.dumps({"status": "done", "spec": {}}), "no 'identity'"),
+    (DONE_FILE, _conflicted, "merge-conflict markers"),
+    (DONE_FILE, lambda text: text[: len(text) // 2], "is not valid JSON"),
+    (DONE_FILE, lambda text: json.dumps({"status": "done", "spec": {}}), "no 'identity'"),
 ])
 def test_a_broken_marker_stops_the_command_and_nothing_is_deleted(
         finished_job, tmp_path, name, damage, message) -> None:
@@ -589,9 +590,9 @@ def test_an_unfinished_job_of_an_older_schema_keeps_its_checkpoint(finished_job,
     out = tmp_path / "out"
     shutil.copytree(finished_job, out)
     job = out / STUDY / "0"
-    (job / "done.json").unlink()
+    (job / DONE_FILE).unlink()
     # An older job.json: its spec lacks fields this version's JobSpec requires.
-    (job / "job.json").write_text(json.dumps({"spec": {"study": STUDY, "model_num": 0}}))
+    (job / JOB_FILE).write_text(json.dumps({"spec": {"study": STUDY, "model_num": 0}}))
     before = _hashes(out)
     proc = _reproduce(out, "--seeds", "0", "--encoders", "conv_encoder")
     assert proc.returncode == 2 and "another schema" in proc.stderr, proc.stderr
@@ -602,7 +603,7 @@ def test_an_unfinished_job_of_an_older_schema_keeps_its_checkpoint(finished_job,
 def test_a_job_finished_on_other_data_is_refused_naming_both(finished_job, tmp_path) -> None:
     out = tmp_path / "out"
     shutil.copytree(finished_job, out)
-    done_path = out / STUDY / "0" / "done.json"
+    done_path = out / STUDY / "0" / DONE_FILE
     done = json.loads(done_path.read_text())
     # The job recorded the data it trained on.
     assert done["data"]["fingerprint"] == "dummy_data"
