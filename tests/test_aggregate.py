@@ -222,6 +222,11 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert split["p_recon_mwu"] == pytest.approx(1 / 3)
     assert split["mig_per_seed"] == "s0 0.3000, s1 0.5000 vs s0 0.1000, s1 0.2000"
     assert noise["p_mig_higher"] == 0.0 and math.isnan(noise["p_mig_mwu"])  # 1 run: no test
+    # ... which the verdict's evidence says as the tables do, not as "nan".
+    from splitenc_plugin.results.aggregate import claim_verdicts
+    evidence = {v["comparison"]: v["evidence"] for v in claim_verdicts(diffs).to_dict("records")}
+    assert "(MWU p —)" in evidence["σ = 0.9 (correlated) − σ = 0 (factorized)"]
+    assert "(MWU p 0.33)" in evidence["split encoder − vanilla encoder"]
     # As summary.md shows them: configuration columns first, the compared one marked.
     from splitenc_plugin.results.aggregate import difference_table
     shown = difference_table(diffs).set_index("comparison")
@@ -243,7 +248,6 @@ def test_split_minus_vanilla_pairs_identical_configs_across_studies() -> None:
     assert diffs.set_index("comparison").loc["split encoder − vanilla encoder",
                                              "d_mig_median"] == pytest.approx(0.40 - 0.15)
 
-    from splitenc_plugin.results.aggregate import claim_verdicts
     verdicts = {(v["comparison"], v["claim"]): v["verdict"]
                 for v in claim_verdicts(diffs).to_dict("records")}
     assert verdicts == {

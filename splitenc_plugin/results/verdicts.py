@@ -32,6 +32,11 @@ SEPARATED = 0.75
 MIN_RUNS = 2
 
 
+def _p_value(p: float) -> str:
+    """A p-value for the evidence text: "—" where there is no test (one run in an arm)."""
+    return "—" if math.isnan(p) else f"{p:.2f}"
+
+
 def _directional(d_median: float, p_higher: float, higher: bool) -> str:
     """Verdict on "the variant's value is higher (lower)": medians and separation agree."""
     sign, p_claimed = (1, p_higher) if higher else (-1, 1 - p_higher)
@@ -178,10 +183,10 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
                 "chance": hits[i] / total if judged else np.nan,
                 "chance_hits": hits[i], "relabellings": total, "chance_exact": exact,
                 "evidence": (f"Δ median MIG {d['d_mig_median']:+.4f}, P(MIG higher) "
-                             f"{d['p_mig_higher']:.2f} (MWU p {d['p_mig_mwu']:.2f}), "
+                             f"{d['p_mig_higher']:.2f} (MWU p {_p_value(d['p_mig_mwu'])}), "
                              f"Δ max MIG {d['_d_mig_max']:+.4f}, "
                              f"Δ median recon. {d['d_recon_median']:+.2f}, "
                              f"P(recon. higher) {d['p_recon_higher']:.2f} "
-                             f"(MWU p {d['p_recon_mwu']:.2f})"),
+                             f"(MWU p {_p_value(d['p_recon_mwu'])})"),
             })
     return pd.DataFrame(rows)
