@@ -105,6 +105,29 @@ def test_train_throughput_onednn_axis_pairs_off_and_on_runs() -> None:
     assert Config("vae", "conv_encoder").env == {}  # TF's own default
 
 
+
+def test_train_throughput_compares_every_encoder_with_the_vanilla_one() -> None:
+    # The capacity controls get their own ratio rows, each against the
+    # conv_encoder of the same model, with the analytic FLOP ratio beside it.
+    from bench import flops
+    from bench.train_throughput import build_configs, report
+
+    encoders = ["conv_encoder", "split_conv_encoder", "matched_split_conv_encoder",
+                "wide_conv_encoder"]
+    configs = build_configs(["factor_vae"], encoders, compare_pipelines=False)
+    seconds = dict(zip(encoders, (0.080, 0.090, 0.100, 0.120)))
+    _, payload = report(configs, {c: [seconds[c.encoder]] for c in configs})
+    ratios = {r["what"]: (r["time"], r["model_flops"]) for r in payload["ratios"]}
+    assert set(ratios) == {"factor_vae split/vanilla", "factor_vae matched_split/vanilla",
+                           "factor_vae wide/vanilla"}
+    vanilla = flops.step_gflops("factor_vae", "conv_encoder")[0]
+    for name, encoder in (("split", "split_conv_encoder"),
+                          ("matched_split", "matched_split_conv_encoder"),
+                          ("wide", "wide_conv_encoder")):
+        assert ratios[f"factor_vae {name}/vanilla"] == pytest.approx(
+            (seconds[encoder] / seconds["conv_encoder"],
+             flops.step_gflops("factor_vae", encoder)[0] / vanilla))
+
 @pytest.mark.long
 def test_split_encoder_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("split_encoder", tmp_path)
