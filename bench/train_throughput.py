@@ -237,10 +237,9 @@ def report(configs: Sequence[Config], samples: dict[Config, list[float]],
             continue
         name = other.encoder.removesuffix("_conv_encoder")
         time_ratio = med[other] / med[vanilla]
-        model_ratio = (flops.step_gflops(other.model, other.encoder)[0]
-                       / flops.step_gflops(vanilla.model, vanilla.encoder)[0])
-        encoder_ratio = (flops.step_gflops(other.model, other.encoder)[1]
-                         / flops.step_gflops(vanilla.model, vanilla.encoder)[1])
+        (other_model, other_encoder), (base_model, base_encoder) = (
+            flops.step_gflops(c.model, c.encoder) for c in (other, vanilla))
+        model_ratio, encoder_ratio = other_model / base_model, other_encoder / base_encoder
         met = "yes" if time_ratio <= model_ratio * 1.05 else "no"
         switch = "" if vanilla.onednn is None else f" (oneDNN {_ONEDNN_NAMES[vanilla.onednn]})"
         ratio_rows.append([f"{vanilla.model}: {name} / vanilla{switch}", time_ratio, model_ratio,

@@ -105,7 +105,6 @@ def test_train_throughput_onednn_axis_pairs_off_and_on_runs() -> None:
     assert Config("vae", "conv_encoder").env == {}  # TF's own default
 
 
-
 def test_train_throughput_compares_every_encoder_with_the_vanilla_one() -> None:
     # The capacity controls get their own ratio rows, each against the
     # conv_encoder of the same model, with the analytic FLOP ratio beside it.
@@ -127,6 +126,7 @@ def test_train_throughput_compares_every_encoder_with_the_vanilla_one() -> None:
         assert ratios[f"factor_vae {name}/vanilla"] == pytest.approx(
             (seconds[encoder] / seconds["conv_encoder"],
              flops.step_gflops("factor_vae", encoder)[0] / vanilla))
+
 
 @pytest.mark.long
 def test_split_encoder_smoke(tmp_path) -> None:

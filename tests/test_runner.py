@@ -43,6 +43,7 @@ from splitenc_plugin.sweep.job import (
     CHECKPOINT_DIR,
     DONE_FILE,
     JOB_FILE,
+    RESUMES_FILE,
     attempt_events,
     prepare_resume,
     prune_heavy,
@@ -389,7 +390,7 @@ def test_unfinished_job_resumes_training_from_its_checkpoint(tmp_path) -> None:
     job.job_dir.mkdir(parents=True)
     write_json_atomic(job.job_dir / JOB_FILE, {"spec": job.spec.to_dict(), "options": {}})
     shutil.copytree(source / CHECKPOINT_DIR, job.job_dir / CHECKPOINT_DIR)
-    shutil.copy(source / "resumes.json", job.job_dir / "resumes.json")
+    shutil.copy(source / RESUMES_FILE, job.job_dir / RESUMES_FILE)
     stale = job.job_dir / "postprocessed" / "mean" / "half-written"
     stale.parent.mkdir(parents=True)
     stale.write_text("from the interrupted attempt")
