@@ -415,7 +415,7 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     models = _models(cells, model_key)
     fig, axes = plt.subplots(len(models), len(CURVE_QUANTITIES),
                              figsize=(4.6 * len(CURVE_QUANTITIES), 3.4 * len(models)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     # Any dlib study: one line per variant and regularisation strength (the
     # bindings that vary within a model), in the variant's colour.
     varying = [c for c in extra_cell_columns(cells) if c not in (column, model_key)
@@ -465,7 +465,6 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     step_note = ", ".join(f"{s:,}" for s in sorted(set(cells["steps"])))
     fig.suptitle(f"Learning curves on {dataset} ({study}, {step_note} steps): median over "
                  "seeds, band from lowest to highest", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
