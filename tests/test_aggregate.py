@@ -835,6 +835,72 @@ def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path:
             assert image.size[0] > image.size[1]
 
 
+def test_small_cells_are_drawn_as_points_and_median_and_absent_ones_are_named(
+        tmp_path: Path, monkeypatch) -> None:
+    # A violin from 2 runs would draw a density the data do not have: cells of
+    # fewer than VIOLIN_MIN_RUNS runs get a median bar; every slot says its n;
+    # the scatter's legend lists only the cells with runs.
+    import matplotlib.collections as mcoll
+
+    from splitenc_plugin.results import figures
+
+    drawn = []
+    monkeypatch.setattr(figures.plt, "close", drawn.append)  # keep the figure to inspect
+    capacity = "split_encoder_capacity_study_v1"
+    conv = [0.10, 0.12, 0.14, 0.16, 0.18, 0.20]
+    assert len(conv) >= figures.VIOLIN_MIN_RUNS > 2
+    frame = _frame([
+        *({"study": capacity, "model_num": seed, "dataset": "dsprites_full",
+           "model": "factor_vae", "encoder": "conv_encoder", "sigma": 0.0, "steps": 100,
+           "seed": seed, "mig_mean": mig, "reconstruction_loss": 50.0}
+          for seed, mig in enumerate(conv)),
+        *({"study": capacity, "model_num": 10 + seed, "dataset": "dsprites_full",
+           "model": "factor_vae", "encoder": "split_conv_encoder", "sigma": 0.0, "steps": 100,
+           "seed": seed, "mig_mean": mig, "reconstruction_loss": 40.0}
+          for seed, mig in enumerate([0.30, 0.50])),
+        {"study": capacity, "model_num": 20, "dataset": "dsprites_full", "model": "factor_vae",
+         "encoder": "matched_split_conv_encoder", "sigma": 0.0, "steps": 100, "seed": 0,
+         "mig_mean": 0.25, "reconstruction_loss": 45.0}])
+
+    figures.mig_violins(frame, capacity, "dsprites_full", tmp_path / "violin.png")
+    [ax] = drawn.pop().axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "vanilla encoder\n(n=6)", "split encoder\n(n=2)", "matched split encoder\n(n=1)",
+        "wide encoder\n(no runs)"]
+    violins = [c for c in ax.collections if isinstance(c, mcoll.PolyCollection)]
+    assert len(violins) == 1  # the vanilla cell's
+    assert violins[0].get_paths()[0].vertices[:, 0].mean() == pytest.approx(0.0, abs=0.05)
+    bars = [seg for c in ax.collections if isinstance(c, mcoll.LineCollection)
+            for seg in c.get_segments()]
+    # Median bars of the small cells, centred on their slots (x = 1, 2).
+    assert sorted((round(seg[:, 0].mean(), 6), seg[0, 1]) for seg in bars) == [
+        (1.0, pytest.approx(0.40)), (2.0, pytest.approx(0.25))]
+    assert ax.get_ylim()[0] == 0.0
+
+    figures.mig_vs_reconstruction(frame, capacity, "dsprites_full", tmp_path / "scatter.png")
+    [ax] = drawn.pop().axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "vanilla encoder (n=6)", "split encoder (n=2)", "matched split encoder (n=1)"]
+
+
+def test_every_figure_draws_models_and_encoders_in_the_papers_order() -> None:
+    # Not alphabetical: VAE, FactorVAE, β-TCVAE; baseline encoder first, then the
+    # grid's order; other values (sigma) ascending.
+    import pandas as pd
+
+    from splitenc_plugin.results.figures import in_drawing_order
+
+    cells = pd.DataFrame([(m, e, s) for m in ("beta_tc_vae", "factor_vae", "vae")
+                          for e in ("wide_conv_encoder", "split_conv_encoder", "conv_encoder",
+                                    "matched_split_conv_encoder") for s in (0.9, 0.0)],
+                         columns=["model", "encoder", "sigma"])
+    ordered = in_drawing_order(cells, ["model", "encoder", "sigma"])
+    assert list(dict.fromkeys(ordered["model"])) == ["vae", "factor_vae", "beta_tc_vae"]
+    assert list(dict.fromkeys(ordered["encoder"])) == [
+        "conv_encoder", "split_conv_encoder", "matched_split_conv_encoder", "wide_conv_encoder"]
+    assert list(ordered["sigma"][:2]) == [0.0, 0.9]
+
+
 def test_a_contrast_that_is_not_a_new_pair_of_the_compared_axis_is_refused() -> None:
     # A grid's contrasts are checked where its comparison is derived, at import
     # of the aggregator: a misspelt value is never a comparison silently dropped.

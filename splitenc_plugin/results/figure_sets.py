@@ -24,6 +24,7 @@ from splitenc_plugin.results.cells import (
     pooled_cell_columns,
 )
 from splitenc_plugin.results.compare import figure_runs
+from splitenc_plugin.results.comparisons import ENCODER_LABELS
 from splitenc_plugin.results.curves import cell_curves, late_curves, run_curves
 from splitenc_plugin.results.factors import factor_mi_panels, latent_factor_labels
 from splitenc_plugin.results.traversals import FITTED_DIR
@@ -111,7 +112,9 @@ def _appendix_c(group: pd.DataFrame, study_name: str, dataset: str, fig_dir: Pat
     """
     from splitenc_plugin.results import figures
 
-    best = group.loc[group.groupby(pooled_cell_columns(group), dropna=False)["mig_mean"].idxmax()]
+    pooled = pooled_cell_columns(group)
+    best = figures.in_drawing_order(
+        group.loc[group.groupby(pooled, dropna=False)["mig_mean"].idxmax()], pooled)
     # The fragments and bindings that tell this figure's cells apart.
     extras = [c for c in extra_cell_columns(group) if group[c].nunique(dropna=False) > 1]
     vis = visualizations([Path(p) for p in best["job_dir"]], fig_dir / "visualizations")
@@ -123,7 +126,8 @@ def _appendix_c(group: pd.DataFrame, study_name: str, dataset: str, fig_dir: Pat
         # Two lines: a borrowed cell's "<study>/<num>" is too long for one.
         # Any dlib study: a line for the fragments and strength telling its cells apart.
         line = extras_line(row, extras)
-        label = (f"{row['model']}, {row['encoder']}, σ={row['sigma']:g}"
+        label = (f"{figures.MODEL_LABELS.get(row['model'], row['model'])}, "
+                 f"{ENCODER_LABELS.get(row['encoder'], row['encoder'])}, σ={row['sigma']:g}"
                  + (f"\n{line}" if line else "") + f"\n{model} "
                  f"(seed {row['seed']}), MIG {row['mig_mean']:.3f}")
         if path is None:

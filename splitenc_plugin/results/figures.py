@@ -2,7 +2,9 @@
 
 * :func:`mig_violins` — MIG violins per dataset, one panel per model, baseline
   first (Figs 2, 3, 5, 7): median (white dot), IQR (thick bar) and adjacent
-  values (thin line) as the paper describes, with the raw points on top. For
+  values (thin line) as the paper describes, with the raw points on top; a
+  cell of fewer than :data:`VIOLIN_MIN_RUNS` runs is drawn as its points and
+  a median bar, and every slot says its number of runs. For
   any other dlib study (its runs carry the study's bindings), Locatello et
   al.'s layout: one panel per model (``model.name``), the model's
   regularisation strength on the x-axis (``vae.beta``, ``factor_vae.gamma``,
@@ -23,12 +25,15 @@
   global step, one line per cell (median over seeds, min-max band), one row
   of panels per model.
 
-Every function writes one PNG and returns its path. Only the Agg backend is
+Every figure draws models and encoders in the paper's order
+(:func:`in_drawing_order`), so an encoder has one colour and one place in all
+of them. Every function writes one PNG and returns its path. Only the Agg backend is
 used, so no display is needed.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,8 +65,9 @@ from splitenc_plugin.results.comparisons import (
 )
 from splitenc_plugin.results.curves import CURVE_QUANTITIES
 
-__all__ = ["COMPARISONS", "PAPER_FIGURES", "appendix_c", "comparison_pairs",
-           "factor_mi_heatmaps", "learning_curves", "mig_violins", "mig_vs_reconstruction"]
+__all__ = ["COMPARISONS", "PAPER_FIGURES", "VIOLIN_MIN_RUNS", "appendix_c", "comparison_pairs",
+           "factor_mi_heatmaps", "in_drawing_order", "learning_curves", "mig_violins",
+           "mig_vs_reconstruction"]
 
 # (study, dataset) -> (violin figure, scatter figure, appendix figure) of the paper.
 PAPER_FIGURES: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -82,6 +88,80 @@ _PALETTE = ["tab:blue", "tab:red", "tab:green", "tab:orange"]
 _MARKERS = ["o", "^", "s", "D"]
 # Lines of one colour (one variant) at several regularisation strengths.
 _LINESTYLES = ["-", "--", ":", "-."]
+# A kernel density drawn from a handful of runs shows a shape the data do not
+# have (the paper's violins pool 10 seeds; a campaign may have 2 or 3): a cell
+# with fewer runs is drawn as its runs' points and a median tick.
+VIOLIN_MIN_RUNS = 5
+_WIDTH = 0.8  # of a category on the x-axis (seaborn's default, passed so the ticks match)
+# dlib's losses are per image: the reconstruction loss sums the pixels'
+# Bernoulli cross-entropies (natural log), the KL sums the latents'.
+_LOSS_UNIT = "nats per image"
+# Models, then encoders, in the paper's order (baseline first) wherever cells
+# are drawn; other values sorted.
+_DRAWING_ORDER = {"model": list(MODEL_LABELS), "model.name": list(MODEL_NAME_LABELS),
+                  "encoder": list(ENCODER_LABELS)}
+
+
+def _rank(column: str, value) -> tuple:
+    """Sort key of one cell value: :data:`_DRAWING_ORDER`, then numbers, then text."""
+    known = _DRAWING_ORDER.get(column, [])
+    if value in known:
+        return (0, known.index(value), "")
+    if isinstance(value, (int, float, np.number)) and not pd.isna(value):
+        return (1, float(value), "")
+    return (2, 0.0, str(value))
+
+
+def in_drawing_order(cells: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``cells`` sorted by ``columns`` in drawing order: models and encoders as the paper has them.
+
+    Every figure draws its cells in this order (panels, rows, lines,
+    legends), so an encoder has one place in all of them.
+    """
+    keys = [tuple(_rank(c, row[c]) for c in columns) for _, row in cells.iterrows()]
+    return cells.iloc[sorted(range(len(cells)), key=keys.__getitem__)]
+
+
+def _suptitle(fig: plt.Figure, text: str, fontsize: float = 10) -> None:
+    """A figure title wrapped to the figure's width (a narrow figure is not widened by it)."""
+    # ~0.55 em per character of the default sans-serif font.
+    chars = max(40, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    fig.suptitle("\n".join(textwrap.fill(line, chars) for line in text.split("\n")),
+                 fontsize=fontsize)
+
+
+def _cell_points(ax: plt.Axes, data: pd.DataFrame, x: str, order: Sequence,
+                 hue_order: Sequence[str], colours: dict, mig_column: str,
+                 dodge: bool) -> pd.Series:
+    """One x position per value of ``x``, one cell per variant there: violin or median tick.
+
+    A cell of at least :data:`VIOLIN_MIN_RUNS` runs gets a violin (median,
+    IQR and adjacent values inside, as in the paper); a smaller cell a tick
+    at its median in its colour. Every run is a black point on top.
+
+    Returns:
+      The runs per (x value, variant).
+    """
+    counts = data.groupby([x, "variant"]).size()
+    size = pd.Series([counts[key] for key in zip(data[x], data["variant"])], index=data.index)
+    violins = data[size >= VIOLIN_MIN_RUNS]
+    if not violins.empty:
+        sns.violinplot(data=violins, x=x, y=mig_column, order=order, hue="variant",
+                       hue_order=hue_order, palette=colours, inner="box", cut=0,
+                       width=_WIDTH, dodge=dodge, ax=ax, legend=False)
+    sns.stripplot(data=data, x=x, y=mig_column, order=order, hue="variant",
+                  hue_order=hue_order, palette=dict.fromkeys(hue_order, "black"),
+                  dodge=dodge, size=4, alpha=0.6, ax=ax, legend=False)
+    slot = _WIDTH / len(hue_order) if dodge else _WIDTH
+    for (value, name), n in counts.items():
+        if n >= VIOLIN_MIN_RUNS:
+            continue
+        centre = order.index(value) + (
+            (hue_order.index(name) + 0.5) * slot - _WIDTH / 2 if dodge else 0.0)
+        median = data.loc[(data[x] == value) & (data["variant"] == name), mig_column].median()
+        ax.hlines(median, centre - 0.35 * slot, centre + 0.35 * slot, colors=colours[name],
+                  lw=2.5, zorder=3)
+    return counts
 
 
 def _colours(count: int) -> list[str]:
@@ -160,23 +240,31 @@ def mig_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
     panel_width = max(4.2, 1.6 * len(order))  # room for each violin's label
     fig, axes = plt.subplots(1, len(models), figsize=(panel_width * len(models), 4.2),
                              squeeze=False, sharey=True)
+    names = [labels[v] for v in order]
+    colours = dict(zip(names, _colours(len(names))))
     for ax, model in zip(axes[0], models):
         data = frame[frame["model"] == model].copy()
         data["variant"] = data[column].map(labels)
-        names = [labels[v] for v in order]
-        sns.violinplot(data=data, x="variant", y=mig_column, order=names, hue="variant",
-                       hue_order=names, palette=_PALETTE[:len(names)], inner="box", cut=0,
-                       ax=ax, legend=False)
-        sns.stripplot(data=data, x="variant", y=mig_column, order=names, color="black",
-                      size=4, alpha=0.6, ax=ax)
+        counts = _cell_points(ax, data, "variant", names, names, colours, mig_column,
+                              dodge=False)
+        ax.set_xticks(range(len(names)))
+        ax.set_xlim(-0.5, len(names) - 0.5)  # a slot for a cell without runs, too
+        ax.set_xticklabels([f"{name}\n(n={counts[name, name]})" if (name, name) in counts
+                            else f"{name}\n(no runs)" for name in names])
         ax.set_title(MODEL_LABELS.get(model, model))
         ax.set_xlabel("")
-        ax.set_ylabel("MIG" + (" (mean representation)" if mig_column == "mig_mean" else ""))
-    fig.suptitle(_title(study, dataset, 0, "MIG", frame["steps"]), fontsize=10)
+        ax.set_ylabel(_mig_label(mig_column))
+        ax.set_ylim(bottom=0.0)  # MIG is in [0, 1]: differences at their true scale
+    _suptitle(fig, _title(study, dataset, 0, "MIG", frame["steps"])
+              + f"; violins for cells of ≥ {VIOLIN_MIN_RUNS} runs, else the median (bar)")
     fig.tight_layout()
-    fig.savefig(out, dpi=120, bbox_inches="tight")  # keep long suptitles whole
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+def _mig_label(mig_column: str) -> str:
+    return "MIG" + (" (mean representation)" if mig_column == "mig_mean" else "")
 
 
 def _strength_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
@@ -205,20 +293,16 @@ def _strength_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
     colours = dict(zip(names, _colours(len(names))))
     for ax, (model, data, strength, xs) in zip(axes[0], panels):
         shown = [name for name in names if name in set(data["variant"])]
-        sns.violinplot(data=data, x="x", y=mig_column, order=xs, hue="variant",
-                       hue_order=shown, palette=colours, inner="box", cut=0, ax=ax,
-                       legend=False)
-        sns.stripplot(data=data, x="x", y=mig_column, order=xs, hue="variant",
-                      hue_order=shown, palette=dict.fromkeys(shown, "black"),
-                      dodge=len(shown) > 1, size=4, alpha=0.6, ax=ax, legend=False)
+        _cell_points(ax, data, "x", xs, shown, colours, mig_column, dodge=len(shown) > 1)
         ax.set_title(_model_label(key, model))
         ax.set_xlabel(strength or "")
-        ax.set_ylabel("MIG" + (" (mean representation)" if mig_column == "mig_mean" else ""))
+        ax.set_ylabel(_mig_label(mig_column))
+        ax.set_ylim(bottom=0.0)
     if len(names) > 1:  # one legend for all panels (a panel may lack a variant)
         axes[0][0].legend(handles=[Patch(facecolor=colours[name], label=name) for name in names],
                           fontsize=8)
-    fig.suptitle(_title(study, dataset, 0, "MIG by regularisation strength",
-                        frame["steps"]), fontsize=10)
+    _suptitle(fig, _title(study, dataset, 0, "MIG by regularisation strength", frame["steps"])
+              + f"; violins for cells of ≥ {VIOLIN_MIN_RUNS} runs, else the median (bar)")
     fig.tight_layout()
     fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -238,22 +322,28 @@ def mig_vs_reconstruction(frame: pd.DataFrame, study: str, dataset: str, out: Pa
     key = _model_key(frame)
     models = _models(frame, key)
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.0), squeeze=False)
+    names = [labels[v] for v in order]
+    colours = dict(zip(names, _colours(len(names))))
+    markers = dict(zip(names, _markers(len(names))))
     for ax, model in zip(axes[0], models):
         data = frame[frame[key] == model].copy()
         data["variant"] = data[column].map(labels)
-        names = [labels[v] for v in order]
+        counts = data["variant"].value_counts()
+        shown = [name for name in names if name in counts]  # the legend: cells with runs
         sns.scatterplot(data=data, x="reconstruction_loss", y=mig_column, hue="variant",
-                        style="variant", hue_order=names, style_order=names,
-                        palette=_colours(len(names)), markers=_markers(len(names)), s=60,
-                        ax=ax)
+                        style="variant", hue_order=shown, style_order=shown,
+                        palette={name: colours[name] for name in shown},
+                        markers={name: markers[name] for name in shown}, s=60, ax=ax)
         ax.set_title(_model_label(key, model))
-        ax.set_xlabel("reconstruction loss")
-        ax.set_ylabel("MIG")
+        ax.set_xlabel(f"reconstruction loss ({_LOSS_UNIT})")
+        ax.set_ylabel(_mig_label(mig_column))
         if ax.get_legend() is not None:
-            ax.legend(title=None, fontsize=8)
-    fig.suptitle(_title(study, dataset, 1, "MIG vs reconstruction", frame["steps"]), fontsize=10)
+            handles, texts = ax.get_legend_handles_labels()
+            ax.legend(handles, [f"{text} (n={counts[text]})" for text in texts], title=None,
+                      fontsize=8)
+    _suptitle(fig, _title(study, dataset, 1, "MIG vs reconstruction", frame["steps"]))
     fig.tight_layout()
-    fig.savefig(out, dpi=120, bbox_inches="tight")  # keep long suptitles whole
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -283,11 +373,12 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
     fig, axes = plt.subplots(len(panels), 2, figsize=(9, (4.6 + label_room) * len(panels)),
                              squeeze=False)
     for row, (label, recon, traversal, caption), names in zip(axes, panels, labels):
+        # The cell's label once, over the row's first panel.
         for ax, path, what in zip(row, (recon, traversal),
-                                  ("reconstructions (input | output)", caption)):
+                                  (f"{label}\nreconstructions (input | output)", caption)):
             image = mpimg.imread(path)
             ax.imshow(image, cmap="gray")
-            ax.set_title(f"{label}\n{what}", fontsize=9)
+            ax.set_title(what, fontsize=9)
             ax.axis("off")
         if names:
             ax = row[1]
@@ -300,10 +391,10 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
             for spine in ax.spines.values():
                 spine.set_visible(False)
     paper = PAPER_FIGURES.get((study, dataset), ("", "", ""))[2]
-    fig.suptitle(f"Best-MIG model per cell on {dataset} ({study})"
-                 + (f" — cf. paper {paper}" if paper else "")
-                 + ("\ntraversal columns: latent, the factor it is most informative about and "
-                    "that normalised MI (factor_mig)" if any(labels) else ""), fontsize=10)
+    _suptitle(fig, f"Best-MIG model per cell on {dataset} ({study})"
+              + (f" — cf. paper {paper}" if paper else "")
+              + ("\ntraversal columns: latent, the factor it is most informative about and "
+                 "that normalised MI (factor_mig)" if any(labels) else ""))
     # Keep ~0.4 inch (two lines: 0.6) above the first row's titles for the suptitle.
     top = (0.6 if any(labels) else 0.4) / fig.get_figheight()
     fig.tight_layout(rect=(0, label_room / fig.get_figheight(), 1, 1 - top))
@@ -314,7 +405,8 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
         axes_height = (pars.top - pars.bottom) * fig.get_figheight() / (
             rows + (rows - 1) * pars.hspace)
         fig.subplots_adjust(hspace=pars.hspace + label_room / axes_height)
-    fig.savefig(out, dpi=100, bbox_inches="tight")
+    # ~4 inches per panel at 160 dpi: about the images' own 640 pixels across.
+    fig.savefig(out, dpi=160, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -344,6 +436,8 @@ def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Pa
     fig, axes = plt.subplots(len(panels), num_cols, squeeze=False, layout="constrained",
                              figsize=(width * num_cols + 0.8, height * len(panels) + 0.5))
     image = None
+    ranks = [tuple(_rank(c, p["cell"][c]) for c in ("model", "encoder", "sigma")) for p in panels]
+    panels = [panels[i] for i in sorted(range(len(panels)), key=ranks.__getitem__)]
     for row, panel in zip(axes, panels):
         cell = panel["cell"]
         sigma = "matrix" if pd.isna(cell["sigma"]) else f"{cell['sigma']:g}"
@@ -355,18 +449,18 @@ def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Pa
             matrix = run["matrix"]
             image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
             for (k, j), value in np.ndenumerate(matrix):
-                ax.text(j, k, f"{value:.2f}", ha="center", va="center", fontsize=5,
+                ax.text(j, k, f"{value:.2f}", ha="center", va="center", fontsize=6.5,
                         color="black" if value > 0.6 else "white")
             ax.set_xticks(range(matrix.shape[1]))
             ax.set_xticklabels([f"z{j}" for j in run["latents"]], fontsize=7)
             ax.set_yticks(range(matrix.shape[0]))
             ax.set_yticklabels(run["factor_names"], fontsize=7)
             ax.set_title(f"{name}\n{run['study']}/{run['model_num']} (seed {run['seed']}), "
-                         f"factor_mig's MIG {run['mig']:.3f}", fontsize=8)
+                         f"MIG {run['mig']:.3f}", fontsize=8)
         for ax in row[len(panel["runs"]):]:
             ax.axis("off")
-    fig.suptitle(f"Normalised MI I(z_j; v_k) / H(v_k) per run on {dataset} ({study}); "
-                 "latents sorted by their most informative factor", fontsize=10)
+    _suptitle(fig, f"Normalised MI I(z_j; v_k) / H(v_k) per run on {dataset} ({study})\n"
+              "latents sorted by their most informative factor")
     if image is not None:
         fig.colorbar(image, ax=axes, fraction=0.03, pad=0.01, label="normalised MI")
     fig.savefig(out, dpi=110, bbox_inches="tight")
@@ -396,9 +490,10 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     seeds of their means in each bin of steps (``curves.cell_curves``), with
     a light band from the lowest to the highest seed. The y axes cover the
     medians after the first 2 % of the steps (the first summaries, at step 1,
-    are far above the rest). A panel
-    whose quantity the model does not log (KL for FactorVAE, which logs no
-    elbo) says so.
+    are far above the rest), in nats per image. A quantity that no model
+    of the figure logs has no column (KL, where all are FactorVAE, which
+    logs no elbo); a panel whose quantity only the row's model does not log
+    says so.
 
     Args:
       cells: ``curves.cell_curves`` of one study's figure runs.
@@ -413,8 +508,11 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
     column, order, labels = _comparison(study, cells)
     model_key = _model_key(cells)
     models = _models(cells, model_key)
-    fig, axes = plt.subplots(len(models), len(CURVE_QUANTITIES),
-                             figsize=(4.6 * len(CURVE_QUANTITIES), 3.4 * len(models)),
+    # A quantity no model of the figure logs gets no column.
+    quantities = {q: what for q, what in CURVE_QUANTITIES.items()
+                  if np.isfinite(cells[f"{q}_median"].to_numpy(dtype=float)).any()}
+    fig, axes = plt.subplots(len(models), len(quantities),
+                             figsize=(4.6 * len(quantities), 3.4 * len(models)),
                              squeeze=False, layout="constrained")
     # Any dlib study: one line per variant and regularisation strength (the
     # bindings that vary within a model), in the variant's colour.
@@ -424,11 +522,12 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
                                            if c not in ("encoder", "sigma", "steps"))]
     for row, model in zip(axes, models):
         data = cells[cells[model_key] == model]
-        lines = list(data.groupby(keys, sort=True, dropna=False))
+        lines = sorted(data.groupby(keys, sort=True, dropna=False),
+                       key=lambda line: tuple(map(_rank, keys, line[0])))
         strengths = list(dict.fromkeys(tuple(point[len(keys) - len(varying):])
                                        for point, _ in lines))
         several_steps = data["steps"].nunique() > 1
-        for ax, (quantity, what) in zip(row, CURVE_QUANTITIES.items()):
+        for ax, (quantity, what) in zip(row, quantities.items()):
             limits = []
             for i, (key, line) in enumerate(lines):
                 point = dict(zip(keys, key))
@@ -454,6 +553,7 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
             limits = [lim for lim in limits if lim is not None]
             if limits:
                 ax.set_ylim(min(lim[0] for lim in limits), max(lim[1] for lim in limits))
+                ax.set_ylabel(_LOSS_UNIT)
                 ax.legend(fontsize=7)
             else:
                 ax.text(0.5, 0.5, f"not logged by {_model_label(model_key, model)}",
@@ -463,8 +563,8 @@ def learning_curves(cells: pd.DataFrame, study: str, dataset: str, out: Path) ->
             ax.set_title(f"{_model_label(model_key, model)}: {what}", fontsize=9)
             ax.set_xlabel("global step")
     step_note = ", ".join(f"{s:,}" for s in sorted(set(cells["steps"])))
-    fig.suptitle(f"Learning curves on {dataset} ({study}, {step_note} steps): median over "
-                 "seeds, band from lowest to highest", fontsize=10)
+    _suptitle(fig, f"Learning curves on {dataset} ({study}, {step_note} steps): median over "
+              "seeds, band from lowest to highest")
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
