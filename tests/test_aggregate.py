@@ -835,6 +835,38 @@ def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path:
             assert image.size[0] > image.size[1]
 
 
+def test_control_pairs_are_judged_by_the_same_rule_but_not_labelled_as_the_papers_claims(
+        ) -> None:
+    # "holds" on wide − vanilla must not read as support for the paper: the
+    # capacity controls' verdicts name the control, the paper's pair its section.
+    from splitenc_plugin.results.aggregate import claim_verdicts, summarize
+
+    capacity = "split_encoder_capacity_study_v1"
+    migs = {"conv_encoder": [0.10, 0.12], "split_conv_encoder": [0.30, 0.32],
+            "matched_split_conv_encoder": [0.20, 0.22], "wide_conv_encoder": [0.40, 0.42]}
+    frame = _frame([{"study": capacity, "model_num": 10 * i + seed, "dataset": "dsprites_full",
+                     "model": "factor_vae", "encoder": encoder, "sigma": 0.0, "steps": 100,
+                     "seed": seed, "mig_mean": mig, "mig_sampled": mig,
+                     "reconstruction_loss": 50.0 - 10 * mig}
+                    for i, (encoder, values) in enumerate(migs.items())
+                    for seed, mig in enumerate(values)])
+    verdicts = claim_verdicts(summarize(frame)[1])
+    median = {row["comparison"]: (row["claim"], row["verdict"])
+              for row in verdicts.to_dict("records") if row["claim"].startswith("median")}
+    assert median == {
+        "split encoder − vanilla encoder": ("median MIG higher (Sec 5.2)", "holds"),
+        "matched split encoder − vanilla encoder":
+            ("median MIG higher (control: split at the vanilla encoder's capacity)", "holds"),
+        "wide encoder − vanilla encoder":
+            ("median MIG higher (control: capacity alone, unsplit)", "holds"),
+        # The wide encoder's runs are above the split one's in all 4 pairs.
+        "split encoder − wide encoder": (
+            "median MIG higher (control: split vs unsplit at the split encoder's capacity)",
+            "does not hold")}
+    assert not verdicts["claim"].str.contains("Sec 5.2").groupby(
+        verdicts["comparison"]).any().drop("split encoder − vanilla encoder").any()
+
+
 def test_small_cells_are_drawn_as_points_and_median_and_absent_ones_are_named(
         tmp_path: Path, monkeypatch) -> None:
     # A violin from 2 runs would draw a density the data do not have: cells of

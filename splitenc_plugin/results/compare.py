@@ -120,7 +120,8 @@ def per_seed(runs: pd.DataFrame) -> str:
     return ", ".join(f"s{seed} {mig:.4f}" for seed, mig in zip(runs["seed"], runs["mig_mean"]))
 
 
-def _difference(point: dict, label: str, comparison: str, compared: str, claims: str | None,
+def _difference(point: dict, label: str, comparison: str, compared: str,
+                claims: tuple[str, object, object] | None,
                 runs: dict[str, pd.DataFrame], missing: int, bounds: list[str]) -> dict:
     """One row of :func:`summarize`'s differences: variant ``runs["v"]`` vs baseline ``runs["b"]``."""
     v, b = arm(runs["v"]), arm(runs["b"])
@@ -140,7 +141,7 @@ def _difference(point: dict, label: str, comparison: str, compared: str, claims:
         # For claim_verdicts and mi_separation; not shown in the table.
         **{k: value for k, value in stats.items() if k.startswith("_")},
         "_compared": compared,
-        "_claims": claims,  # the PAPER_CLAIMS key the verdicts judge (None: no claim)
+        "_claims": claims,  # (column, baseline, variant) the verdicts judge (None: no claim)
         "_missing": missing,
         "_variant_runs": v, "_baseline_runs": b,
         "_mi_variant": median_bounds(runs["v"][bounds]),
@@ -194,8 +195,8 @@ def _fragment_differences(runs: pd.DataFrame, planned: pd.DataFrame | None,
     diffs = []
     for _, (variant, baseline) in sorted(pairs.items()):
         changed = [c for c in _FRAGMENT_EFFECTS if not _same(variant[c], baseline[c])]
-        claims = changed[0] if len(changed) == 1 and (
-            changed[0], baseline[changed[0]], variant[changed[0]]) in paper else None
+        pair = (changed[0], baseline[changed[0]], variant[changed[0]]) if changed else None
+        claims = pair if len(changed) == 1 and pair in paper else None
         point = {c: variant[c] for c in config}
         for c in changed:  # what the fragments changed: "baseline → variant"
             point[c] = (f"{_fmt_value(c, baseline[c])} → {_fmt_value(c, variant[c])}")
@@ -274,7 +275,7 @@ def summarize(frame: pd.DataFrame,
                                 & (runs[column] == value)] for value in (base, variant)}
             diffs.append(_difference(
                 point, labels[point["data_fingerprint"]],
-                f"{names[variant]} − {names[base]}", column, column,
+                f"{names[variant]} − {names[base]}", column, (column, base, variant),
                 {"v": arms[variant], "b": arms[base]},
                 sum(missing_runs(planned, arms[value], {**point, column: value})
                     for value in (base, variant)), bounds))

@@ -1,5 +1,8 @@
 """The paper's claims judged by a fixed decision rule, each with its chance if exchangeable.
 
+The same claims are judged on the capacity study's control pairs, labelled
+as controls (:data:`CONTROLS`), not as the paper's.
+
 The rule (docs/results/campaign/README.md, fixed before the campaign had
 results): a claim about the median holds when the median difference has the
 paper's sign and P(variant higher) is at or beyond :data:`SEPARATED`, does
@@ -22,7 +25,8 @@ import pandas as pd
 
 from splitenc_plugin.results.stats import STATISTICS, contrast
 
-__all__ = ["MAX_RELABELLINGS", "MIN_RUNS", "PAPER_CLAIMS", "SEPARATED", "claim_verdicts"]
+__all__ = ["CONTROLS", "MAX_RELABELLINGS", "MIN_RUNS", "PAPER_CLAIMS", "SEPARATED",
+           "claim_verdicts", "claims_of"]
 
 # The campaign's decision rule (docs/results/campaign/README.md, fixed before
 # its results): P(variant higher) at or beyond 0.75 (or at or below 0.25) counts
@@ -70,14 +74,49 @@ def _mig_dramatically_lower(d: dict) -> str:
     return "direction holds, magnitude does not" if verdict == "holds" else verdict
 
 
-# Compared column -> the paper's claims about the variant (Sec 5.1, 5.2) and
-# how each is judged from a row of summarize()'s differences.
-PAPER_CLAIMS: dict[str, tuple[tuple[str, Callable[[dict], str]], ...]] = {
-    "encoder": (("median MIG higher (Sec 5.2)", _median_mig_higher),
-                ("maximum MIG higher (Sec 5.2)", _max_mig_higher),
-                ("reconstruction loss lower (Sec 5.2)", _recon_lower)),
-    "sigma": (("MIG dramatically lower (Sec 5.1)", _mig_dramatically_lower),),
+# Compared column -> the paper's section and its claims about the variant
+# (Sec 5.1, 5.2), each with how it is judged from a row of summarize()'s
+# differences.
+PAPER_CLAIMS: dict[str, tuple[str, tuple[tuple[str, Callable[[dict], str]], ...]]] = {
+    "encoder": ("Sec 5.2", (("median MIG higher", _median_mig_higher),
+                            ("maximum MIG higher", _max_mig_higher),
+                            ("reconstruction loss lower", _recon_lower))),
+    "sigma": ("Sec 5.1", (("MIG dramatically lower", _mig_dramatically_lower),)),
 }
+
+# (compared column, baseline, variant) -> what the same claims test on a pair
+# that is not the paper's own: the capacity study's controls (not in the
+# paper). Their verdicts are labelled so, not by the paper's section: "holds"
+# on wide - vanilla would otherwise read as support for the paper.
+CONTROLS: dict[tuple[str, object, object], str] = {
+    ("encoder", "conv_encoder", "matched_split_conv_encoder"):
+        "control: split at the vanilla encoder's capacity",
+    ("encoder", "wide_conv_encoder", "split_conv_encoder"):
+        "control: split vs unsplit at the split encoder's capacity",
+    ("encoder", "conv_encoder", "wide_conv_encoder"):
+        "control: capacity alone, unsplit",
+}
+
+
+def claims_of(pair: tuple[str, object, object] | None) -> list[tuple[str, Callable[[dict], str]]]:
+    """The claims judged on a compared pair, each labelled with what it tests.
+
+    Args:
+      pair: (compared column, baseline value, variant value), or None for a
+        comparison no claim is about (e.g. a fragment that changed several
+        things).
+
+    Returns:
+      (label, judge) per claim: the paper's (``"median MIG higher (Sec
+      5.2)"``), or on a :data:`CONTROLS` pair the same judge labelled with
+      the control (``"median MIG higher (control: capacity alone,
+      unsplit)"``); none for a column the paper makes no claim about.
+    """
+    if pair is None or pair[0] not in PAPER_CLAIMS:
+        return []
+    section, claims = PAPER_CLAIMS[pair[0]]
+    source = CONTROLS.get(pair, section)
+    return [(f"{what} ({source})", judge) for what, judge in claims]
 
 
 # Beyond this many relabellings (C(n_variant + n_baseline, n_variant); 10 vs 10
@@ -159,9 +198,9 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for d in diffs.to_dict("records"):
         missing = d.get("_missing", 0)
-        # The claims about what the comparison changes: its compared column,
-        # or for a fragment the one column it changed (None: no claim).
-        claims = PAPER_CLAIMS.get(d.get("_claims", d["_compared"]), ())
+        # The claims about what the comparison changes: its compared pair, or
+        # for a fragment the one column it changed (None: no claim).
+        claims = claims_of(d["_claims"])
         judged = not missing and min(d["_n_variant"], d["_n_baseline"]) >= MIN_RUNS
         verdicts = [judge(d) for _, judge in claims] if judged else []
         hits, total, exact = _verdict_chances([judge for _, judge in claims], verdicts,
