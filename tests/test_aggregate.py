@@ -748,7 +748,7 @@ def test_mi_intervals_take_the_right_bounds_and_cap_them() -> None:
                                            "mi_joint_loo": np.nan}]))["joint_lower"].iloc[0])
 
 
-def test_a_cell_interval_is_the_median_of_bounds_and_overlap_decides_separation() -> None:
+def test_a_cell_interval_is_the_median_of_bounds_and_only_disjoint_ones_separate() -> None:
     from splitenc_plugin.results.aggregate import mi_separation, summarize
 
     frame = _frame([
@@ -778,6 +778,17 @@ def test_a_cell_interval_is_the_median_of_bounds_and_overlap_decides_separation(
     assert not rows.loc["TC", "separates"]
     # Identical intervals (I(z;x) capped at H in both): cannot separate.
     assert not rows.loc["I(z;x)", "separates"]
+
+    # Partly overlapping: [11.5, 14] vs [10, 12]. The midpoints are 1.75 apart,
+    # more than the overlap of 0.5, but both cells may be at 11.8: cannot separate.
+    frame = _frame([
+        *(_mi_row("conv_encoder", seed, mi_latent_sum=10.0, mi_latent_sum_loo=12.0)
+          for seed in (0, 1)),
+        *(_mi_row("split_conv_encoder", seed, mi_latent_sum=11.5, mi_latent_sum_loo=14.0)
+          for seed in (0, 1))])
+    row = mi_separation(summarize(frame)[1]).set_index("quantity").loc["Σ_j I(z_j;x)"]
+    assert (row["overlap"], row["difference"]) == pytest.approx((0.5, 1.75))
+    assert not row["separates"]
 
 
 def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path: Path) -> None:

@@ -132,8 +132,10 @@ def mi_separation(diffs: pd.DataFrame) -> pd.DataFrame:
     The two cells' intervals (the medians of bounds that
     :func:`~splitenc_plugin.results.compare.summarize` records) overlap by
     ``overlap`` (0 if disjoint); ``difference`` is the distance between their
-    midpoints. Where the overlap is at least as wide as the difference the
-    metric cannot separate the cells (``separates`` False).
+    midpoints. The metric separates the cells only where the intervals are
+    disjoint: each interval brackets its quantity, so wherever they share a
+    point both cells may have that value, however far apart the midpoints
+    (``separates`` False).
 
     Args:
       diffs: The differences frame of :func:`~splitenc_plugin.results.compare.summarize`.
@@ -162,6 +164,6 @@ def mi_separation(diffs: pd.DataFrame) -> pd.DataFrame:
                 "baseline_lower": b[0], "baseline_upper": b[1],
                 "overlap": overlap if known else np.nan,
                 "difference": difference if known else np.nan,
-                "separates": bool(known and overlap < difference),
+                "separates": bool(known and min(v[1], b[1]) < max(v[0], b[0])),
             })
     return pd.DataFrame(rows)

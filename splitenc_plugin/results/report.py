@@ -149,11 +149,11 @@ def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame, shared: dict) -> str:
     shown["overlap"] = separation["overlap"]
     shown["Δ midpoints"] = separation["difference"]
     shown["reading"] = ["separates" if sep else "—" if np.isnan(gap) else
-                        "cannot separate them (overlap ≥ difference)"
+                        "cannot separate them (intervals overlap)"
                         for sep, gap in zip(separation["separates"], separation["difference"])]
-    return (text + "\n### Compared cells\n\nWhere the two cells' intervals overlap by at "
-            "least the distance between their midpoints, the metric cannot separate the "
-            "cells.\n\n" + markdown_table(shown))
+    return (text + "\n### Compared cells\n\nThe metric separates two cells only where "
+            "their intervals are disjoint: where they share a point, both cells may have "
+            "that value, however far apart the midpoints.\n\n" + markdown_table(shown))
 
 
 def _factor_section(frame: pd.DataFrame, shared: dict) -> str:
