@@ -16,14 +16,18 @@ on which the same judge gives the same verdict (:func:`claim_verdicts`).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from splitenc_plugin.results.stats import STATISTICS, contrast
+from splitenc_plugin.results.stats import (
+    MAX_RELABELLINGS,
+    STATISTICS,
+    contrast,
+    relabellings,
+)
 
 __all__ = ["CONTROLS", "MAX_RELABELLINGS", "MIN_RUNS", "PAPER_CLAIMS", "SEPARATED",
            "claim_verdicts", "claims_of"]
@@ -119,37 +123,27 @@ def claims_of(pair: tuple[str, object, object] | None) -> list[tuple[str, Callab
     return [(f"{what} ({source})", judge) for what, judge in claims]
 
 
-# Beyond this many relabellings (C(n_variant + n_baseline, n_variant); 10 vs 10
-# runs: 184,756) the chance is estimated from this many random ones (seeded).
-MAX_RELABELLINGS = 200_000
-
-
 def _relabellings(variant: Mapping[str, np.ndarray],
                   baseline: Mapping[str, np.ndarray]) -> tuple[Iterator[dict], int, bool]:
     """Every split of the two arms' pooled runs into groups of the arms' sizes.
 
     Returns:
       (the :func:`~.stats.contrast` of each split, variant group first; how
-      many; whether that is all of them — else :data:`MAX_RELABELLINGS`
-      random ones).
+      many; whether that is all of them — else
+      :data:`~.stats.MAX_RELABELLINGS` random ones).
     """
     pooled = {c: np.concatenate([variant[c], baseline[c]]) for c in STATISTICS}
-    size, k = len(pooled["mig_mean"]), len(variant["mig_mean"])
-    exact = math.comb(size, k) <= MAX_RELABELLINGS
-    if exact:
-        picks = itertools.combinations(range(size), k)
-    else:
-        rng = np.random.default_rng(0)
-        picks = (rng.choice(size, k, replace=False) for _ in range(MAX_RELABELLINGS))
+    size = len(pooled["mig_mean"])
+    picks, exact = relabellings(size, len(variant["mig_mean"]))
 
     def contrasts() -> Iterator[dict]:
         for pick in picks:
             mask = np.zeros(size, dtype=bool)
-            mask[list(pick)] = True
+            mask[pick] = True
             yield contrast({c: a[mask] for c, a in pooled.items()},
                            {c: a[~mask] for c, a in pooled.items()})
 
-    return contrasts(), math.comb(size, k) if exact else MAX_RELABELLINGS, exact
+    return contrasts(), len(picks), exact
 
 
 def _verdict_chances(judges: Sequence[Callable[[dict], str]], verdicts: Sequence[str],
