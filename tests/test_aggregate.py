@@ -846,6 +846,28 @@ def test_capacity_study_compares_each_control_with_the_vanilla_encoder(tmp_path:
             assert image.size[0] > image.size[1]
 
 
+def test_a_comparison_pooling_two_studies_names_the_runs_of_each() -> None:
+    # Campaign v2: FactorVAE σ = 0.9 from the correlated-noise study against
+    # σ = 0 from the capacity study's vanilla runs (the same configuration).
+    from splitenc_plugin.results.compare import cross_study_comparisons, summarize
+
+    def row(study, num, sigma, seed, mig):
+        return {"study": study, "model_num": num, "dataset": "dsprites_full",
+                "model": "factor_vae", "encoder": "conv_encoder", "sigma": sigma,
+                "steps": 100, "seed": seed, "mig_mean": mig, "mig_sampled": mig,
+                "reconstruction_loss": 50.0}
+
+    noise, capacity = "correlated_noise_study_v1", "split_encoder_capacity_study_v1"
+    frame = _frame([row(noise, 31, 0.9, 1, 0.02), row(noise, 30, 0.9, 0, 0.03),
+                    row(capacity, 0, 0.0, 0, 0.13), row(capacity, 1, 0.0, 1, 0.12),
+                    # A VAE pair within one study: no line.
+                    {**row(noise, 0, 0.0, 0, 0.2), "model": "vae"},
+                    {**row(noise, 10, 0.9, 0, 0.1), "model": "vae"}])
+    assert cross_study_comparisons(summarize(frame)[1]) == [
+        ("σ = 0.9 (correlated) − σ = 0 (factorized) (factor_vae, dsprites_full, 100 steps) "
+         f"pools runs of two studies: variant {noise}/30, 31, baseline {capacity}/0, 1")]
+
+
 def test_mann_whitney_p_is_exact_with_ties_and_the_classical_test_without() -> None:
     # Independent: U by counting pairs (ties half) over every relabelling.
     import itertools

@@ -154,7 +154,7 @@ def aggregate(directory: str | Path | Sequence[str | Path],
     table = summary_tables(frame, cells, diffs)
     where = ", ".join(str(Path(d)) for d in directory) if several else directory
     notes = summary_notes(where, frame, cells, unfinished, planned, drawn.no_curves,
-                          drawn.late_curves, drawn.notes)
+                          drawn.late_curves, drawn.notes, diffs)
     summary_path = out / "summary.md"
     summary_path.write_text(summary_text(notes, table, drawn.written, out))
     return {"csv": csv_path, "summary": summary_path, "figures": drawn.written,

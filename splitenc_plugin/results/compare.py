@@ -36,8 +36,8 @@ from splitenc_plugin.results.mi import median_bounds, mi_intervals
 from splitenc_plugin.results.plan import missing_runs
 from splitenc_plugin.results.stats import arm, contrast, mann_whitney_p
 
-__all__ = ["DIFFERENCE_HEADERS", "difference_table", "figure_runs", "per_seed",
-           "pooled_duplicates", "summarize"]
+__all__ = ["DIFFERENCE_HEADERS", "cross_study_comparisons", "difference_table", "figure_runs",
+           "per_seed", "pooled_duplicates", "summarize"]
 
 
 def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
@@ -62,6 +62,33 @@ def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
                          f"{describe_extras(point, extras)} seed "
                          f"{point['seed']} ({point['steps']} steps) finished in {len(group)} "
                          f"studies ({copies}): counted once, as {kept}'s")
+    return lines
+
+
+def cross_study_comparisons(diffs: pd.DataFrame) -> list[str]:
+    """One line per comparison whose arms pool runs of more than one study, naming them.
+
+    E.g. campaign v2's FactorVAE σ = 0.9 − σ = 0: the variant from the
+    correlated-noise study, the baseline from the capacity study's vanilla
+    encoder runs (the same configuration). A table row has no study column,
+    so this says where its runs came from.
+    """
+    lines = []
+    for d in diffs.to_dict("records") if not diffs.empty else []:
+        ids = d["_run_ids"]
+        if len({study for side in ids.values() for study, _ in side}) < 2:
+            continue
+
+        def runs(side: list) -> str:
+            nums: dict[str, list] = {}
+            for study, num in side:
+                nums.setdefault(study, []).append(num)
+            return "; ".join(f"{study}/{', '.join(f'{num:g}' for num in sorted(n))}"
+                             for study, n in sorted(nums.items()))
+
+        lines.append(f"{d['comparison']} ({d['model']}, {d['dataset']}, {d['steps']} steps) "
+                     f"pools runs of two studies: variant {runs(ids['v'])}, "
+                     f"baseline {runs(ids['b'])}")
     return lines
 
 
@@ -144,6 +171,8 @@ def _difference(point: dict, label: str, comparison: str, compared: str,
         "_claims": claims,  # (column, baseline, variant) the verdicts judge (None: no claim)
         "_missing": missing,
         "_variant_runs": v, "_baseline_runs": b,
+        "_run_ids": {side: list(zip(runs[side]["study"], runs[side]["model_num"]))
+                     for side in ("v", "b")},
         "_mi_variant": median_bounds(runs["v"][bounds]),
         "_mi_baseline": median_bounds(runs["b"][bounds]),
     }

@@ -26,7 +26,11 @@ from splitenc_plugin.results.cells import (
     describe_extras,
     extra_cell_columns,
 )
-from splitenc_plugin.results.compare import difference_table, pooled_duplicates
+from splitenc_plugin.results.compare import (
+    cross_study_comparisons,
+    difference_table,
+    pooled_duplicates,
+)
 from splitenc_plugin.results.curves import CURVES, FIRST_SUMMARY_BY
 from splitenc_plugin.results.factors import factor_gap_medians
 from splitenc_plugin.results.mi import MI_QUANTITIES, entropy_cap, mi_separation
@@ -231,7 +235,7 @@ def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame
 def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFrame,
                   unfinished: Sequence[Path], planned: pd.DataFrame,
                   no_curves: set[str], late_curves: Mapping[str, int],
-                  figure_notes: Sequence[str]) -> list[str]:
+                  figure_notes: Sequence[str], diffs: pd.DataFrame | None = None) -> list[str]:
     """The notes at the top of summary.md.
 
     Args:
@@ -244,11 +248,14 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
       late_curves: Job directory -> first logged step, of finished jobs whose
         curves miss the start of training (:func:`~.curves.late_curves`).
       figure_notes: Lines from the figures (e.g. runs left out of Appendix C).
+      diffs: :func:`~.compare.summarize`'s differences, for the comparisons
+        that pool runs of two studies.
 
     Returns:
       One line per note: the runs read, the data versions, the study
       bindings all runs share (any dlib study), unfinished jobs,
-      runs counted once across studies, planned runs not finished yet, the
+      runs counted once across studies, comparisons whose arms pool runs of
+      several studies, planned runs not finished yet, the
       learning curves' coverage, then ``figure_notes``.
     """
     notes = [f"{len(frame)} finished model(s) from {Path(directory)}.", *_data_notes(cells)]
@@ -261,6 +268,8 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
         notes.append(f"{len(unfinished)} unfinished job(s) left out: "
                      + _some(str(p) for p in unfinished))
     notes += pooled_duplicates(frame)
+    if diffs is not None:
+        notes += cross_study_comparisons(diffs)
     waiting = unfinished_planned_runs(frame, planned)
     if len(waiting):
         notes.append(f"{len(waiting)} planned run(s) not finished yet: "
