@@ -961,10 +961,16 @@ def test_small_cells_are_drawn_as_points_and_median_and_absent_ones_are_named(
           for seed, mig in enumerate([0.30, 0.50])),
         {"study": capacity, "model_num": 20, "dataset": "dsprites_full", "model": "factor_vae",
          "encoder": "matched_split_conv_encoder", "sigma": 0.0, "steps": 100, "seed": 0,
-         "mig_mean": 0.25, "reconstruction_loss": 45.0}])
+         "mig_mean": 0.25, "reconstruction_loss": 45.0},
+        # A second panel (shared y axis) with a higher MIG: no panel clips it.
+        {"study": capacity, "model_num": 40, "dataset": "dsprites_full", "model": "beta_tc_vae",
+         "encoder": "conv_encoder", "sigma": 0.0, "steps": 100, "seed": 0, "mig_mean": 0.9,
+         "reconstruction_loss": 45.0}])
 
     figures.mig_violins(frame, capacity, "dsprites_full", tmp_path / "violin.png")
-    [ax] = drawn.pop().axes
+    ax, other = drawn.pop().axes
+    assert ax.get_title() == "FactorVAE" and other.get_title() == "β-TCVAE"
+    assert other.get_ylim()[1] > 0.9 and ax.get_ylim()[1] > 0.9
     assert [t.get_text() for t in ax.get_xticklabels()] == [
         "vanilla encoder\n(n=6)", "split encoder\n(n=2)", "matched split encoder\n(n=1)",
         "wide encoder\n(no runs)"]
@@ -979,7 +985,7 @@ def test_small_cells_are_drawn_as_points_and_median_and_absent_ones_are_named(
     assert ax.get_ylim()[0] == 0.0
 
     figures.mig_vs_reconstruction(frame, capacity, "dsprites_full", tmp_path / "scatter.png")
-    [ax] = drawn.pop().axes
+    ax = drawn.pop().axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "vanilla encoder (n=6)", "split encoder (n=2)", "matched split encoder (n=1)"]
 

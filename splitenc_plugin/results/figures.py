@@ -254,7 +254,9 @@ def mig_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
         ax.set_title(MODEL_LABELS.get(model, model))
         ax.set_xlabel("")
         ax.set_ylabel(_mig_label(mig_column))
-        ax.set_ylim(bottom=0.0)  # MIG is in [0, 1]: differences at their true scale
+    # MIG is in [0, 1]: differences at their true scale. Once all panels are
+    # drawn: the axes are shared, and a panel's own top would clip the others.
+    axes[0][0].set_ylim(bottom=0.0)
     _suptitle(fig, _title(study, dataset, 0, "MIG", frame["steps"])
               + f"; violins for cells of ≥ {VIOLIN_MIN_RUNS} runs, else the median (bar)")
     fig.tight_layout()
@@ -297,7 +299,7 @@ def _strength_violins(frame: pd.DataFrame, study: str, dataset: str, out: Path,
         ax.set_title(_model_label(key, model))
         ax.set_xlabel(strength or "")
         ax.set_ylabel(_mig_label(mig_column))
-        ax.set_ylim(bottom=0.0)
+    axes[0][0].set_ylim(bottom=0.0)  # as in mig_violins: after all (shared) panels
     if len(names) > 1:  # one legend for all panels (a panel may lack a variant)
         axes[0][0].legend(handles=[Patch(facecolor=colours[name], label=name) for name in names],
                           fontsize=8)
@@ -405,8 +407,8 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
         axes_height = (pars.top - pars.bottom) * fig.get_figheight() / (
             rows + (rows - 1) * pars.hspace)
         fig.subplots_adjust(hspace=pars.hspace + label_room / axes_height)
-    # ~4 inches per panel at 160 dpi: about the images' own 640 pixels across.
-    fig.savefig(out, dpi=160, bbox_inches="tight")
+    # ~4 inches per panel at 130 dpi: ~520 of the images' 640 pixels across.
+    fig.savefig(out, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return out
 

@@ -108,10 +108,23 @@ def _verdict_table(verdicts: pd.DataFrame) -> pd.DataFrame:
             return f"{row['chance_hits']} of {row['relabellings']} ({row['chance']:.3f})"
         return f"≈{row['chance']:.3f} ({row['relabellings']:,} random relabellings)"
 
-    table = verdicts.drop(columns=["chance", "chance_hits", "relabellings", "chance_exact"])
+    table = verdicts.drop(columns=["control", "chance", "chance_hits", "relabellings",
+                                   "chance_exact"])
     table.insert(table.columns.get_loc("verdict") + 1, "chance if exchangeable",
                  verdicts.apply(chance, axis=1))
     return table
+
+
+def _claims_heading(verdicts: pd.DataFrame) -> str:
+    """The verdicts' heading; where capacity controls are judged, what their claims test."""
+    if verdicts.empty or not verdicts["control"].any():
+        return ("\n## The paper's claims at this budget\n\n'Inconclusive' is not 'as good "
+                "as': no rule can show two cells equal from a few runs.\n\n")
+    return ("\n## The paper's claims, and the capacity controls, at this budget\n\n"
+            "Each claim says what it tests: the paper's section, or a capacity control (not "
+            "in the paper: the same claim about another pair of encoders, judged by the same "
+            "rule). 'Inconclusive' is not 'as good as': no rule can show two cells equal "
+            "from a few runs.\n\n")
 
 
 def _interval(lower: float, upper: float) -> str:
@@ -209,11 +222,7 @@ def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame
             + "P(… higher): share of (variant, baseline) run pairs where the variant's value "
               "is higher (ties count half; 0.5 = no separation). MWU p: exact two-sided "
               "Mann-Whitney p-value.\n\n" + markdown_table(diff_table)
-            + "\n## The paper's claims, and the capacity controls, at this budget\n\n"
-            + "Each claim says what it tests: the paper's section, or a capacity control "
-              "(not in the paper: the same claim about another pair of encoders, judged by "
-              "the same rule). 'Inconclusive' is not 'as good as': no rule can show two "
-              "cells equal from a few runs.\n\n"
+            + _claims_heading(verdicts)
             + f"Decision rule: a claim about the median holds when the median difference "
               f"has the claimed sign and P(variant higher) is >= {SEPARATED} (or <= "
               f"{1 - SEPARATED:g} for 'lower'), does not hold when both point the other "

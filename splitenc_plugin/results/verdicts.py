@@ -180,7 +180,8 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
     Returns:
       One row per (comparison, claim): dataset, data_fingerprint, model, the
       study's bindings where the cells have them (``vae.beta``, ...), steps,
-      comparison, n, claim, verdict, ``chance``, ``chance_hits``,
+      comparison, n, claim, ``control`` (a :data:`CONTROLS` pair, not the
+      paper's), verdict, ``chance``, ``chance_hits``,
       ``relabellings`` (how many; random ones beyond
       :data:`MAX_RELABELLINGS`, ``chance_exact`` False) and the evidence the
       verdict rests on (with the exact Mann-Whitney p beside it). The verdict
@@ -212,7 +213,7 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
                 "model": d["model"], **{c: d[c] for c in d if "." in c},
                 "steps": d["steps"], "comparison": d["comparison"],
                 "n": d["n"],
-                "claim": claim, "verdict": verdict,
+                "claim": claim, "control": d["_claims"] in CONTROLS, "verdict": verdict,
                 "chance": hits[i] / total if judged else np.nan,
                 "chance_hits": hits[i], "relabellings": total, "chance_exact": exact,
                 "evidence": (f"Δ median MIG {d['d_mig_median']:+.4f}, P(MIG higher) "
