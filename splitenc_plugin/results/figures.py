@@ -458,7 +458,7 @@ def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Pa
             ax.set_yticks(range(matrix.shape[0]))
             ax.set_yticklabels(run["factor_names"], fontsize=7)
             ax.set_title(f"{name}\n{run['study']}/{run['model_num']} (seed {run['seed']}), "
-                         f"MIG {run['mig']:.3f}", fontsize=8)
+                         f"MIG {run['mig']:.3f} (from this matrix)", fontsize=8)
         for ax in row[len(panel["runs"]):]:
             ax.axis("off")
     _suptitle(fig, f"Normalised MI I(z_j; v_k) / H(v_k) per run on {dataset} ({study})\n"
