@@ -902,6 +902,12 @@ def test_mann_whitney_p_is_exact_with_ties_and_the_classical_test_without() -> N
             mannwhitneyu(v, b, alternative="two-sided", method="exact").pvalue)
         assert mann_whitney_p(v, b) == pytest.approx(brute(v, b))
     assert np.isnan(mann_whitney_p(np.array([0.1]), np.array([0.2, 0.3])))
+    # A run without a value (a diverged loss) gives no p, not 0.
+    assert np.isnan(mann_whitney_p(np.array([0.1, 0.2, np.nan]), np.array([0.3, 0.4, 0.5])))
+    # Large arms without ties: still the exact distribution (11 vs 11 separated:
+    # 2 / C(22, 11)), not an estimate from random relabellings.
+    assert mann_whitney_p(np.arange(11.0) + 100, np.arange(11.0)) == pytest.approx(
+        2 / math.comb(22, 11))
 
 
 def test_control_pairs_are_judged_by_the_same_rule_but_not_labelled_as_the_papers_claims(
@@ -983,6 +989,16 @@ def test_small_cells_are_drawn_as_points_and_median_and_absent_ones_are_named(
     assert sorted((round(seg[:, 0].mean(), 6), seg[0, 1]) for seg in bars) == [
         (1.0, pytest.approx(0.40)), (2.0, pytest.approx(0.25))]
     assert ax.get_ylim()[0] == 0.0
+
+    # A run whose value the study's grid no longer has (sigma 0.5) has no slot:
+    # left out, as seaborn leaves it, not an error.
+    noise = _frame([{"study": "correlated_noise_study_v1", "model_num": i, "dataset": "dsprites_full",
+                     "model": "vae", "encoder": "conv_encoder", "sigma": sigma, "steps": 100,
+                     "seed": 0, "mig_mean": 0.1 + i / 10, "reconstruction_loss": 45.0}
+                    for i, sigma in enumerate([0.0, 0.9, 0.5])])
+    figures.mig_violins(noise, "correlated_noise_study_v1", "dsprites_full", tmp_path / "n.png")
+    assert [t.get_text() for t in drawn.pop().axes[0].get_xticklabels()] == [
+        "σ = 0 (factorized)\n(n=1)", "σ = 0.9 (correlated)\n(n=1)"]
 
     figures.mig_vs_reconstruction(frame, capacity, "dsprites_full", tmp_path / "scatter.png")
     ax = drawn.pop().axes[0]

@@ -142,6 +142,9 @@ def _cell_points(ax: plt.Axes, data: pd.DataFrame, x: str, order: Sequence,
     Returns:
       The runs per (x value, variant).
     """
+    # Only runs with a slot (a value of ``order``, a shown variant), as
+    # seaborn draws them: e.g. an empty strength binding has none.
+    data = data[data[x].isin(order) & data["variant"].isin(hue_order)]
     counts = data.groupby([x, "variant"]).size()
     size = pd.Series([counts[key] for key in zip(data[x], data["variant"])], index=data.index)
     violins = data[size >= VIOLIN_MIN_RUNS]
@@ -184,7 +187,7 @@ def _comparison(study: str, frame: pd.DataFrame) -> tuple[str, list, dict]:
     if FRAGMENTS in frame.columns:
         values = sorted(set(frame[FRAGMENTS]), key=lambda v: (v != NO_FRAGMENTS, v))
         return FRAGMENTS, values, fragment_labels(values)
-    values = sorted(frame["encoder"].unique())
+    values = sorted(frame["encoder"].unique(), key=lambda v: _rank("encoder", v))
     return "encoder", values, {v: v for v in values}
 
 

@@ -58,24 +58,30 @@ def relabellings(size: int, k: int) -> tuple[np.ndarray, bool]:
 
 
 def mann_whitney_p(variant: np.ndarray, baseline: np.ndarray) -> float:
-    """The exact two-sided Mann-Whitney p-value (NaN with fewer than 2 runs per arm).
+    """The exact two-sided Mann-Whitney p-value (NaN with fewer than 2 runs per arm, or a NaN).
 
-    The permutation distribution of U (ties count half, as in :func:`p_higher`)
-    over every relabelling of the pooled runs (:func:`relabellings`): the
-    share of them whose U is at least as far from n_v n_b / 2 as the
-    observed one. Without ties this is the classical exact test; with ties
-    (e.g. collapsed runs at MIG 0) it stays exact, where the classical
-    tables, which assume none, do not. With 3 vs 3 runs the smallest
-    possible p-value is 0.1: such samples cannot reach conventional
-    significance.
+    Without ties, scipy's exact distribution of U. With ties (e.g. runs
+    collapsed at MIG 0), where that distribution, which assumes none, is not
+    exact: the permutation distribution of U (ties count half, as in
+    :func:`p_higher`) over every relabelling of the pooled runs
+    (:func:`relabellings`), the share of them whose U is at least as far from
+    n_v n_b / 2 as the observed one; beyond :data:`MAX_RELABELLINGS`
+    relabellings (11 vs 10 runs and more), scipy's normal approximation with
+    its tie correction. With 3 vs 3 runs the smallest possible p-value is
+    0.1: such samples cannot reach conventional significance.
     """
-    from scipy.stats import rankdata
+    from scipy.stats import mannwhitneyu, rankdata
 
-    if min(len(variant), len(baseline)) < 2:
+    pooled = np.concatenate([variant, baseline])
+    if min(len(variant), len(baseline)) < 2 or np.isnan(pooled).any():
         return np.nan
     k = len(variant)
+    ties = len(np.unique(pooled)) < len(pooled)
+    if not ties or math.comb(len(pooled), k) > MAX_RELABELLINGS:
+        return float(mannwhitneyu(variant, baseline, alternative="two-sided",
+                                  method="asymptotic" if ties else "exact").pvalue)
     # U = (sum of the variant group's midranks) - k (k + 1) / 2.
-    ranks = rankdata(np.concatenate([variant, baseline]))
+    ranks = rankdata(pooled)
     picks, _ = relabellings(len(ranks), k)
     centre = k * len(baseline) / 2
     spread = np.abs(ranks[picks].sum(axis=1) - k * (k + 1) / 2 - centre)
