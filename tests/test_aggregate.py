@@ -727,7 +727,9 @@ def test_mi_intervals_take_the_right_bounds_and_cap_them() -> None:
     assert entropy_cap("dummy_data") == math.inf
     frame = _frame([_mi_row("conv_encoder", 0),
                     _mi_row("conv_encoder", 0, dataset="dummy_data"),
-                    _mi_row("conv_encoder", 0, mi_tc=15.0, mi_tc_loo=2.0, mi_ci=9.0)])
+                    _mi_row("conv_encoder", 0, mi_ci=9.0),
+                    _mi_row("conv_encoder", 0, dataset="dummy_data", mi_ci=2.0,
+                            mi_joint=9.0, mi_joint_loo=9.5)])
     got = mi_intervals(frame)
     # I(z;x): plug-in 9 (lower) .. leave-one-out 20 (upper), capped by H(x) <=
     # log 737,280 = 13.51 on dSprites (not by log N = 9.21); uncapped on dummy_data.
@@ -735,14 +737,21 @@ def test_mi_intervals_take_the_right_bounds_and_cap_them() -> None:
     assert got.loc[1, ["joint_lower", "joint_upper"]].tolist() == pytest.approx([9.0, 20.0])
     assert got.loc[0, ["latent_sum_lower", "latent_sum_upper"]].tolist() == pytest.approx(
         [15.0, 15.1])
-    # Gap and TC: leave-one-out (-5) below, plug-in (6) above; I(z;x) <= H
-    # raises the lower bound to 15 - 13.51 = 1.49 (TC also >= 0, gap >= -CI).
+    # Gap = Σ - I by interval arithmetic, not the recorded gap estimates (6 and
+    # -5): [15 - 13.51, 15.1 - 9] on dSprites, where I(z;x) <= H lifts the
+    # lower bound; [15 - 20, 6.1] raised to -CI = 0 (TC >= 0) on dummy_data.
+    # With CI = 0, TC = gap.
     for q in ("gap", "tc"):
-        assert got.loc[0, [f"{q}_lower", f"{q}_upper"]].tolist() == pytest.approx([15 - h, 6.0])
-        assert got.loc[1, [f"{q}_lower", f"{q}_upper"]].tolist() == pytest.approx([0.0, 6.0])
-    # With CI = 9: TC >= 15 - 13.51 + 9 = 10.49 and <= 15.1 + 9 = 24.1.
-    assert got.loc[2, ["tc_lower", "tc_upper"]].tolist() == pytest.approx([15 - h + 9, 15.0])
+        assert got.loc[0, [f"{q}_lower", f"{q}_upper"]].tolist() == pytest.approx([15 - h, 6.1])
+        assert got.loc[1, [f"{q}_lower", f"{q}_upper"]].tolist() == pytest.approx([0.0, 6.1])
+    # TC = gap + CI: with CI = 9, [15 - 13.51 + 9, 6.1 + 9], whatever the
+    # recorded TC estimates say.
+    assert got.loc[2, ["gap_lower", "gap_upper"]].tolist() == pytest.approx([15 - h, 6.1])
+    assert got.loc[2, ["tc_lower", "tc_upper"]].tolist() == pytest.approx([15 - h + 9, 15.1])
     assert got.loc[2, ["ci_lower", "ci_upper"]].tolist() == [9.0, 9.0]
+    # Uncapped, tight brackets: gap [15 - 9.5, 15.1 - 9], TC that + 2.
+    assert got.loc[3, ["gap_lower", "gap_upper"]].tolist() == pytest.approx([5.5, 6.1])
+    assert got.loc[3, ["tc_lower", "tc_upper"]].tolist() == pytest.approx([7.5, 8.1])
     # No MI evaluation: no interval.
     assert np.isnan(mi_intervals(_frame([{**_mi_row("conv_encoder", 0), "mi_joint": np.nan,
                                            "mi_joint_loo": np.nan}]))["joint_lower"].iloc[0])
@@ -755,11 +764,11 @@ def test_a_cell_interval_is_the_median_of_bounds_and_only_disjoint_ones_separate
         # Vanilla: latent sums [10, 10.2] and [12, 12.2] -> cell [11, 11.2].
         _mi_row("conv_encoder", 0, mi_latent_sum=10.0, mi_latent_sum_loo=10.2),
         _mi_row("conv_encoder", 1, mi_latent_sum=12.0, mi_latent_sum_loo=12.2),
-        # Split: [13, 13.2] twice; TC [1, 3] vs vanilla's [-5 -> 0, 6] (capped below by 0).
-        _mi_row("split_conv_encoder", 0, mi_latent_sum=13.0, mi_latent_sum_loo=13.2,
-                mi_tc=3.0, mi_tc_loo=1.0),
-        _mi_row("split_conv_encoder", 1, mi_latent_sum=13.0, mi_latent_sum_loo=13.2,
-                mi_tc=3.0, mi_tc_loo=1.0),
+        # Split: [13, 13.2] twice, I(z;x) [9, 13.51] in all four runs: TC = gap
+        # [max(0, 13 - 13.51), 13.2 - 9] = [0, 4.2] vs vanilla's median of
+        # [0, 1.2] and [0, 3.2], [0, 2.2].
+        *(_mi_row("split_conv_encoder", seed, mi_latent_sum=13.0, mi_latent_sum_loo=13.2)
+          for seed in (0, 1)),
     ])
     cells, diffs = summarize(frame)
     vanilla = cells[cells["encoder"] == "conv_encoder"].iloc[0]
@@ -771,9 +780,12 @@ def test_a_cell_interval_is_the_median_of_bounds_and_only_disjoint_ones_separate
     assert rows.loc["Σ_j I(z_j;x)", "overlap"] == 0.0
     assert rows.loc["Σ_j I(z_j;x)", "difference"] == pytest.approx(2.0)
     assert rows.loc["Σ_j I(z_j;x)", "separates"]
-    # TC: [1, 3] inside [0, 6]: overlap 2 > |2 - 3| = 1: cannot separate.
-    assert (rows.loc["TC", "baseline_lower"], rows.loc["TC", "baseline_upper"]) == (0.0, 6.0)
-    assert rows.loc["TC", "overlap"] == pytest.approx(2.0)
+    # TC: [0, 2.2] inside [0, 4.2]: overlap 2.2, midpoints 1 apart: cannot separate.
+    assert (rows.loc["TC", "baseline_lower"], rows.loc["TC", "baseline_upper"]) == \
+        pytest.approx((0.0, 2.2))
+    assert (rows.loc["TC", "variant_lower"], rows.loc["TC", "variant_upper"]) == \
+        pytest.approx((0.0, 4.2))
+    assert rows.loc["TC", "overlap"] == pytest.approx(2.2)
     assert rows.loc["TC", "difference"] == pytest.approx(1.0)
     assert not rows.loc["TC", "separates"]
     # Identical intervals (I(z;x) capped at H in both): cannot separate.
@@ -866,6 +878,25 @@ def test_a_comparison_pooling_two_studies_names_the_runs_of_each() -> None:
     assert cross_study_comparisons(summarize(frame)[1]) == [
         ("σ = 0.9 (correlated) − σ = 0 (factorized) (factor_vae, dsprites_full, 100 steps) "
          f"pools runs of two studies: variant {noise}/30, 31, baseline {capacity}/0, 1")]
+
+
+def test_a_run_without_a_value_ranks_in_no_pair_and_decides_no_claim() -> None:
+    # Split 0.4, 0.5, NaN vs conv 0.1, 0.2, 0.3: compared as a number the NaN
+    # run would be lower than every conv run (P(higher) 6/9 instead of unknown).
+    from splitenc_plugin.results.aggregate import claim_verdicts, summarize
+
+    _, diffs = summarize(_btc_frame([0.4, 0.5, np.nan], [0.1, 0.2, 0.3]))
+    assert np.isnan(diffs["p_mig_higher"].iloc[0])
+    verdicts = claim_verdicts(diffs).set_index("claim")["verdict"]
+    assert verdicts["median MIG higher (Sec 5.2)"] == "inconclusive"
+    assert verdicts["maximum MIG higher (Sec 5.2)"] == "inconclusive"
+    # The reconstruction loss (60 - 10 MIG) is NaN for that run too.
+    assert verdicts["reconstruction loss lower (Sec 5.2)"] == "inconclusive"
+    # Without the NaN the same runs give verdicts.
+    _, diffs = summarize(_btc_frame([0.4, 0.5, 0.6], [0.1, 0.2, 0.3]))
+    assert diffs["p_mig_higher"].iloc[0] == 1.0
+    assert claim_verdicts(diffs).set_index("claim")["verdict"][
+        "median MIG higher (Sec 5.2)"] == "holds"
 
 
 def test_mann_whitney_p_is_exact_with_ties_and_the_classical_test_without() -> None:

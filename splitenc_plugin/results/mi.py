@@ -1,8 +1,8 @@
 """The MI decomposition (Theorem 1, Eq 8) as intervals, per run, per cell and per comparison.
 
-Each quantity lies between two estimates a job records (plug-in and
-leave-one-out), each clipped into what the quantity can be at all
-(:func:`mi_intervals`); a cell's interval is the median of its runs' bounds;
+I(z;x) and Σ_j I(z_j;x) lie between two estimates a job records (plug-in
+and leave-one-out), each clipped into what the quantity can be at all; the
+gap and TC follow by interval arithmetic (:func:`mi_intervals`); a cell's interval is the median of its runs' bounds;
 two compared cells' intervals say whether the quantity can separate them
 (:func:`mi_separation`).
 """
@@ -34,19 +34,19 @@ DISTINCT_IMAGES: dict[str, int] = {
     "mpi3d_real": 1_036_800,
 }
 
-# Quantity -> (its label, the estimate that bounds it from below, from above).
-# The plug-in estimate of I(z;x) (and of each I(z_j;x)) includes each sample's
-# own encoding in the mixture q(z): a lower bound; the leave-one-out one an
-# upper bound (README, MI-decomposition estimator). TC = E log q(z) - ... and
-# the gap = sum_j I(z_j;x) - I(z;x) take q(z) with the other sign, so for them
-# the leave-one-out estimate is the lower bound and the plug-in the upper one.
-# CI = -1/2 log det Sigma is exact.
-MI_QUANTITIES: dict[str, tuple[str, str, str]] = {
-    "joint": ("I(z;x)", "mi_joint", "mi_joint_loo"),
-    "latent_sum": ("Σ_j I(z_j;x)", "mi_latent_sum", "mi_latent_sum_loo"),
-    "gap": ("gap", "mi_gap_loo", "mi_gap"),
-    "tc": ("TC", "mi_tc_loo", "mi_tc"),
-    "ci": ("CI", "mi_ci", "mi_ci"),
+# Quantity -> its label. Two are estimated directly, each between two
+# estimates a job records: the plug-in estimate of I(z;x) (and of each
+# I(z_j;x)) includes each sample's own encoding in the mixture q(z), a lower
+# bound in expectation; the leave-one-out one an upper bound (README,
+# MI-decomposition estimator). The gap = Σ_j I(z_j;x) - I(z;x) and TC = gap + CI
+# (Theorem 1) follow from those by interval arithmetic; CI = -1/2 log det Sigma
+# is exact.
+MI_QUANTITIES: dict[str, str] = {
+    "joint": "I(z;x)",
+    "latent_sum": "Σ_j I(z_j;x)",
+    "gap": "gap",
+    "tc": "TC",
+    "ci": "CI",
 }
 
 
@@ -73,15 +73,19 @@ def _clip(values, low, high) -> np.ndarray:
 def mi_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     """Per run, the interval [lower, upper] (nats) of each MI-decomposition quantity.
 
-    Each quantity of :data:`MI_QUANTITIES` lies between its lower- and
-    upper-bound estimates, each clipped into what the quantity can be at all
-    (H = :func:`entropy_cap` of the run's dataset; Theorem 1: gap = Σ_j
-    I(z_j;x) - I(z;x) and TC = gap + CI):
+    With H = :func:`entropy_cap` of the run's dataset and CI exact:
 
-    * I(z;x) in [0, H];
-    * Σ_j I(z_j;x) >= 0;
-    * gap in [max(-CI, Σ_j I(z_j;x)'s lower bound - H), its upper bound];
-    * TC in [max(0, Σ_j I(z_j;x)'s lower bound - H + CI), its upper bound + CI].
+    * I(z;x) in [plug-in, leave-one-out], clipped into [0, H];
+    * Σ_j I(z_j;x) in [plug-in, leave-one-out], clipped at 0;
+    * gap = Σ_j I(z_j;x) - I(z;x) in [Σ's lower - I's upper, Σ's upper -
+      I's lower], raised to -CI where below it (TC >= 0);
+    * TC = gap + CI (Theorem 1): the gap's interval shifted by CI.
+
+    Each interval holds wherever the estimates it is made of hold, whatever
+    their errors' correlation: the gap and TC are not bracketed by their own
+    plug-in and leave-one-out estimates (those are differences of two
+    biased terms, whose biases partly cancel). I(z;x) <= H makes the gap at
+    least Σ's lower bound - H; I(z;x) >= 0 makes it at most Σ's upper bound.
 
     log N (``mi_log_n``) caps the plug-in estimate, not the quantity: I(z;x)
     can exceed log N (README: 11.87 nats at log N = 9.21), so it is shown
@@ -91,23 +95,21 @@ def mi_intervals(frame: pd.DataFrame) -> pd.DataFrame:
       frame: :func:`~splitenc_plugin.results.load.load_results` rows.
 
     Returns:
-      Indexed like ``frame``: ``h_cap`` and, per quantity key ``q``,
-      ``q_lower`` and ``q_upper`` (NaN where the run has no MI evaluation).
+      Indexed like ``frame``: ``h_cap`` and, per quantity key ``q`` of
+      :data:`MI_QUANTITIES`, ``q_lower`` and ``q_upper`` (NaN where the run
+      has no MI evaluation).
     """
     h_cap = frame["dataset"].map(entropy_cap).to_numpy(dtype=float)
     ci = frame["mi_ci"].to_numpy(dtype=float)
-    # What each quantity can be at all, from H and the per-latent bracket.
-    latent = _clip(frame["mi_latent_sum"], 0.0, np.inf), _clip(frame["mi_latent_sum_loo"],
-                                                               0.0, np.inf)
-    limits = {"joint": (0.0, h_cap), "latent_sum": (0.0, np.inf),
-              "gap": (np.fmax(-ci, latent[0] - h_cap), latent[1]),
-              "tc": (np.fmax(0.0, latent[0] - h_cap + ci), latent[1] + ci),
-              "ci": (-np.inf, np.inf)}
+    joint = (_clip(frame["mi_joint"], 0.0, h_cap), _clip(frame["mi_joint_loo"], 0.0, h_cap))
+    latent = (_clip(frame["mi_latent_sum"], 0.0, np.inf),
+              _clip(frame["mi_latent_sum_loo"], 0.0, np.inf))
+    gap = (_clip(latent[0] - joint[1], -ci, np.inf), _clip(latent[1] - joint[0], -ci, np.inf))
+    bounds = {"joint": joint, "latent_sum": latent, "gap": gap,
+              "tc": (gap[0] + ci, gap[1] + ci), "ci": (ci, ci)}
     out = pd.DataFrame({"h_cap": h_cap}, index=frame.index)
-    for key, (_, lower, upper) in MI_QUANTITIES.items():
-        low, high = limits[key]
-        out[f"{key}_lower"] = _clip(frame[lower], low, high)
-        out[f"{key}_upper"] = _clip(frame[upper], low, high)
+    for key in MI_QUANTITIES:
+        out[f"{key}_lower"], out[f"{key}_upper"] = bounds[key]
     return out
 
 
@@ -149,7 +151,7 @@ def mi_separation(diffs: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for d in diffs.to_dict("records"):
-        for key, (label, _, _) in MI_QUANTITIES.items():
+        for key, label in MI_QUANTITIES.items():
             v = d["_mi_variant"][f"{key}_lower"], d["_mi_variant"][f"{key}_upper"]
             b = d["_mi_baseline"][f"{key}_lower"], d["_mi_baseline"][f"{key}_upper"]
             overlap = max(0.0, min(v[1], b[1]) - max(v[0], b[0]))

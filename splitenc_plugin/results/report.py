@@ -137,17 +137,18 @@ def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame, shared: dict) -> str:
     table["log N"] = cells["mi_log_n"]
     table["H(x) ≤"] = [f"{h:.2f}" if np.isfinite(h) else "—"
                        for h in cells["dataset"].map(entropy_cap)]
-    for key, (label, _, _) in MI_QUANTITIES.items():
+    for key, label in MI_QUANTITIES.items():
         table[label] = [_interval(lo, hi) for lo, hi in
                         zip(cells[f"{key}_lower"], cells[f"{key}_upper"])]
     text = ("\n## MI decomposition as intervals (nats)\n\n"
-            "Each quantity lies between two estimates (README, MI-decomposition "
-            "estimator): I(z;x) and Σ_j I(z_j;x) between the plug-in (lower) and "
-            "leave-one-out (upper) values, gap and TC the other way round; CI is exact. "
-            "Each bound is clipped into what the quantity can be: I(z;x) ≤ H(x) ≤ "
+            "I(z;x) and Σ_j I(z_j;x) each lie between two estimates (README, "
+            "MI-decomposition estimator): the plug-in (lower) and the leave-one-out "
+            "(upper) value, clipped into what the quantity can be: 0 ≤ I(z;x) ≤ H(x) ≤ "
             "log(number of distinct images) (log 737,280 = 13.51 for dSprites; no bound "
-            "for data sets drawn afresh, e.g. dummy_data), TC ≥ 0, and by Theorem 1 (TC = gap "
-            "+ CI) gap ≥ max(−CI, Σ_j I(z_j;x) − H(x)) and TC ≥ Σ_j I(z_j;x) − H(x) + CI. "
+            "for data sets drawn afresh, e.g. dummy_data). The gap = Σ_j I(z_j;x) − I(z;x) "
+            "follows by interval arithmetic (lower: Σ's lower − I's upper; upper: Σ's upper "
+            "− I's lower), raised to −CI where below it (TC ≥ 0); TC = gap + CI "
+            "(Theorem 1), CI exact. "
             "log N caps the plug-in estimate, not I(z;x) itself (which can exceed it), so it "
             "is shown, not used to clip. A cell's interval: the median lower and the median "
             "upper bound of its runs. The intervals bracket the estimator's small-N bias, "

@@ -29,8 +29,12 @@ def arm(runs: pd.DataFrame) -> dict[str, np.ndarray]:
 def p_higher(variant: np.ndarray, baseline: np.ndarray) -> float:
     """The share of (variant, baseline) pairs where the variant is higher, ties half.
 
-    The Mann-Whitney U / (n1 n2).
+    The Mann-Whitney U / (n1 n2); NaN where a run has no value (NaN), which
+    no pair can rank (compared as a number it would count as lower in every
+    pair).
     """
+    if np.isnan(variant).any() or np.isnan(baseline).any():
+        return np.nan
     return float(np.mean((variant[:, None] > baseline[None, :])
                          + 0.5 * (variant[:, None] == baseline[None, :])))
 
