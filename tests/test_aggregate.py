@@ -757,6 +757,41 @@ def test_mi_intervals_take_the_right_bounds_and_cap_them() -> None:
                                            "mi_joint_loo": np.nan}]))["joint_lower"].iloc[0])
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_gap_and_tc_intervals_contain_the_closed_form_values(sigma: float) -> None:
+    # Known answer: a linear-Gaussian encoder q(z|x) = N(W x, D Sigma D) on
+    # x ~ N(0, I), whose gap and TC are closed-form. At N = 300 the estimator's
+    # bias is large against its noise; the interval the aggregator derives
+    # from the I(z;x) and sum_j I(z_j;x) brackets holds the truth in all 10
+    # draws (the gap's own [loo, plug-in] estimates missed it in 2 of these 10
+    # with factorized noise, 4 of 10 at N = 1,000).
+    from splitenc_plugin.metrics import mi_decomposition as mid
+    from splitenc_plugin.model.noise import noise_covariance
+    from splitenc_plugin.results.aggregate import mi_intervals
+    from splitenc_plugin.results.load import MI_FIELDS
+
+    rs = np.random.RandomState(0)
+    weight = rs.randn(4, 6) / math.sqrt(6)
+    weight[:, :2] += 0.8 * rs.randn(4, 1)  # a shared input direction: TC > 0
+    logvar = np.array([-1.0, -0.5, -1.5, 0.0])
+    corr = noise_covariance(sigma, 4) if sigma else None
+    truth = mid.linear_gaussian_reference(weight, logvar, corr)
+    rows = []
+    for seed in range(10):
+        draw = np.random.RandomState(seed)
+        means = draw.randn(300, 6) @ weight.T
+        est = mid.estimate_mi_decomposition(means, np.tile(logvar, (300, 1)), corr,
+                                            num_samples=1, random_state=draw)
+        rows.append({**_mi_row("conv_encoder", seed, dataset="dummy_data"),
+                     **{column: est[field] for column, field in MI_FIELDS.items()}})
+    got = mi_intervals(_frame(rows))
+    for quantity, key in (("gap", "decomposition_gap"), ("tc", "total_correlation")):
+        assert (got[f"{quantity}_lower"] <= truth[key]).all(), quantity
+        assert (got[f"{quantity}_upper"] >= truth[key]).all(), quantity
+    np.testing.assert_allclose(got[["ci_lower", "ci_upper"]].to_numpy(),
+                               truth["conditional_independence"], atol=1e-9)
+
+
 def test_a_cell_interval_is_the_median_of_bounds_and_only_disjoint_ones_separate() -> None:
     from splitenc_plugin.results.aggregate import mi_separation, summarize
 
