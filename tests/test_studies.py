@@ -100,6 +100,19 @@ def test_every_model_config_exists() -> None:
         assert (GIN_DIR / config).is_file(), config
 
 
+def test_every_model_config_is_in_a_study_and_selectable() -> None:
+    # No shipped config is an orphan: each (model, encoder, sigma) of
+    # MODEL_CONFIGS is a point of some study, so the selection filters (and
+    # the command line's help, which lists axis_values) reach it.
+    from splitenc_plugin.studies.grid import GRIDS, axis_values
+
+    reached = {(s.model, s.encoder, s.sigma) for grid in GRIDS.values() for s in grid.specs}
+    assert reached == set(MODEL_CONFIGS)
+    for i, axis in enumerate(("model", "encoder", "sigma")):
+        assert set(axis_values(axis)) == {key[i] for key in MODEL_CONFIGS}
+        assert len(axis_values(axis)) == len(set(axis_values(axis)))
+
+
 @pytest.mark.parametrize(("study", "filters", "expected_nums"), [
     # Evidence campaign part A: beta_tc_vae x {conv, split} x seeds 0-2 on dSprites.
     ("split_encoder_study_v1", {"dataset": ["dsprites_full"], "model": ["beta_tc_vae"],

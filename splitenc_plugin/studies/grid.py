@@ -57,6 +57,7 @@ __all__ = [
     "ModelSpec",
     "StudyGrid",
     "UnknownStudyError",
+    "axis_values",
     "config_file",
     "config_name",
     "config_ref",
@@ -410,6 +411,15 @@ GRIDS: dict[str, StudyGrid] = {grid.name: grid for grid in (
         contrasts=[("wide_conv_encoder", "split_conv_encoder")]),
 )}
 """Study name -> grid."""
+
+
+def axis_values(axis: str) -> tuple:
+    """The values one axis (``model``, ``encoder``, ...) takes in any of :data:`GRIDS`.
+
+    In the grids' order, each value once: what a selection filter of the
+    plugin's studies accepts, e.g. for the command line's help.
+    """
+    return tuple(dict.fromkeys(v for grid in GRIDS.values() for v in grid.axes[axis]))
 
 
 def get_grid(name: str) -> StudyGrid:

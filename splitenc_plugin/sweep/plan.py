@@ -44,6 +44,7 @@ from splitenc_plugin.studies.grid import (
     EVAL_CONFIGS,
     TEST_DATASET,
     JobSpec,
+    axis_values,
     check_extra_bindings,
     get_grid,
     make_job_spec,
@@ -192,10 +193,13 @@ def add_selection_filters(group) -> None:
     group.add_argument("--datasets", nargs="+", metavar="D",
                        help=f"dataset names; '{TEST_DATASET}' (tests/smoke runs only) trains "
                             "the first dataset's models on dlib's in-memory dummy data")
-    group.add_argument("--models", nargs="+", metavar="M", help="vae, factor_vae, beta_tc_vae")
+    group.add_argument("--models", nargs="+", metavar="M",
+                       help=", ".join(axis_values("model")))
     group.add_argument("--encoders", nargs="+", metavar="E",
-                       help="conv_encoder (vanilla), split_conv_encoder (split)")
-    group.add_argument("--sigmas", nargs="+", metavar="S", help="noise correlation: 0, 0.9")
+                       help=", ".join(axis_values("encoder")) + " (conv_encoder is dlib's)")
+    group.add_argument("--sigmas", nargs="+", metavar="S",
+                       help="noise correlation: " + ", ".join(f"{s:g}" for s in
+                                                              axis_values("sigma")))
     group.add_argument("--seeds", nargs="+", metavar="S", help="seeds, e.g. 0 1 2 or 0-9")
     group.add_argument("--model_nums", nargs="+", metavar="N",
                        help="model numbers of the study, e.g. 0 1 2 or 0-9")
