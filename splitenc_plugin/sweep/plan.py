@@ -183,36 +183,41 @@ class RunPlan:
 # --------------------------------------------------------------------------
 # Selections
 # --------------------------------------------------------------------------
-#: The filter options of a selection (besides ``--study``).
-SELECTION_FILTERS = ("datasets", "models", "encoders", "sigmas", "seeds", "model_nums", "wheres",
-                     "gin_configs", "metrics")
+#: The filter options of a selection (besides ``--study``): namespace name -> flag.
+SELECTION_FILTERS: dict[str, str] = {
+    "datasets": "--datasets", "models": "--models", "encoders": "--encoders",
+    "sigmas": "--sigmas", "seeds": "--seeds", "model_nums": "--model_nums",
+    "wheres": "--where", "gin_configs": "--gin_config", "metrics": "--metrics"}
 
 
 def add_selection_filters(group) -> None:
     """Adds a selection's filter options (:data:`SELECTION_FILTERS`) to an argparse group."""
-    group.add_argument("--datasets", nargs="+", metavar="D",
-                       help=f"dataset names; '{TEST_DATASET}' (tests/smoke runs only) trains "
-                            "the first dataset's models on dlib's in-memory dummy data")
-    group.add_argument("--models", nargs="+", metavar="M",
+    flag = SELECTION_FILTERS
+    group.add_argument(flag["datasets"], nargs="+", metavar="D",
+                       help=f"the plugin's studies: {', '.join(axis_values('dataset'))}; "
+                            f"'{TEST_DATASET}' (tests/smoke runs only) trains the first "
+                            "dataset's models on dlib's in-memory dummy data")
+    group.add_argument(flag["models"], nargs="+", metavar="M",
                        help=", ".join(axis_values("model")))
-    group.add_argument("--encoders", nargs="+", metavar="E",
+    group.add_argument(flag["encoders"], nargs="+", metavar="E",
                        help=", ".join(axis_values("encoder")) + " (conv_encoder is dlib's)")
-    group.add_argument("--sigmas", nargs="+", metavar="S",
-                       help="noise correlation: " + ", ".join(f"{s:g}" for s in
-                                                              axis_values("sigma")))
-    group.add_argument("--seeds", nargs="+", metavar="S", help="seeds, e.g. 0 1 2 or 0-9")
-    group.add_argument("--model_nums", nargs="+", metavar="N",
+    group.add_argument(flag["sigmas"], nargs="+", metavar="S",
+                       help="noise correlation: "
+                            + ", ".join(f"{s:g}" for s in axis_values("sigma")))
+    group.add_argument(flag["seeds"], nargs="+", metavar="S", help="seeds, e.g. 0 1 2 or 0-9")
+    group.add_argument(flag["model_nums"], nargs="+", metavar="N",
                        help="model numbers of the study, e.g. 0 1 2 or 0-9")
-    group.add_argument("--where", action="append", dest="wheres", metavar="BINDING",
+    group.add_argument(flag["wheres"], action="append", dest="wheres", metavar="BINDING",
                        help="keep models whose own bindings include this one, e.g. "
                             "\"dataset.name = 'dsprites_full'\" (repeatable: all must hold; "
                             "the way to slice a dlib study such as unsupervised_study_v1)")
-    group.add_argument("--gin_config", action="append", dest="gin_configs", metavar="FRAGMENT",
+    group.add_argument(flag["gin_configs"], action="append", dest="gin_configs",
+                       metavar="FRAGMENT",
                        help="a gin fragment layered over each model's training config, after "
                             "the study's bindings (repeatable, in order; e.g. "
                             "gin/fragments/split_encoder.gin); its content is part of each "
                             "job's identity and its jobs go to DIR/<study>+<fragment>/")
-    group.add_argument("--metrics", nargs="+", metavar="NAME",
+    group.add_argument(flag["metrics"], nargs="+", metavar="NAME",
                        help="the study's metric configs to evaluate, by name (e.g. mig; the "
                             "plugin's studies: mig, mi_decomposition_study, factor_mig); "
                             "default: all of the study's. Each kept metric gets the seed it "
@@ -285,7 +290,11 @@ def read_selections(path: str | os.PathLike) -> list[argparse.Namespace]:
             selections.append(parser.parse_args(shlex.split(line),
                                                 argparse.Namespace(where=where)))
         except (SplitencUserError, ValueError) as exc:
-            raise SplitencUserError(f"{where}: {exc}") from None
+            hint = "" if "unrecognized arguments" not in str(exc) else (
+                " (a line holds --study and the selection filters, "
+                f"{', '.join(SELECTION_FILTERS.values())}; --steps, --gin_bindings and the "
+                "execution options go on the command line, for every line)")
+            raise SplitencUserError(f"{where}: {exc}{hint}") from None
     if not selections:
         raise SplitencUserError(f"--selections file {path} has no selection lines")
     return selections

@@ -250,7 +250,7 @@ def _command_selections(args: argparse.Namespace) -> list[argparse.Namespace]:
         if args.study is None:
             raise SplitencUserError("give --study (and filters) or --selections FILE")
         return [args]
-    given = [f"--{name}" for name in ("study", *SELECTION_FILTERS)
+    given = [flag for name, flag in {"study": "--study", **SELECTION_FILTERS}.items()
              if getattr(args, name) is not None]
     if given:
         raise SplitencUserError(f"--selections replaces {', '.join(given)}: put them in the "
