@@ -89,6 +89,9 @@ def main(script: str, argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help=f"two models, {SMOKE_STEPS} steps, on {TEST_DATASET}: checks "
                              "the installation, results mean nothing")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="show each job's state (splitenc_reproduce --dry_run) and stop: "
+                             "nothing is trained or aggregated")
     args, runner_args = parser.parse_known_args(argv)
     assert experiment.study in GRIDS, experiment  # one source: the study grids
 
@@ -99,6 +102,8 @@ def main(script: str, argv: list[str] | None = None) -> int:
                 "--no_progress"]
     else:
         run += ["--steps", str(args.steps)]
+    if args.dry_run:
+        return subprocess.run([*run, "--dry_run", *runner_args], check=False).returncode
     code = subprocess.run(run + runner_args, check=False).returncode
     if code != 0:
         print(f"[{script}] splitenc_reproduce failed (exit {code}); the job logs are listed "

@@ -165,3 +165,20 @@ def test_each_experiment_script_runs_end_to_end_in_smoke_mode(script, tmp_path) 
     assert f"[{script}] summary: {out / 'summary.md'}" in proc.stdout
     assert (out / "summary.md").is_file() and (out / "results.csv").is_file()
     assert len(load_results(out)[0]) == 2
+
+
+def test_an_experiment_scripts_dry_run_plans_and_stops(tmp_path) -> None:
+    # --dry_run shows the jobs (here the capacity study's 240, each "to run")
+    # and neither trains nor aggregates: no job directory, no summary.
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "bin" / "capacity_control.py"),
+                           "--dry_run", "--output_directory", str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert_ok(proc)
+    jobs = [line for line in map(str.strip, proc.stdout.splitlines())
+            if line.startswith("split_encoder_capacity_study_v1/")]
+    assert len(jobs) == 240 and all("to run" in line for line in jobs)
+    assert not (out / "summary.md").exists() and not list(out.rglob("job.json"))

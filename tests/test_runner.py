@@ -343,8 +343,8 @@ def test_the_dry_run_names_each_state_of_a_job(tmp_path) -> None:
      "--selections replaces --where, --gin_config: put them in the file's lines instead"),
     # An execution option in the file: where it goes instead.
     ([f"--study {STUDY} --steps 100"], [],
-     "grid.txt, line 1: unrecognized arguments: --steps 100 (a line holds --study and the "
-     "selection filters"),
+     ("grid.txt, line 1: unrecognized arguments: --steps 100 (a line holds --study and the "
+      "selection filters")),
     (None, [], "cannot read --selections file"),
 ])
 def test_a_bad_selections_file_is_one_clear_error(tmp_path, lines, extra, message) -> None:
