@@ -1,9 +1,12 @@
 """splitenc_plugin: the Split Encoder and correlated-noise reparameterization for dlib.
 
-Importing this package registers the plugin's gin configurables
-(``split_conv_encoder``, ``split_fc_encoder``, ``reparameterization``,
-``factorized_noise``, ``correlated_noise``, the metrics ``mi_decomposition``
-and ``factor_mig``) and lets gin find the plugin's
+Importing this package registers the plugin's gin configurables (the
+encoders ``split_conv_encoder``, ``split_fc_encoder``,
+``matched_split_conv_encoder``, ``wide_conv_encoder`` and
+``looped_split_conv_encoder``; ``reparameterization``, ``factorized_noise``,
+``correlated_noise``; ``input_pipeline``; the postprocessing
+``mean_logvar_representation``; the metrics ``mi_decomposition`` and
+``factor_mig``) and lets gin find the plugin's
 ``gin/`` configs, so that they can ``include`` their fragments from any working
 directory. It does not import TensorFlow:
 the configurables import it when they are called. gin files use it as

@@ -416,10 +416,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("shapes3d", "3dshapes: 480,000 64x64 RGB renders (floor, wall and object hue, "
           "size, shape, azimuth)", (SHAPES3D_FILE,), _validate_shapes3d,
           "dlib_download_data does not fetch it: on a machine with internet download "
-          "3dshapes.h5 (github.com/deepmind/3d-shapes), save its images reshaped to "
-          "(10, 10, 10, 8, 4, 15, 64, 64, 3) uint8 as 'images' and labels reshaped to "
-          "(10, 10, 10, 8, 4, 15, 6) as 'labels' with numpy.savez into {data_root}/"
-          + SHAPES3D_FILE),
+          "3dshapes.h5 (github.com/deepmind/3d-shapes), then run splitenc_data shapes3d "
+          "--from 3dshapes.h5 --output_dir {data_root} (it checks the factor layout and "
+          "writes {data_root}/" + SHAPES3D_FILE + ")"),
     DatasetSpec("dummy_data", "Random noise, 10 factors of 5 values (for tests); needs no files",
           (), _no_files, "nothing to do"),
 )}

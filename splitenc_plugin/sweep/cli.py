@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "time (TF op determinism, seeded TF-Hub export and sampled "
                          "representation; slower, see the README); recorded in done.json")
     ex.add_argument("--prune_heavy", action="store_true",
-                    help="after a job finishes, delete its checkpoints, TF-Hub modules and "
-                         "GIFs, keeping only what splitenc_aggregate reads")
+                    help="after a job finishes, delete its checkpoints and event files, "
+                         "TF-Hub modules, traversal GIFs and interventional-effects plots, "
+                         "keeping only what splitenc_aggregate reads")
     ex.add_argument("--gin_bindings", action="append", default=[], metavar="B",
                     help="extra gin binding for every job (one per flag, repeatable; part of "
                          "its identity), after the study's bindings and fragments; not the "
