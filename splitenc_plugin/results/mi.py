@@ -2,9 +2,9 @@
 
 I(z;x) and Σ_j I(z_j;x) lie between two estimates a job records (plug-in
 and leave-one-out), each clipped into what the quantity can be at all; the
-gap and TC follow by interval arithmetic (:func:`mi_intervals`); a cell's interval is the median of its runs' bounds;
-two compared cells' intervals say whether the quantity can separate them
-(:func:`mi_separation`).
+gap and TC follow by interval arithmetic (:func:`mi_intervals`). A cell's
+interval is the median of its runs' bounds; two compared cells' intervals
+say whether the quantity can separate them (:func:`mi_separation`).
 """
 
 from __future__ import annotations
