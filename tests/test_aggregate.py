@@ -1127,6 +1127,49 @@ def test_an_unreadable_marker_stops_the_aggregator_naming_the_job(tmp_path: Path
     assert not (tmp_path / "out" / "results.csv").exists()
 
 
+MIG_RESULT = Path("metrics/mean/mig/results/aggregate/evaluation.json")
+MI_RESULT = Path("metrics/mean_logvar/mi_decomposition_study/results/aggregate/evaluation.json")
+
+
+@pytest.mark.parametrize(("result", "damage", "message"), [
+    (MIG_RESULT, lambda path: path.write_text(path.read_text()[:200]),
+     "cannot be read as dlib's result JSON"),
+    (MIG_RESULT, lambda path: path.write_text("{}"), "lacks train_config.dataset.name"),
+    (MIG_RESULT, lambda path: path.unlink(), "is missing"),
+    (MI_RESULT, lambda path: path.write_text("[1, 2"), "cannot be read as dlib's result JSON"),
+])
+def test_an_unreadable_result_stops_the_aggregator_naming_the_file(
+        tmp_path: Path, result, damage, message) -> None:
+    # A damaged result of a finished job is never "absent" (the job would pass
+    # for unfinished, or its MI for not evaluated): one error naming the file.
+    import shutil
+
+    copy = tmp_path / "campaign"
+    shutil.copytree(CAMPAIGN, copy, ignore=shutil.ignore_patterns("figures", "*.png"))
+    path = copy / "split_encoder_study_v1" / "10" / result
+    damage(path)
+    proc = run_script("splitenc_aggregate", str(copy), "--no_visualize",
+                      "--output_dir", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(path) in proc.stderr and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_a_job_found_twice_is_refused_not_counted_twice(tmp_path: Path) -> None:
+    # The same output directory given twice, or a copy of it: each job would
+    # count as two runs of its cell.
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(CAMPAIGN, copy, ignore=shutil.ignore_patterns("figures", "*.png"))
+    for dirs in ((CAMPAIGN, CAMPAIGN), (CAMPAIGN, copy)):
+        proc = run_script("splitenc_aggregate", *map(str, dirs), "--no_visualize",
+                          "--output_dir", str(tmp_path / "out"))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "are the same job" in proc.stderr and "count twice" in proc.stderr
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
 # ---------------------------------------------------------------------------
 # Per-factor MIG (factor_mig) and learning curves.
 # ---------------------------------------------------------------------------

@@ -576,6 +576,9 @@ def _conflicted(text: str) -> str:
     (DONE_FILE, _conflicted, "merge-conflict markers"),
     (DONE_FILE, lambda text: text[: len(text) // 2], "is not valid JSON"),
     (DONE_FILE, lambda text: json.dumps({"status": "done", "spec": {}}), "no 'identity'"),
+    # A finished job's result, cut off: the job is not "finished" (nor rerun).
+    ("metrics/mean/mig/results/aggregate/evaluation.json", lambda text: text[: len(text) // 2],
+     "cannot be read as dlib's result JSON"),
 ])
 def test_a_broken_marker_stops_the_command_and_nothing_is_deleted(
         finished_job, tmp_path, name, damage, message) -> None:

@@ -41,7 +41,13 @@ from splitenc_plugin.studies.grid import (
     METRIC_REPRESENTATIONS,
     UnknownStudyError,
 )
-from splitenc_plugin.sweep.job import DONE_FILE, JOB_FILE, read_done
+from splitenc_plugin.sweep.job import (
+    DONE_FILE,
+    JOB_FILE,
+    ResultFileError,
+    read_done,
+    read_result,
+)
 
 __all__ = ["COLUMNS", "EVALUATION", "FACTOR_MIG", "FACTOR_NAMES", "GAP_PREFIX", "MI_FIELDS",
            "REPRESENTATIONS", "NoMigError", "factor_names", "gap_column", "gap_columns",
@@ -86,7 +92,7 @@ def gin_value(value) -> str:
 def _mi_fields(job_dir: Path) -> dict:
     """The job's MI-decomposition numbers; NaN where it was not evaluated."""
     path = job_dir / "metrics" / "mean_logvar" / "mi_decomposition_study" / EVALUATION
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    record = read_result(path) if path.is_file() else {}
     if record.get("evaluation_results.skipped"):
         record = {}
     return {column: float(record.get(f"evaluation_results.{field}", np.nan))
@@ -176,9 +182,25 @@ class NoMigError(SplitencUserError):
     """
 
 
+# What a row reads from the MIG result of the mean representation (dlib's
+# train config and results ride along in every evaluation.json); of the
+# sampled one only its MIG.
+_MIG_KEY = "evaluation_results.discrete_mig"
+_ROW_KEYS = ("train_config.dataset.name", "train_config.model.model",
+             "train_config.encoder.encoder_fn", "train_config.model.random_seed",
+             "train_config.model.training_steps", "train_results.reconstruction_loss",
+             "train_results.elapsed_time", _MIG_KEY)
+
+
 def _row(study: str, job_dir: Path) -> dict | None:
     evals = {rep: job_dir / "metrics" / rep / "mig" / EVALUATION for rep in REPRESENTATIONS}
     missing = [rep for rep, path in evals.items() if not path.is_file()]
+    lost = [str(evals[rep]) for rep in missing if evals[rep].parent.parent.is_dir()]
+    if lost and (job_dir / DONE_FILE).exists():
+        raise ResultFileError(
+            f"{job_dir} finished and evaluated MIG, but {', '.join(lost)} is missing; "
+            "restore it from the run that made it (e.g. `git checkout -- <file>` for a "
+            "committed job), or move the job directory away and run the job again")
     if missing and (job_dir / DONE_FILE).exists():
         evaluated = sorted(f"{p.parent.name}/{p.name}" for p in job_dir.glob("metrics/*/*")
                            if p.is_dir())
@@ -191,7 +213,8 @@ def _row(study: str, job_dir: Path) -> dict | None:
             "another --output_directory")
     if missing:
         return None
-    records = {rep: json.loads(path.read_text()) for rep, path in evals.items()}
+    records = {rep: read_result(path, _ROW_KEYS if rep == "mean" else (_MIG_KEY,))
+               for rep, path in evals.items()}
     cfg = records["mean"]
     done = read_done(job_dir) or {}
     resumed = done.get("resumed_from_steps", [])
@@ -212,8 +235,7 @@ def _row(study: str, job_dir: Path) -> dict | None:
         "seed": int(cfg["train_config.model.random_seed"]),
         "steps": int(cfg["train_config.model.training_steps"]),
         "global_step": int(cfg.get("train_results.global_step", -1)),
-        **{f"mig_{rep}": float(records[rep]["evaluation_results.discrete_mig"])
-           for rep in REPRESENTATIONS},
+        **{f"mig_{rep}": float(records[rep][_MIG_KEY]) for rep in REPRESENTATIONS},
         "reconstruction_loss": float(cfg["train_results.reconstruction_loss"]),
         **_mi_fields(job_dir),
         # dlib times one training call: for a resumed job, only the last attempt.
@@ -225,6 +247,25 @@ def _row(study: str, job_dir: Path) -> dict | None:
         # One gap_<factor> column per factor of the job's factor_mig (none without it).
         **_factor_gaps(job_dir, gin_value(cfg["train_config.dataset.name"])),
     }
+
+
+def _check_once(seen: dict[str, Path], job_dir: Path, row: Mapping) -> None:
+    """Records a finished job; one found twice (a copy, a directory given twice) is an error.
+
+    The same job would count as two runs of its cell. Jobs are the same when
+    their ``done.json`` identities (study, model, steps, bindings, fragments)
+    and data are; plain dlib_reproduce output has no identity and is not checked.
+    """
+    done = read_done(job_dir)
+    if not done or "identity" not in done:
+        return
+    key = json.dumps([done["identity"], row["data_fingerprint"]], sort_keys=True, default=str)
+    if key in seen:
+        raise SplitencUserError(
+            f"{job_dir} and {seen[key]} are the same job ({row['study']}/{row['model_num']}: "
+            "the same identity and data), so it would count twice; aggregate the output "
+            "directories that hold it once (a directory given twice, or a copy)")
+    seen[key] = job_dir
 
 
 def _study_dirs(root: Path, study: str | None) -> list[Path]:
@@ -270,6 +311,9 @@ def load_results(directory: str | Path | Sequence[str | Path],
       NoMigError: If a finished job has no MIG result for the mean or the
         sampled representation (a :class:`SplitencUserError` naming the job,
         what it evaluated and the fix): never taken for "unfinished".
+      ResultFileError: If a finished job's result JSON is unreadable, lacks
+        what a row needs, or its MIG result is missing beside the metric's
+        other files (never taken for absent).
     """
     directories = ([Path(directory)] if isinstance(directory, (str, Path))
                    else [Path(d) for d in directory])
@@ -284,6 +328,7 @@ def load_results(directory: str | Path | Sequence[str | Path],
             raise SplitencUserError(f"{path} is not a directory; pass the --output_directory "
                                     "of splitenc_reproduce (or dlib_reproduce)")
     rows, unfinished = [], []
+    seen: dict[str, Path] = {}  # a finished job's identity and data -> where it was found
     for root in directories:
         for study_dir in _study_dirs(root, study):
             job_dirs = [p for p in study_dir.glob("*") if p.is_dir() and p.name.isdigit()]
@@ -293,6 +338,7 @@ def load_results(directory: str | Path | Sequence[str | Path],
                 if row is None or (managed and not (job_dir / DONE_FILE).exists()):
                     unfinished.append(job_dir)
                 elif study is None or row["study"] == study:
+                    _check_once(seen, job_dir, row)
                     rows.append(row)
     if not rows:
         what = f"of study {study} " if study else ""
@@ -375,9 +421,8 @@ def load_factor_mig(job_dir: str | Path, dataset: str) -> dict | None:
     path = Path(job_dir) / "metrics" / _FACTOR_MIG_REP / FACTOR_MIG / EVALUATION
     if not str(job_dir) or not path.is_file():
         return None
-    record = json.loads(path.read_text())
-    if record.get("evaluation_results.skipped"):
-        return None
+    record = read_result(path, [f"evaluation_results.{key}" for key in
+                                ("mi_matrix", "factor_gap", "discrete_mig")])
     matrix = np.asarray(record["evaluation_results.mi_matrix"], dtype=float)
     return {"mi_matrix": matrix,
             "factor_gap": np.asarray(record["evaluation_results.factor_gap"], dtype=float),

@@ -63,7 +63,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,6 +91,7 @@ __all__ = [
     "RESUME_DIR",
     "THREAD_ENV",
     "MarkerError",
+    "ResultFileError",
     "attempt_events",
     "checkpoint_step",
     "main",
@@ -98,6 +99,7 @@ __all__ = [
     "prune_heavy",
     "read_done",
     "read_job_spec",
+    "read_result",
     "result_files",
     "resumable_step",
     "write_json_atomic",
@@ -206,6 +208,41 @@ def read_job_spec(job_dir: str | os.PathLike) -> JobSpec | None:
         raise MarkerError(
             f"{path} holds a job spec of another schema ({exc}); its checkpoint is kept. "
             "Move the job directory away to train the job anew") from None
+
+
+class ResultFileError(SplitencUserError):
+    """A finished job's result JSON exists but cannot be read.
+
+    Never taken for "absent" (the job would look unfinished, or its values
+    NaN): the command stops and names the file.
+    """
+
+
+def read_result(path: str | os.PathLike, required: Sequence[str] = ()) -> dict:
+    """One of dlib's result JSONs of a job (``results/aggregate/evaluation.json``).
+
+    Args:
+      path: The file.
+      required: Keys it must have (``evaluation_results.discrete_mig``, ...).
+
+    Raises:
+      ResultFileError: If it cannot be read, is not a JSON object, or lacks
+        a required key (the message names the file and the fix).
+    """
+    path = Path(path)
+    fix = ("restore it from the run that made it (e.g. `git checkout -- <file>` for a "
+           "committed job), or move the job directory away and run the job again")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: JSON and Unicode errors
+        raise ResultFileError(f"{path} cannot be read as dlib's result JSON ({exc}); {fix}") \
+            from None
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{path} is not a JSON object of dlib's results; {fix}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ResultFileError(f"{path} lacks {', '.join(missing)}; {fix}")
+    return data
 
 
 def result_files(job_dir: str | os.PathLike, spec: JobSpec) -> list[Path]:

@@ -53,8 +53,10 @@ from splitenc_plugin.studies.grid import (
 from splitenc_plugin.sweep.job import (
     DONE_FILE,
     MarkerError,
+    ResultFileError,
     read_done,
     read_job_spec,
+    read_result,
     resumable_step,
 )
 from splitenc_plugin.sweep.lock import held_elsewhere
@@ -597,6 +599,11 @@ def _finished_state(job: Job, data: dict[str, dict] | None) -> JobState:
     if missing:
         return JobState(job, JobStatus.IN_THE_WAY,
                         problem=f"{job.job_dir} has {DONE_FILE} but lacks {', '.join(missing)}")
+    for result in done.get("results", []):
+        try:
+            read_result(job.job_dir / result)
+        except ResultFileError as exc:
+            return JobState(job, JobStatus.UNREADABLE, problem=str(exc))
     return state
 
 
