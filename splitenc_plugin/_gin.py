@@ -4,6 +4,8 @@
 * :func:`plugin_in_use`: whether the active gin config asks for the plugin.
 * :func:`read_operative_config`: a saved operative config's bindings, read
   statically (no configurable needs to be importable).
+* :func:`parse_statements`: gin text's statements, or one clear error where
+  gin cannot parse it (for ``--gin_bindings``, ``--where``, fragments).
 
 gin refuses to register a second, different object under a selector that
 already exists; re-executing one of our modules (``importlib.reload``, a test
@@ -17,11 +19,14 @@ still fails loudly.
 from __future__ import annotations
 
 import os
+import tokenize
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import gin
 import gin.config
+
+from splitenc_plugin.errors import SplitencUserError
 
 F = TypeVar("F", bound=Callable)
 
@@ -120,3 +125,26 @@ def read_operative_config(path: str | os.PathLike) -> dict[str, Any]:
                 name = statement.selector.rsplit(".", 1)[-1]
                 bindings[f"{name}.{statement.arg_name}"] = statement.value
     return bindings
+
+
+def parse_statements(text: str, what: str, fix: str) -> list:
+    """gin's statements of ``text`` (bindings, imports, includes), read by gin's parser.
+
+    Unknown configurables are allowed (their modules are imported only when
+    the job runs); only what gin cannot parse at all is an error.
+
+    Args:
+      text: gin text.
+      what: What the text is, for the message (``"--where 'a.b = ('"``).
+      fix: How to fix it, for the message.
+
+    Raises:
+      SplitencUserError: ``"<what> does not parse as gin (<gin's reason>); <fix>"``.
+    """
+    from gin import config_parser
+
+    try:
+        return list(config_parser.ConfigParser(text,
+                                               gin.config.ParserDelegate(skip_unknown=True)))
+    except (SyntaxError, ValueError, tokenize.TokenError) as exc:
+        raise SplitencUserError(f"{what} does not parse as gin ({exc}); {fix}") from None

@@ -147,6 +147,10 @@ def test_a_user_study_registers_through_its_module(tmp_path, monkeypatch) -> Non
      "does not exist"),
     ({"study_name": "unsupervised_study_v1", "model_nums": [0], "where": ["model.name"]},
      StudyError, "--where"),
+    # gin's tokenizer error too, not only its parser's.
+    ({"study_name": "unsupervised_study_v1", "model_nums": [0],
+      "where": ["dataset.name = ("]}, StudyError,
+     r"--where 'dataset.name = \(' does not parse as gin"),
     # --metrics is checked by the one validator of every kind of study.
     ({"study_name": "unsupervised_study_v1", "model_nums": [0], "metrics": ["nope"]},
      SplitencUserError, "not a metric of unsupervised_study_v1"),

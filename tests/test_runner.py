@@ -252,8 +252,8 @@ def test_a_broken_binding_fails_its_job_alone(tmp_path) -> None:
      "sets dataset.name, which each job of a study fixes (use --datasets)"),
     (["--study", STUDY, "--gin_bindings", "model.eval_steps = 5",
       "--gin_bindings", "correlated_noise.sigma = 0.5"], "(use --sigmas)"),
-    (["--study", STUDY, "--gin_bindings", "model.eval_steps = [5"], "is not a gin binding"),
-    (["--study", STUDY, "--gin_bindings", "model.eval_steps"], "is not a gin binding"),
+    (["--study", STUDY, "--gin_bindings", "model.eval_steps = [5"], "does not parse as gin"),
+    (["--study", STUDY, "--gin_bindings", "model.eval_steps"], "does not parse as gin"),
     # An unknown metric is named before the selection is checked.
     (["--study", STUDY, "--model_nums", "500", "--metrics", "mig", "dci"],
      ("--metrics dci: not a metric of split_encoder_study_v1 (its metrics: factor_mig, "
@@ -267,6 +267,20 @@ def test_bad_input_is_one_clear_error_before_any_job(tmp_path, args, message) ->
                       env={"DISENTANGLEMENT_LIB_DATA": str(empty_root)})
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("study", [STUDY, "unsupervised_study_v1"])
+def test_a_fragment_gin_cannot_parse_is_one_error_before_any_job(tmp_path, study) -> None:
+    # Found at planning, for a plugin study and a dlib study alike, not by
+    # each job in turn (a plugin study's jobs would all start and fail).
+    fragment = tmp_path / "bad.gin"
+    fragment.write_text("import splitenc_plugin\nencoder.encoder_fn = (\n")
+    out = tmp_path / "out"
+    proc = run_script("splitenc_reproduce", "--study", study, "--model_nums", "0",
+                      "--gin_config", str(fragment), "--output_directory", str(out))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"--gin_config {fragment} does not parse as gin" in proc.stderr
     assert not out.exists()
 
 

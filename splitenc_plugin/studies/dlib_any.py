@@ -48,6 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from splitenc_plugin._gin import parse_statements
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.studies.grid import (
     DEFAULT_TRAINING_STEPS,
@@ -194,12 +195,17 @@ class Where:
         return self.key in bindings and bindings[self.key] == self.value
 
 
-def _parse_bindings(text: str) -> dict[str, object]:
-    """'a.b = 1\\nc.d = @e()' -> {'a.b': 1, 'c.d': '@e()'}, read by gin's parser."""
-    from gin import config, config_parser
+def _parse_bindings(text: str, what: str = "a study's bindings",
+                    fix: str = "repair the study's definition") -> dict[str, object]:
+    """'a.b = 1\\nc.d = @e()' -> {'a.b': 1, 'c.d': '@e()'}, read by gin's parser.
+
+    Raises:
+      SplitencUserError: Where gin cannot parse ``text`` (naming ``what`` and ``fix``).
+    """
+    from gin import config_parser
 
     out: dict[str, object] = {}
-    for statement in config_parser.ConfigParser(text, config.ParserDelegate(skip_unknown=True)):
+    for statement in parse_statements(text, what, fix):
         if isinstance(statement, config_parser.BindingStatement):
             key = f"{statement.selector}.{statement.arg_name}"
             out[key] = _plain(statement.value)
@@ -222,15 +228,15 @@ def parse_where(expressions: Sequence[str]) -> list[Where]:
     """Parses ``--where`` expressions.
 
     Raises:
-      StudyError: If one is not a single gin binding.
+      StudyError: If gin cannot parse one, or it is not exactly one binding.
     """
     filters = []
     for text in expressions:
         try:
-            parsed = _parse_bindings(text)
-        except (SyntaxError, ValueError) as exc:
-            raise StudyError(f"--where {text!r} is not a gin binding ({exc}); write e.g. "
-                             "--where \"dataset.name = 'dsprites_full'\"") from None
+            parsed = _parse_bindings(text, f"--where {text!r}",
+                                     "write e.g. --where \"dataset.name = 'dsprites_full'\"")
+        except SplitencUserError as exc:
+            raise StudyError(str(exc)) from None
         if len(parsed) != 1:
             raise StudyError(f"--where {text!r} must be exactly one 'name.parameter = value'")
         (key, value), = parsed.items()
@@ -298,6 +304,9 @@ def _resolved(gin_configs: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, .
       StudyError: On a missing fragment.
     """
     paths = tuple(str(resolve_fragment(p)) for p in gin_configs)
+    for path in paths:  # gin's syntax now, not in every job that would read it
+        parse_statements(Path(path).read_text(), f"--gin_config {path}",
+                         "fix the fragment's syntax (one 'name.parameter = value' per line)")
     return paths, tuple(file_digest(p) for p in paths)
 
 
@@ -312,7 +321,7 @@ def _layering(study_name: str, study, gin_configs: Sequence[str],
     fragments, digests = _resolved(gin_configs)
     fragment_bindings: dict = {}
     for path in fragments:
-        fragment_bindings.update(_parse_bindings(Path(path).read_text()))
+        fragment_bindings.update(_parse_bindings(Path(path).read_text()))  # parsed by _resolved
     # All of the study's metrics stay in the spec, so that each pair draws
     # dlib_reproduce's seed; the restriction only skips pairs.
     eval_configs = sorted(study.get_eval_config_files())

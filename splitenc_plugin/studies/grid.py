@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import tokenize
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -617,16 +616,14 @@ def check_extra_bindings(bindings: Sequence[str],
     Raises:
       SplitencUserError: naming the binding and the option to use instead.
     """
-    from gin import config, config_parser
+    from gin import config_parser
+
+    from splitenc_plugin._gin import parse_statements
 
     for binding in bindings:
-        try:
-            statements = list(config_parser.ConfigParser(
-                binding, config.ParserDelegate(skip_unknown=True)))
-        except (SyntaxError, ValueError, tokenize.TokenError) as exc:
-            raise SplitencUserError(
-                f"--gin_bindings {binding!r} is not a gin binding ({exc}); "
-                "write one 'name.parameter = value' per --gin_bindings") from None
+        statements = parse_statements(
+            binding, f"--gin_bindings {binding!r}",
+            "write one 'name.parameter = value' per --gin_bindings")
         for statement in statements:
             if not isinstance(statement, config_parser.BindingStatement):
                 raise SplitencUserError(
