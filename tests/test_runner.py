@@ -254,6 +254,9 @@ def test_a_broken_binding_fails_its_job_alone(tmp_path) -> None:
       "--gin_bindings", "correlated_noise.sigma = 0.5"], "(use --sigmas)"),
     (["--study", STUDY, "--gin_bindings", "model.eval_steps = [5"], "does not parse as gin"),
     (["--study", STUDY, "--gin_bindings", "model.eval_steps"], "does not parse as gin"),
+    (["--study", STUDY, "--seeds", "3-1"], "--seeds 3-1 runs backwards"),
+    (["--study", STUDY, "--scheduler", "not an address"],
+     "--scheduler 'not an address' is not a Dask scheduler address"),
     # An unknown metric is named before the selection is checked.
     (["--study", STUDY, "--model_nums", "500", "--metrics", "mig", "dci"],
      ("--metrics dci: not a metric of split_encoder_study_v1 (its metrics: factor_mig, "

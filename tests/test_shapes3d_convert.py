@@ -104,7 +104,7 @@ def test_truncated_h5_gives_one_clear_error_and_no_output(h5_fixture, tmp_path,
     out = tmp_path / "out"
     out.mkdir()
     assert cli.main(["shapes3d", "--from", damaged, "--output_dir", str(out),
-                     "--block", BLOCK_ARG]) == 1
+                     "--block", BLOCK_ARG]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and damaged in err and "truncated" in err, err
     assert "no output was written" in err
@@ -112,7 +112,7 @@ def test_truncated_h5_gives_one_clear_error_and_no_output(h5_fixture, tmp_path,
 
 
 def test_full_layout_is_required_without_block(h5_fixture, tmp_path, capsys) -> None:
-    assert cli.main(["shapes3d", "--from", h5_fixture, "--output_dir", str(tmp_path)]) == 1
+    assert cli.main(["shapes3d", "--from", h5_fixture, "--output_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "uint8[120, 64, 64, 3]" in err and "480,000" in err and "partial download" in err
     assert _outputs(tmp_path) == []
@@ -141,3 +141,38 @@ def test_missing_dataset_and_bad_block_are_refused(tmp_path) -> None:
         conv.convert_h5(path, str(tmp_path), block_sizes=BLOCK)
     with pytest.raises(conv.ConversionError, match="not a prefix block"):
         conv.convert_h5(path, str(tmp_path), block_sizes=(1, 2, 1, 8, 4, 15))
+
+
+def test_a_valid_dataset_is_never_replaced_by_a_block_unasked(h5_fixture, tmp_path, capsys,
+                                                              monkeypatch) -> None:
+    # The block's sizes stand in for the full layout, so that the first
+    # conversion is a valid dataset; a --block conversion into its directory
+    # must not replace it without --force.
+    monkeypatch.setattr(registry, "SHAPES3D_FACTOR_SIZES", BLOCK)
+    args = ["shapes3d", "--from", h5_fixture, "--output_dir", str(tmp_path), "--block", BLOCK_ARG]
+    assert cli.main(args) == 0
+    written = tmp_path / registry.SHAPES3D_FILE
+    stamp = written.stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert str(written) in err and "--force" in err and err.count("\n") == 1
+    assert written.stat().st_mtime_ns == stamp
+    assert cli.main([*args, "--force"]) == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--from", "{missing}", "--output_dir", "{root}"], "--from {missing} is not a file"),
+    (["--from", "{h5}", "--output_dir", "{file}"], "--output_dir {file} is a file"),
+    (["--from", "{h5}", "--output_dir", "{root}", "--block", "1,x"],
+     "--block takes one integer per factor"),
+])
+def test_bad_arguments_are_one_error_naming_the_argument(h5_fixture, tmp_path, capsys,
+                                                         args, message) -> None:
+    paths = {"missing": str(tmp_path / "nope.h5"), "root": str(tmp_path / "root"),
+             "file": str(tmp_path / "afile"), "h5": h5_fixture}
+    (tmp_path / "afile").write_text("")
+    assert cli.main(["shapes3d", *(a.format(**paths) for a in args)]) == 2
+    err = capsys.readouterr().err
+    assert message.format(**paths) in err and err.count("\n") == 1, err
+    assert not (tmp_path / "root").exists()

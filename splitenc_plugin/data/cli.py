@@ -60,13 +60,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: str) -> int:
+    """Prints one error line; returns the exit code of bad input."""
+    print(f"splitenc_data: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _output_root(output_dir: str | None) -> str | None:
     """The data root to write into, or None (after one error line) if there is none."""
     root = output_dir if output_dir is not None else os.environ.get(registry.ENV_VAR)
     if not root:
-        print(f"splitenc_data: error: no output directory: pass --output_dir DIR or set "
-              f"{registry.ENV_VAR} (the directory dlib reads its data from)", file=sys.stderr)
-    return root or None
+        _error(f"no output directory: pass --output_dir DIR or set {registry.ENV_VAR} (the "
+               "directory dlib reads its data from)")
+        return None
+    if os.path.exists(root) and not os.path.isdir(root):
+        source = "--output_dir" if output_dir is not None else f"${registry.ENV_VAR}"
+        _error(f"{source} {root} is a file, not a directory; name the directory dlib reads "
+               "its data from")
+        return None
+    return root
 
 
 def _generate(output_dir: str | None, force: bool) -> int:
@@ -100,17 +112,27 @@ def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
     root = _output_root(output_dir)
     if root is None:
         return 2
-    status = registry.check_dataset("shapes3d", root)
-    if status.ok and not force and block is None:
-        print(f"{status.path} is already present and valid (use --force to convert again)")
-        return 0
-    start = time.perf_counter()
+    if not os.path.isfile(source):
+        return _error(f"--from {source} is not a file; pass DeepMind's 3dshapes.h5 "
+                      "(github.com/deepmind/3d-shapes)")
     try:
         sizes = None if block is None else [int(s) for s in block.split(",")]
+    except ValueError:
+        return _error(f"--block takes one integer per factor, comma-separated (e.g. "
+                      f"1,1,1,2,4,15), got {block!r}")
+    status = registry.check_dataset("shapes3d", root)
+    if status.ok and not force:
+        if block is None:
+            print(f"{status.path} is already present and valid (use --force to convert again)")
+            return 0
+        # A --block file is a test fixture: never written over a valid dataset unasked.
+        return _error(f"{status.path} is present and valid; --block would replace it with a "
+                      "block of it: use another --output_dir, or --force to replace it")
+    start = time.perf_counter()
+    try:
         path = shapes3d_data.convert_h5(source, root, block_sizes=sizes)
-    except ValueError as exc:  # ConversionError, or a malformed --block
-        print(f"splitenc_data: error: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:  # ConversionError: the h5 is not DeepMind's layout
+        return _error(str(exc))
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, "
           f"{time.perf_counter() - start:.1f} s)")
     return 0
@@ -121,12 +143,14 @@ def _check(data_root: str | None, names: list[str]) -> int:
     try:
         statuses = [registry.check_dataset(name, root) for name in names or registry.DATASETS]
     except registry.UnknownDatasetError as exc:
-        print(f"splitenc_data: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
     source = "--data_root" if data_root is not None else (
         f"${registry.ENV_VAR}" if registry.ENV_VAR in os.environ
         else f"default '.', ${registry.ENV_VAR} is not set")
-    print(f"data root: {os.path.abspath(root)} ({source})")
+    if os.path.exists(root) and not os.path.isdir(root):
+        return _error(f"data root {root} ({source}) is a file, not a directory")
+    missing = "" if os.path.isdir(root) else "; it does not exist"
+    print(f"data root: {os.path.abspath(root)} ({source}{missing})")
     width = max(len(s.name) for s in statuses)
     for status in statuses:
         print(f"{status.name:<{width}}  {status.status:<9}  "

@@ -241,10 +241,14 @@ def _ints(values: Sequence[str] | None, flag: str) -> list[int] | None:
     for value in values:
         lo, sep, hi = value.partition("-")
         try:
-            out.extend(range(int(lo), int(hi) + 1) if sep else [int(value)])
+            first, last = (int(lo), int(hi)) if sep else (int(value), int(value))
         except ValueError:
             raise SplitencUserError(f"{flag} takes integers or ranges like 0-9, got {value!r}") \
                 from None
+        if last < first:
+            raise SplitencUserError(f"{flag} {value} runs backwards (it selects nothing); "
+                                    f"write {last}-{first}")
+        out.extend(range(first, last + 1))
     return out
 
 

@@ -102,6 +102,24 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _check_scheduler_address(address: str) -> None:
+    """Raises one SplitencUserError if ``address`` is not a Dask scheduler address.
+
+    Checked before planning; whether the scheduler answers is known only
+    when the run connects to it (:class:`~splitenc_plugin.sweep.pools.DaskPool`).
+    """
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        parse_host_port(parse_address(address)[1])
+    except (ValueError, TypeError) as exc:
+        raise SplitencUserError(
+            f"--scheduler {address!r} is not a Dask scheduler address ({exc}); give it as "
+            "tcp://HOST:PORT, as `dask scheduler` prints it (e.g. tcp://10.0.0.5:8786)") \
+            from None
+
+
 def _check_options(workers: int, threads_per_job: int | None, steps: int,
                    max_jobs: int | None) -> None:
     """Raises one SplitencUserError for a bad execution option (in the command's order)."""
@@ -182,6 +200,8 @@ class Runner:
 
         # The command's own options first: no planning with a bad one.
         _check_options(args.workers, args.threads_per_job, args.steps, args.max_jobs)
+        if args.scheduler is not None:
+            _check_scheduler_address(args.scheduler)
         cluster = cluster_options(args)  # --cluster/--retries: checked before any submission
         import_study_modules(args.study_module)  # users' studies, before any lookup
         selections = _command_selections(args)
