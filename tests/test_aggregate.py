@@ -1155,6 +1155,17 @@ def test_an_unreadable_result_stops_the_aggregator_naming_the_file(
     assert not (tmp_path / "out" / "results.csv").exists()
 
 
+def test_an_output_dir_that_is_a_file_is_refused_before_anything_is_written(
+        tmp_path: Path) -> None:
+    target = tmp_path / "afile"
+    target.write_text("kept")
+    proc = run_script("splitenc_aggregate", str(CAMPAIGN), "--no_visualize",
+                      "--output_dir", str(target))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"--output_dir {target} is a file" in proc.stderr
+    assert target.read_text() == "kept"
+
+
 def test_a_job_found_twice_is_refused_not_counted_twice(tmp_path: Path) -> None:
     # The same output directory given twice, or a copy of it: each job would
     # count as two runs of its cell.

@@ -287,6 +287,17 @@ def test_a_fragment_gin_cannot_parse_is_one_error_before_any_job(tmp_path, study
     assert not out.exists()
 
 
+def test_an_output_directory_that_is_a_file_is_one_error(tmp_path) -> None:
+    # One line for the run, not one "done.json cannot be read" per job.
+    target = tmp_path / "afile"
+    target.write_text("kept")
+    proc = run_script("splitenc_reproduce", "--study", STUDY, "--output_directory", str(target),
+                      "--dry_run")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"--output_directory {target} is a file" in proc.stderr
+    assert target.read_text() == "kept"
+
+
 def test_a_selections_file_is_one_queue_in_file_order(tmp_path) -> None:
     selections = tmp_path / "grid.txt"
     selections.write_text(

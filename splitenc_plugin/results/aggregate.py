@@ -139,17 +139,20 @@ def aggregate(directory: str | Path | Sequence[str | Path],
     if several and output_dir is None:
         raise SplitencUserError("several directories to aggregate: pass --output_dir, where "
                                 "results.csv, summary.md and figures/ go")
+    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise SplitencUserError(f"--output_dir {output_dir} is a file, not a directory; name "
+                                "the directory for results.csv, summary.md and figures/")
     frame, unfinished = load_results(directory, study)
     planned = planned_runs(unfinished, selections)
     if study is not None:
         planned = planned[planned["study"] == study]
+    cells, diffs = summarize(frame, planned)
+
     out = Path(output_dir) if output_dir is not None else Path(directory)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
     frame.to_csv(csv_path, index=False)
-
-    cells, diffs = summarize(frame, planned)
     drawn = write_figures(frame, fig_dir, visualize=visualize)
     table = summary_tables(frame, cells, diffs)
     where = ", ".join(str(Path(d)) for d in directory) if several else directory

@@ -52,6 +52,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.studies.dlib_any import import_study_modules
@@ -200,6 +201,10 @@ class Runner:
 
         # The command's own options first: no planning with a bad one.
         _check_options(args.workers, args.threads_per_job, args.steps, args.max_jobs)
+        output = Path(args.output_directory)
+        if output.exists() and not output.is_dir():
+            raise SplitencUserError(f"--output_directory {output} is a file, not a directory; "
+                                    "name the directory the jobs go to")
         if args.scheduler is not None:
             _check_scheduler_address(args.scheduler)
         cluster = cluster_options(args)  # --cluster/--retries: checked before any submission
