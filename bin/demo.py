@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_STEPS = int(os.environ.get("SPLITENC_DEMO_STEPS", "2000"))
+DEFAULT_STEPS = 2000  # global steps per model, unless $SPLITENC_DEMO_STEPS or --steps
 
 
 def _ensure_dsprites(root: str) -> None:
@@ -46,9 +46,18 @@ def _ensure_dsprites(root: str) -> None:
 def main() -> int:
     """Runs the demo; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"global steps per model (default {DEFAULT_STEPS}, or "
+                             "$SPLITENC_DEMO_STEPS)")
     parser.add_argument("--output_directory", default=str(REPO / "runs" / "demo"))
     args = parser.parse_args()
+    if args.steps is None:
+        env = os.environ.get("SPLITENC_DEMO_STEPS", str(DEFAULT_STEPS))
+        if not env.strip().isdigit():
+            parser.error(f"$SPLITENC_DEMO_STEPS must be a positive integer, got {env!r}")
+        args.steps = int(env)
+    if args.steps < 1:  # before generating data, not after
+        parser.error(f"--steps must be a positive integer, got {args.steps}")
 
     start = time.time()
     root = os.environ.setdefault("DISENTANGLEMENT_LIB_DATA", str(REPO / "data"))
@@ -62,9 +71,10 @@ def main() -> int:
         "--output_directory", args.output_directory, "--datasets", "dsprites_full",
         "--models", "factor_vae", "--seeds", "0", "--steps", str(args.steps), "--workers", "1",
     ], check=False)
-    if run.returncode != 0:
+    if run.returncode == 1:  # failed jobs (2: bad input, already said in one line)
         print(f"[demo] splitenc_reproduce failed (exit {run.returncode}); see the job logs "
               "listed above", file=sys.stderr)
+    if run.returncode != 0:
         return run.returncode
     print("[demo] aggregating (summary, violin/scatter figures, reconstructions and "
           "traversals via dlib visualize_model) ...", flush=True)

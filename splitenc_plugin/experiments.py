@@ -82,8 +82,9 @@ def main(script: str, argv: list[str] | None = None) -> int:
                     "then splitenc_aggregate. Other options go to splitenc_reproduce.")
     parser.add_argument("--output_directory", default=f"runs/{experiment.study}",
                         help="where jobs, results.csv, summary.md and figures/ go")
-    parser.add_argument("--steps", type=int, default=DEFAULT_TRAINING_STEPS,
-                        help=f"global steps per model (paper: {DEFAULT_TRAINING_STEPS})")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"global steps per model (default: the paper's "
+                             f"{DEFAULT_TRAINING_STEPS})")
     parser.add_argument("--workers", type=int, default=1,
                         help="local jobs side by side (ignored with --scheduler/--cluster)")
     parser.add_argument("--smoke", action="store_true",
@@ -94,6 +95,12 @@ def main(script: str, argv: list[str] | None = None) -> int:
                              "nothing is trained or aggregated")
     args, runner_args = parser.parse_known_args(argv)
     assert experiment.study in GRIDS, experiment  # one source: the study grids
+    # The script's study is fixed: another one would be run, then not aggregated.
+    if any(arg == "--study" or arg.startswith("--study=") for arg in runner_args):
+        parser.error(f"this script runs {experiment.study}; for another study use "
+                     "splitenc_reproduce --study NAME and splitenc_aggregate")
+    if args.smoke and args.steps is not None:
+        parser.error(f"--smoke runs {SMOKE_STEPS} steps per model; drop --steps (or --smoke)")
 
     run = [_tool("splitenc_reproduce"), "--study", experiment.study,
            "--output_directory", args.output_directory, "--workers", str(args.workers)]
@@ -101,13 +108,14 @@ def main(script: str, argv: list[str] | None = None) -> int:
         run += ["--steps", str(SMOKE_STEPS), "--datasets", TEST_DATASET, *experiment.smoke,
                 "--no_progress"]
     else:
-        run += ["--steps", str(args.steps)]
+        run += ["--steps", str(args.steps or DEFAULT_TRAINING_STEPS)]
     if args.dry_run:
         return subprocess.run([*run, "--dry_run", *runner_args], check=False).returncode
     code = subprocess.run(run + runner_args, check=False).returncode
-    if code != 0:
+    if code == 1:  # failed jobs (2: bad input, already said in one line)
         print(f"[{script}] splitenc_reproduce failed (exit {code}); the job logs are listed "
               "above; run the same command again to resume", file=sys.stderr)
+    if code != 0:
         return code
     code = subprocess.run([_tool("splitenc_aggregate"), args.output_directory,
                            "--study", experiment.study], check=False).returncode

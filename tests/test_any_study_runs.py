@@ -182,3 +182,29 @@ def test_an_experiment_scripts_dry_run_plans_and_stops(tmp_path) -> None:
             if line.startswith("split_encoder_capacity_study_v1/")]
     assert len(jobs) == 240 and all("to run" in line for line in jobs)
     assert not (out / "summary.md").exists() and not list(out.rglob("job.json"))
+
+
+@pytest.mark.parametrize(("script", "args", "env", "message"), [
+    # The script's study is fixed: another would be trained, then not aggregated.
+    ("capacity_control.py", ["--study", "split_encoder_study_v1"], {},
+     "this script runs split_encoder_capacity_study_v1"),
+    ("sec5_1_correlated_noise.py", ["--smoke", "--steps", "1000"], {},
+     "--smoke runs 5 steps per model"),
+    ("demo.py", [], {"SPLITENC_DEMO_STEPS": "abc"}, "$SPLITENC_DEMO_STEPS must be a positive"),
+    ("demo.py", ["--steps", "0"], {}, "--steps must be a positive integer, got 0"),
+])
+def test_a_bin_script_refuses_bad_input_before_any_work(tmp_path, script, args, env,
+                                                        message) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "bin" / script), *args,
+                           "--output_directory", str(out)],
+                          env={**os.environ, "DISENTANGLEMENT_LIB_DATA": str(tmp_path / "data"),
+                               **env},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert not out.exists() and not (tmp_path / "data").exists()
