@@ -287,6 +287,17 @@ def test_a_fragment_gin_cannot_parse_is_one_error_before_any_job(tmp_path, study
     assert not out.exists()
 
 
+def test_an_unknown_study_is_the_only_line_on_stderr(tmp_path) -> None:
+    # Naming dlib's studies imports dlib, hence TensorFlow; TF's deprecation
+    # notice about the TF1 behaviour dlib needs is not printed before the error.
+    proc = run_script("splitenc_reproduce", "--study", "nope", "--output_directory",
+                      str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("splitenc_reproduce: error: unknown study 'nope'"), \
+        proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+
+
 def test_an_output_directory_that_is_a_file_is_one_error(tmp_path) -> None:
     # One line for the run, not one "done.json cannot be read" per job.
     target = tmp_path / "afile"

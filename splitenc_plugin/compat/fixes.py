@@ -10,6 +10,7 @@ calls it makes are adapted, inside the one module that makes them.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 import types
@@ -127,7 +128,16 @@ def _use_tf1_behaviour(_: types.ModuleType) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     import tensorflow as tf
 
-    tf.compat.v1.disable_v2_behavior()
+    # TF logs that resource variables are deprecated: the very TF1 behaviour
+    # dlib 1.5 needs. Said by every dlib process, it would bury their output
+    # (and precede each one-line error), so it is not said.
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        tf.compat.v1.disable_v2_behavior()
+    finally:
+        logger.setLevel(level)
 
 
 # --------------------------------------------------------------------------
