@@ -253,13 +253,15 @@ def _check_once(seen: dict[str, Path], job_dir: Path, row: Mapping) -> None:
     """Records a finished job; one found twice (a copy, a directory given twice) is an error.
 
     The same job would count as two runs of its cell. Jobs are the same when
-    their ``done.json`` identities (study, model, steps, bindings, fragments)
-    and data are; plain dlib_reproduce output has no identity and is not checked.
+    their study, model number, ``done.json`` identity (config, steps,
+    bindings, fragments) and data are; plain dlib_reproduce output has no
+    identity and is not checked.
     """
     done = read_done(job_dir)
     if not done or "identity" not in done:
         return
-    key = json.dumps([done["identity"], row["data_fingerprint"]], sort_keys=True, default=str)
+    key = json.dumps([row["study"], row["model_num"], done["identity"], row["data_fingerprint"]],
+                     sort_keys=True, default=str)
     if key in seen:
         raise SplitencUserError(
             f"{job_dir} and {seen[key]} are the same job ({row['study']}/{row['model_num']}: "
