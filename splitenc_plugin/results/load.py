@@ -44,6 +44,7 @@ from splitenc_plugin.studies.grid import (
 from splitenc_plugin.sweep.job import (
     DONE_FILE,
     JOB_FILE,
+    RESULT_FIX,
     ResultFileError,
     read_done,
     read_result,
@@ -199,8 +200,7 @@ def _row(study: str, job_dir: Path) -> dict | None:
     if lost and (job_dir / DONE_FILE).exists():
         raise ResultFileError(
             f"{job_dir} finished and evaluated MIG, but {', '.join(lost)} is missing; "
-            "restore it from the run that made it (e.g. `git checkout -- <file>` for a "
-            "committed job), or move the job directory away and run the job again")
+            + RESULT_FIX)
     if missing and (job_dir / DONE_FILE).exists():
         evaluated = sorted(f"{p.parent.name}/{p.name}" for p in job_dir.glob("metrics/*/*")
                            if p.is_dir())

@@ -87,6 +87,7 @@ __all__ = [
     "HEAVY_PATTERNS",
     "JOB_FILE",
     "LOG_FILE",
+    "RESULT_FIX",
     "RESUMES_FILE",
     "RESUME_DIR",
     "THREAD_ENV",
@@ -210,6 +211,11 @@ def read_job_spec(job_dir: str | os.PathLike) -> JobSpec | None:
             "Move the job directory away to train the job anew") from None
 
 
+# How to repair a finished job whose result file is damaged or gone.
+RESULT_FIX = ("restore it from the run that made it (e.g. `git checkout -- <file>` for a "
+              "committed job), or move the job directory away and run the job again")
+
+
 class ResultFileError(SplitencUserError):
     """A finished job's result JSON exists but cannot be read.
 
@@ -230,8 +236,7 @@ def read_result(path: str | os.PathLike, required: Sequence[str] = ()) -> dict:
         a required key (the message names the file and the fix).
     """
     path = Path(path)
-    fix = ("restore it from the run that made it (e.g. `git checkout -- <file>` for a "
-           "committed job), or move the job directory away and run the job again")
+    fix = RESULT_FIX
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:  # ValueError: JSON and Unicode errors
