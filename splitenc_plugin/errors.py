@@ -8,6 +8,8 @@ layer prints these as one line (problem and fix) instead of a traceback; set
 
 from __future__ import annotations
 
+import os
+
 
 class SplitencUserError(ValueError):
     """An error caused by input the user can fix; the message says how."""
@@ -19,3 +21,19 @@ class ConfigError(SplitencUserError):
 
 class DatasetUnavailableError(SplitencUserError, FileNotFoundError):
     """A dlib dataset whose files are missing or malformed."""
+
+
+def refuse_file_as_directory(path: str | os.PathLike, option: str, purpose: str) -> None:
+    """Refuse a path given as a directory that exists as a file, before any work.
+
+    Args:
+      path: The directory the user named (it need not exist yet).
+      option: How the user named it, e.g. ``--output_dir`` or ``$DISENTANGLEMENT_LIB_DATA``.
+      purpose: What the directory is for, completing "name the directory ...".
+
+    Raises:
+      SplitencUserError: If ``path`` exists and is not a directory.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SplitencUserError(f"{option} {path} is a file, not a directory; name the "
+                                f"directory {purpose}")

@@ -323,3 +323,12 @@ def test_check_named_datasets_sets_the_exit_code(tmp_path, norb_root, capsys) ->
     assert cli.main(["check", "--data_root", str(tmp_path), "smallnorb"]) == 1
     assert cli.main(["check", "--data_root", str(tmp_path), "nope"]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_check_refuses_a_data_root_that_is_a_file(tmp_path, capsys) -> None:
+    root = tmp_path / "afile"
+    root.write_text("")
+    assert cli.main(["check", "--data_root", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert f"data root (--data_root) {root} is a file" in captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""

@@ -21,6 +21,7 @@ import time
 
 from splitenc_plugin.data import dsprites, fingerprint, registry
 from splitenc_plugin.data import shapes3d as shapes3d_data
+from splitenc_plugin.errors import SplitencUserError, refuse_file_as_directory
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,10 +74,11 @@ def _output_root(output_dir: str | None) -> str | None:
         _error(f"no output directory: pass --output_dir DIR or set {registry.ENV_VAR} (the "
                "directory dlib reads its data from)")
         return None
-    if os.path.exists(root) and not os.path.isdir(root):
-        source = "--output_dir" if output_dir is not None else f"${registry.ENV_VAR}"
-        _error(f"{source} {root} is a file, not a directory; name the directory dlib reads "
-               "its data from")
+    source = "--output_dir" if output_dir is not None else f"${registry.ENV_VAR}"
+    try:
+        refuse_file_as_directory(root, source, "dlib reads its data from")
+    except SplitencUserError as exc:
+        _error(str(exc))
         return None
     return root
 
@@ -147,8 +149,10 @@ def _check(data_root: str | None, names: list[str]) -> int:
     source = "--data_root" if data_root is not None else (
         f"${registry.ENV_VAR}" if registry.ENV_VAR in os.environ
         else f"default '.', ${registry.ENV_VAR} is not set")
-    if os.path.exists(root) and not os.path.isdir(root):
-        return _error(f"data root {root} ({source}) is a file, not a directory")
+    try:
+        refuse_file_as_directory(root, f"data root ({source})", "dlib reads its data from")
+    except SplitencUserError as exc:
+        return _error(str(exc))
     missing = "" if os.path.isdir(root) else "; it does not exist"
     print(f"data root: {os.path.abspath(root)} ({source}{missing})")
     width = max(len(s.name) for s in statuses)

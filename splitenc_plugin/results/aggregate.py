@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.errors import SplitencUserError, refuse_file_as_directory
 from splitenc_plugin.results.cells import CELL
 from splitenc_plugin.results.cli import main
 from splitenc_plugin.results.compare import (
@@ -139,9 +139,9 @@ def aggregate(directory: str | Path | Sequence[str | Path],
     if several and output_dir is None:
         raise SplitencUserError("several directories to aggregate: pass --output_dir, where "
                                 "results.csv, summary.md and figures/ go")
-    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise SplitencUserError(f"--output_dir {output_dir} is a file, not a directory; name "
-                                "the directory for results.csv, summary.md and figures/")
+    if output_dir is not None:
+        refuse_file_as_directory(output_dir, "--output_dir",
+                                 "for results.csv, summary.md and figures/")
     frame, unfinished = load_results(directory, study)
     planned = planned_runs(unfinished, selections)
     if study is not None:

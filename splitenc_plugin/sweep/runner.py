@@ -52,9 +52,8 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.errors import SplitencUserError, refuse_file_as_directory
 from splitenc_plugin.studies.dlib_any import import_study_modules
 from splitenc_plugin.studies.grid import DEFAULT_TRAINING_STEPS
 from splitenc_plugin.sweep.display import job_status, running_state
@@ -201,10 +200,8 @@ class Runner:
 
         # The command's own options first: no planning with a bad one.
         _check_options(args.workers, args.threads_per_job, args.steps, args.max_jobs)
-        output = Path(args.output_directory)
-        if output.exists() and not output.is_dir():
-            raise SplitencUserError(f"--output_directory {output} is a file, not a directory; "
-                                    "name the directory the jobs go to")
+        refuse_file_as_directory(args.output_directory, "--output_directory",
+                                 "the jobs go to")
         if args.scheduler is not None:
             _check_scheduler_address(args.scheduler)
         cluster = cluster_options(args)  # --cluster/--retries: checked before any submission
