@@ -96,6 +96,11 @@ _WIDTH = 0.8  # of a category on the x-axis (seaborn's default, passed so the ti
 # dlib's losses are per image: the reconstruction loss sums the pixels'
 # Bernoulli cross-entropies (natural log), the KL sums the latents'.
 _LOSS_UNIT = "nats per image"
+
+# dlib's visualize_model tiles its 64 (input | output) pairs 8 × 8
+# (``num_pics = 64``; ``grid_save_images`` takes floor(sqrt(64)) rows), each
+# pair one image wide twice: pairs per row and per column of reconstructions.jpg.
+_RECONSTRUCTION_GRID = 8
 # Models, then encoders, in the paper's order (baseline first) wherever cells
 # are drawn; other values sorted.
 _DRAWING_ORDER = {"model": list(MODEL_LABELS), "model.name": list(MODEL_NAME_LABELS),
@@ -379,16 +384,17 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
                              squeeze=False)
     for row, (label, recon, traversal, caption), names in zip(axes, panels, labels):
         # The cell's label once, over the row's first panel.
-        for ax, path, what in zip(row, (recon, traversal),
-                                  (f"{label}\nreconstructions (input | output)", caption)):
-            image = mpimg.imread(path)
+        images = [mpimg.imread(path) for path in (recon, traversal)]
+        for ax, image, what in zip(row, images,
+                                   (f"{label}\nreconstructions (input | output)", caption)):
             ax.imshow(image, cmap="gray")
             ax.set_title(what, fontsize=9)
             ax.axis("off")
+        _mark_pairs(row[0], *images[0].shape[:2])
         if names:
             ax = row[1]
             ax.axis("on")
-            width = image.shape[1]
+            width = images[1].shape[1]
             ax.set_xticks([(j + 0.5) * width / len(names) for j in range(len(names))])
             ax.set_xticklabels(names, rotation=90, fontsize=7)
             ax.set_yticks([])
@@ -414,6 +420,24 @@ def appendix_c(panels: Sequence[tuple[str, Path, Path, str]], study: str, datase
     fig.savefig(out, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+def _mark_pairs(ax: plt.Axes, height: int, width: int) -> None:
+    """Draws the pair grid over dlib's reconstructions image, whose tiles touch.
+
+    On black dSprites backgrounds nothing shows where one (input | output) pair
+    ends: solid lines between pairs, dotted ones between input and output. An
+    image not tiled as dlib's (size not a multiple of the grid) is left as it is.
+    """
+    rows, pairs = _RECONSTRUCTION_GRID, _RECONSTRUCTION_GRID
+    if height % rows or width % (2 * pairs):
+        return
+    tile = width // (2 * pairs)
+    style = {"color": "tab:gray", "linewidth": 0.6}
+    for k in range(1, 2 * pairs):
+        ax.axvline(k * tile - 0.5, linestyle="-" if k % 2 == 0 else ":", **style)
+    for k in range(1, rows):
+        ax.axhline(k * height // rows - 0.5, linestyle="-", **style)
 
 
 def factor_mi_heatmaps(panels: Sequence[dict], study: str, dataset: str, out: Path) -> Path:
