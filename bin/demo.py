@@ -6,7 +6,9 @@
 2. Runs ``splitenc_reproduce`` on ``split_encoder_study_v1`` filtered to
    FactorVAE (gamma = 35) x {vanilla conv encoder, split encoder} x
    dsprites_full x seed 0 (models 0 and 10), with a short step budget instead
-   of the paper's 300,000 steps: train -> mean/sampled representations -> MIG.
+   of the paper's 300,000 steps: train -> dlib's postprocessing -> dlib's MIG on
+   the mean and sampled representations, the MI decomposition and the
+   per-factor MIG (the runner's default ``--metrics``).
 3. Aggregates the two models: prints the summary table and the figure paths.
 
 Sized for < 15 minutes on 2 CPU cores. The run is resumable: running the demo
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from splitenc_plugin.experiments import reproduce_and_aggregate, tool
+
 REPO = Path(__file__).resolve().parents[1]
+STUDY = "split_encoder_study_v1"
 DEFAULT_STEPS = 2000  # global steps per model, unless $SPLITENC_DEMO_STEPS or --steps
 
 
@@ -62,29 +66,17 @@ def main() -> int:
     start = time.time()
     root = os.environ.setdefault("DISENTANGLEMENT_LIB_DATA", str(REPO / "data"))
     _ensure_dsprites(root)
-    bin_dir = Path(sys.executable).parent
     print(f"[demo] training FactorVAE (gamma=35) with the vanilla and the split encoder, "
-          f"{args.steps} steps each, seed 0, then MIG on the mean and sampled representations",
-          flush=True)
-    run = subprocess.run([
-        str(bin_dir / "splitenc_reproduce"), "--study", "split_encoder_study_v1",
+          f"{args.steps} steps each, seed 0, then dlib's MIG, the MI decomposition and the "
+          "per-factor MIG", flush=True)
+    code = reproduce_and_aggregate("demo", [
+        tool("splitenc_reproduce"), "--study", STUDY,
         "--output_directory", args.output_directory, "--datasets", "dsprites_full",
         "--models", "factor_vae", "--seeds", "0", "--steps", str(args.steps), "--workers", "1",
-    ], check=False)
-    if run.returncode == 1:  # failed jobs (2: bad input, already said in one line)
-        print(f"[demo] splitenc_reproduce failed (exit {run.returncode}); see the job logs "
-              "listed above", file=sys.stderr)
-    if run.returncode != 0:
-        return run.returncode
-    print("[demo] aggregating (summary, violin/scatter figures, reconstructions and "
-          "traversals via dlib visualize_model) ...", flush=True)
-    agg = subprocess.run([str(bin_dir / "splitenc_aggregate"), args.output_directory,
-                          "--study", "split_encoder_study_v1"], check=False)
-    if agg.returncode != 0:
-        return agg.returncode
-    print(f"[demo] done in {(time.time() - start) / 60:.1f} min; results in "
-          f"{args.output_directory} (results.csv, summary.md, figures/)", flush=True)
-    return 0
+    ], args.output_directory, STUDY)
+    if code == 0:
+        print(f"[demo] done in {(time.time() - start) / 60:.1f} min", flush=True)
+    return code
 
 
 if __name__ == "__main__":

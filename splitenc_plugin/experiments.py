@@ -63,8 +63,8 @@ EXPERIMENTS = {e.script: e for e in (
 SMOKE_STEPS = 5  # global steps per model of a --smoke run
 
 
-def _tool(name: str) -> str:
-    """A console script of this environment (beside its Python)."""
+def tool(name: str) -> str:
+    """A console script of this environment (beside its Python), e.g. ``splitenc_reproduce``."""
     return str(Path(sys.executable).parent / name)
 
 
@@ -102,26 +102,49 @@ def main(script: str, argv: list[str] | None = None) -> int:
     if args.smoke and args.steps is not None:
         parser.error(f"--smoke runs {SMOKE_STEPS} steps per model; drop --steps (or --smoke)")
 
-    run = [_tool("splitenc_reproduce"), "--study", experiment.study,
+    run = [tool("splitenc_reproduce"), "--study", experiment.study,
            "--output_directory", args.output_directory, "--workers", str(args.workers)]
     if args.smoke:
         run += ["--steps", str(SMOKE_STEPS), "--datasets", TEST_DATASET, *experiment.smoke,
                 "--no_progress"]
     else:
-        run += ["--steps", str(args.steps or DEFAULT_TRAINING_STEPS)]
+        run += ["--steps", str(DEFAULT_TRAINING_STEPS if args.steps is None else args.steps)]
     if args.dry_run:
         return subprocess.run([*run, "--dry_run", *runner_args], check=False).returncode
-    code = subprocess.run(run + runner_args, check=False).returncode
-    if code == 1:  # failed jobs (2: bad input, already said in one line)
-        print(f"[{script}] splitenc_reproduce failed (exit {code}); the job logs are listed "
+    return reproduce_and_aggregate(script, run + runner_args, args.output_directory,
+                                   experiment.study)
+
+
+def reproduce_and_aggregate(label: str, reproduce: list[str], output_directory: str,
+                            study: str) -> int:
+    """Runs ``splitenc_reproduce``, then ``splitenc_aggregate`` on its output; returns the exit code.
+
+    Args:
+      label: Prefix of this function's own lines, e.g. the script's name.
+      reproduce: The ``splitenc_reproduce`` command line (program first);
+        its ``--output_directory`` must be ``output_directory``.
+      output_directory: Where the jobs are and the summary goes.
+      study: The study to aggregate.
+
+    Returns:
+      0, or the exit code of the first command that failed (that of
+      ``splitenc_reproduce``: 1 failed jobs, 2 bad input, 130 interrupted).
+    """
+    from splitenc_plugin.sweep.cli import EXIT_FAILED
+
+    code = subprocess.run(reproduce, check=False).returncode
+    if code == EXIT_FAILED:  # bad input (EXIT_USAGE) was already said in one line
+        print(f"[{label}] splitenc_reproduce failed (exit {code}); the job logs are listed "
               "above; run the same command again to resume", file=sys.stderr)
     if code != 0:
         return code
-    code = subprocess.run([_tool("splitenc_aggregate"), args.output_directory,
-                           "--study", experiment.study], check=False).returncode
+    print(f"[{label}] aggregating (summary, figures, Appendix C via dlib's visualize_model) "
+          "...", flush=True)
+    code = subprocess.run([tool("splitenc_aggregate"), output_directory, "--study", study],
+                          check=False).returncode
     if code != 0:
         return code
-    out = Path(args.output_directory)
-    print(f"[{script}] summary: {out / 'summary.md'}\n[{script}] table: {out / 'results.csv'}"
-          f"\n[{script}] figures: {out / 'figures'}")
+    out = Path(output_directory)
+    print(f"[{label}] summary: {out / 'summary.md'}\n[{label}] table: {out / 'results.csv'}"
+          f"\n[{label}] figures: {out / 'figures'}")
     return 0

@@ -190,6 +190,8 @@ def test_an_experiment_scripts_dry_run_plans_and_stops(tmp_path) -> None:
      "this script runs split_encoder_capacity_study_v1"),
     ("sec5_1_correlated_noise.py", ["--smoke", "--steps", "1000"], {},
      "--smoke runs 5 steps per model"),
+    # 0 is refused by the runner, not read as "the paper's 300,000 steps".
+    ("capacity_control.py", ["--steps", "0"], {}, "--steps must be a positive integer, got 0"),
     ("demo.py", [], {"SPLITENC_DEMO_STEPS": "abc"}, "$SPLITENC_DEMO_STEPS must be a positive"),
     ("demo.py", ["--steps", "0"], {}, "--steps must be a positive integer, got 0"),
 ])
