@@ -27,6 +27,34 @@ from collections.abc import Sequence
 _DISABLE_ENV = "SPLITENC_PLUGIN_DISABLE"
 _ROOT = "disentanglement_lib"
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """Reads an on/off environment switch, e.g. ``SPLITENC_LEAN_DATA``.
+
+    The one parser of every ``SPLITENC_*`` switch (here, because this module
+    may import only the standard library).
+
+    Args:
+      name: The environment variable.
+      default: Its value when unset or empty.
+
+    Returns:
+      True for 1/true/yes/on, False for 0/false/no/off (any case, spaces ignored).
+
+    Raises:
+      ValueError: For any other value, naming the variable and what it takes.
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise ValueError(f"${name}={os.environ[name]!r} is not a switch; set it to 1 (on) or 0 "
+                     "(off), or unset it")
+
 
 class _PatchingLoader(importlib.abc.Loader):
     """Wraps a module's real loader and runs the compat hooks around exec."""
@@ -106,7 +134,14 @@ def installed_watcher() -> DlibImportWatcher | None:
 
 def install() -> None:
     """Puts the watcher first on ``sys.meta_path``; a second call is a no-op."""
-    if os.environ.get(_DISABLE_ENV) == "1" or installed_watcher() is not None:
+    if installed_watcher() is not None:
+        return
+    try:
+        disabled = env_flag(_DISABLE_ENV, default=False)
+    except ValueError as exc:  # at interpreter start-up: one line, then carry on patched
+        print(f"splitenc_plugin: {exc}; patching dlib as usual", file=sys.stderr)
+        disabled = False
+    if disabled:
         return
     if _ROOT in sys.modules:
         # dlib was imported before us (unusual: e.g. a .pth ordering quirk);

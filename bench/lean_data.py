@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import common, lean_data_child
-from splitenc_plugin.data import dsprites, registry
+from splitenc_plugin.data import dsprites, lean_data, registry
 from splitenc_plugin.data import shapes3d as shapes3d_data
 from splitenc_plugin.studies.grid import dlib_config_path
 
@@ -76,9 +76,9 @@ def run_child(job: dict, variant: str, data_root: Path, cache: Path) -> dict:
     if variant == "lean (cold)":
         shutil.rmtree(cache, ignore_errors=True)
     env = common.subprocess_env({
-        "DISENTANGLEMENT_LIB_DATA": str(data_root),
-        "SPLITENC_LEAN_DATA": "0" if variant == "stock" else "1",
-        "SPLITENC_DATA_CACHE": str(cache)})
+        registry.ENV_VAR: str(data_root),
+        lean_data.ENV_VAR: "0" if variant == "stock" else "1",
+        lean_data.CACHE_ENV: str(cache)})
     launch = time.time()
     code, out, err, wall, rss = common.run_with_peak_rss(
         [common.python(), "-m", "bench.lean_data_child", "--job", repr(launch), json.dumps(job)],
@@ -142,8 +142,8 @@ def bench_dsprites(root: Path, work: Path, steps: int, repeats: int,
 
 def _postprocess(model: Path, root: Path, cache: Path, reduced: bool) -> None:
     mean_gin = dlib_config_path("unsupervised_study_v1", "postprocess_configs", "mean.gin")
-    env = common.subprocess_env({"DISENTANGLEMENT_LIB_DATA": str(root),
-                                 "SPLITENC_DATA_CACHE": str(cache)})
+    env = common.subprocess_env({registry.ENV_VAR: str(root),
+                                 lean_data.CACHE_ENV: str(cache)})
     spec = json.dumps({"model_dir": str(model), "output_dir": str(model / "mean"),
                        "gin": mean_gin, "reduced": reduced})
     code, out, err, _, _ = common.run_with_peak_rss(
@@ -268,6 +268,7 @@ def report(ds: dict, s3d: dict, steps: int, s3d_steps: int, repeats: int,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="dSprites training steps")
     parser.add_argument("--shapes3d-steps", type=int, default=20)

@@ -37,3 +37,23 @@ def refuse_file_as_directory(path: str | os.PathLike, option: str, purpose: str)
     if os.path.exists(path) and not os.path.isdir(path):
         raise SplitencUserError(f"{option} {path} is a file, not a directory; name the "
                                 f"directory {purpose}")
+
+
+def env_switch(name: str, default: bool) -> bool:
+    """Reads an on/off ``SPLITENC_*`` environment switch (1/true/yes/on, 0/false/no/off).
+
+    Args:
+      name: The environment variable.
+      default: Its value when unset or empty.
+
+    Raises:
+      ConfigError: For any other value, naming the variable and what it takes.
+    """
+    from _splitenc_plugin_hook import (
+        env_flag,  # the one parser; stdlib-only, for start-up
+    )
+
+    try:
+        return env_flag(name, default)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import assert_ok, run_python
 
 
@@ -32,11 +33,61 @@ def test_import_splitenc_plugin_does_not_import_tensorflow() -> None:
     assert out == {"tf": False, "dlib": False}
 
 
+def test_the_aggregator_reads_jobs_without_tensorflow_or_the_compat_layer() -> None:
+    out = _probe(
+        "import sys, splitenc_plugin.results.aggregate\n"
+        "out = sorted(m for m in ('tensorflow', 'disentanglement_lib', 'splitenc_plugin.compat',\n"
+        "                         'splitenc_plugin.sweep.job') if m in sys.modules)"
+    )
+    assert out == []
+
+
 def test_without_the_layer_dlib_fails_at_import_as_documented() -> None:
     proc = run_python("import disentanglement_lib.methods.unsupervised.train",
                       env={"SPLITENC_PLUGIN_DISABLE": "1"})
     assert proc.returncode != 0
     assert "unexpected keyword argument 'whitelist'" in proc.stderr
+
+
+@pytest.mark.parametrize(("value", "stock"), [("true", True), ("OFF", False)])
+def test_the_disable_switch_reads_the_words_every_switch_reads(value, stock) -> None:
+    proc = run_python("import disentanglement_lib.methods.unsupervised.train",
+                      env={"SPLITENC_PLUGIN_DISABLE": value})
+    assert (proc.returncode != 0) == stock, proc.stderr
+    assert ("unexpected keyword argument 'whitelist'" in proc.stderr) == stock
+
+
+def test_a_bad_disable_switch_is_one_line_and_dlib_stays_patched() -> None:
+    proc = run_python("import disentanglement_lib.methods.unsupervised.train",
+                      env={"SPLITENC_PLUGIN_DISABLE": "maybe"})
+    assert_ok(proc)
+    lines = [line for line in proc.stderr.splitlines() if "SPLITENC_PLUGIN_DISABLE" in line]
+    assert len(lines) == 1 and "'maybe'" in lines[0] and "1 (on) or 0 (off)" in lines[0]
+
+
+@pytest.mark.parametrize(("value", "deterministic", "lean"), [
+    (None, False, True), ("", False, True), (" On ", True, True), ("yes", True, True),
+    ("FALSE", False, False), ("no", False, False), ("0", False, False)])
+def test_switches_share_one_reading(monkeypatch, value, deterministic, lean) -> None:
+    from splitenc_plugin.compat.determinism import DETERMINISTIC_ENV, deterministic_mode
+    from splitenc_plugin.data import lean_data
+
+    for name in (DETERMINISTIC_ENV, lean_data.ENV_VAR):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert deterministic_mode() is deterministic
+    assert lean_data.enabled() is lean
+
+
+def test_a_bad_switch_value_is_a_user_error_naming_it(monkeypatch) -> None:
+    from splitenc_plugin.data import lean_data
+    from splitenc_plugin.errors import SplitencUserError
+
+    monkeypatch.setenv(lean_data.ENV_VAR, "2")
+    with pytest.raises(SplitencUserError, match=r"\$SPLITENC_LEAN_DATA='2' is not a switch"):
+        lean_data.enabled()
 
 
 def test_dlib_modules_import_and_contrib_maps_to_tf_estimator() -> None:
@@ -178,3 +229,17 @@ def test_onednn_state_follows_tf_enable_onednn_opts() -> None:
              "out = {'onednn': onednn_enabled()}")
     assert _probe(probe, env={"TF_ENABLE_ONEDNN_OPTS": "1"}) == {"onednn": True}
     assert _probe(probe, env={"TF_ENABLE_ONEDNN_OPTS": "0"}) == {"onednn": False}
+
+
+@pytest.mark.parametrize("binding", [
+    "factorized_noise.z_mean = 1",  # nothing of it is bindable
+    "mean_logvar_representation.save_path = 'x'",  # dlib passes all four arguments
+    "correlated_noise.z_mean = 1",  # outside its allowlist (sigma, correlation)
+])
+def test_plugin_configurables_bind_only_what_they_allow(clean_gin, binding) -> None:
+    import gin
+
+    import splitenc_plugin  # noqa: F401  (registers the configurables)
+
+    with pytest.raises(ValueError, match="denylisted|in its allowlist"):
+        gin.parse_config(binding)

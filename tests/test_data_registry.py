@@ -17,6 +17,7 @@ import data_fixtures as fixtures
 import numpy as np
 import pytest
 import scipy.io
+from conftest import assert_ok, run_script
 from PIL import Image
 
 from splitenc_plugin.data import cli, dsprites, registry
@@ -129,7 +130,7 @@ def test_valid_dsprites_layout_is_present(tmp_path, monkeypatch) -> None:
     # here the registry is told the subset's sizes are the expected ones, so
     # the same header checks run on a small file.
     dsprites.generate_dsprites(str(tmp_path), subset=SUBSET)
-    monkeypatch.setattr(registry._dsprites, "LATENT_SIZES", SUBSET_SIZES)
+    monkeypatch.setattr(dsprites, "LATENT_SIZES", SUBSET_SIZES)
     status = registry.check_dataset("dsprites_full", str(tmp_path))
     assert status.ok, status.message
     assert status.path == os.path.join(str(tmp_path), "dsprites", dsprites.FILENAME)
@@ -157,7 +158,7 @@ def test_dsprites_without_metadata_is_malformed(tmp_path) -> None:
 def test_scream_dsprites_checks_the_scream_image(tmp_path, monkeypatch) -> None:
     root = str(tmp_path)
     dsprites.generate_dsprites(root, subset=SUBSET)
-    monkeypatch.setattr(registry._dsprites, "LATENT_SIZES", SUBSET_SIZES)
+    monkeypatch.setattr(dsprites, "LATENT_SIZES", SUBSET_SIZES)
     scream = os.path.join(root, "scream", "scream.jpg")
     status = registry.check_dataset("scream_dsprites", root)
     assert status.status == registry.MISSING and status.path == scream
@@ -332,3 +333,26 @@ def test_check_refuses_a_data_root_that_is_a_file(tmp_path, capsys) -> None:
     captured = capsys.readouterr()
     assert f"data root (--data_root) {root} is a file" in captured.err
     assert captured.err.count("\n") == 1 and captured.out == ""
+
+
+@pytest.mark.parametrize("where", ["--output_dir", "env"])
+def test_dsprites_refuses_a_data_root_that_is_a_file(tmp_path, monkeypatch, capsys,
+                                                     where) -> None:
+    root = tmp_path / "afile"
+    root.write_text("kept")
+    monkeypatch.delenv(registry.ENV_VAR, raising=False)
+    if where == "env":
+        monkeypatch.setenv(registry.ENV_VAR, str(root))
+    args = ["--output_dir", str(root)] if where == "--output_dir" else []
+    assert cli.main(["dsprites", *args]) == 2
+    err = capsys.readouterr().err
+    source = "--output_dir" if where == "--output_dir" else f"${registry.ENV_VAR}"
+    assert f"{source} {root} is a file" in err and err.count("\n") == 1
+    assert root.read_text() == "kept"
+
+
+def test_the_installed_splitenc_data_command_runs(tmp_path) -> None:
+    # The console script setup.py installs, not only cli.main in-process.
+    proc = run_script("splitenc_data", "check", "--data_root", str(tmp_path), "dummy_data")
+    assert_ok(proc)
+    assert "dummy_data" in proc.stdout and "present" in proc.stdout

@@ -14,7 +14,6 @@ of these patches changes anything.
 from __future__ import annotations
 
 import functools
-import os
 import types
 from collections.abc import Callable
 
@@ -25,17 +24,17 @@ from splitenc_plugin.compat.registry import (
     after_import,
     before_import,
 )
+from splitenc_plugin.errors import env_switch
 
 __all__ = ["DETERMINISTIC_ENV", "deterministic_mode"]
 
 #: Environment switch of deterministic mode.
 DETERMINISTIC_ENV = "SPLITENC_DETERMINISTIC"
-_TRUE = ("1", "true", "yes", "on")
 
 
 def deterministic_mode() -> bool:
     """Whether this process runs dlib in deterministic mode (``SPLITENC_DETERMINISTIC=1``)."""
-    return os.environ.get(DETERMINISTIC_ENV, "").strip().lower() in _TRUE
+    return env_switch(DETERMINISTIC_ENV, default=False)
 
 
 @before_import(ROOT)
@@ -48,12 +47,9 @@ def _deterministic_ops(_: types.ModuleType) -> None:
 
 def _bound_seed(parameter: str) -> int:
     """The value of the gin seed ``parameter``; 0 if it is not bound."""
-    import gin
+    from splitenc_plugin._gin import bound_value
 
-    try:
-        seed = gin.query_parameter(parameter)
-    except ValueError:
-        return 0
+    seed = bound_value(parameter)
     return seed if isinstance(seed, int) else 0
 
 

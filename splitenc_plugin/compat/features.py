@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 import sys
 import types
 from collections.abc import Callable
@@ -47,11 +46,14 @@ from splitenc_plugin.compat.registry import (
     Patch,
     after_import,
 )
+from splitenc_plugin.errors import env_switch
 
-__all__ = ["FEATURES_ENV", "patch_input_pipeline", "plugin_feature"]
+__all__ = ["FEATURES_ENV", "TRACEBACK_ENV", "patch_input_pipeline", "plugin_feature"]
 
 #: "0" installs only the fixes, none of the plugin's feature patches.
 FEATURES_ENV = "SPLITENC_PLUGIN_FEATURES"
+#: Environment switch: a user error's traceback as well as its one line.
+TRACEBACK_ENV = "SPLITENC_TRACEBACK"
 
 
 def plugin_feature(patch: Patch) -> Patch:
@@ -59,7 +61,7 @@ def plugin_feature(patch: Patch) -> Patch:
 
     @functools.wraps(patch)
     def install_feature(module: types.ModuleType) -> None:
-        if os.environ.get(FEATURES_ENV, "1") != "0":
+        if env_switch(FEATURES_ENV, default=True):
             patch(module)
 
     return install_feature
@@ -178,9 +180,15 @@ def _print_user_errors(default_hook: Callable) -> Callable:
     def excepthook(exc_type, exc, tb):
         from splitenc_plugin.errors import SplitencUserError
 
-        if issubclass(exc_type, SplitencUserError) and os.environ.get("SPLITENC_TRACEBACK") != "1":
-            print(f"error: {exc}", file=sys.stderr)
-            return
+        if issubclass(exc_type, SplitencUserError):
+            try:
+                traceback = env_switch(TRACEBACK_ENV, default=False)
+            except ValueError as bad:  # the traceback, with the switch's own error first
+                print(f"error: {bad}", file=sys.stderr)
+                traceback = True
+            if not traceback:
+                print(f"error: {exc}", file=sys.stderr)
+                return
         default_hook(exc_type, exc, tb)
 
     excepthook._splitenc_patched = True  # type: ignore[attr-defined]

@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"data root to write into (default: ${registry.ENV_VAR})")
     gen.add_argument("--force", action="store_true",
                      help="regenerate even if a valid file is already there")
+    gen.set_defaults(run=lambda args: _generate(args.output_dir, args.force))
     conv = commands.add_parser(
         "shapes3d", help="convert DeepMind's 3dshapes.h5 to the npz dlib reads",
         description="Convert DeepMind's 3dshapes.h5 (images (480000, 64, 64, 3) uint8, "
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--block", default=None, metavar="S1,...,S6",
                       help="convert a prefix block of the layout (test fixtures only), "
                            "e.g. 1,1,1,2,4,15")
+    conv.set_defaults(run=lambda args: _convert_shapes3d(args.source, args.output_dir,
+                                                         args.force, args.block))
     check = commands.add_parser(
         "check", help="list dlib's datasets as present / missing / malformed",
         description="Check the files each dlib dataset reads, without loading them.")
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"data root to check (default: ${registry.ENV_VAR}, else '.')")
     check.add_argument("names", nargs="*", metavar="NAME",
                        help=f"datasets to check (default: all of {', '.join(registry.DATASETS)})")
+    check.set_defaults(run=lambda args: _check(args.data_root, args.names))
     return parser
 
 
@@ -174,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
       The process exit code.
     """
     args = _parser().parse_args(argv)
-    if args.command == "dsprites":
-        return _generate(args.output_dir, args.force)
-    if args.command == "shapes3d":
-        return _convert_shapes3d(args.source, args.output_dir, args.force, args.block)
-    return _check(args.data_root, args.names)
+    return args.run(args)  # each subcommand's own function (set_defaults)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ from functools import lru_cache
 import numpy as np
 
 from splitenc_plugin._io import atomic_path
+from splitenc_plugin.data._npz import write_array_member, write_streamed_member
 
 SUBDIR = "dsprites"
 FILENAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -388,35 +389,6 @@ def _image_blocks(chosen: Mapping[str, list[int]]) -> Iterator[np.ndarray]:
                 _sprite.cache_clear()
 
 
-def _zip_info(name: str) -> zipfile.ZipInfo:
-    # A fixed timestamp keeps the container byte-identical across runs.
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.external_attr = 0o644 << 16
-    return info
-
-
-def _write_array_member(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
-    with zf.open(_zip_info(name + ".npy"), "w", force_zip64=True) as member:
-        np.lib.format.write_array(member, array, allow_pickle=True)
-
-
-def _write_streamed_member(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...],
-                           dtype: np.dtype, blocks: Iterable[np.ndarray]) -> None:
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-              "fortran_order": False, "shape": shape}
-    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    written = 0
-    with zf.open(_zip_info(name + ".npy"), "w", force_zip64=True) as member:
-        np.lib.format.write_array_header_1_0(member, header)
-        for block in blocks:
-            data = np.ascontiguousarray(block, dtype=dtype)
-            member.write(memoryview(data).cast("B"))
-            written += data.nbytes
-    if written != expected:
-        raise RuntimeError(f"{name}: wrote {written} bytes, expected {expected}")
-
-
 def write_dsprites_npz(path: str,
                        subset: Mapping[str, Sequence[int]] | None = None) -> str:
     """Writes a dSprites npz (full, or a subset of the factor grid) atomically.
@@ -442,11 +414,11 @@ def write_dsprites_npz(path: str,
     metadata[()] = build_metadata(chosen)
     with atomic_path(path) as tmp, zipfile.ZipFile(
             tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
-        _write_array_member(zf, "metadata", metadata)
-        _write_streamed_member(zf, "imgs", (int(np.prod(sizes)), CANVAS_PX, CANVAS_PX),
-                               np.dtype(np.uint8), _image_blocks(chosen))
-        _write_array_member(zf, "latents_classes", classes)
-        _write_array_member(zf, "latents_values", values)
+        write_array_member(zf, "metadata", metadata, zipfile.ZIP_DEFLATED)
+        write_streamed_member(zf, "imgs", (int(np.prod(sizes)), CANVAS_PX, CANVAS_PX),
+                              np.dtype(np.uint8), _image_blocks(chosen), zipfile.ZIP_DEFLATED)
+        write_array_member(zf, "latents_classes", classes, zipfile.ZIP_DEFLATED)
+        write_array_member(zf, "latents_values", values, zipfile.ZIP_DEFLATED)
     return path
 
 

@@ -42,6 +42,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from splitenc_plugin.data._npz import member_crcs
+
 __all__ = [
     "LEGACY_DSPRITES",
     "UNRECORDED",
@@ -68,9 +70,7 @@ _CHUNK = 1 << 22
 
 def _npz_digest(path: str) -> str:
     with zipfile.ZipFile(path) as zf:
-        members = sorted((info.filename, info.CRC, info.file_size) for info in zf.infolist()
-                         if info.filename != "metadata.npy")
-    text = ";".join(f"{name}:{crc:08x}:{size}" for name, crc, size in members)
+        text = member_crcs(zf, exclude=("metadata.npy",))
     return "crc:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -72,6 +72,8 @@ from typing import Any
 import numpy as np
 
 from splitenc_plugin._io import atomic_path
+from splitenc_plugin.data._npz import member_crcs, read_npy_header
+from splitenc_plugin.errors import env_switch
 
 __all__ = [
     "CACHE_ENV",
@@ -79,7 +81,6 @@ __all__ = [
     "PackedBinaryImages",
     "ScaledUint8Images",
     "cache_dir",
-    "clear_cache",
     "enabled",
     "install",
     "load_dsprites",
@@ -105,7 +106,7 @@ _CACHE_LAYOUT = 1
 
 def enabled() -> bool:
     """Whether the lean loaders are on (``SPLITENC_LEAN_DATA`` is not ``0``/``false``/``off``)."""
-    return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
+    return env_switch(ENV_VAR, default=True)
 
 
 def cache_dir() -> str | None:
@@ -214,18 +215,10 @@ def _member_header(zf: zipfile.ZipFile, name: str) -> tuple[zipfile.ZipInfo,
                                                             tuple[int, ...], np.dtype]:
     info = zf.getinfo(name + ".npy")
     with zf.open(info) as member:
-        shape, fortran, dtype = _read_npy_header(member)
+        shape, fortran, dtype = read_npy_header(member)
     if fortran:
         raise LeanDataError(f"{name}.npy is stored in Fortran order")
     return info, shape, dtype
-
-
-def _read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(f)
-    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-            else np.lib.format.read_array_header_2_0)
-    shape, fortran, dtype = read(f)
-    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype)
 
 
 def _stored_data_offset(path: str, info: zipfile.ZipInfo) -> int | None:
@@ -239,7 +232,7 @@ def _stored_data_offset(path: str, info: zipfile.ZipInfo) -> int | None:
             raise LeanDataError(f"{path}: bad zip local header for {info.filename}")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         f.seek(info.header_offset + 30 + name_len + extra_len)
-        _read_npy_header(f)
+        read_npy_header(f)
         return f.tell()
 
 
@@ -247,7 +240,7 @@ def _stream_rows(zf: zipfile.ZipFile, info: zipfile.ZipInfo, row_bytes: int,
                  rows: int) -> Any:
     """Yields ``(start, bytes)`` chunks of up to :data:`_CHUNK_IMAGES` rows of a member."""
     with zf.open(info) as member:
-        _read_npy_header(member)
+        read_npy_header(member)
         for start in range(0, rows, _CHUNK_IMAGES):
             count = min(_CHUNK_IMAGES, rows - start)
             data = member.read(count * row_bytes)
@@ -257,8 +250,7 @@ def _stream_rows(zf: zipfile.ZipFile, info: zipfile.ZipInfo, row_bytes: int,
 
 
 def _content_key(zf: zipfile.ZipFile, kind: str) -> str:
-    members = sorted((i.filename, i.CRC, i.file_size) for i in zf.infolist())
-    text = f"{kind}:v{_CACHE_LAYOUT}:" + ";".join(f"{n}:{c:08x}:{s}" for n, c, s in members)
+    text = f"{kind}:v{_CACHE_LAYOUT}:" + member_crcs(zf)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -298,12 +290,6 @@ class Shapes3DData:
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
-
-
-def clear_cache() -> None:
-    """Forgets the datasets loaded by this process (the disk cache stays)."""
-    with _LOCK:
-        _CACHE.clear()
 
 
 def _cached(kind: str, path: str, load: Callable[[str], Any]) -> Any:

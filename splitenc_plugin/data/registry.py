@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitenc_plugin.data import dsprites as _dsprites
+from splitenc_plugin.data._npz import read_npy_header
 from splitenc_plugin.errors import ConfigError, DatasetUnavailableError
 
 __all__ = [
@@ -148,11 +149,8 @@ def _npz_headers(path: str, required: tuple[str, ...]) -> _Headers:
                                    f"has no array {name!r} (arrays: "
                                    f"{sorted(n.removesuffix('.npy') for n in infos)})")
                 with zf.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, _, dtype = read_header(member)
-                headers[name] = (tuple(int(d) for d in shape), np.dtype(dtype))
+                    shape, _, dtype = read_npy_header(member)
+                headers[name] = (shape, dtype)
             return headers
     except _Problem:
         raise

@@ -36,6 +36,7 @@ import numpy as np
 
 from splitenc_plugin._io import atomic_path
 from splitenc_plugin.data import registry
+from splitenc_plugin.data._npz import write_array_member, write_streamed_member
 from splitenc_plugin.errors import SplitencUserError
 
 __all__ = [
@@ -122,13 +123,6 @@ def _check_labels(path: str, labels: np.ndarray, sizes: tuple[int, ...]) -> None
             f"this is not DeepMind's 3dshapes.h5 order")
 
 
-def _zip_info(name: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_STORED
-    info.external_attr = 0o644 << 16
-    return info
-
-
 def convert_h5(h5_path: str, output_dir: str, block_sizes: Sequence[int] | None = None,
                chunk_images: int = CHUNK_IMAGES) -> str:
     """Converts DeepMind's ``3dshapes.h5`` to the npz dlib's Shapes3D loader reads.
@@ -177,15 +171,11 @@ def convert_h5(h5_path: str, output_dir: str, block_sizes: Sequence[int] | None 
             os.makedirs(os.path.dirname(out), exist_ok=True)
             with atomic_path(out, suffix=".npz") as tmp, zipfile.ZipFile(
                     tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-                          "fortran_order": False, "shape": (*sizes, *IMAGE_SHAPE)}
-                with zf.open(_zip_info("images.npy"), "w", force_zip64=True) as member:
-                    np.lib.format.write_array_header_1_0(member, header)
-                    for start in range(0, n, chunk_images):
-                        block = np.ascontiguousarray(images[start:start + chunk_images])
-                        member.write(memoryview(block).cast("B"))
-                with zf.open(_zip_info("labels.npy"), "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, labels.reshape(*sizes, len(FACTOR_SIZES)))
+                write_streamed_member(zf, "images", (*sizes, *IMAGE_SHAPE), np.dtype(np.uint8),
+                                      (images[start:start + chunk_images]
+                                       for start in range(0, n, chunk_images)), zipfile.ZIP_STORED)
+                write_array_member(zf, "labels", labels.reshape(*sizes, len(FACTOR_SIZES)),
+                                   zipfile.ZIP_STORED)
     except ConversionError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:

@@ -1,0 +1,73 @@
+"""The npz container (a zip of ``.npy`` members) as the data tools write and read it.
+
+One place for what the dSprites renderer, the Shapes3D converter, the dataset
+registry, the lean loaders and the fingerprints share: members written with a
+fixed timestamp (byte-identical files across runs), streamed in blocks (no
+whole array in memory), ``.npy`` headers read without the data, and the
+members' CRC list that identifies a file's content without reading it.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable
+from typing import BinaryIO
+
+import numpy as np
+
+__all__ = ["member_crcs", "read_npy_header", "write_array_member", "write_streamed_member",
+           "zip_info"]
+
+
+def zip_info(name: str, compress_type: int) -> zipfile.ZipInfo:
+    """A member's zip entry with a fixed timestamp, so equal content gives equal bytes."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = compress_type
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def write_array_member(zf: zipfile.ZipFile, name: str, array: np.ndarray,
+                       compress_type: int) -> None:
+    """Writes ``array`` as member ``<name>.npy`` (as ``np.savez`` would, pickles allowed)."""
+    with zf.open(zip_info(name + ".npy", compress_type), "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, array, allow_pickle=True)
+
+
+def write_streamed_member(zf: zipfile.ZipFile, name: str, shape: tuple[int, ...],
+                          dtype: np.dtype, blocks: Iterable[np.ndarray],
+                          compress_type: int) -> None:
+    """Writes member ``<name>.npy`` of ``shape`` from C-order ``blocks``, one at a time.
+
+    Raises:
+      RuntimeError: If the blocks do not add up to ``shape`` exactly.
+    """
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+              "fortran_order": False, "shape": tuple(shape)}
+    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    written = 0
+    with zf.open(zip_info(name + ".npy", compress_type), "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        for block in blocks:
+            data = np.ascontiguousarray(block, dtype=dtype)
+            member.write(memoryview(data).cast("B"))
+            written += data.nbytes
+    if written != expected:
+        raise RuntimeError(f"{name}: wrote {written} bytes, expected {expected}")
+
+
+def read_npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the ``.npy`` stream ``f``, which is left at the data."""
+    version = np.lib.format.read_magic(f)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read(f)
+    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype)
+
+
+def member_crcs(zf: zipfile.ZipFile, exclude: Iterable[str] = ()) -> str:
+    """``name:crc:size`` of each member (sorted, ``;``-joined): the content, from the zip index."""
+    skip = set(exclude)
+    members = sorted((info.filename, info.CRC, info.file_size) for info in zf.infolist()
+                     if info.filename not in skip)
+    return ";".join(f"{name}:{crc:08x}:{size}" for name, crc, size in members)
