@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bench import common
 from bench.train_throughput import MODELS, Config, run_worker
-from splitenc_plugin.sweep.runner import thread_env
+from splitenc_plugin.sweep.execute import thread_env
 
 # Exactly what splitenc_reproduce --threads_per_job 1 gives each job.
 ONE_THREAD = thread_env(1)
@@ -76,6 +76,7 @@ def report(samples: dict[str, list[list[dict]]]) -> tuple[str, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="beta_tc_vae", choices=MODELS)
     parser.add_argument("--encoder", default="conv_encoder")

@@ -25,7 +25,7 @@ from slurm_cluster import LocalSlurm, missing
 
 from splitenc_plugin.sweep.clusters import wait_for_release
 from splitenc_plugin.sweep.execute import thread_env
-from splitenc_plugin.sweep.job import resumable_step
+from splitenc_plugin.sweep.job_files import resumable_step
 from splitenc_plugin.sweep.lock import job_lock, lock_path
 from splitenc_plugin.sweep.progress import read_progress
 
@@ -141,11 +141,16 @@ def test_a_retry_waits_for_its_lost_copy_to_release_the_jobs_lock(tmp_path) -> N
     with job_lock(job_dir) as lost_copy:
         assert lost_copy is not None and lock_path(job_dir).is_file()
         assert not wait_for_release(job_dir, timeout=0.2)  # still held
-        release = threading.Timer(0.5, lambda: fcntl.flock(lost_copy, fcntl.LOCK_UN))
-        start = time.monotonic()
+        released = threading.Event()
+
+        def end_lost_copy() -> None:
+            released.set()  # before the unlock: a wait that returns earlier did not wait
+            fcntl.flock(lost_copy, fcntl.LOCK_UN)
+
+        release = threading.Timer(0.5, end_lost_copy)
         release.start()
         assert wait_for_release(job_dir, timeout=30)
-        assert time.monotonic() - start >= 0.4
+        assert released.is_set()
         release.join()
     with job_lock(job_dir) as fd:  # wait_for_release holds the lock for an instant only
         assert fd is not None

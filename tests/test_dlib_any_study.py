@@ -132,13 +132,17 @@ def test_a_user_study_registers_through_its_module(tmp_path, monkeypatch) -> Non
 
         reproduce.STUDIES["two_seeds_study"] = TwoSeeds()
     """))
+    from disentanglement_lib.config import reproduce
+
+    # Undone after the test: the registered study and the imported module.
+    monkeypatch.setattr(reproduce, "STUDIES", dict(reproduce.STUDIES))
+    monkeypatch.delitem(sys.modules, "my_studies", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
     import_study_modules(["my_studies"])
     assert get_study("two_seeds_study") is not None
     specs = study_job_specs("two_seeds_study", steps=4)
     assert [(s.model_num, s.seed, s.config) for s in specs] == [
         (0, 0, "plugin:vae.gin"), (1, 1, "plugin:vae.gin")]
-    sys.modules.pop("my_studies", None)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import GIN_DIR, assert_ok, run_python, run_script
 
+from splitenc_plugin._io import write_json_atomic
 from splitenc_plugin.sweep.display import job_status, running_state
-from splitenc_plugin.sweep.job import JOB_FILE, write_json_atomic
+from splitenc_plugin.sweep.job_files import JOB_FILE
 from splitenc_plugin.sweep.lock import lock_path
 from splitenc_plugin.sweep.plan import plan_jobs
 from splitenc_plugin.sweep.progress import (

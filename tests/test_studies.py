@@ -173,7 +173,7 @@ def test_committed_campaign_jobs_count_only_for_their_own_data(name) -> None:
     # The first campaign carries no data record (renderer v1 by rule); the
     # second records renderer v2. On the other renderer's data neither counts
     # as finished, and the error names both.
-    from splitenc_plugin.sweep.runner import (
+    from splitenc_plugin.sweep.plan import (
         JobMismatchError,
         check_finished,
         plan_selections,

@@ -18,7 +18,8 @@ import pytest
 from conftest import GIN_DIR, assert_ok, run_script, shared_fixture_group
 
 from splitenc_plugin.results.learning_curves import CURVES_FILE
-from splitenc_plugin.sweep.job import CHECKPOINT_DIR, prune_heavy
+from splitenc_plugin.sweep.job import prune_heavy
+from splitenc_plugin.sweep.job_files import CHECKPOINT_DIR
 
 STUDY = "split_encoder_study_v1"
 STEPS = 101

@@ -20,7 +20,7 @@ from splitenc_plugin.results.cells import (
     pooled_run_columns,
 )
 from splitenc_plugin.results.learning_curves import CURVES_FILE
-from splitenc_plugin.sweep.job import CHECKPOINT_DIR
+from splitenc_plugin.sweep.job_files import CHECKPOINT_DIR
 
 __all__ = ["CURVES", "CURVE_BINS", "CURVE_QUANTITIES", "FIRST_SUMMARY_BY", "cell_curves",
            "late_curves", "run_curves"]

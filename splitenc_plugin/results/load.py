@@ -8,7 +8,7 @@ and result files committed without checkpoints read the same. A job counts
 if it has ``done.json`` (splitenc_reproduce) or, for plain dlib_reproduce
 output, MIG results for both representations; unfinished jobs are returned
 apart. An unreadable ``done.json`` is never taken for "unfinished": it stops
-the reading (:class:`~splitenc_plugin.sweep.job.MarkerError`, exit 2 in the
+the reading (:class:`~splitenc_plugin.sweep.job_files.MarkerError`, exit 2 in the
 CLI); so does a finished job without MIG for both representations
 (:class:`NoMigError`, e.g. run with ``--metrics`` leaving MIG out).
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from splitenc_plugin._gin import reference_name
 from splitenc_plugin.data.dsprites import LATENT_NAMES
 from splitenc_plugin.data.fingerprint import recorded_identity
 from splitenc_plugin.errors import SplitencUserError
@@ -41,21 +42,24 @@ from splitenc_plugin.studies.grid import (
     METRIC_REPRESENTATIONS,
     UnknownStudyError,
 )
-from splitenc_plugin.sweep.job import (
+from splitenc_plugin.sweep.job_files import (
     DONE_FILE,
     JOB_FILE,
     RESULT_FIX,
     ResultFileError,
+    metric_result,
     read_done,
     read_result,
 )
 
-__all__ = ["COLUMNS", "EVALUATION", "FACTOR_MIG", "FACTOR_NAMES", "GAP_PREFIX", "MI_FIELDS",
+__all__ = ["COLUMNS", "FACTOR_MIG", "FACTOR_NAMES", "GAP_PREFIX", "MI_FIELDS",
            "REPRESENTATIONS", "NoMigError", "factor_names", "gap_column", "gap_columns",
            "gin_value", "load_factor_mig", "load_results", "study_bindings",
            "study_cell_values"]
 
-REPRESENTATIONS = ("mean", "sampled")
+REPRESENTATIONS = METRIC_REPRESENTATIONS["mig"]  # dlib's MIG: both of its representations
+MI_DECOMPOSITION = "mi_decomposition_study"  # the metric's config name
+_MI_REP = METRIC_REPRESENTATIONS[MI_DECOMPOSITION][0]
 # CSV column -> field of the MI-decomposition result (Theorem 1, Eq 8), in nats.
 # The joint terms are plug-in lower / leave-one-out upper estimates; both are
 # kept, with log N (the plug-in I(z;x)'s ceiling), so that a model whose
@@ -80,19 +84,23 @@ COLUMNS = [
     "global_step", *(f"mig_{rep}" for rep in REPRESENTATIONS), "reconstruction_loss",
     *MI_FIELDS, "training_time_s", "resumed_from_steps", "job_dir",
 ]
-# Where dlib writes a (representation, metric)'s aggregate result in a job:
-# JOB_DIR/metrics/<rep>/<metric>/EVALUATION.
-EVALUATION = Path("results") / "aggregate" / "evaluation.json"
 
 
-def gin_value(value) -> str:
-    """A gin value as dlib stores it in JSON (``"'dummy_data'"``, ``'@vae()'``) -> text."""
-    return str(value).strip().strip("'\"").removeprefix("@").removesuffix("()")
+def gin_value(value: object) -> str:
+    """A gin value as dlib stores it in JSON -> text.
+
+    ``"'dummy_data'"`` -> ``dummy_data``; a reference -> its bare configurable
+    name (:func:`~splitenc_plugin._gin.reference_name`: ``'@vae()'`` -> ``vae``,
+    ``@splitenc_plugin.model.encoders.split_conv_encoder`` ->
+    ``split_conv_encoder``), so a cell does not depend on how a config spelled it.
+    """
+    text = str(value).strip().strip("'\"")
+    return reference_name(text) if text.startswith("@") else text
 
 
 def _mi_fields(job_dir: Path) -> dict:
     """The job's MI-decomposition numbers; NaN where it was not evaluated."""
-    path = job_dir / "metrics" / "mean_logvar" / "mi_decomposition_study" / EVALUATION
+    path = metric_result(job_dir, _MI_REP, MI_DECOMPOSITION)
     record = read_result(path) if path.is_file() else {}
     if record.get("evaluation_results.skipped"):
         record = {}
@@ -194,7 +202,7 @@ _ROW_KEYS = ("train_config.dataset.name", "train_config.model.model",
 
 
 def _row(study: str, job_dir: Path) -> dict | None:
-    evals = {rep: job_dir / "metrics" / rep / "mig" / EVALUATION for rep in REPRESENTATIONS}
+    evals = {rep: metric_result(job_dir, rep, "mig") for rep in REPRESENTATIONS}
     missing = [rep for rep, path in evals.items() if not path.is_file()]
     lost = [str(evals[rep]) for rep in missing if evals[rep].parent.parent.is_dir()]
     if lost and (job_dir / DONE_FILE).exists():
@@ -420,7 +428,7 @@ def load_factor_mig(job_dir: str | Path, dataset: str) -> dict | None:
       ([num_factors, num_latents] array of normalised MI), ``factor_gap``
       ([num_factors] array), ``discrete_mig`` and ``factor_names``.
     """
-    path = Path(job_dir) / "metrics" / _FACTOR_MIG_REP / FACTOR_MIG / EVALUATION
+    path = metric_result(job_dir, _FACTOR_MIG_REP, FACTOR_MIG)
     if not str(job_dir) or not path.is_file():
         return None
     record = read_result(path, [f"evaluation_results.{key}" for key in

@@ -17,7 +17,6 @@ it has run, are unknown (NaN) and match any.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import pandas as pd
 
 from splitenc_plugin.results.cells import FRAGMENTS, NO_FRAGMENTS, describe_extras
 from splitenc_plugin.results.load import study_cell_values
-from splitenc_plugin.sweep.job import JOB_FILE
+from splitenc_plugin.studies.grid import StudyGrid
+from splitenc_plugin.sweep.job_files import read_job_spec
 
 __all__ = ["PLAN_COLUMNS", "RUN_POINT", "describe_planned", "finishes", "missing_runs",
            "planned_runs", "unfinished_planned_runs"]
@@ -34,7 +34,7 @@ __all__ = ["PLAN_COLUMNS", "RUN_POINT", "describe_planned", "finishes", "missing
 # A run's grid point apart from its study and steps: what matches a planned
 # run to a finished one (its steps may be unknown: a --selections file does
 # not say them; the study does not matter: identical configs pool).
-RUN_POINT = ["dataset", "model", "encoder", "sigma", "seed"]
+RUN_POINT = list(StudyGrid.AXES)
 PLAN_COLUMNS = ["study", *RUN_POINT, "steps"]
 # Read from the operative config: unknown (NaN, matching any) for a planned
 # job of another study or with fragments.
@@ -90,10 +90,9 @@ def planned_runs(unfinished: Sequence[Path] = (),
 
     rows = []
     for job_dir in unfinished:
-        try:
-            rows.append(_planned_row(json.loads((job_dir / JOB_FILE).read_text())["spec"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue  # a dlib_reproduce job dir: its grid point is unknown
+        spec = read_job_spec(job_dir)  # a damaged job.json stops the command (MarkerError)
+        if spec is not None:  # else a dlib_reproduce job dir: its grid point is unknown
+            rows.append(_planned_row(spec.to_dict()))
     if selections is not None:
         jobs, _ = plan_selections(read_selections(selections), ".", steps=1)
         rows += [{**_planned_row(job.spec.to_dict()), "steps": np.nan} for job in jobs]

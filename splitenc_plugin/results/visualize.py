@@ -27,7 +27,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from splitenc_plugin.sweep.job import read_done
+from splitenc_plugin.sweep.job_files import read_done
 
 __all__ = ["CACHE_STAMP", "main", "model_stamp", "visualizations"]
 

@@ -1,10 +1,13 @@
-"""``splitenc_reproduce``: run (a slice of) one of the paper's studies, resumably.
+"""``splitenc_reproduce``: run (a slice of) a dlib study, resumably.
 
-Usage::
+The paper's studies, dlib's own (``unsupervised_study_v1``, ...) and users'
+(``--study_module``) alike. Usage::
 
     splitenc_reproduce --study split_encoder_study_v1 --output_directory runs \\
         [--steps N] [--datasets D ...] [--models M ...] [--encoders E ...] \\
         [--sigmas S ...] [--seeds 0 1 ...] [--model_nums N ...] \\
+        [--where BINDING]... [--gin_config FRAGMENT]... [--metrics NAME ...] \\
+        [--study_module MODULE]... \\
         [--workers K | --scheduler ADDRESS | --cluster slurm|pbs [--cluster_* ...]] \\
         [--retries R] [--threads_per_job T] \\
         [--visualize] [--prune_heavy] [--deterministic] [--max_jobs K] \\

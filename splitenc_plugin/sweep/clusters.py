@@ -235,7 +235,7 @@ def _attempts_path(job_dir: Path) -> Path:
 
 def _count_attempt(job_dir: Path, run_id: str) -> int:
     """Records one more attempt of the job by run ``run_id``; returns its number (1, 2, ...)."""
-    from splitenc_plugin.sweep.job import write_json_atomic
+    from splitenc_plugin._io import write_json_atomic
 
     path = _attempts_path(job_dir)
     try:
@@ -311,7 +311,7 @@ def retry_report(outcomes: Iterable[JobOutcome]) -> list[str]:
 # --------------------------------------------------------------------------
 # In the runner: the pool of a batch-system cluster
 # --------------------------------------------------------------------------
-def cluster_pool(options: ClusterOptions, jobs: int, retries: int):
+def cluster_pool(options: ClusterOptions, jobs: int, retries: int) -> DaskPool:
     """Starts a batch-system cluster for ``jobs`` jobs; returns the runner's pool on it.
 
     The pool (a :class:`splitenc_plugin.sweep.pools.DaskPool`) submits up to

@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from splitenc_plugin._io import write_json_atomic
 from splitenc_plugin.compat import DETERMINISTIC_ENV
+from splitenc_plugin.data import registry
 from splitenc_plugin.errors import SplitencUserError
-from splitenc_plugin.sweep.job import JOB_FILE, LOG_FILE, THREAD_ENV, write_json_atomic
+from splitenc_plugin.sweep.job import THREAD_ENV
+from splitenc_plugin.sweep.job_files import JOB_FILE, LOG_FILE
 from splitenc_plugin.sweep.lock import (
     LOCK_PATIENCE_S,
     busy_message,
@@ -41,7 +44,7 @@ from splitenc_plugin.sweep.plan import Job, JobStatus, classify, is_finished
 __all__ = ["DATA_ENV", "JobOutcome", "RunStatus", "execute_job", "job_env",
            "terminate_children", "thread_env"]
 
-DATA_ENV = "DISENTANGLEMENT_LIB_DATA"
+DATA_ENV = registry.ENV_VAR  # dlib's data root
 
 
 class RunStatus(StrEnum):

@@ -46,11 +46,12 @@ from splitenc_plugin.studies.grid import (
     JobSpec,
     axis_values,
     check_extra_bindings,
+    config_name,
     get_grid,
     make_job_spec,
     restrict_metrics,
 )
-from splitenc_plugin.sweep.job import (
+from splitenc_plugin.sweep.job_files import (
     DONE_FILE,
     MarkerError,
     ResultFileError,
@@ -221,7 +222,8 @@ def add_selection_filters(group) -> None:
                             "job's identity and its jobs go to DIR/<study>+<fragment>/")
     group.add_argument(flag["metrics"], nargs="+", metavar="NAME",
                        help="the study's metric configs to evaluate, by name (e.g. mig; the "
-                            "plugin's studies: mig, mi_decomposition_study, factor_mig); "
+                            "plugin's studies: "
+                            f"{', '.join(config_name(c) for c in EVAL_CONFIGS)}); "
                             "default: all of the study's. Each kept metric gets the seed it "
                             "has in the full run, so its results are the same")
 

@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
 
 from splitenc_plugin.errors import SplitencUserError
 from splitenc_plugin.sweep.display import ProgressWatcher, outcome_line
@@ -35,8 +36,11 @@ from splitenc_plugin.sweep.execute import (
     job_env,
     terminate_children,
 )
-from splitenc_plugin.sweep.job import LOG_FILE
+from splitenc_plugin.sweep.job_files import LOG_FILE
 from splitenc_plugin.sweep.plan import Job
+
+if TYPE_CHECKING:  # annotations only: Dask is imported when a scheduler is used
+    import distributed
 
 __all__ = ["DASK_STOP_TIMEOUT_S", "DaskPool", "LocalPool", "run_jobs"]
 
@@ -51,7 +55,7 @@ class LocalPool:
     def __init__(self, workers: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="splitenc-job")
 
-    def submit(self, job: Job, env: dict):
+    def submit(self, job: Job, env: dict) -> Future:
         """Starts the job when a thread is free; returns its future."""
         return self._pool.submit(execute_job, job.to_dict(), env)
 
@@ -102,7 +106,7 @@ class DaskPool:
             raise SplitencUserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         self.run_id = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
 
-    def submit(self, job: Job, env: dict):
+    def submit(self, job: Job, env: dict) -> distributed.Future:
         """Submits the job to the scheduler; returns its Dask future."""
         # A job lost with its worker is run again (clusters.run_attempt).
         from splitenc_plugin.sweep.clusters import run_attempt

@@ -56,50 +56,25 @@ from collections.abc import Sequence
 from splitenc_plugin.errors import SplitencUserError, refuse_file_as_directory
 from splitenc_plugin.studies.dlib_any import import_study_modules
 from splitenc_plugin.studies.grid import DEFAULT_TRAINING_STEPS
-from splitenc_plugin.sweep.display import job_status, running_state
 from splitenc_plugin.sweep.execute import (
-    DATA_ENV,
     JobOutcome,
     RunStatus,
-    execute_job,
     thread_env,
 )
-from splitenc_plugin.sweep.lock import LOCK_PATIENCE_S, busy_message, lock_path
+from splitenc_plugin.sweep.lock import busy_message
 from splitenc_plugin.sweep.plan import (
     SELECTION_FILTERS,
     Job,
-    JobMismatchError,
-    JobState,
-    JobStatus,
     RunPlan,
     check_datasets,
-    check_finished,
     current_data,
-    plan_jobs,
     plan_run,
     plan_selections,
     read_selections,
 )
-from splitenc_plugin.sweep.pools import DASK_STOP_TIMEOUT_S, run_jobs
+from splitenc_plugin.sweep.pools import run_jobs
 
-# The module's names before the split stay importable from here (``main``,
-# ``build_parser`` and the exit codes from :mod:`.cli`, on first use: it imports this).
-__all__ = ["DASK_STOP_TIMEOUT_S", "DATA_ENV", "LOCK_PATIENCE_S", "Job", "JobMismatchError",
-           "JobOutcome", "JobState", "JobStatus", "RunPlan", "RunStatus", "Runner",
-           "check_datasets", "check_finished", "current_data", "execute_job", "job_status",
-           "lock_path", "plan_jobs", "plan_selections", "read_selections", "run_jobs",
-           "running_state", "thread_env"]
-
-_FROM_CLI = ("main", "build_parser", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED")
-
-
-def __getattr__(name: str):
-    """``main``, ``build_parser`` and the exit codes of :mod:`.cli` (imported on first use)."""
-    if name in _FROM_CLI:
-        from splitenc_plugin.sweep import cli
-
-        return getattr(cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["Runner"]
 
 
 def _check_scheduler_address(address: str) -> None:
