@@ -4,6 +4,9 @@
 * :func:`plugin_in_use`: whether the active gin config asks for the plugin.
 * :func:`read_operative_config`: a saved operative config's bindings, read
   statically (no configurable needs to be importable).
+* :func:`check_int_binding`: a bound integer checked, or one clear error.
+* :func:`bound_value`: a parameter's value in the active config, or None.
+* :func:`reference_name`: a gin reference's bare configurable name.
 * :func:`parse_statements`: gin text's statements, or one clear error where
   gin cannot parse it (for ``--gin_bindings``, ``--where``, fragments).
 
@@ -18,15 +21,18 @@ still fails loudly.
 
 from __future__ import annotations
 
+import inspect
+import numbers
 import os
 import tokenize
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gin
 import gin.config
 
-from splitenc_plugin.errors import SplitencUserError
+from splitenc_plugin.errors import ConfigError, SplitencUserError
 
 F = TypeVar("F", bound=Callable)
 
@@ -35,12 +41,14 @@ def _same_definition(a: Callable, b: Callable) -> bool:
     return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
 
 
-def configurable(name: str, allowlist: Sequence[str] | None = None) -> Callable[[F], F]:
+def configurable(name: str, allowlist: Sequence[str]) -> Callable[[F], F]:
     """Like ``gin.configurable(name, allowlist=...)``, but idempotent on re-import.
 
     Args:
       name: The gin name (``@name`` in configs, ``name.param`` in bindings).
-      allowlist: Parameters that may be bound through gin.
+      allowlist: Parameters that may be bound through gin; an empty sequence
+        means none (gin itself reads an empty allowlist as "all", so this
+        denies every parameter instead). Required: every configurable states it.
 
     Returns:
       A decorator registering the function under ``<fn.__module__>.<name>``.
@@ -52,7 +60,9 @@ def configurable(name: str, allowlist: Sequence[str] | None = None) -> Callable[
         existing = gin.config._REGISTRY.get(selector)
         if existing is not None and _same_definition(existing.wrapped, fn):
             return existing.wrapper
-        return gin.configurable(name, allowlist=list(allowlist) if allowlist else None)(fn)
+        if allowlist:
+            return gin.configurable(name, allowlist=list(allowlist))(fn)
+        return gin.configurable(name, denylist=list(inspect.signature(fn).parameters))(fn)
 
     return decorate
 
@@ -89,11 +99,68 @@ def plugin_in_use() -> bool:
                for reference in gin.config.iterate_references(bindings))
 
 
+def bound_value(parameter: str) -> Any:
+    """The active gin config's value of ``parameter`` (``"dataset.name"``), or None.
+
+    None when it is unbound, or bound only in a scope: the caller's check is
+    then left to the code that uses the value (dlib raises its own error).
+    """
+    try:
+        return gin.query_parameter(parameter)
+    except ValueError:
+        return None
+
+
+def is_integer(value: Any) -> bool:
+    """Whether a bound value is an integer (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int_binding(value: Any, binding: str, low: int, high: int | None,
+                      example: str) -> int:
+    """Checks a bound integer (not a bool) in ``low..high``; returns it as int.
+
+    Args:
+      value: The bound value.
+      binding: Its binding name, e.g. ``encoder.num_latent``.
+      low: The least allowed value.
+      high: The largest allowed value, or None for no upper bound.
+      example: A valid value, shown in the fix.
+
+    Raises:
+      ConfigError: Naming the binding, the allowed range and a valid binding.
+    """
+    if not is_integer(value) or value < low or (high is not None and value > high):
+        allowed = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(
+            f"{binding} must be an integer {allowed}, got {value!r}. "
+            f"Fix the binding, e.g. {binding} = {example}.")
+    return int(value)
+
+
+def reference_name(value: Any) -> str | None:
+    """The bare configurable name of a gin reference, in any of its recorded forms.
+
+    Accepts gin's ``ConfigurableReference`` (active config), the references
+    of :func:`read_operative_config` (``.name``) and dlib's JSON text
+    (``"@correlated_noise"``, ``"@splitenc_plugin.model.noise.correlated_noise()"``,
+    ``"'@scope/conv_encoder'"``): the module path and scope are dropped, so a
+    configurable has one name however a config spelled it. None stays None.
+    """
+    if value is None:
+        return None
+    configurable = getattr(value, "configurable", None)
+    name = getattr(configurable, "name", None) or getattr(value, "name", None)
+    if name is None:
+        name = str(value).strip().strip("'\"").removeprefix("@").removesuffix("()")
+    return name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
+
+
 class _Reference:
     """A ``@name`` in a parsed gin file (only its name is kept)."""
 
     def __init__(self, name: str, evaluate: bool) -> None:
-        self.name = name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
+        self.name = reference_name(name)
         self.evaluate = evaluate
 
 
@@ -103,6 +170,12 @@ class _Delegate:
 
     def macro(self, name: str) -> _Reference:
         return _Reference(name, False)
+
+
+#: Where dlib saves a trained model's operative training config, relative to
+#: its model directory (and to every postprocessed representation's, which
+#: dlib_postprocess copies it into).
+TRAIN_GIN = Path("results") / "gin" / "train.gin"
 
 
 def read_operative_config(path: str | os.PathLike) -> dict[str, Any]:

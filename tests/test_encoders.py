@@ -20,6 +20,7 @@ import tensorflow.compat.v1 as tf
 from conftest import assert_ok, run_python
 
 import splitenc_plugin.model.encoders as enc
+from splitenc_plugin.compat import runtime
 from splitenc_plugin.errors import ConfigError
 
 BATCH = 2
@@ -398,11 +399,11 @@ def _copy_looped_into_batched(k: int) -> list:
 def test_batched_equals_looped_with_same_weights(shared: int, grouped: bool,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Forward pass; grouped=False forces the per-branch conv fallback (no-oneDNN CPUs)."""
-    if grouped and not enc._grouped_conv_supported():
+    if grouped and not runtime.onednn_enabled():
         # TF's own CPU kernels refuse grouped convs fused with bias + relu.
         pytest.skip("grouped conv2d needs oneDNN on CPU, off in this process "
                     "(TF_ENABLE_ONEDNN_OPTS=1 turns it on)")
-    monkeypatch.setattr(enc, "_grouped_conv_supported", lambda: grouped)
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: grouped)  # the kernel choice
     k, width = 3, 16
     with tf.Graph().as_default():
         x = tf.constant(_images(3, seed=5))
@@ -434,7 +435,7 @@ GROUPED_PATH_TESTS = ("test_batched_equals_looped_with_same_weights or "
 def test_grouped_path_is_tested_under_onednn_where_tf_leaves_it_off() -> None:
     """Where this process runs without oneDNN (CPUs without AVX-512), the grouped
     conv tests above skip; run them again in a process with it switched on."""
-    if enc._grouped_conv_supported():
+    if runtime.onednn_enabled():
         pytest.skip("oneDNN is on in this process: the grouped-path tests ran above")
     proc = run_python(
         f"import sys, pytest; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
@@ -447,11 +448,11 @@ def test_grouped_path_is_tested_under_onednn_where_tf_leaves_it_off() -> None:
 
 def test_fallback_conv_gradients_match_grouped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both conv paths give the same weight gradients (where grouped backprop is supported)."""
-    if not enc._grouped_conv_supported():
+    if not runtime.onednn_enabled():
         pytest.skip("grouped conv2d gradients need oneDNN on CPU")
     results = []
     for grouped in (True, False):
-        monkeypatch.setattr(enc, "_grouped_conv_supported", lambda g=grouped: g)
+        monkeypatch.setattr(runtime, "onednn_enabled", lambda g=grouped: g)
         with tf.Graph().as_default():
             tf.set_random_seed(3)
             means, log_var = enc.split_conv_encoder(tf.constant(_images()), 3,

@@ -306,6 +306,20 @@ def test_metric_configs_bind_the_metric(clean_gin) -> None:
         "mean_logvar_representation")
 
 
+def test_mean_logvar_representation_is_mean_columns_then_logvar_columns() -> None:
+    # The metric reads columns 0..J-1 as mu(x) and J..2J-1 as log sigma^2(x);
+    # swapped columns would pass every end-to-end check (they are all finite).
+    import tensorflow.compat.v1 as tf
+
+    transform, state = mid.mean_logvar_representation(None, None, None, None)
+    mean = np.arange(6, dtype=np.float32).reshape(2, 3)
+    logvar = -1.0 - np.arange(6, dtype=np.float32).reshape(2, 3)
+    with tf.Graph().as_default(), tf.Session() as session:
+        out = session.run(transform(tf.constant(mean), tf.constant(logvar)))
+    assert state is None
+    np.testing.assert_array_equal(out, np.concatenate([mean, logvar], axis=1))
+
+
 # --- end to end through dlib's console scripts -----------------------------------------------
 
 

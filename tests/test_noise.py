@@ -156,13 +156,6 @@ def test_preflight_passes_valid_settings(bindings, clean_gin) -> None:
         _draw([], batch=2)
 
 
-def test_every_dlib_vae_samples_through_the_hook() -> None:
-    from disentanglement_lib.methods.unsupervised import vae
-
-    for cls in (vae.BetaVAE, vae.AnnealedVAE, vae.FactorVAE, vae.DIPVAE, vae.BetaTCVAE):
-        assert getattr(cls.sample_from_latent_distribution, "_splitenc_patched", False), cls
-
-
 # --- NoiseSetting: one reading of a model's noise, from each record of its config ----------
 
 CAMPAIGN = REPO / "docs" / "results" / "campaign" / "correlated_noise_study_v1"

@@ -36,16 +36,12 @@ def _check_dataset_files(module: types.ModuleType) -> None:
 
     @functools.wraps(original)
     def get_named_ground_truth_data(*args, **kwargs):
-        import gin
-
+        from splitenc_plugin._gin import bound_value
         from splitenc_plugin.data import registry
 
         name = args[0] if args else kwargs.get("name")
         if name is None:
-            try:
-                name = gin.query_parameter("dataset.name")
-            except ValueError:
-                name = None  # unbound or scoped: dlib raises its own error
+            name = bound_value("dataset.name")  # None: unbound or scoped, dlib's own error
         if isinstance(name, str) and name in registry.DATASETS:
             registry.require_dataset(name)
         return original(*args, **kwargs)

@@ -1,7 +1,10 @@
 """Disentanglement metrics the plugin adds to dlib's evaluation pipeline.
 
-Importing this package registers their gin configurables (``factor_mig``, ``mi_decomposition``, ``mi_decomposition_study``); it
-does not import TensorFlow or dlib, which the metrics import when they are
+Importing this package registers their gin configurables: ``factor_mig``
+(dlib's MIG matrix and each factor's gap), ``mi_decomposition`` (Eq. 5's
+terms) and ``mean_logvar_representation`` (the representation it reads;
+``gin/metrics/mi_decomposition_study.gin`` binds both for dlib's evaluation).
+It does not import TensorFlow or dlib, which the metrics import when they are
 called. Importing it twice is harmless (:mod:`splitenc_plugin._gin`).
 """
 

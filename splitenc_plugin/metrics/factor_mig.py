@@ -96,7 +96,7 @@ def factor_mig_scores(mus: np.ndarray, ys: np.ndarray) -> dict[str, Any]:
 
 
 @configurable("factor_mig", allowlist=["num_train", "batch_size"])
-def factor_mig(ground_truth_data, representation_function: Callable[[np.ndarray], np.ndarray],
+def factor_mig(ground_truth_data: Any, representation_function: Callable[[np.ndarray], np.ndarray],
                random_state: np.random.RandomState, artifact_dir: str | None = None,
                num_train: int = gin.REQUIRED, batch_size: int = 16) -> dict[str, Any]:
     """dlib evaluation function: MIG and its per-factor parts (:func:`factor_mig_scores`).

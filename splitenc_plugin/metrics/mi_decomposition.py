@@ -65,9 +65,13 @@ from typing import Any
 
 import numpy as np
 
-from splitenc_plugin._gin import configurable, read_operative_config
+from splitenc_plugin._gin import TRAIN_GIN, configurable, read_operative_config
 from splitenc_plugin.errors import ConfigError
-from splitenc_plugin.model.noise import NoiseSetting, validate_correlation
+from splitenc_plugin.model.noise import (
+    NUM_LATENT_KEY,
+    NoiseSetting,
+    validate_correlation,
+)
 
 __all__ = [
     "estimate_mi_decomposition",
@@ -80,7 +84,6 @@ __all__ = [
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _DEFAULT_CHUNK_BYTES = 32 * 2**20
-TRAIN_GIN = Path("results") / "gin" / "train.gin"
 
 
 # ---------------------------------------------------------------------------
@@ -88,8 +91,9 @@ TRAIN_GIN = Path("results") / "gin" / "train.gin"
 # ---------------------------------------------------------------------------
 
 
-@configurable("mean_logvar_representation")
-def mean_logvar_representation(ground_truth_data, gaussian_encoder, random_state, save_path):
+@configurable("mean_logvar_representation", allowlist=())  # dlib passes every argument
+def mean_logvar_representation(ground_truth_data: Any, gaussian_encoder: Any, random_state: Any,
+                               save_path: Any) -> tuple[Callable, None]:
     """Exports the encoder's mean and log-variance as one representation.
 
     Same signature as dlib's ``mean_representation``
@@ -415,7 +419,7 @@ def _find_train_config(artifact_dir: str | None) -> Path | None:
 
 @configurable("mi_decomposition", allowlist=[
     "num_points", "num_samples", "batch_size", "noise", "incompatible_representation"])
-def mi_decomposition(ground_truth_data, representation_function: Callable[[np.ndarray], np.ndarray],
+def mi_decomposition(ground_truth_data: Any, representation_function: Callable[[np.ndarray], np.ndarray],
                      random_state: np.random.RandomState, artifact_dir: str | None = None,
                      num_points: int = 10000, num_samples: int = 1, batch_size: int = 64,
                      noise: Any = "auto",
@@ -462,8 +466,8 @@ def mi_decomposition(ground_truth_data, representation_function: Callable[[np.nd
     config_path = _find_train_config(artifact_dir)
     train_config = read_operative_config(config_path) if config_path else None
     num_latent = None
-    if train_config is not None and isinstance(train_config.get("encoder.num_latent"), int):
-        num_latent = train_config["encoder.num_latent"]
+    if train_config is not None and isinstance(train_config.get(NUM_LATENT_KEY), int):
+        num_latent = train_config[NUM_LATENT_KEY]
 
     batches = []
     remaining = int(num_points)

@@ -65,12 +65,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from splitenc_plugin._gin import configurable
+from splitenc_plugin._gin import check_int_binding, configurable, is_integer
 from splitenc_plugin.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: importing this module imports no TensorFlow
+    import tensorflow as tf
 
 __all__ = [
     "ENCODER_KINDS",
@@ -86,6 +88,11 @@ __all__ = [
 # Scope of the per-branch (batched) variables, below the caller's scope.
 BRANCH_SCOPE = "branches"
 
+#: Defaults of :func:`split_conv_encoder` (paper Sec 4.2: dlib's 4 convs
+#: shared, a 256-unit e5 per latent) and :func:`split_fc_encoder` (e1 shared,
+#: a 1200-unit e2 per latent: dlib's widths).
+SPLIT_CONV_SHARED_LAYERS, SPLIT_CONV_BRANCH_WIDTH = 4, 256
+SPLIT_FC_SHARED_LAYERS, SPLIT_FC_BRANCH_WIDTH = 1, 1200
 #: Default branch width of :func:`matched_split_conv_encoder`: with 10 latents
 #: on 64x64x1 images, the largest width at which the default split (4 shared
 #: conv layers) has no more parameters than dlib's ``conv_encoder``.
@@ -164,7 +171,8 @@ class _Architecture:
 
 _SPLIT_CONV = _Architecture(
     # The dense layer e5 is always per-branch: at most the 4 convs are shared.
-    _DLIB_CONV_LAYERS, split=True, max_shared=4, default_shared=4, default_width=256)
+    _DLIB_CONV_LAYERS, split=True, max_shared=4, default_shared=SPLIT_CONV_SHARED_LAYERS,
+    default_width=SPLIT_CONV_BRANCH_WIDTH)
 
 _ARCHITECTURES: dict[str, _Architecture] = {
     "conv_encoder": _Architecture(_DLIB_CONV_LAYERS, split=False),
@@ -177,7 +185,8 @@ _ARCHITECTURES: dict[str, _Architecture] = {
     "fc_encoder": _Architecture(_DLIB_FC_LAYERS, split=False),
     # 2 = both hidden layers shared, only the heads are split.
     "split_fc_encoder": _Architecture(
-        _DLIB_FC_LAYERS, split=True, max_shared=2, default_shared=1, default_width=1200),
+        _DLIB_FC_LAYERS, split=True, max_shared=2, default_shared=SPLIT_FC_SHARED_LAYERS,
+        default_width=SPLIT_FC_BRANCH_WIDTH),
 }
 
 #: Encoder kinds accepted by :func:`encoder_parameter_count` / :func:`encoder_flops`.
@@ -211,19 +220,6 @@ def _plan(arch: _Architecture, num_shared_layers: int, width: int) -> list[_Plan
 # ---------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_int(value: Any, binding: str, low: int, high: int | None, example: str) -> int:
-    if not _is_int(value) or value < low or (high is not None and value > high):
-        allowed = f"in {low}..{high}" if high is not None else f">= {low}"
-        raise ConfigError(
-            f"{binding} must be an integer {allowed}, got {value!r}. "
-            f"Fix the binding, e.g. {binding} = {example}.")
-    return int(value)
-
-
 def _resolve(kind: str, num_latent: Any, num_shared_layers: Any, branch_width: Any,
              gin_name: str | None = None,
              dense_width: Any = None) -> tuple[_Architecture, int, int, int]:
@@ -237,7 +233,7 @@ def _resolve(kind: str, num_latent: Any, num_shared_layers: Any, branch_width: A
     arch = _ARCHITECTURES.get(kind)
     if arch is None:
         raise ConfigError(f"unknown encoder kind {kind!r}; use one of {', '.join(ENCODER_KINDS)}.")
-    num_latent = _check_int(num_latent, "encoder.num_latent", 1, None, "10")
+    num_latent = check_int_binding(num_latent, "encoder.num_latent", 1, None, "10")
     given = {"num_shared_layers": num_shared_layers, "branch_width": branch_width,
              "dense_width": dense_width}
     accepted = ("num_shared_layers", "branch_width") if arch.split else (arch.width_arg,)
@@ -258,13 +254,14 @@ def _resolve(kind: str, num_latent: Any, num_shared_layers: Any, branch_width: A
     shared = len(arch.layers)
     if arch.split:
         shared = arch.default_shared if num_shared_layers is None else num_shared_layers
-        shared = _check_int(shared, f"{gin_name}.num_shared_layers", 0, arch.max_shared,
-                            str(arch.default_shared))
+        shared = check_int_binding(shared, f"{gin_name}.num_shared_layers", 0, arch.max_shared,
+                                   str(arch.default_shared))
     width = 0
     if arch.width_arg:
         width = given[arch.width_arg]
-        width = _check_int(arch.default_width if width is None else width,
-                           f"{gin_name}.{arch.width_arg}", 1, None, str(arch.default_width))
+        width = check_int_binding(arch.default_width if width is None else width,
+                                  f"{gin_name}.{arch.width_arg}", 1, None,
+                                  str(arch.default_width))
     return arch, num_latent, shared, width
 
 
@@ -287,7 +284,7 @@ def _costs(kind: str, num_latent: int, input_shape: Sequence[int],
     """(trainable parameters, multiply-adds per example) of an encoder."""
     arch, k, shared, width = _resolve(kind, num_latent, num_shared_layers, branch_width,
                                       dense_width=dense_width)
-    if len(input_shape) != 3 or not all(_is_int(d) and d >= 1 for d in input_shape):
+    if len(input_shape) != 3 or not all(is_integer(d) and d >= 1 for d in input_shape):
         raise ConfigError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
     height, width_px, channels = (int(d) for d in input_shape)
     features = height * width_px * channels  # size of the current activation
@@ -573,8 +570,9 @@ def _encode(kind: str, gin_name: str, builder, input_tensor, num_latent, num_sha
 
 
 @configurable("split_conv_encoder", allowlist=["num_shared_layers", "branch_width"])
-def split_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
-                       num_shared_layers: int = 4, branch_width: int = 256):
+def split_conv_encoder(input_tensor: tf.Tensor, num_latent: int, is_training: bool = True,
+                       num_shared_layers: int = SPLIT_CONV_SHARED_LAYERS,
+                       branch_width: int = SPLIT_CONV_BRANCH_WIDTH) -> tuple[tf.Tensor, tf.Tensor]:
     """Split Encoder on dlib's conv_encoder (paper Sec 4.2, Fig 1).
 
     The first ``num_shared_layers`` of dlib's conv layers (e1..e4: 32, 32, 64,
@@ -609,9 +607,11 @@ def split_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
 
 
 @configurable("matched_split_conv_encoder", allowlist=["num_shared_layers", "branch_width"])
-def matched_split_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
-                               num_shared_layers: int = 4,
-                               branch_width: int = MATCHED_BRANCH_WIDTH):
+def matched_split_conv_encoder(input_tensor: tf.Tensor, num_latent: int,
+                               is_training: bool = True,
+                               num_shared_layers: int = SPLIT_CONV_SHARED_LAYERS,
+                               branch_width: int = MATCHED_BRANCH_WIDTH
+                               ) -> tuple[tf.Tensor, tf.Tensor]:
     """Capacity control: the Split Encoder at dlib conv_encoder's parameter count.
 
     Exactly :func:`split_conv_encoder` (same layers, variable names and
@@ -643,8 +643,8 @@ def matched_split_conv_encoder(input_tensor, num_latent: int, is_training: bool 
 
 
 @configurable("wide_conv_encoder", allowlist=["dense_width"])
-def wide_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
-                      dense_width: int = WIDE_DENSE_WIDTH):
+def wide_conv_encoder(input_tensor: tf.Tensor, num_latent: int, is_training: bool = True,
+                      dense_width: int = WIDE_DENSE_WIDTH) -> tuple[tf.Tensor, tf.Tensor]:
     """Capacity control: dlib's conv_encoder, unsplit, at the Split Encoder's parameter count.
 
     dlib's conv_encoder layer for layer (conv e1..e4: 32, 32, 64, 64 filters,
@@ -678,8 +678,10 @@ def wide_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
 
 
 @configurable("looped_split_conv_encoder", allowlist=["num_shared_layers", "branch_width"])
-def looped_split_conv_encoder(input_tensor, num_latent: int, is_training: bool = True,
-                              num_shared_layers: int = 4, branch_width: int = 256):
+def looped_split_conv_encoder(input_tensor: tf.Tensor, num_latent: int, is_training: bool = True,
+                              num_shared_layers: int = SPLIT_CONV_SHARED_LAYERS,
+                              branch_width: int = SPLIT_CONV_BRANCH_WIDTH
+                              ) -> tuple[tf.Tensor, tf.Tensor]:
     """Reference / benchmark baseline of :func:`split_conv_encoder`; not for training.
 
     The same architecture (paper Sec 4.2), written naively: the shared dlib
@@ -708,8 +710,9 @@ def looped_split_conv_encoder(input_tensor, num_latent: int, is_training: bool =
 
 
 @configurable("split_fc_encoder", allowlist=["num_shared_layers", "branch_width"])
-def split_fc_encoder(input_tensor, num_latent: int, is_training: bool = True,
-                     num_shared_layers: int = 1, branch_width: int = 1200):
+def split_fc_encoder(input_tensor: tf.Tensor, num_latent: int, is_training: bool = True,
+                     num_shared_layers: int = SPLIT_FC_SHARED_LAYERS,
+                     branch_width: int = SPLIT_FC_BRANCH_WIDTH) -> tuple[tf.Tensor, tf.Tensor]:
     """Split Encoder on dlib's fc_encoder (paper Sec 4.2, Fig 1).
 
     dlib's fc_encoder is flatten -> dense 1200 ReLU (e1) -> dense 1200 ReLU

@@ -37,14 +37,23 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from splitenc_plugin._gin import configurable, read_operative_config
+from splitenc_plugin._gin import (
+    bound_value,
+    configurable,
+    read_operative_config,
+    reference_name,
+)
 from splitenc_plugin.errors import ConfigError
 
 NoiseFn = Callable[..., object]
+
+
+if TYPE_CHECKING:  # annotations only: importing this module imports no TensorFlow
+    import tensorflow as tf
 
 __all__ = [
     "NoiseSetting",
@@ -67,8 +76,8 @@ _FACTORIZED, _CORRELATED = "factorized_noise", "correlated_noise"
 _TRAIN_CONFIG_PREFIX = "train_config."
 
 
-@configurable("factorized_noise")
-def factorized_noise(z_mean):
+@configurable("factorized_noise", allowlist=())  # nothing to bind
+def factorized_noise(z_mean: tf.Tensor) -> tf.Tensor:
     """eps ~ N(0, I): dlib's own noise, op for op (Eq 11).
 
     Args:
@@ -151,8 +160,8 @@ def validate_correlation(correlation: Sequence[Sequence[float]] | np.ndarray,
 
 
 @configurable("correlated_noise", allowlist=["sigma", "correlation"])
-def correlated_noise(z_mean, sigma: float | None = None,
-                     correlation: Sequence[Sequence[float]] | None = None):
+def correlated_noise(z_mean: tf.Tensor, sigma: float | None = None,
+                     correlation: Sequence[Sequence[float]] | None = None) -> tf.Tensor:
     """eps ~ N(0, Sigma): correlated reparameterization noise (Eq 13).
 
     With ``sigma``: Sigma = (1 - sigma) I + sigma 11^T, sampled exactly as
@@ -198,7 +207,8 @@ def correlated_noise(z_mean, sigma: float | None = None,
 
 
 @configurable("reparameterization", allowlist=["noise_fn"])
-def reparameterization(z_mean, z_logvar, noise_fn: NoiseFn = factorized_noise):
+def reparameterization(z_mean: tf.Tensor, z_logvar: tf.Tensor,
+                       noise_fn: NoiseFn = factorized_noise) -> tf.Tensor:
     """z = mu + exp(log_var / 2) * eps, with eps from ``noise_fn`` (Eq 11 / 13).
 
     Replaces dlib's ``GaussianEncoderModel.sample_from_latent_distribution``.
@@ -326,16 +336,9 @@ class NoiseSetting:
           ConfigError: on invalid values, or a noise function other than the
             plugin's two.
         """
-        import gin
-
-        def bound(name: str) -> Any:
-            try:
-                return gin.query_parameter(name)
-            except ValueError:  # unbound (or only in a scope)
-                return None
-
-        return cls._from_values(bound(NOISE_FN_KEY), bound(SIGMA_KEY), bound(CORRELATION_KEY),
-                                bound(NUM_LATENT_KEY), source="the active gin config")
+        return cls._from_values(bound_value(NOISE_FN_KEY), bound_value(SIGMA_KEY),
+                                bound_value(CORRELATION_KEY), bound_value(NUM_LATENT_KEY),
+                                source="the active gin config")
 
     @classmethod
     def from_train_config(cls, config: Mapping[str, Any]) -> NoiseSetting:
@@ -386,7 +389,7 @@ class NoiseSetting:
     @classmethod
     def _from_values(cls, noise_fn: Any, sigma: Any, correlation: Any, num_latent: Any,
                      source: str, matrix_may_be_missing: bool = False) -> NoiseSetting:
-        name = _reference_name(noise_fn)
+        name = reference_name(noise_fn)
         if name is None or name == _FACTORIZED:
             return cls.factorized()
         if name != _CORRELATED:
@@ -483,23 +486,6 @@ def _parse_json_value(text: Any) -> Any:
         return _UNREADABLE
 
 
-def _reference_name(value: Any) -> str | None:
-    """The configurable's name of a gin reference in any of its recorded forms.
-
-    Accepts gin's ``ConfigurableReference`` (active config), the references
-    of :func:`~splitenc_plugin._gin.read_operative_config` (``.name``) and
-    dlib's JSON text (``"@correlated_noise"``,
-    ``"@splitenc_plugin.model.noise.correlated_noise()"``); None stays None.
-    """
-    if value is None:
-        return None
-    configurable = getattr(value, "configurable", None)
-    name = getattr(configurable, "name", None) or getattr(value, "name", None)
-    if name is None:
-        name = str(value).strip().strip("'\"").removeprefix("@").removesuffix("()")
-    return name.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
-
-
 def preflight() -> None:
     """Validates the bound noise settings without building a graph.
 
@@ -510,19 +496,12 @@ def preflight() -> None:
     :meth:`NoiseSetting.from_gin` reads it (a noise function of the user's own
     is left to the graph build).
     """
-    import gin
-
-    def bound(name: str) -> object | None:
-        try:
-            return gin.query_parameter(name)
-        except ValueError:  # unbound (or only in a scope): the graph build decides
-            return None
-
-    sigma, correlation = bound(SIGMA_KEY), bound(CORRELATION_KEY)
+    # Unbound (or only in a scope): None, and the graph build decides.
+    sigma, correlation = bound_value(SIGMA_KEY), bound_value(CORRELATION_KEY)
     if sigma is not None:
         validate_sigma(sigma)
     if correlation is not None:
-        num_latent = bound(NUM_LATENT_KEY)
+        num_latent = bound_value(NUM_LATENT_KEY)
         validate_correlation(correlation, num_latent if isinstance(num_latent, int) else None)
-    if _reference_name(bound(NOISE_FN_KEY)) in (None, _FACTORIZED, _CORRELATED):
+    if reference_name(bound_value(NOISE_FN_KEY)) in (None, _FACTORIZED, _CORRELATED):
         NoiseSetting.from_gin()

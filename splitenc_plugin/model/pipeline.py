@@ -47,15 +47,17 @@ TensorFlow is imported inside the functions, so importing this module (and
 from __future__ import annotations
 
 import functools
-import numbers
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gin
 import numpy as np
 
-from splitenc_plugin._gin import configurable
+from splitenc_plugin._gin import check_int_binding, configurable
 from splitenc_plugin.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: importing this module imports no TensorFlow
+    import tensorflow as tf
 
 __all__ = [
     "DEFAULT_PREFETCH_BATCHES",
@@ -102,12 +104,8 @@ def input_pipeline(vectorized: bool = False,
         raise ConfigError(
             f"{_GIN_NAME}.vectorized must be True or False, got {vectorized!r}. "
             f"Fix the binding, e.g. {_GIN_NAME}.vectorized = True.")
-    if (not isinstance(prefetch_batches, numbers.Integral) or isinstance(prefetch_batches, bool)
-            or prefetch_batches < 1):
-        raise ConfigError(
-            f"{_GIN_NAME}.prefetch_batches must be an integer >= 1, got {prefetch_batches!r}. "
-            f"Fix the binding, e.g. {_GIN_NAME}.prefetch_batches = {DEFAULT_PREFETCH_BATCHES}.")
-    return bool(vectorized), int(prefetch_batches)
+    return bool(vectorized), check_int_binding(prefetch_batches, f"{_GIN_NAME}.prefetch_batches",
+                                               1, None, str(DEFAULT_PREFETCH_BATCHES))
 
 
 def _is_bound() -> bool:
@@ -215,7 +213,7 @@ def vectorized_chunks(ground_truth_data: Any, random_seed: int, batch_size: int,
 def vectorized_dataset(ground_truth_data: Any, random_seed: int, batch_size: int,
                        prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
                        num_batches: int | None = None,
-                       batches_per_call: int | None = None):
+                       batches_per_call: int | None = None) -> tf.data.Dataset:
     """The vectorized pipeline as a ``tf.data.Dataset`` of whole batches.
 
     A ``from_generator`` over :func:`vectorized_chunks` (one Python call per

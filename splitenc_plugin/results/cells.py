@@ -40,11 +40,11 @@ binding another run has reads ``""`` there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["CELL", "FRAGMENTS", "NO_FRAGMENTS", "POOLED_CELL", "POOLED_RUN",
+__all__ = ["CELL", "FRAGMENTS", "NO_FRAGMENTS", "POOLED_CELL",
            "REGULARISATION_STRENGTH", "RUN_BINDINGS", "binding_columns", "cell_columns",
            "count_once", "describe_extras", "extra_cell_columns", "extras_line", "fragment_labels",
            "pooled_cell_columns", "pooled_run_columns", "strength_column", "strength_order"]
@@ -54,7 +54,6 @@ __all__ = ["CELL", "FRAGMENTS", "NO_FRAGMENTS", "POOLED_CELL", "POOLED_RUN",
 CELL = ["study", "dataset", "data_fingerprint", "model", "encoder", "sigma", "steps"]
 # What identifies a run when identical configurations pool across studies.
 POOLED_CELL = [c for c in CELL if c != "study"]
-POOLED_RUN = [*POOLED_CELL, "seed"]
 
 # The layered gin fragments of a run (a column only when some job has them).
 FRAGMENTS = "gin_configs"
@@ -133,7 +132,7 @@ def extras_line(point: Mapping, columns: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
-def fragment_labels(values) -> dict[str, str]:
+def fragment_labels(values: Iterable[str]) -> dict[str, str]:
     """Each :data:`FRAGMENTS` value's label in comparisons and legends.
 
     ``"no fragment"`` for :data:`NO_FRAGMENTS`, else ``"+ "`` and the
@@ -182,7 +181,7 @@ def strength_column(runs: pd.DataFrame) -> str | None:
     return varying[0] if len(varying) == 1 else None
 
 
-def strength_order(values) -> list:
+def strength_order(values: Iterable[object]) -> list:
     """The strength values in ascending numeric order (text order if not all numbers)."""
     values = [v for v in dict.fromkeys(values) if v != ""]
     if all(_numeric(v) is not None for v in values):

@@ -17,6 +17,9 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``splitenc_aggregate``; returns the exit code."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command only writes files; importing figures sets nothing
     from splitenc_plugin.results.aggregate import aggregate
 
     parser = argparse.ArgumentParser(

@@ -37,10 +37,6 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
 import numpy as np

@@ -128,7 +128,11 @@ def _claims_heading(verdicts: pd.DataFrame) -> str:
 
 
 def _interval(lower: float, upper: float) -> str:
-    return "—" if np.isnan(lower) or np.isnan(upper) else f"[{lower:.2f}, {upper:.2f}]"
+    """``[lower, upper]`` in nats: 2 decimals, 4 for an interval within ±0.1 (else all 0.00)."""
+    if np.isnan(lower) or np.isnan(upper):
+        return "—"
+    decimals = 2 if max(abs(lower), abs(upper)) >= 0.1 else 4
+    return f"[{lower:.{decimals}f}, {upper:.{decimals}f}]"
 
 
 def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame, shared: dict) -> str:

@@ -141,18 +141,19 @@ def visualize_fitted_traversals(model_dir: str | os.PathLike, output_dir: str | 
     from disentanglement_lib.data.ground_truth import named_data
     from disentanglement_lib.visualize import visualize_model, visualize_util
 
-    from splitenc_plugin._gin import read_operative_config
+    from splitenc_plugin._gin import TRAIN_GIN, read_operative_config
+    from splitenc_plugin.model.noise import NUM_LATENT_KEY
 
     activations = {"logits": visualize_model.sigmoid, "tanh": visualize_model.tanh}
     # The model's operative config, read as every reader of a trained model's
     # settings reads it (the noise setting included: NoiseSetting.from_operative_config).
-    train_config = read_operative_config(os.path.join(model_dir, "results", "gin", "train.gin"))
+    train_config = read_operative_config(Path(model_dir) / TRAIN_GIN)
     activation_name = train_config["reconstruction_loss.activation"]
     if activation_name not in activations:
         raise ValueError(f"decoder activation {activation_name!r} is not one dlib visualizes "
                          f"({', '.join(map(repr, activations))})")
     activation = activations[activation_name]
-    num_latent = int(train_config["encoder.num_latent"])
+    num_latent = int(train_config[NUM_LATENT_KEY])
     num_images = num_latent if num_images is None else num_images
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
