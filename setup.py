@@ -11,6 +11,7 @@ dlib's own console scripts (dlib_train, ...) work verbatim.
 """
 
 import os
+import re
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
@@ -73,13 +74,19 @@ class BuildPyWithPth(build_py):
                 + [os.path.join(self.build_lib, PTH_FILE)] + gin_files)
 
 
+def _version():
+    # One source: the package's __version__, read as text (setup must not import it).
+    with open(os.path.join("splitenc_plugin", "__init__.py"), encoding="utf-8") as init:
+        return re.search(r'^__version__ = "([^"]+)"$', init.read(), re.MULTILINE).group(1)
+
+
 def _files_under(top):
     return [os.path.join(root, name) for root, _, names in os.walk(top) for name in names]
 
 
 setup(
     name="splitenc_plugin",
-    version="0.1.0",
+    version=_version(),
     description=(
         "Split Encoder and correlated-noise reparameterization for "
         "disentanglement_lib, with a compat layer for Python 3.11 + TF 2.15."

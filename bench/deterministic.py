@@ -42,6 +42,7 @@ class Run:
 
     @property
     def label(self) -> str:
+        """The variant's row label: config and mode."""
         return f"{self.config.label} {self.mode}"
 
 
@@ -83,6 +84,7 @@ def report(configs: Sequence[Config], samples: dict[Run, list[float]]) -> tuple[
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=300, help="global steps per run")
     parser.add_argument("--dataset", default="dsprites_full",

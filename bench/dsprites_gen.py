@@ -43,6 +43,7 @@ def run_once(generate: bool, subset: dict | None) -> tuple[float, float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
     subset = SMOKE_SUBSET if args.smoke else None

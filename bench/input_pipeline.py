@@ -23,9 +23,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import common
+
+if TYPE_CHECKING:  # annotations only
+    import tensorflow as tf
 
 BATCH = 64
 PIPELINES = ("dlib", "vectorized")
@@ -38,7 +41,7 @@ def load(name: str) -> Any:
     return named_data.get_named_ground_truth_data(name)
 
 
-def dlib_dataset(ground_truth_data: Any, random_seed: int, batch_size: int):
+def dlib_dataset(ground_truth_data: Any, random_seed: int, batch_size: int) -> tf.data.Dataset:
     """dlib's own training pipeline, as ``train._make_input_fn`` builds it (the baseline)."""
     from disentanglement_lib.data.ground_truth import util
 
@@ -78,6 +81,7 @@ class _Runner:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="dsprites_full,dummy_data")
     parser.add_argument("--seconds", type=float, default=1.0,

@@ -87,6 +87,7 @@ def prepare(root: Path, dataset: str, steps: int) -> dict[str, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # the child process's entry
     parser.add_argument("--dataset", default="dsprites_full")

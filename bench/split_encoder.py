@@ -44,6 +44,7 @@ class Variant:
 
     @property
     def label(self) -> str:
+        """The variant's row label: the encoder (and its shared layers)."""
         if self.num_shared_layers is None:
             return self.encoder
         return f"{self.encoder} (shared={self.num_shared_layers})"
@@ -105,6 +106,7 @@ def variants(smoke: bool) -> list[Variant]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="training steps per measurement")
     args = parser.parse_args(argv)

@@ -71,6 +71,7 @@ class Config:
 
     @property
     def label(self) -> str:
+        """The variant's row label: model/encoder/pipeline (and oneDNN switch)."""
         switch = "" if self.onednn is None else f"/onednn={_ONEDNN_NAMES[self.onednn]}"
         return f"{self.model}/{self.encoder}/{self.pipeline}{switch}"
 
@@ -272,6 +273,7 @@ def report(configs: Sequence[Config], samples: dict[Config, list[float]],
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # the child process's entry
     parser.add_argument("--steps", type=int, default=500, help="global steps per run")

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from splitenc_plugin.data import cli, registry
 from splitenc_plugin.experiments import reproduce_and_aggregate, tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +36,6 @@ DEFAULT_STEPS = 2000  # global steps per model, unless $SPLITENC_DEMO_STEPS or -
 
 
 def _ensure_dsprites(root: str) -> None:
-    from splitenc_plugin.data import cli, registry
-
     status = registry.check_dataset("dsprites_full", root)
     if status.ok:
         print(f"[demo] dSprites present: {status.path}", flush=True)
@@ -64,7 +63,7 @@ def main() -> int:
         parser.error(f"--steps must be a positive integer, got {args.steps}")
 
     start = time.time()
-    root = os.environ.setdefault("DISENTANGLEMENT_LIB_DATA", str(REPO / "data"))
+    root = os.environ.setdefault(registry.ENV_VAR, str(REPO / "data"))
     _ensure_dsprites(root)
     print(f"[demo] training FactorVAE (gamma=35) with the vanilla and the split encoder, "
           f"{args.steps} steps each, seed 0, then dlib's MIG, the MI decomposition and the "

@@ -40,6 +40,13 @@ def test_wheel_carries_the_gin_configs_and_gin_dir_finds_them(tmp_path: Path) ->
                for p in GIN_DIR.rglob("*.gin")}
     assert len(shipped) >= 10 and shipped <= names
     assert {"splitenc_plugin.pth", "_splitenc_plugin_hook.py"} <= names
+    # The wheel's .pth line is the one editable installs write, and its version
+    # is the package's own.
+    import splitenc_plugin
+    from splitenc_plugin.compat.hookfile import PTH_LINE
+
+    assert (tmp_path / "installed" / "splitenc_plugin.pth").read_text() == PTH_LINE
+    assert wheel.name.startswith(f"splitenc_plugin-{splitenc_plugin.__version__}-")
 
     # Imported from the unpacked wheel (a pure-Python install is its files), and
     # away from the checkout, the package serves its own copy of the configs.
