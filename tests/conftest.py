@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _splitenc_plugin_hook import env_flag
 from splitenc_plugin.sweep.execute import thread_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def _xdist_ignores_groups() -> bool:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    if os.environ.get(ALL_TESTS_ENV) == "1":
+    if env_flag(ALL_TESTS_ENV, default=False):  # the plugin's own switch reading
         return
     skip = pytest.mark.skip(reason=f"long test: {ALL_TESTS_ENV}=1 runs it (CI does)")
     for item in items:

@@ -14,6 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from _splitenc_plugin_hook import env_flag
 from splitenc_plugin.data import cli, dsprites
 
 FULL_SIZES = [1, 3, 6, 40, 32, 32]
@@ -359,7 +360,7 @@ def test_cli_generates_into_the_env_data_root(monkeypatch, tmp_path, capsys) -> 
     assert calls == [str(tmp_path), str(tmp_path / "other")]
 
 
-@pytest.mark.skipif(os.environ.get("SPLITENC_FULL_DATA") != "1",
+@pytest.mark.skipif(not env_flag("SPLITENC_FULL_DATA", default=False),
                     reason="full 737,280-image generation: set SPLITENC_FULL_DATA=1")
 def test_full_generation_matches_the_specification(tmp_path, capsys) -> None:
     assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 0

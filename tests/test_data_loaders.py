@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from conftest import shared_fixture_group
 
+from _splitenc_plugin_hook import env_flag
 from splitenc_plugin.data import dsprites, registry
 
 pytestmark = pytest.mark.skipif(
@@ -265,7 +266,7 @@ def test_missing_cars3d_gives_one_clear_error_through_dlib(tmp_path) -> None:
     _assert_one_clear_error(proc, "cars3d", os.path.join(str(tmp_path), "cars"))
 
 
-@pytest.mark.skipif(os.environ.get("SPLITENC_FULL_DATA") != "1",
+@pytest.mark.skipif(not env_flag("SPLITENC_FULL_DATA", default=False),
                     reason="full 737,280-image file through dlib: set SPLITENC_FULL_DATA=1")
 def test_full_dsprites_loads_through_named_data(tmp_path) -> None:
     root = str(tmp_path)

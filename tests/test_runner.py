@@ -275,6 +275,17 @@ def test_bad_input_is_one_clear_error_before_any_job(tmp_path, args, message) ->
     assert not out.exists()
 
 
+def test_a_bad_switch_is_one_error_before_any_job(tmp_path) -> None:
+    # Each job would inherit it and fail in turn.
+    out = tmp_path / "out"
+    proc = run_script("splitenc_reproduce", "--study", STUDY, "--datasets", "dummy_data",
+                      "--model_nums", "0", "--output_directory", str(out),
+                      env={"SPLITENC_LEAN_DATA": "maybe"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "$SPLITENC_LEAN_DATA='maybe' is not a switch" in proc.stderr
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("study", [STUDY, "unsupervised_study_v1"])
 def test_a_fragment_gin_cannot_parse_is_one_error_before_any_job(tmp_path, study) -> None:
     # Found at planning, for a plugin study and a dlib study alike, not by

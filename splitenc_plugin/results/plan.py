@@ -84,7 +84,8 @@ def planned_runs(unfinished: Sequence[Path] = (),
       match them out).
 
     Raises:
-      SplitencUserError: If the selections file is missing or invalid.
+      SplitencUserError: If the selections file is missing or invalid, or
+        (MarkerError) an unfinished job's ``job.json`` cannot be read.
     """
     from splitenc_plugin.sweep.plan import plan_selections, read_selections
 

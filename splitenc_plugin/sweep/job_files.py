@@ -202,7 +202,6 @@ def result_files(job_dir: str | os.PathLike, spec: JobSpec) -> list[Path]:
             for post, metric, _ in spec.pipeline_seeds()[1]]
 
 
-
 def checkpoint_step(directory: str | os.PathLike) -> int | None:
     """Global step of the newest complete TF checkpoint in ``directory``, or None.
 

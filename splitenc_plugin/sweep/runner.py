@@ -40,10 +40,6 @@ Guarantees of a run:
   steps < 1, empty selection, missing dataset files) is one error before any
   job starts.
 * A failing job does not stop the others.
-
-This module also keeps the names it held before the split importable
-(``plan_jobs``, ``read_selections``, ``execute_job``, ``thread_env``, ...);
-new code imports them from their modules.
 """
 
 from __future__ import annotations
@@ -53,7 +49,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from splitenc_plugin.errors import SplitencUserError, refuse_file_as_directory
+from splitenc_plugin.errors import (
+    SplitencUserError,
+    env_switch,
+    refuse_file_as_directory,
+)
 from splitenc_plugin.studies.dlib_any import import_study_modules
 from splitenc_plugin.studies.grid import DEFAULT_TRAINING_STEPS
 from splitenc_plugin.sweep.execute import (
@@ -93,6 +93,20 @@ def _check_scheduler_address(address: str) -> None:
             f"--scheduler {address!r} is not a Dask scheduler address ({exc}); give it as "
             "tcp://HOST:PORT, as `dask scheduler` prints it (e.g. tcp://10.0.0.5:8786)") \
             from None
+
+
+def _check_switches() -> None:
+    """Raises one SplitencUserError for a bad ``SPLITENC_*`` switch the jobs would read.
+
+    Every job inherits the environment: a bad value is one error here, not a
+    failure of each job in turn.
+    """
+    from splitenc_plugin.compat import DETERMINISTIC_ENV
+    from splitenc_plugin.compat.features import FEATURES_ENV, TRACEBACK_ENV
+    from splitenc_plugin.data.lean_data import ENV_VAR as LEAN_DATA_ENV
+
+    for name in (DETERMINISTIC_ENV, FEATURES_ENV, TRACEBACK_ENV, LEAN_DATA_ENV):
+        env_switch(name, default=False)
 
 
 def _check_options(workers: int, threads_per_job: int | None, steps: int,
@@ -175,6 +189,7 @@ class Runner:
 
         # The command's own options first: no planning with a bad one.
         _check_options(args.workers, args.threads_per_job, args.steps, args.max_jobs)
+        _check_switches()
         refuse_file_as_directory(args.output_directory, "--output_directory",
                                  "the jobs go to")
         if args.scheduler is not None:
