@@ -153,9 +153,16 @@ def _cell_points(ax: plt.Axes, data: pd.DataFrame, x: str, order: Sequence,
         sns.violinplot(data=violins, x=x, y=mig_column, order=order, hue="variant",
                        hue_order=hue_order, palette=colours, inner="box", cut=0,
                        width=_WIDTH, dodge=dodge, ax=ax, legend=False)
-    sns.stripplot(data=data, x=x, y=mig_column, order=order, hue="variant",
-                  hue_order=hue_order, palette=dict.fromkeys(hue_order, "black"),
-                  dodge=dodge, size=4, alpha=0.6, ax=ax, legend=False)
+    # seaborn jitters the points with numpy's global generator: a fixed seed draws
+    # the same figure on every run, and the caller's stream is left as it was.
+    caller_state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        sns.stripplot(data=data, x=x, y=mig_column, order=order, hue="variant",
+                      hue_order=hue_order, palette=dict.fromkeys(hue_order, "black"),
+                      dodge=dodge, size=4, alpha=0.6, ax=ax, legend=False)
+    finally:
+        np.random.set_state(caller_state)
     slot = _WIDTH / len(hue_order) if dodge else _WIDTH
     for (value, name), n in counts.items():
         if n >= VIOLIN_MIN_RUNS:

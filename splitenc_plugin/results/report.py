@@ -128,10 +128,11 @@ def _claims_heading(verdicts: pd.DataFrame) -> str:
 
 
 def _interval(lower: float, upper: float) -> str:
-    """``[lower, upper]`` in nats: 2 decimals, 4 for an interval within ±0.1 (else all 0.00)."""
+    """``[lower, upper]`` in nats: 2 decimals; 4 for a nonzero interval within ±0.1,
+    which would read [0.00, 0.00] (an exact 0, e.g. factorized noise's CI, stays 0.00)."""
     if np.isnan(lower) or np.isnan(upper):
         return "—"
-    decimals = 2 if max(abs(lower), abs(upper)) >= 0.1 else 4
+    decimals = 4 if 0 < max(abs(lower), abs(upper)) < 0.1 else 2
     return f"[{lower:.{decimals}f}, {upper:.{decimals}f}]"
 
 
