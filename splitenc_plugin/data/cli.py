@@ -65,32 +65,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str) -> int:
-    """Prints one error line; returns the exit code of bad input."""
-    print(f"splitenc_data: error: {message}", file=sys.stderr)
-    return 2
+def _output_root(output_dir: str | None) -> str:
+    """The data root to write into.
 
-
-def _output_root(output_dir: str | None) -> str | None:
-    """The data root to write into, or None (after one error line) if there is none."""
+    Raises:
+      SplitencUserError: If none is named, or the one named is a file.
+    """
     root = output_dir if output_dir is not None else os.environ.get(registry.ENV_VAR)
     if not root:
-        _error(f"no output directory: pass --output_dir DIR or set {registry.ENV_VAR} (the "
-               "directory dlib reads its data from)")
-        return None
+        raise SplitencUserError(
+            f"no output directory: pass --output_dir DIR or set {registry.ENV_VAR} (the "
+            "directory dlib reads its data from)")
     source = "--output_dir" if output_dir is not None else f"${registry.ENV_VAR}"
-    try:
-        refuse_file_as_directory(root, source, "dlib reads its data from")
-    except SplitencUserError as exc:
-        _error(str(exc))
-        return None
+    refuse_file_as_directory(root, source, "dlib reads its data from")
     return root
 
 
 def _generate(output_dir: str | None, force: bool) -> int:
     root = _output_root(output_dir)
-    if root is None:
-        return 2
     status = registry.check_dataset("dsprites_full", root)
     if status.ok and not force:
         label = fingerprint.data_identity("dsprites_full", root)["label"]
@@ -116,29 +108,25 @@ def _generate(output_dir: str | None, force: bool) -> int:
 def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
                       block: str | None) -> int:
     root = _output_root(output_dir)
-    if root is None:
-        return 2
     if not os.path.isfile(source):
-        return _error(f"--from {source} is not a file; pass DeepMind's 3dshapes.h5 "
-                      "(github.com/deepmind/3d-shapes)")
+        raise SplitencUserError(f"--from {source} is not a file; pass DeepMind's 3dshapes.h5 "
+                                "(github.com/deepmind/3d-shapes)")
     try:
         sizes = None if block is None else [int(s) for s in block.split(",")]
     except ValueError:
-        return _error(f"--block takes one integer per factor, comma-separated (e.g. "
-                      f"1,1,1,2,4,15), got {block!r}")
+        raise SplitencUserError(f"--block takes one integer per factor, comma-separated "
+                                f"(e.g. 1,1,1,2,4,15), got {block!r}") from None
     status = registry.check_dataset("shapes3d", root)
     if status.ok and not force:
         if block is None:
             print(f"{status.path} is already present and valid (use --force to convert again)")
             return 0
         # A --block file is a test fixture: never written over a valid dataset unasked.
-        return _error(f"{status.path} is present and valid; --block would replace it with a "
-                      "block of it: use another --output_dir, or --force to replace it")
+        raise SplitencUserError(
+            f"{status.path} is present and valid; --block would replace it with a block of "
+            "it: use another --output_dir, or --force to replace it")
     start = time.perf_counter()
-    try:
-        path = shapes3d_data.convert_h5(source, root, block_sizes=sizes)
-    except ValueError as exc:  # ConversionError: the h5 is not DeepMind's layout
-        return _error(str(exc))
+    path = shapes3d_data.convert_h5(source, root, block_sizes=sizes)
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, "
           f"{time.perf_counter() - start:.1f} s)")
     return 0
@@ -146,17 +134,11 @@ def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
 
 def _check(data_root: str | None, names: list[str]) -> int:
     root = registry.default_data_root() if data_root is None else data_root
-    try:
-        statuses = [registry.check_dataset(name, root) for name in names or registry.DATASETS]
-    except registry.UnknownDatasetError as exc:
-        return _error(str(exc))
+    statuses = [registry.check_dataset(name, root) for name in names or registry.DATASETS]
     source = "--data_root" if data_root is not None else (
         f"${registry.ENV_VAR}" if registry.ENV_VAR in os.environ
         else f"default '.', ${registry.ENV_VAR} is not set")
-    try:
-        refuse_file_as_directory(root, f"data root ({source})", "dlib reads its data from")
-    except SplitencUserError as exc:
-        return _error(str(exc))
+    refuse_file_as_directory(root, f"data root ({source})", "dlib reads its data from")
     missing = "" if os.path.isdir(root) else "; it does not exist"
     print(f"data root: {os.path.abspath(root)} ({source}{missing})")
     width = max(len(s.name) for s in statuses)
@@ -178,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
       The process exit code.
     """
     args = _parser().parse_args(argv)
-    return args.run(args)  # each subcommand's own function (set_defaults)
+    try:
+        return args.run(args)  # each subcommand's own function (set_defaults)
+    except SplitencUserError as exc:  # bad input: one line naming problem and fix
+        print(f"splitenc_data: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
