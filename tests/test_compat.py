@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_ok, run_python
+from conftest import assert_ok, run_python, run_script
 
 
 def _probe(code: str, env: dict | None = None) -> dict:
@@ -63,6 +63,18 @@ def test_a_bad_disable_switch_is_one_line_and_dlib_stays_patched() -> None:
     assert_ok(proc)
     lines = [line for line in proc.stderr.splitlines() if "SPLITENC_PLUGIN_DISABLE" in line]
     assert len(lines) == 1 and "'maybe'" in lines[0] and "1 (on) or 0 (off)" in lines[0]
+
+
+@pytest.mark.parametrize("features", ["maybe", "2"])
+def test_a_bad_features_switch_stops_dlib_train_with_one_line(tmp_path, features) -> None:
+    proc = run_script("dlib_train", f"--model_dir={tmp_path / 'model'}",
+                      "--gin_bindings=dataset.name = 'dummy_data'",
+                      env={"SPLITENC_PLUGIN_FEATURES": features})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: $SPLITENC_PLUGIN_FEATURES='{features}' is not a switch; set it to 1 (on) or "
+        "0 (off), or unset it"]
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize(("value", "deterministic", "lean"), [

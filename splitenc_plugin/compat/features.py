@@ -18,14 +18,15 @@ Otherwise dlib's own code runs, and a stock config records the operative
 config stock dlib records. Two additions do not depend on the config, since
 they change nothing a stock config does: the paper's studies are added to
 dlib's ``reproduce.STUDIES`` (new names only), and importing dlib registers
-the plugin's configurables and prints a
-:class:`~splitenc_plugin.errors.SplitencUserError` as one line
-(``SPLITENC_TRACEBACK=1``: the traceback).
+the plugin's configurables.
 
 ``SPLITENC_PLUGIN_FEATURES=0`` installs none of these patches (the fixes of
 :mod:`~splitenc_plugin.compat.fixes`, :mod:`~splitenc_plugin.compat.data`
 and :mod:`~splitenc_plugin.compat.determinism` still apply): what the tests
-compare stock configs against. Each patch calls into its feature's own module
+compare stock configs against. One patch here is installed either way: a
+:class:`~splitenc_plugin.errors.SplitencUserError` reaching the top of a dlib
+process prints as one line (``SPLITENC_TRACEBACK=1``: the traceback), a bad
+value of that very switch included. Each patch calls into its feature's own module
 lazily.
 """
 
@@ -195,15 +196,24 @@ def _print_user_errors(default_hook: Callable) -> Callable:
     return excepthook
 
 
+# Not a plugin feature, and registered before the first one (registration order
+# is application order): the first feature to read a bad $SPLITENC_PLUGIN_FEATURES
+# raises a user error, which must already print as one line. Stock dlib raises
+# none of the plugin's errors, so this changes nothing a stock run does.
+@after_import(ROOT)
+def _user_errors_as_one_line(_: types.ModuleType) -> None:
+    """Prints the plugin's user errors (:class:`SplitencUserError`) as one line."""
+    if not getattr(sys.excepthook, "_splitenc_patched", False):
+        sys.excepthook = _print_user_errors(sys.excepthook)
+
+
 @after_import(ROOT)
 @plugin_feature
 def _register_plugin(_: types.ModuleType) -> None:
-    """Prints the plugin's user errors as one line; registers its gin configurables.
+    """Registers the plugin's gin configurables when dlib is imported.
 
     Registering them lets dlib's own scripts (e.g. dlib_reproduce with our
     studies) see them without a gin ``import splitenc_plugin``; it does not
     make a config ask for the plugin.
     """
-    if not getattr(sys.excepthook, "_splitenc_patched", False):
-        sys.excepthook = _print_user_errors(sys.excepthook)
     importlib.import_module("splitenc_plugin")
