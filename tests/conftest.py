@@ -31,12 +31,23 @@ def eq13_covariance(sigma: float, num_latent: int) -> np.ndarray:
     return (1.0 - sigma) * np.eye(num_latent) + sigma * np.ones((num_latent, num_latent))
 
 
+def _run_interpreter(argv: list[str], env: dict | None, timeout: float,
+                     cwd: str | Path | None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout, check=False)
+
+
 def run_python(code: str, env: dict | None = None, timeout: float = 600,
                cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """Runs code in a fresh interpreter of the test venv (start-up hook active)."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout, check=False)
+    return _run_interpreter(["-c", code], env, timeout, cwd)
+
+
+def run_python_file(path: str | Path, *args: str, env: dict | None = None,
+                    timeout: float = 600) -> subprocess.CompletedProcess:
+    """Runs a probe script (``tests/probes/``) in a fresh interpreter of the test venv."""
+    return _run_interpreter([str(path), *args], env, timeout, cwd=None)
 
 
 def assert_ok(proc: subprocess.CompletedProcess) -> None:

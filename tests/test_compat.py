@@ -72,8 +72,8 @@ def test_a_bad_features_switch_stops_dlib_train_with_one_line(tmp_path, features
                       env={"SPLITENC_PLUGIN_FEATURES": features})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"error: $SPLITENC_PLUGIN_FEATURES='{features}' is not a switch; set it to 1 (on) or "
-        "0 (off), or unset it"]
+        (f"error: $SPLITENC_PLUGIN_FEATURES='{features}' is not a switch; set it to 1 (on) "
+         "or 0 (off), or unset it")]
     assert not (tmp_path / "model").exists()
 
 

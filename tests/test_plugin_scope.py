@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import GIN_DIR, assert_ok, run_python, run_script
+from conftest import GIN_DIR, assert_ok, run_python, run_python_file, run_script
 
+from splitenc_plugin.data import dsprites
 from splitenc_plugin.studies.grid import dlib_config_path
 
 STOCK_CONFIG = dlib_config_path("unsupervised_study_v1", "model_configs", "shared.gin")
@@ -76,27 +78,56 @@ def test_plugin_binding_without_import_still_routes_the_noise(tmp_path) -> None:
     assert results["global_step"] == 2
 
 
-_INSTALLED = (
-    "import json\n"
-    "from disentanglement_lib.data.ground_truth import dsprites, named_data, shapes3d\n"
-    "from disentanglement_lib.methods.unsupervised import gaussian_encoder_model as gem, train\n"
-    "def marked(fn, name='_splitenc_patched'):\n"
-    "    return getattr(fn, name, False)\n"
-    "load = named_data.get_named_ground_truth_data\n"
-    "out = {'lean': marked(dsprites.DSprites.__init__) and marked(shapes3d.Shapes3D.__init__),\n"
-    "       'data_check': marked(load, '_splitenc_data_check'),\n"
-    "       'preflight': marked(load, '_splitenc_preflight'),\n"
-    "       'noise': marked(gem.GaussianEncoderModel.sample_from_latent_distribution),\n"
-    "       'pipeline': marked(train._make_input_fn)}\n"
-    "print('RESULT=' + json.dumps(out))\n"
-)
+PROBE = Path(__file__).parent / "probes" / "plugin_scope.py"
+
+
+def _stock_first_batch(seed: int) -> np.ndarray:
+    """dlib's generator: one ``sample_observations(1, random_state)`` per image."""
+    random_state = np.random.RandomState(seed)
+    images = []
+    for _ in range(64):
+        random_state.randint(5, size=(1, 10))  # DummyData.sample_factors
+        images.append(random_state.random_sample(size=(1, 64, 64, 1))[0])
+    return np.asarray(images, np.float32)
+
+
+def _vectorized_first_batch(seed: int) -> np.ndarray:
+    """The vectorized pipeline: 8 batches of 64 drawn in one ``sample(512, random_state)``."""
+    random_state = np.random.RandomState(seed)
+    random_state.randint(5, size=(512, 10))
+    return random_state.random_sample(size=(512, 64, 64, 1))[:64].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def dsprites_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("scope_data")
+    dsprites.generate_dsprites(str(root), subset={
+        "shape": [0], "scale": [0], "orientation": [0], "posX": [0, 31], "posY": [0]})
+    return root
 
 
 @pytest.mark.parametrize("features", ["1", "0"])
-def test_data_patches_are_fixes_and_features_follow_their_switch(features) -> None:
-    proc = run_python(_INSTALLED, env={"SPLITENC_PLUGIN_FEATURES": features})
+def test_data_patches_are_fixes_and_features_follow_their_switch(
+        tmp_path, dsprites_root, features) -> None:
+    batch_file = tmp_path / "batch.npy"
+    proc = run_python_file(PROBE, str(batch_file),
+                           env={"SPLITENC_PLUGIN_FEATURES": features,
+                                "DISENTANGLEMENT_LIB_DATA": str(dsprites_root),
+                                "SPLITENC_DATA_CACHE": "0"})
     assert_ok(proc)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT=")][-1]
+    out = json.loads(line[len("RESULT="):])
     on = features == "1"
-    assert json.loads(line[len("RESULT="):]) == {
-        "lean": True, "data_check": True, "preflight": on, "noise": on, "pipeline": on}
+    # Fixes, either way: lean (bit-packed) dSprites, and a missing dataset is the
+    # plugin's one-line error naming its files instead of dlib's traceback.
+    assert out["lean"] is True
+    assert out["missing_data"] == "DatasetUnavailableError"
+    # Preflight: a bad plugin setting is caught before the data files are looked at.
+    assert out["bad_sigma_then_missing_data"] == ("ConfigError" if on
+                                                  else "DatasetUnavailableError")
+    # Noise routing: dlib's VAE samples Eq 13's noise (corr = sigma = 0.9) or its own.
+    correlation = np.asarray(out["noise_correlation"])
+    np.testing.assert_allclose(correlation, 0.9 if on else 0.0, atol=0.03)
+    # The input-pipeline switch: the vectorized stream, or dlib's per-image one.
+    expected = _vectorized_first_batch(7) if on else _stock_first_batch(7)
+    np.testing.assert_array_equal(np.load(batch_file), expected)
