@@ -543,6 +543,40 @@ def test_appendix_c_has_one_panel_per_pooled_cell_named_by_its_own_study(tmp_pat
     assert left_out == [f"{noise}/20", f"{noise}/20", f"{split}/10"]  # noise/20 in both studies' figures
 
 
+def _line_positions(counts: np.ndarray, least: int) -> np.ndarray:
+    return np.nonzero(counts > least)[0]
+
+
+@pytest.mark.parametrize("tiled", [True, False], ids=["dlib_tiles", "other_size"])
+def test_appendix_c_draws_the_pair_grid_on_dlibs_reconstructions(tmp_path: Path, tiled) -> None:
+    # dlib's reconstructions.jpg: 8 rows of 8 (input | output) pairs of 64 x 64
+    # tiles, touching; all black here, as an empty dSprites background.
+    from PIL import Image
+
+    from splitenc_plugin.results.figures import appendix_c
+
+    recon, traversal = tmp_path / "recon.png", tmp_path / "traversal.png"
+    Image.fromarray(np.zeros((512, 1024) if tiled else (510, 1020), np.uint8)).save(recon)
+    Image.fromarray(np.zeros((640, 640), np.uint8)).save(traversal)
+    out = appendix_c([("cell", recon, traversal, "traversals")], "study", "dsprites_full",
+                     tmp_path / "c.png")
+    pixels = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    grey = np.abs(pixels - 127).max(axis=-1) < 30  # the lines' mid grey on black
+    columns, rows = grey.sum(axis=0), grey.sum(axis=1)
+    vertical, horizontal = _line_positions(columns, 50), _line_positions(rows, 100)
+    if not tiled:  # not dlib's tiling: left as it is
+        assert len(vertical) == len(horizontal) == 0
+        return
+    # 15 lines between 16 tiles across, 7 between 8 rows, evenly spaced.
+    assert len(vertical) == 15 and len(horizontal) == 7
+    for lines in (vertical, horizontal):
+        assert np.ptp(np.diff(lines)) <= 2
+    assert np.diff(vertical).mean() == pytest.approx(np.diff(horizontal).mean(), abs=1)
+    # Dotted inside a pair (odd tiles), solid between pairs: a third of the grey or less.
+    inside, between = columns[vertical[0::2]], columns[vertical[1::2]]
+    assert inside.max() < between.min() / 3
+
+
 # ---------------------------------------------------------------------------
 # Data identity: runs on two data versions are never pooled.
 # ---------------------------------------------------------------------------
@@ -852,6 +886,29 @@ def test_gap_and_tc_intervals_contain_the_closed_form_values(sigma: float) -> No
         assert (got[f"{quantity}_upper"] >= truth[key]).all(), quantity
     np.testing.assert_allclose(got[["ci_lower", "ci_upper"]].to_numpy(),
                                truth["conditional_independence"], atol=1e-9)
+
+
+def test_mi_intervals_near_zero_show_four_decimals_and_exact_zeros_two() -> None:
+    # A 20-step model's MI is a few thousandths of a nat: at 2 decimals both
+    # cells would read [0.00, 0.00]. An exact 0 (factorized noise's CI) stays 0.00.
+    from splitenc_plugin.results.aggregate import summarize, summary_tables
+
+    tiny = {"mi_joint": 0.0012, "mi_joint_loo": 0.0031, "mi_latent_sum": 0.0025,
+            "mi_latent_sum_loo": 0.0047, "mi_ci": 0.0}
+    frame = _frame([*(_mi_row("conv_encoder", seed, **tiny) for seed in (0, 1)),
+                    *(_mi_row("split_conv_encoder", seed) for seed in (0, 1))])
+    cells, diffs = summarize(frame)
+    lines = summary_tables(frame, cells, diffs).splitlines()
+    header = next(i for i, line in enumerate(lines) if "| log N |" in line)
+    columns = [c.strip() for c in lines[header].split("|")]
+    rows = {}
+    for line in lines[header + 2:header + 4]:
+        row = dict(zip(columns, (c.strip() for c in line.split("|")), strict=True))
+        rows[row["encoder"]] = row
+    vanilla, split = rows["conv_encoder"], rows["split_conv_encoder"]
+    assert (vanilla["I(z;x)"], vanilla["Σ_j I(z_j;x)"]) == ("[0.0012, 0.0031]", "[0.0025, 0.0047]")
+    assert vanilla["CI"] == split["CI"] == "[0.00, 0.00]"  # exactly 0
+    assert split["Σ_j I(z_j;x)"] == "[15.00, 15.10]"  # far from 0: 2 decimals
 
 
 def test_a_cell_interval_is_the_median_of_bounds_and_only_disjoint_ones_separate() -> None:
