@@ -40,11 +40,25 @@ def gin_dir() -> Path:
     raise FileNotFoundError(f"splitenc_plugin's gin configs are missing (looked in {here})")
 
 
+#: Include paths under this prefix always name a shipped config, never a local file.
+SHIPPED_PREFIX = "splitenc_plugin/"
+
+
 def _shipped_config(path: str) -> Path | None:
-    """The shipped config that a relative gin path names, if it is not a local file."""
-    if os.path.isabs(path) or os.path.isfile(path):
+    """The shipped config a relative gin path names, if any.
+
+    ``splitenc_plugin/<name>`` is always ``gin/<name>``: the shipped configs
+    include each other that way, so that a user's own ``factorvae.gin`` in the
+    working directory cannot replace the base config of ``split_factorvae.gin``.
+    Any other relative path names a shipped config only when no local file has
+    that name (a user's own file wins).
+    """
+    if path.startswith(SHIPPED_PREFIX):
+        candidate = gin_dir() / path[len(SHIPPED_PREFIX):]
+    elif os.path.isabs(path) or os.path.isfile(path):
         return None
-    candidate = gin_dir() / path
+    else:
+        candidate = gin_dir() / path
     return candidate if candidate.is_file() else None
 
 
@@ -57,9 +71,9 @@ def _is_shipped_config(path: str) -> bool:
 
 
 # gin resolves `include` paths against the working directory. Our configs
-# include each other by paths relative to gin/ ('fragments/dlib_shared.gin'),
-# so a reader that serves those, tried first, makes them work from any
-# directory; a file of the same name in the working directory still wins.
+# include each other as 'splitenc_plugin/fragments/dlib_shared.gin', so a
+# reader that serves those, tried first, makes them work from any directory
+# whatever files it holds.
 # (gin's public register_file_reader appends after its resource reader, which
 # logs an error for every path it cannot find, hence the insert.)
 # Matched by name, not identity, so that re-importing this package is a no-op.

@@ -73,6 +73,28 @@ def test_full_config_binds_the_papers_values(name, clean_gin) -> None:
         assert gin.query_parameter("reparameterization.noise_fn").selector.endswith("correlated_noise")
 
 
+def test_local_files_never_replace_what_a_shipped_config_includes(
+        clean_gin, tmp_path, monkeypatch) -> None:
+    # A researcher's own factorvae.gin and fragments where they run a study.
+    (tmp_path / "fragments").mkdir()
+    (tmp_path / "factorvae.gin").write_text("factor_vae.gamma = 1.\n")
+    (tmp_path / "fragments" / "split_encoder.gin").write_text("encoder.num_latent = 3\n")
+    monkeypatch.chdir(tmp_path)
+    gin.parse_config_file(str(GIN_DIR / "split_factorvae.gin"))
+    assert gin.query_parameter("factor_vae.gamma") == 35.0
+    assert gin.query_parameter("encoder.num_latent") == 10
+    assert gin.query_parameter("encoder.encoder_fn").selector.endswith("split_conv_encoder")
+    # Their own relative include still means their own file.
+    gin.clear_config()
+    gin.parse_config(["include 'factorvae.gin'"])
+    assert gin.query_parameter("factor_vae.gamma") == 1.0
+
+
+def test_a_missing_shipped_name_is_not_found(clean_gin) -> None:
+    with pytest.raises(OSError, match="splitenc_plugin/nope.gin"):
+        gin.parse_config(["include 'splitenc_plugin/nope.gin'"])
+
+
 @pytest.mark.parametrize("name", ["matched_split_factorvae.gin", "matched_split_betatcvae.gin"])
 def test_matched_split_config_is_at_the_vanilla_parameter_count(name, clean_gin) -> None:
     # The largest branch width whose encoder is no larger than dlib's conv_encoder.
