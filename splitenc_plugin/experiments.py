@@ -14,7 +14,9 @@ to ``splitenc_reproduce`` unchanged: selections such as ``--datasets`` or
 ``--seeds``, ``--gin_config``, ``--cluster slurm``, ...), then runs
 ``splitenc_aggregate`` on the output and prints where the summary and figures
 are. ``--smoke`` runs a two-model, few-step version on dlib's in-memory
-``dummy_data`` to check an installation end to end (results mean nothing).
+``dummy_data`` to check an installation end to end (results mean nothing),
+into its own directory (``runs/<study>_smoke``), so that it never stands in
+the way of the real run.
 """
 
 from __future__ import annotations
@@ -69,19 +71,24 @@ def tool(name: str) -> str:
 
 
 def main(script: str, argv: list[str] | None = None) -> int:
-    """Runs one experiment and aggregates it; returns the exit code.
+    """Runs one experiment and aggregates it.
 
     Args:
       script: The experiment's key in :data:`EXPERIMENTS`.
       argv: Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns:
+      The exit code (:func:`reproduce_and_aggregate`'s).
     """
     experiment = EXPERIMENTS[script]
     parser = argparse.ArgumentParser(
         prog=f"{script}.py",
         description=f"{experiment.what}. Runs {experiment.study} with splitenc_reproduce, "
                     "then splitenc_aggregate. Other options go to splitenc_reproduce.")
-    parser.add_argument("--output_directory", default=f"runs/{experiment.study}",
-                        help="where jobs, results.csv, summary.md and figures/ go")
+    parser.add_argument("--output_directory", default=None,
+                        help="where jobs, results.csv, summary.md and figures/ go (default: "
+                             f"runs/{experiment.study}; with --smoke, "
+                             f"runs/{experiment.study}_smoke)")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"global steps per model (default: the paper's "
                              f"{DEFAULT_TRAINING_STEPS})")
@@ -96,11 +103,13 @@ def main(script: str, argv: list[str] | None = None) -> int:
     args, runner_args = parser.parse_known_args(argv)
     assert experiment.study in GRIDS, experiment  # one source: the study grids
     # The script's study is fixed: another one would be run, then not aggregated.
-    if any(arg == "--study" or arg.startswith("--study=") for arg in runner_args):
-        parser.error(f"this script runs {experiment.study}; for another study use "
-                     "splitenc_reproduce --study NAME and splitenc_aggregate")
+    if any(arg.split("=")[0] in ("--study", "--selections") for arg in runner_args):
+        parser.error(f"this script runs {experiment.study}; for another study or a "
+                     "selections file use splitenc_reproduce and splitenc_aggregate")
     if args.smoke and args.steps is not None:
         parser.error(f"--smoke runs {SMOKE_STEPS} steps per model; drop --steps (or --smoke)")
+    if args.output_directory is None:  # a smoke run's jobs never block the real ones
+        args.output_directory = f"runs/{experiment.study}" + ("_smoke" if args.smoke else "")
 
     run = [tool("splitenc_reproduce"), "--study", experiment.study,
            "--output_directory", args.output_directory, "--workers", str(args.workers)]
@@ -127,24 +136,27 @@ def reproduce_and_aggregate(label: str, reproduce: list[str], output_directory: 
       study: The study to aggregate.
 
     Returns:
-      0, or the exit code of the first command that failed (that of
-      ``splitenc_reproduce``: 1 failed jobs, 2 bad input, 130 interrupted).
+      0; else ``splitenc_reproduce``'s exit code (1 some jobs failed or are
+      running in another process, 2 bad input, 130 interrupted), or
+      ``splitenc_aggregate``'s.
     """
     from splitenc_plugin.sweep.cli import EXIT_FAILED
 
     code = subprocess.run(reproduce, check=False).returncode
-    if code == EXIT_FAILED:  # bad input (EXIT_USAGE) was already said in one line
-        print(f"[{label}] splitenc_reproduce failed (exit {code}); the job logs are listed "
-              "above; run the same command again to resume", file=sys.stderr)
-    if code != 0:
+    if code not in (0, EXIT_FAILED):  # bad input was said in one line; interrupted
         return code
+    if code == EXIT_FAILED:
+        # One failed job of many still leaves a summary of the rest worth reading
+        # (its cells' verdicts wait for the missing runs).
+        print(f"[{label}] not every job finished (failed, or running in another process: "
+              "listed above); run the same command again to resume. Aggregating the "
+              "finished ones ...", file=sys.stderr, flush=True)
     print(f"[{label}] aggregating (summary, figures, Appendix C via dlib's visualize_model) "
           "...", flush=True)
-    code = subprocess.run([tool("splitenc_aggregate"), output_directory, "--study", study],
-                          check=False).returncode
-    if code != 0:
-        return code
-    out = Path(output_directory)
-    print(f"[{label}] summary: {out / 'summary.md'}\n[{label}] table: {out / 'results.csv'}"
-          f"\n[{label}] figures: {out / 'figures'}")
-    return 0
+    aggregated = subprocess.run([tool("splitenc_aggregate"), output_directory, "--study",
+                                 study], check=False).returncode
+    if aggregated == 0:
+        out = Path(output_directory)
+        print(f"[{label}] summary: {out / 'summary.md'}\n[{label}] table: "
+              f"{out / 'results.csv'}\n[{label}] figures: {out / 'figures'}")
+    return code or aggregated

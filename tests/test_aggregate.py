@@ -525,6 +525,21 @@ def test_a_full_correlation_matrix_model_is_its_own_cell_not_sigma_zero(tmp_path
             "| 1 | 0.2000 |") in summary
 
 
+def test_an_experiment_whose_jobs_did_not_all_finish_still_aggregates_the_rest(
+        tmp_path: Path, capsys) -> None:
+    # splitenc_reproduce exits 1 when a job failed (or runs elsewhere): the
+    # finished jobs are still summarised, and the exit code stays 1.
+    import shutil
+
+    from splitenc_plugin.experiments import reproduce_and_aggregate
+
+    _fake_dlib_job(tmp_path, 0, 0, 0.30, {}, study=STUDY)
+    failing = [shutil.which("false")]  # stands in for a splitenc_reproduce that exits 1
+    assert reproduce_and_aggregate("x", failing, str(tmp_path), STUDY) == 1
+    assert (tmp_path / "summary.md").is_file()
+    assert f"[x] summary: {tmp_path / 'summary.md'}" in capsys.readouterr().out
+
+
 def test_appendix_c_has_one_panel_per_pooled_cell_named_by_its_own_study(tmp_path: Path) -> None:
     # The split study ran vanilla seed 1 itself; the correlated-noise study's
     # vanilla seed 0 (higher MIG) is borrowed. The vanilla cell is one cell:

@@ -184,10 +184,28 @@ def test_an_experiment_scripts_dry_run_plans_and_stops(tmp_path) -> None:
     assert not (out / "summary.md").exists() and not list(out.rglob("job.json"))
 
 
+def test_a_smoke_run_goes_to_its_own_directory_not_the_real_runs(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def planned_output(*args: str) -> str:
+        proc = subprocess.run([sys.executable, str(REPO / "bin" / "capacity_control.py"),
+                               "--dry_run", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert_ok(proc)
+        return proc.stdout.splitlines()[0].rsplit("output in ", 1)[1]
+
+    study = "split_encoder_capacity_study_v1"
+    assert planned_output() == f"runs/{study}/{study}"
+    assert planned_output("--smoke") == f"runs/{study}_smoke/{study}"
+
+
 @pytest.mark.parametrize(("script", "args", "env", "message"), [
     # The script's study is fixed: another would be trained, then not aggregated.
     ("capacity_control.py", ["--study", "split_encoder_study_v1"], {},
      "this script runs split_encoder_capacity_study_v1"),
+    ("sec5_2_split_encoder.py", ["--selections=mine.txt"], {},
+     "this script runs split_encoder_study_v1"),
     ("sec5_1_correlated_noise.py", ["--smoke", "--steps", "1000"], {},
      "--smoke runs 5 steps per model"),
     # 0 is refused by the runner, not read as "the paper's 300,000 steps".
