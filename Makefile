@@ -40,9 +40,10 @@ test: venv
 demo: venv
 	$(PY) bin/demo.py
 
-# The performance tables of the README (quiet machine; ~45 min in all).
+# The performance tables of the README, each benchmark with its defaults (quiet
+# machine; ~55 min in all).
 bench: venv
-	for b in input_pipeline split_encoder dsprites_gen mig_eval lean_data train_throughput job_parallelism; do \
+	for b in input_pipeline split_encoder dsprites_gen mig_eval lean_data train_throughput job_parallelism deterministic; do \
 	  $(PY) -m bench.$$b || exit 1; done
 
 clean:

@@ -67,22 +67,61 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 would silently mean "the default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def new_json_file(text: str) -> Path:
+    """argparse type of ``--json``: a new file in an existing directory, checked before
+    any measuring, so that a run's results are neither lost at its end nor written over
+    earlier ones (e.g. the committed ``docs/results/bench/*.json``)."""
+    path = Path(text)
+    if path.exists():
+        raise argparse.ArgumentTypeError(f"{text} exists; move it away or name a new file "
+                                         "(results are never overwritten)")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {path.parent} does not exist; create it "
+                                         "first")
+    return path
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every benchmark has."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true",
                         help="a handful of steps: checks that the table is produced")
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--repeats", type=positive_int, default=None,
                         help="interleaved repetitions per variant (median reported)")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="also write the results (rows and raw measurements) to this file")
+    parser.add_argument("--json", type=new_json_file, default=None,
+                        help="also write the results (rows and raw measurements) to this new "
+                             "file")
     return parser
 
 
+def check_shipped(parser: argparse.ArgumentParser, models: Iterable[str],
+                  encoders: Iterable[str]) -> None:
+    """Stops with one parser error unless a shipped config trains every model x encoder."""
+    from splitenc_plugin.studies.grid import MODEL_CONFIGS
+
+    missing = [f"{m}/{e}" for m in models for e in encoders if (m, e, 0.0) not in MODEL_CONFIGS]
+    if missing:
+        parser.error(f"no shipped config trains {', '.join(missing)}; the capacity-control "
+                     "encoders have FactorVAE and beta-TCVAE configs only (e.g. --models "
+                     "factor_vae,beta_tc_vae)")
+
+
 def write_json(path: Path | None, payload: dict) -> None:
-    """Writes the results if ``--json`` was given."""
+    """Writes the results if ``--json`` was given (a new file: :func:`new_json_file`)."""
     if path is not None:
-        path.write_text(json.dumps(payload, indent=2, default=str))
+        with open(path, "x") as f:  # never over a file that appeared meanwhile
+            f.write(json.dumps(payload, indent=2, default=str))
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:

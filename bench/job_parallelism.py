@@ -83,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=800, help="global steps per process")
     parser.add_argument("--dataset", default="dsprites_full")
     args = parser.parse_args(argv)
+    common.check_shipped(parser, [args.model], [args.encoder])
     config = Config(args.model, args.encoder)
     if args.smoke:
         steps, dataset, repeats = 10, "dummy_data", 1

@@ -8,9 +8,9 @@ reports the median time per global step with the analytic FLOPs of a step
 (:mod:`bench.flops`: whole model, and encoder only). Ratios printed:
 
 * each encoder / vanilla step time next to its whole-model FLOP ratio, per
-  model (split: the paper's; the capacity controls with ``--encoders
-  ...,matched_split_conv_encoder,wide_conv_encoder``; target: time ratio <=
-  FLOP ratio x 1.05);
+  model (split: the paper's; the capacity controls with ``--models
+  factor_vae,beta_tc_vae --encoders ...,matched_split_conv_encoder,wide_conv_encoder``,
+  the models they have configs for; target: time ratio <= FLOP ratio x 1.05);
 * vectorized / dlib input pipeline step time for the VAE with the vanilla
   encoder (``input_pipeline.vectorized = True``; target: <= 1);
 * with ``--onednn``: every configuration with TF's oneDNN switched off and
@@ -290,11 +290,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.worker:
         worker(args.worker)
         return
-    models = args.models.split(",")
+    models, encoders = args.models.split(","), args.encoders.split(",")
+    common.check_shipped(parser, models, encoders)
     if args.smoke and args.models == parser.get_default("models"):
         models = models[:1]  # the smoke run checks the table, not every model
-    configs = build_configs(models, args.encoders.split(","), not args.no_pipeline,
-                            args.onednn)
+    configs = build_configs(models, encoders, not args.no_pipeline, args.onednn)
     onednn: dict[Config, list[bool | None]] = {c: [] for c in configs}
     if args.smoke:
         steps, dataset, repeats = 10, "dummy_data", 1

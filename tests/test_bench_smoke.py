@@ -60,6 +60,26 @@ def _check_table(table, headers: list[str], num_rows: int, numeric: list[str]) -
             assert math.isfinite(value) and value >= 0, (column, row)
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["bench.train_throughput", "--encoders", "conv_encoder,wide_conv_encoder"],
+     "no shipped config trains vae/wide_conv_encoder"),
+    (["bench.job_parallelism", "--encoder", "conv_encodr"],
+     "no shipped config trains beta_tc_vae/conv_encodr"),
+    (["bench.split_encoder", "--repeats", "0"], "--repeats: must be a positive integer"),
+    (["bench.dsprites_gen", "--json", "{existing}"], "exists; move it away"),
+    (["bench.input_pipeline", "--json", "{missing}/out.json"], "does not exist; create it"),
+])
+def test_a_benchmark_refuses_bad_input_before_measuring(tmp_path, args, message) -> None:
+    existing = tmp_path / "earlier.json"
+    existing.write_text("{}")
+    paths = {"existing": existing, "missing": tmp_path / "nowhere"}
+    proc = subprocess.run([sys.executable, "-m", *(a.format(**paths) for a in args)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert existing.read_text() == "{}"
+
+
 @pytest.mark.long
 def test_train_throughput_smoke(tmp_path) -> None:
     stdout, payload = _run_bench("train_throughput", tmp_path)
