@@ -7,8 +7,8 @@ encoders ``split_conv_encoder``, ``split_fc_encoder``,
 ``correlated_noise``; ``input_pipeline``; the postprocessing
 ``mean_logvar_representation``; the metrics ``mi_decomposition`` and
 ``factor_mig``) and lets gin find the plugin's
-``gin/`` configs, so that they can ``include`` their fragments from any working
-directory. It does not import TensorFlow:
+``gin/`` configs (and dlib's own), so that they can ``include`` their
+fragments from any working directory. It does not import TensorFlow:
 the configurables import it when they are called. gin files use it as
 ``import splitenc_plugin``; importing it twice is harmless.
 
@@ -40,24 +40,36 @@ def gin_dir() -> Path:
     raise FileNotFoundError(f"splitenc_plugin's gin configs are missing (looked in {here})")
 
 
-#: Include paths under this prefix always name a shipped config, never a local file.
-SHIPPED_PREFIX = "splitenc_plugin/"
+def _dlib_config_dir() -> Path:
+    from splitenc_plugin.studies.grid import dlib_config_path  # locates dlib, no import
+
+    return Path(dlib_config_path())
+
+
+#: Include-path prefixes that always name a packaged config, never a local file:
+#: the plugin's ``gin/`` and dlib's ``config/`` (so that the plugin's configs
+#: include dlib's own ``shared.gin`` rather than a copy of it).
+PACKAGED_PREFIXES = {"splitenc_plugin/": gin_dir,
+                     "disentanglement_lib/config/": _dlib_config_dir}
 
 
 def _shipped_config(path: str) -> Path | None:
-    """The shipped config a relative gin path names, if any.
+    """The packaged config a relative gin path names, if any.
 
-    ``splitenc_plugin/<name>`` is always ``gin/<name>``: the shipped configs
-    include each other that way, so that a user's own ``factorvae.gin`` in the
-    working directory cannot replace the base config of ``split_factorvae.gin``.
-    Any other relative path names a shipped config only when no local file has
-    that name (a user's own file wins).
+    ``splitenc_plugin/<name>`` is always ``gin/<name>`` and
+    ``disentanglement_lib/config/<name>`` dlib's own: the shipped configs
+    include each other and dlib's that way, so that a user's own
+    ``factorvae.gin`` in the working directory cannot replace the base config
+    of ``split_factorvae.gin``. Any other relative path names a shipped config
+    only when no local file has that name (a user's own file wins).
     """
-    if path.startswith(SHIPPED_PREFIX):
-        candidate = gin_dir() / path[len(SHIPPED_PREFIX):]
-    elif os.path.isabs(path) or os.path.isfile(path):
-        return None
+    for prefix, directory in PACKAGED_PREFIXES.items():
+        if path.startswith(prefix):
+            candidate = directory() / path[len(prefix):]
+            break
     else:
+        if os.path.isabs(path) or os.path.isfile(path):
+            return None
         candidate = gin_dir() / path
     return candidate if candidate.is_file() else None
 
@@ -71,9 +83,9 @@ def _is_shipped_config(path: str) -> bool:
 
 
 # gin resolves `include` paths against the working directory. Our configs
-# include each other as 'splitenc_plugin/fragments/dlib_shared.gin', so a
-# reader that serves those, tried first, makes them work from any directory
-# whatever files it holds.
+# include each other as 'splitenc_plugin/fragments/dlib_shared.gin' (and
+# dlib's as 'disentanglement_lib/config/...'), so a reader that serves those,
+# tried first, makes them work from any directory whatever files it holds.
 # (gin's public register_file_reader appends after its resource reader, which
 # logs an error for every path it cannot find, hence the insert.)
 # Matched by name, not identity, so that re-importing this package is a no-op.

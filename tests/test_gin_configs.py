@@ -90,6 +90,16 @@ def test_local_files_never_replace_what_a_shipped_config_includes(
     assert gin.query_parameter("factor_vae.gamma") == 1.0
 
 
+def test_dlib_shared_fragment_binds_exactly_dlibs_shared_settings(clean_gin) -> None:
+    gin.parse_config_file(dlib_config_path("unsupervised_study_v1", "model_configs",
+                                           "shared.gin"))
+    dlibs = gin.config_str()
+    gin.clear_config()
+    gin.parse_config_file(str(GIN_DIR / "fragments" / "dlib_shared.gin"))
+    assert gin.config_str() == "import splitenc_plugin\n\n" + dlibs
+    assert "model.batch_size = 64" in dlibs
+
+
 def test_a_missing_shipped_name_is_not_found(clean_gin) -> None:
     with pytest.raises(OSError, match="splitenc_plugin/nope.gin"):
         gin.parse_config(["include 'splitenc_plugin/nope.gin'"])
