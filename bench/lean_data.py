@@ -3,8 +3,10 @@
 Variants (one fresh process each, interleaved over ``--repeats`` rounds):
 
 * ``stock``: ``SPLITENC_LEAN_DATA=0``, dlib's own loaders;
-* ``lean (cold)``: lean loaders with an empty disk cache (the first job on a
-  machine: the npz is streamed and bit-packed, the cache written);
+* ``lean (cold)``: lean loaders with an empty packed-data cache (as the first
+  job on a machine: the npz is streamed and bit-packed, the cache written;
+  the OS page cache is not dropped, so the npz's pages may be in memory from
+  an earlier run, unlike on a machine that never read it);
 * ``lean``: lean loaders, the packed dSprites cache already on disk (every
   later job).
 
@@ -53,6 +55,7 @@ import numpy as np
 from bench import common, lean_data_child
 from splitenc_plugin.data import dsprites, lean_data, registry
 from splitenc_plugin.data import shapes3d as shapes3d_data
+from splitenc_plugin.experiments import tool
 from splitenc_plugin.studies.grid import dlib_config_path
 
 VARIANTS = ("stock", "lean (cold)", "lean")
@@ -167,7 +170,7 @@ def bench_shapes3d(work: Path, sizes: Sequence[int], stock_max: int, steps: int)
         root = work / f"shapes3d_{n}"
         h5 = work / f"3dshapes_{n}.h5"
         shapes3d_data.write_layout_h5(str(h5), block, _pixel_values)
-        args = [str(Path(common.python()).parent / "splitenc_data"), "shapes3d", "--from",
+        args = [tool("splitenc_data"), "shapes3d", "--from",
                 str(h5), "--output_dir", str(root)]
         if n != 480000:
             args += ["--block", ",".join(map(str, block))]

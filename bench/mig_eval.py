@@ -26,20 +26,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import common
+from splitenc_plugin.experiments import tool
 from splitenc_plugin.studies.grid import dlib_config_path
 
 # The VAE's shipped configs with these encoders (vae.gin, split_vae.gin).
 ENCODERS = ("conv_encoder", "split_conv_encoder")
 
 
-def script(name: str) -> str:
-    """A console script of the venv running the benchmark."""
-    return str(Path(common.python()).parent / name)
-
-
 def run_script(name: str, *args: str) -> tuple[float, float]:
     """Runs a dlib console script; returns (wall seconds, peak RSS MB)."""
-    code, out, err, wall, rss = common.run_with_peak_rss([script(name), *args])
+    code, out, err, wall, rss = common.run_with_peak_rss([tool(name), *args])
     common.check_ok(code, out, err, f"{name} {' '.join(args)}")
     return wall, rss
 
