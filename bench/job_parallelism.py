@@ -16,7 +16,10 @@ over ``--repeats`` rounds:
 It reports each layout's total steps/s, its ratio to ``1 job``, each process's
 steps/s and the cores it used (process CPU time / wall time over the timed
 window; dlib's Python input generator runs in its own thread, so a 1-thread
-TF process can use a little more than one core).
+TF process can use a little more than one core). A layout's total counts only
+the window in which all its processes were in their timed (post-warm-up)
+iterations (:func:`steps_per_second_together`): a process that runs on alone
+after the other has finished would otherwise add its faster solo rate.
 
 Usage (from the repository root)::
 
@@ -53,10 +56,35 @@ def run_layout(layout: str, config: Config, steps: int, dataset: str) -> list[di
         return [result for future in futures for result in future.result()]
 
 
+def steps_per_second_together(run: Sequence[dict]) -> float:
+    """Global steps per second summed over processes that ran at the same time.
+
+    Each process's rate is taken over the window all of them were timing
+    (the latest first timed iteration to the earliest last one), from the
+    wall-clock times of its iterations in that window.
+
+    Args:
+      run: One layout run: each process's worker result, with its
+        ``steady_epochs`` and ``global_steps_per_iteration``.
+
+    Raises:
+      RuntimeError: If the windows do not overlap by two iterations of each.
+    """
+    start = max(r["steady_epochs"][0] for r in run)
+    end = min(r["steady_epochs"][-1] for r in run)
+    total = 0.0
+    for r in run:
+        inside = [t for t in r["steady_epochs"] if start <= t <= end]
+        if len(inside) < 2 or inside[-1] <= inside[0]:
+            raise RuntimeError("the processes' timed windows hardly overlap; use more --steps")
+        total += (len(inside) - 1) * r["global_steps_per_iteration"] / (inside[-1] - inside[0])
+    return total
+
+
 def report(samples: dict[str, list[list[dict]]]) -> tuple[str, dict]:
     """The layout table (Markdown) and a JSON payload."""
-    total = {layout: common.median(sum(1.0 / r["seconds_per_step"] for r in run)
-                                   for run in runs) for layout, runs in samples.items()}
+    total = {layout: common.median(steps_per_second_together(run) for run in runs)
+             for layout, runs in samples.items()}
     base = total["1 job"]
     rows, payload = [], []
     for layout, runs in samples.items():
@@ -64,8 +92,7 @@ def report(samples: dict[str, list[list[dict]]]) -> tuple[str, dict]:
         cores = [r["cores_used"] for run in runs for r in run]
         rows.append([layout, len(LAYOUTS[layout]), total[layout], total[layout] / base,
                      common.median(per_process), common.median(cores),
-                     common.spread([sum(1.0 / r["seconds_per_step"] for r in run)
-                                    for run in runs])])
+                     common.spread([steps_per_second_together(run) for run in runs])])
         payload.append({"layout": layout, "processes": len(LAYOUTS[layout]),
                         "total_steps_per_s": total[layout], "ratio_to_1_job": total[layout] / base,
                         "runs": runs})

@@ -112,10 +112,12 @@ def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) ->
 
     times: list[float] = []
     cpu_times: list[float] = []  # CPU seconds of the whole process (all threads)
+    epochs: list[float] = []  # wall-clock seconds, comparable across processes
 
     def record(_: int) -> None:
         times.append(time.perf_counter())
         cpu_times.append(time.process_time())
+        epochs.append(time.time())
 
     instrument_estimator_train(on_step=record)
     start = time.perf_counter()
@@ -134,7 +136,11 @@ def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) ->
     cores = (cpu_times[-1] - cpu_times[warmup]) / (times[-1] - times[warmup])
     return {"config": dataclasses.asdict(config), "iterations": iterations,
             "seconds_per_step": per_step, "cores_used": cores, "wall_seconds": wall,
-            "onednn_enabled": onednn_enabled()}
+            "onednn_enabled": onednn_enabled(),
+            # The timed (post-warm-up) iterations' wall-clock times, so that
+            # processes run side by side can be timed over their common window.
+            "steady_epochs": epochs[warmup:],
+            "global_steps_per_iteration": flops.GLOBAL_STEPS_PER_ITERATION[config.model]}
 
 
 def worker(spec: str) -> None:

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import REPO, assert_ok
 
@@ -78,6 +79,22 @@ def test_a_benchmark_refuses_bad_input_before_measuring(tmp_path, args, message)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert message in proc.stderr, proc.stderr
     assert existing.read_text() == "{}"
+
+
+def test_side_by_side_throughput_counts_only_the_common_window() -> None:
+    from bench.job_parallelism import steps_per_second_together
+
+    # A: an iteration every 0.1 s over [0, 8], then alone and faster (0.05 s) to
+    # 10; B (FactorVAE: 2 global steps per iteration): every 0.2 s over [2, 8].
+    a = [*np.arange(0, 8.0001, 0.1), *np.arange(8.05, 10.0001, 0.05)]
+    b = list(np.arange(2, 8.0001, 0.2))
+    run = [{"steady_epochs": a, "global_steps_per_iteration": 1},
+           {"steady_epochs": b, "global_steps_per_iteration": 2}]
+    assert steps_per_second_together(run) == pytest.approx(10 + 10)
+    assert steps_per_second_together(run[:1]) == pytest.approx(
+        (len(a) - 1) / 10)  # alone: its whole window
+    with pytest.raises(RuntimeError, match="hardly overlap"):
+        steps_per_second_together([run[0], {**run[1], "steady_epochs": [11.0, 12.0]}])
 
 
 @pytest.mark.long
