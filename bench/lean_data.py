@@ -40,6 +40,7 @@ Usage (from the repository root; needs dSprites in ``$DISENTANGLEMENT_LIB_DATA``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -58,7 +59,18 @@ from splitenc_plugin.data import shapes3d as shapes3d_data
 from splitenc_plugin.experiments import tool
 from splitenc_plugin.studies.grid import dlib_config_path
 
-VARIANTS = ("stock", "lean (cold)", "lean")
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """How a variant's process starts: lean loaders or dlib's, packed cache kept or emptied."""
+
+    lean: bool
+    cold_cache: bool
+
+
+VARIANTS = {"stock": Variant(lean=False, cold_cache=False),
+            "lean (cold)": Variant(lean=True, cold_cache=True),
+            "lean": Variant(lean=True, cold_cache=False)}
 # Prefix blocks of the Shapes3D order (leading factors cut first).
 SWEEP = {4800: (1, 1, 10, 8, 4, 15), 9600: (1, 2, 10, 8, 4, 15),
          19200: (1, 4, 10, 8, 4, 15), 48000: (1, 10, 10, 8, 4, 15),
@@ -76,11 +88,11 @@ def run_child(job: dict, variant: str, data_root: Path, cache: Path) -> dict:
     Shapes3D blocks draw their factors inside the block (the bench's only
     adjustment).
     """
-    if variant == "lean (cold)":
+    if VARIANTS[variant].cold_cache:
         shutil.rmtree(cache, ignore_errors=True)
     env = common.subprocess_env({
         registry.ENV_VAR: str(data_root),
-        lean_data.ENV_VAR: "0" if variant == "stock" else "1",
+        lean_data.ENV_VAR: "1" if VARIANTS[variant].lean else "0",
         lean_data.CACHE_ENV: str(cache)})
     launch = time.time()
     code, out, err, wall, rss = common.run_with_peak_rss(
@@ -182,7 +194,7 @@ def bench_shapes3d(work: Path, sizes: Sequence[int], stock_max: int, steps: int)
         print(f"#   converted {n} images: {wall:.1f} s, peak {rss:.0f} MB", file=sys.stderr,
               flush=True)
         for variant in ("stock", "lean"):
-            if variant == "stock" and n > stock_max:
+            if not VARIANTS[variant].lean and n > stock_max:
                 continue
             job = _train_job(work / f"s3d_{n}_{variant}", "shapes3d", steps,
                              reduced=n != 480000, block=list(block), label=f"shapes3d {n}")

@@ -54,6 +54,8 @@ from splitenc_plugin.compat.runtime import onednn_enabled
 
 MODELS = ("vae", "factor_vae", "beta_tc_vae")
 ENCODERS = ("conv_encoder", "split_conv_encoder")
+# Input pipeline -> the gin bindings that select it.
+PIPELINE_BINDINGS = {"dlib": (), "vectorized": ("input_pipeline.vectorized = True",)}
 _RESULT_PREFIX = "RESULT "
 # How a run's oneDNN state reads in labels and tables (None: TF's default / unknown).
 _ONEDNN_NAMES = {True: "on", False: "off", None: "unknown"}
@@ -93,13 +95,10 @@ def gin_files(config: Config) -> list[str]:
 
 def gin_bindings(config: Config, steps: int, dataset: str) -> list[str]:
     """Bindings on top of the shipped config: short run, one eval batch."""
-    bindings = [f"model.training_steps = {steps}", "model.eval_steps = 1",
-                f"dataset.name = '{dataset}'"]
-    if config.pipeline == "vectorized":
-        bindings.append("input_pipeline.vectorized = True")
-    elif config.pipeline != "dlib":
+    if config.pipeline not in PIPELINE_BINDINGS:
         raise ValueError(f"unknown pipeline {config.pipeline!r}")
-    return bindings
+    return [f"model.training_steps = {steps}", "model.eval_steps = 1",
+            f"dataset.name = '{dataset}'", *PIPELINE_BINDINGS[config.pipeline]]
 
 
 # ---------------------------------------------------------------------------

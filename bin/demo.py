@@ -56,7 +56,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.steps is None:
         env = os.environ.get("SPLITENC_DEMO_STEPS", str(DEFAULT_STEPS))
-        if not env.strip().isdigit():
+        if not env.strip().isdigit() or int(env) < 1:
             parser.error(f"$SPLITENC_DEMO_STEPS must be a positive integer, got {env!r}")
         args.steps = int(env)
     if args.steps < 1:  # before generating data, not after

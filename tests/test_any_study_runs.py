@@ -211,6 +211,7 @@ def test_a_smoke_run_goes_to_its_own_directory_not_the_real_runs(tmp_path) -> No
     # 0 is refused by the runner, not read as "the paper's 300,000 steps".
     ("capacity_control.py", ["--steps", "0"], {}, "--steps must be a positive integer, got 0"),
     ("demo.py", [], {"SPLITENC_DEMO_STEPS": "abc"}, "$SPLITENC_DEMO_STEPS must be a positive"),
+    ("demo.py", [], {"SPLITENC_DEMO_STEPS": "0"}, "$SPLITENC_DEMO_STEPS must be a positive"),
     ("demo.py", ["--steps", "0"], {}, "--steps must be a positive integer, got 0"),
 ])
 def test_a_bin_script_refuses_bad_input_before_any_work(tmp_path, script, args, env,
