@@ -1,16 +1,14 @@
 #!/usr/bin/env python3
 """Sec 5.2 / Figs 3-8, Appendix C: split encoder vs dlib's conv encoder (split_encoder_study_v1).
 
-Runs the study (resumable), aggregates it, prints the summary and figure paths.
-``--steps N`` for a smaller budget than the paper's 300,000; ``--scheduler`` /
-``--cluster slurm`` and every other ``splitenc_reproduce`` option pass through;
-``--smoke`` checks the installation in a minute. See
-:mod:`splitenc_plugin.experiments`.
+One experiment as one command (``--help``; the shared
+description: :mod:`splitenc_plugin.experiments`).
 """
 
 import sys
+from pathlib import Path
 
 from splitenc_plugin.experiments import main
 
 if __name__ == "__main__":
-    sys.exit(main("sec5_2_split_encoder"))
+    sys.exit(main(Path(__file__).stem))  # the script's name is its experiment's key
