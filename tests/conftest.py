@@ -56,7 +56,7 @@ def assert_ok(proc: subprocess.CompletedProcess) -> None:
 
 # Tests marked ``long`` take minutes of the 2 cores and re-check what the rest
 # of the suite covers more cheaply: bench/'s smoke runs (the benchmarks' own
-# output shape), dlib's three longest unit-test modules (every dlib model and
+# output shape), dlib's longest unit-test modules (every dlib model and
 # metric through the compat layer), the smoke runs of two bin/ scripts that wrap
 # the same entry point as a third, and the Slurm retry (the Dask one checks the
 # same runner logic). ``make test`` skips them; ``SPLITENC_ALL_TESTS=1 make test``

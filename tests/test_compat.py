@@ -65,16 +65,28 @@ def test_a_bad_disable_switch_is_one_line_and_dlib_stays_patched() -> None:
     assert len(lines) == 1 and "'maybe'" in lines[0] and "1 (on) or 0 (off)" in lines[0]
 
 
-@pytest.mark.parametrize("features", ["maybe", "2"])
-def test_a_bad_features_switch_stops_dlib_train_with_one_line(tmp_path, features) -> None:
+@pytest.mark.parametrize(("switch", "value"), [
+    ("SPLITENC_PLUGIN_FEATURES", "maybe"), ("SPLITENC_PLUGIN_FEATURES", "2"),
+    ("SPLITENC_DETERMINISTIC", "maybe"),  # read before dlib imports TensorFlow
+])
+def test_a_bad_switch_stops_dlib_train_with_one_line(tmp_path, switch, value) -> None:
     proc = run_script("dlib_train", f"--model_dir={tmp_path / 'model'}",
-                      "--gin_bindings=dataset.name = 'dummy_data'",
-                      env={"SPLITENC_PLUGIN_FEATURES": features})
+                      "--gin_bindings=dataset.name = 'dummy_data'", env={switch: value})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        (f"error: $SPLITENC_PLUGIN_FEATURES='{features}' is not a switch; set it to 1 (on) "
+        (f"error: ${switch}='{value}' is not a switch; set it to 1 (on) "
          "or 0 (off), or unset it")]
     assert not (tmp_path / "model").exists()
+
+
+def test_splitenc_traceback_shows_the_traceback_of_a_user_error(tmp_path) -> None:
+    proc = run_script("dlib_train", f"--model_dir={tmp_path / 'model'}",
+                      "--gin_bindings=dataset.name = 'dummy_data'",
+                      env={"SPLITENC_DETERMINISTIC": "maybe", "SPLITENC_TRACEBACK": "1"})
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "splitenc_plugin.errors.ConfigError: $SPLITENC_DETERMINISTIC='maybe' is not a switch")
 
 
 @pytest.mark.parametrize(("value", "deterministic", "lean"), [

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,18 +36,42 @@ DLIB_TEST_MODULES = [
     "utils.results_test",
     "data.ground_truth.util_test",
     "visualize.visualize_util_test",
+    "evaluation.abstract_reasoning.reason_test",
+    "evaluation.abstract_reasoning.relational_layers_test",
+    "evaluation.metrics.irs_test",
+    "evaluation.metrics.fairness_test",
+    "evaluation.metrics.strong_downstream_task_test",
+    "evaluation.metrics.unified_scores_test",
+    "utils.convolute_hub_test",
+    "visualize.dendrogram_test",
+    "visualize.visualize_dataset_test",
+    "visualize.visualize_model_test",
+    "visualize.visualize_scores_test",
 ]
 
 
 # Shards of the modules that take minutes (12-13 parameterized tests each, every
-# one training a model); the others run whole. The sharded ones are ``long``
-# tests (SPLITENC_ALL_TESTS=1, as CI runs them; see conftest.py).
+# one training a model); the others run whole. The sharded ones, and the
+# modules that fit classifiers for minutes, are ``long`` tests
+# (SPLITENC_ALL_TESTS=1, as CI runs them; see conftest.py).
 SHARDS = {"methods.unsupervised.train_test": 3, "evaluation.evaluate_test": 3,
           "evaluation.metrics.dci_test": 2}
+LONG = {*SHARDS, "evaluation.metrics.fairness_test",
+        "evaluation.metrics.strong_downstream_task_test",
+        "evaluation.metrics.unified_scores_test"}
+
+
+def test_every_dlib_test_module_is_run() -> None:
+    import disentanglement_lib
+
+    root = Path(disentanglement_lib.__file__).parent
+    found = {".".join(p.relative_to(root).with_suffix("").parts)
+             for p in root.rglob("*_test.py")}
+    assert found == set(DLIB_TEST_MODULES)
 
 
 @pytest.mark.parametrize(("module", "shard"), [
-    pytest.param(module, shard, marks=[pytest.mark.long] if module in SHARDS else [])
+    pytest.param(module, shard, marks=[pytest.mark.long] if module in LONG else [])
     for module in DLIB_TEST_MODULES for shard in range(SHARDS.get(module, 1))])
 def test_dlib_module_passes(module: str, shard: int, tmp_path) -> None:
     total = SHARDS.get(module, 1)

@@ -12,6 +12,8 @@ module                                      what it is for; when it applies
 ==========================================  =====================================================
 :mod:`~splitenc_plugin.compat.registry`     the hook points: which patch runs around which
                                             dlib module's import (no patch of its own)
+:mod:`~splitenc_plugin.compat.user_errors`  the plugin's user errors as one line, not a
+                                            traceback; every dlib process
 :mod:`~splitenc_plugin.compat.fixes`        making dlib run: TF2, gin 0.5, Pillow 10+,
                                             imageio (table below); every dlib process
 :mod:`~splitenc_plugin.compat.data`         dlib's dataset loading: one-line errors for missing
@@ -75,11 +77,13 @@ worker, the runner and the benchmarks use.
 from __future__ import annotations
 
 # Importing a module registers its patches, and for patches of one dlib module
-# registration order is application order, hence this order: the fixes first
+# registration order is application order, hence this order: the one-line
+# printer of user errors first (the next patches read switches), then the fixes
 # (the TF1 switch before deterministic mode imports TensorFlow), and the data
 # patches before the features (the plugin's preflight wraps named_data around
 # the data-file check, so the settings are checked before the files).
 # isort: off
+from splitenc_plugin.compat import user_errors  # noqa: F401
 from splitenc_plugin.compat import fixes  # noqa: F401
 from splitenc_plugin.compat import determinism  # noqa: F401
 from splitenc_plugin.compat import data  # noqa: F401

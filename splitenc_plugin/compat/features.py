@@ -23,10 +23,8 @@ the plugin's configurables.
 ``SPLITENC_PLUGIN_FEATURES=0`` installs none of these patches (the fixes of
 :mod:`~splitenc_plugin.compat.fixes`, :mod:`~splitenc_plugin.compat.data`
 and :mod:`~splitenc_plugin.compat.determinism` still apply): what the tests
-compare stock configs against. One patch here is installed either way: a
-:class:`~splitenc_plugin.errors.SplitencUserError` reaching the top of a dlib
-process prints as one line (``SPLITENC_TRACEBACK=1``: the traceback), a bad
-value of that very switch included. Each patch calls into its feature's own module
+compare stock configs against. (User errors print as one line either way:
+:mod:`~splitenc_plugin.compat.user_errors`.) Each patch calls into its feature's own module
 lazily.
 """
 
@@ -34,9 +32,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-import sys
 import types
-from collections.abc import Callable
 
 from splitenc_plugin.compat.registry import (
     GAUSSIAN_ENCODER_MODEL,
@@ -49,12 +45,10 @@ from splitenc_plugin.compat.registry import (
 )
 from splitenc_plugin.errors import env_switch
 
-__all__ = ["FEATURES_ENV", "TRACEBACK_ENV", "patch_input_pipeline", "plugin_feature"]
+__all__ = ["FEATURES_ENV", "patch_input_pipeline", "plugin_feature"]
 
 #: "0" installs only the fixes, none of the plugin's feature patches.
 FEATURES_ENV = "SPLITENC_PLUGIN_FEATURES"
-#: Environment switch: a user error's traceback as well as its one line.
-TRACEBACK_ENV = "SPLITENC_TRACEBACK"
 
 
 def plugin_feature(patch: Patch) -> Patch:
@@ -175,36 +169,6 @@ def _register_studies(module: types.ModuleType) -> None:
     from splitenc_plugin.studies import dlib_studies as studies
 
     module.STUDIES.update(studies.STUDIES)
-
-
-def _print_user_errors(default_hook: Callable) -> Callable:
-    def excepthook(exc_type, exc, tb):
-        from splitenc_plugin.errors import SplitencUserError
-
-        if issubclass(exc_type, SplitencUserError):
-            try:
-                traceback = env_switch(TRACEBACK_ENV, default=False)
-            except ValueError as bad:  # the traceback, with the switch's own error first
-                print(f"error: {bad}", file=sys.stderr)
-                traceback = True
-            if not traceback:
-                print(f"error: {exc}", file=sys.stderr)
-                return
-        default_hook(exc_type, exc, tb)
-
-    excepthook._splitenc_patched = True  # type: ignore[attr-defined]
-    return excepthook
-
-
-# Not a plugin feature, and registered before the first one (registration order
-# is application order): the first feature to read a bad $SPLITENC_PLUGIN_FEATURES
-# raises a user error, which must already print as one line. Stock dlib raises
-# none of the plugin's errors, so this changes nothing a stock run does.
-@after_import(ROOT)
-def _user_errors_as_one_line(_: types.ModuleType) -> None:
-    """Prints the plugin's user errors (:class:`SplitencUserError`) as one line."""
-    if not getattr(sys.excepthook, "_splitenc_patched", False):
-        sys.excepthook = _print_user_errors(sys.excepthook)
 
 
 @after_import(ROOT)

@@ -102,7 +102,8 @@ def _check_switches() -> None:
     failure of each job in turn.
     """
     from splitenc_plugin.compat import DETERMINISTIC_ENV
-    from splitenc_plugin.compat.features import FEATURES_ENV, TRACEBACK_ENV
+    from splitenc_plugin.compat.features import FEATURES_ENV
+    from splitenc_plugin.compat.user_errors import TRACEBACK_ENV
     from splitenc_plugin.data.lean_data import ENV_VAR as LEAN_DATA_ENV
 
     for name in (DETERMINISTIC_ENV, FEATURES_ENV, TRACEBACK_ENV, LEAN_DATA_ENV):
