@@ -17,6 +17,7 @@ by an import hook (``_splitenc_plugin_hook``, :mod:`splitenc_plugin.compat`),
 not by importing this package.
 """
 
+import errno
 import os
 from pathlib import Path
 
@@ -46,40 +47,69 @@ def _dlib_config_dir() -> Path:
     return Path(dlib_config_path())
 
 
-#: Include-path prefixes that always name a packaged config, never a local file:
-#: the plugin's ``gin/`` and dlib's ``config/`` (so that the plugin's configs
-#: include dlib's own ``shared.gin`` rather than a copy of it).
-PACKAGED_PREFIXES = {"splitenc_plugin/": gin_dir,
-                     "disentanglement_lib/config/": _dlib_config_dir}
+#: Include-path prefix -> (the packaged directory it names, whether a local file
+#: of that path still wins). ``splitenc_plugin/`` is always the plugin's ``gin/``:
+#: the shipped configs include each other that way, so that a user's own
+#: ``factorvae.gin`` in the working directory cannot replace the base config of
+#: ``split_factorvae.gin``. ``disentanglement_lib/config/`` is dlib's installed
+#: ``config/`` (the shipped configs include dlib's own ``shared.gin``), unless
+#: the path exists locally, e.g. in a dlib source checkout, where stock dlib
+#: reads the local file too.
+PACKAGED_PREFIXES: dict[str, tuple] = {
+    "splitenc_plugin/": (gin_dir, False),
+    "disentanglement_lib/config/": (_dlib_config_dir, True),
+}
 
 
-def _shipped_config(path: str) -> Path | None:
-    """The packaged config a relative gin path names, if any.
+def _packaged_path(path: str) -> tuple[Path, Path] | None:
+    """(directory, file) that a :data:`PACKAGED_PREFIXES` path names; None for other paths.
 
-    ``splitenc_plugin/<name>`` is always ``gin/<name>`` and
-    ``disentanglement_lib/config/<name>`` dlib's own: the shipped configs
-    include each other and dlib's that way, so that a user's own
-    ``factorvae.gin`` in the working directory cannot replace the base config
-    of ``split_factorvae.gin``. Any other relative path names a shipped config
-    only when no local file has that name (a user's own file wins).
+    The file need not exist: a missing one is an error naming it, never a local
+    file of that name.
     """
-    for prefix, directory in PACKAGED_PREFIXES.items():
+    for prefix, (directory, local_wins) in PACKAGED_PREFIXES.items():
         if path.startswith(prefix):
-            candidate = directory() / path[len(prefix):]
-            break
-    else:
-        if os.path.isabs(path) or os.path.isfile(path):
-            return None
-        candidate = gin_dir() / path
+            if local_wins and os.path.isfile(path):
+                return None
+            root = directory().resolve()
+            return root, (root / path[len(prefix):]).resolve()
+    return None
+
+
+def _shipped_fallback(path: str) -> Path | None:
+    """The shipped config a plain relative path names when no local file has that name."""
+    if os.path.isabs(path) or os.path.isfile(path):
+        return None
+    candidate = gin_dir() / path
     return candidate if candidate.is_file() else None
 
 
+def config_path(path: str) -> Path | None:
+    """The file gin reads for a config path once this package is imported, if any.
+
+    Args:
+      path: As given to gin (``--gin_config``, ``include``): a
+        :data:`PACKAGED_PREFIXES` path, a local file, or a path under ``gin/``.
+
+    Returns:
+      The file, or None if there is none (gin then fails to find it).
+    """
+    packaged = _packaged_path(path)
+    if packaged is not None:
+        root, config = packaged
+        return config if config.is_file() and config.is_relative_to(root) else None
+    return Path(path) if os.path.isfile(path) else _shipped_fallback(path)
+
+
 def _open_shipped_config(path: str):
-    return open(_shipped_config(path))
+    config = config_path(path)
+    if config is None:
+        raise FileNotFoundError(errno.ENOENT, "no such packaged gin config", path)
+    return open(config)
 
 
 def _is_shipped_config(path: str) -> bool:
-    return _shipped_config(path) is not None
+    return _packaged_path(path) is not None or _shipped_fallback(path) is not None
 
 
 # gin resolves `include` paths against the working directory. Our configs

@@ -100,9 +100,39 @@ def test_dlib_shared_fragment_binds_exactly_dlibs_shared_settings(clean_gin) -> 
     assert "model.batch_size = 64" in dlibs
 
 
-def test_a_missing_shipped_name_is_not_found(clean_gin) -> None:
-    with pytest.raises(OSError, match="splitenc_plugin/nope.gin"):
-        gin.parse_config(["include 'splitenc_plugin/nope.gin'"])
+@pytest.mark.parametrize("path", ["splitenc_plugin/mine.gin", "splitenc_plugin/../mine.gin"])
+def test_a_plugin_path_is_never_a_local_file(clean_gin, tmp_path, monkeypatch, path) -> None:
+    # Missing from gin/, or outside it: an error naming the path, although a
+    # local file of that name exists.
+    (tmp_path / "splitenc_plugin").mkdir()
+    for local in ("splitenc_plugin/mine.gin", "mine.gin"):
+        (tmp_path / local).write_text("factor_vae.gamma = 1.\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=path.replace(".", r"\.")):
+        gin.parse_config([f"include '{path}'"])
+
+
+def test_a_dlib_config_path_is_the_local_file_where_one_exists(clean_gin, tmp_path,
+                                                               monkeypatch) -> None:
+    # In a dlib source checkout stock dlib reads the checkout's file; so do we.
+    local = tmp_path / "disentanglement_lib" / "config" / "unsupervised_study_v1" / \
+        "model_configs" / "shared.gin"
+    local.parent.mkdir(parents=True)
+    local.write_text("model.batch_size = 7\n")
+    monkeypatch.chdir(tmp_path)
+    gin.parse_config_file(str(GIN_DIR / "vae.gin"))
+    assert gin.query_parameter("model.batch_size") == 7
+
+
+def test_a_fragment_named_by_the_plugin_prefix_is_the_shipped_file(tmp_path,
+                                                                   monkeypatch) -> None:
+    from splitenc_plugin.studies.dlib_any import resolve_fragment
+
+    (tmp_path / "splitenc_plugin" / "fragments").mkdir(parents=True)
+    (tmp_path / "splitenc_plugin" / "fragments" / "split_encoder.gin").write_text("x = 1\n")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_fragment("splitenc_plugin/fragments/split_encoder.gin") == \
+        (GIN_DIR / "fragments" / "split_encoder.gin").resolve()
 
 
 @pytest.mark.parametrize("name", ["matched_split_factorvae.gin", "matched_split_betatcvae.gin"])

@@ -256,16 +256,16 @@ def select_models(models: Sequence[StudyModel], where: Sequence[Where]) -> list[
 # Fragments and job specs
 # --------------------------------------------------------------------------
 def resolve_fragment(path: str) -> Path:
-    """The fragment file ``path`` names: a file, or a shipped config under ``gin/``.
+    """The fragment file ``path`` names, as gin reads it (:func:`splitenc_plugin.config_path`).
 
     Raises:
-      StudyError: If it is neither.
+      StudyError: If there is none.
     """
-    from splitenc_plugin import gin_dir
+    from splitenc_plugin import config_path, gin_dir
 
-    for candidate in (Path(path), gin_dir() / path):
-        if candidate.is_file():
-            return candidate.resolve()
+    fragment = config_path(path)
+    if fragment is not None:
+        return fragment.resolve()
     raise StudyError(f"--gin_config {path!r} is not a file (nor a shipped config under "
                      f"{gin_dir()}); pass a path to a .gin fragment, e.g. "
                      "gin/fragments/split_encoder.gin")
