@@ -110,18 +110,31 @@ def check_shipped(parser: argparse.ArgumentParser, models: Iterable[str],
     """Stops with one parser error unless a shipped config trains every model x encoder."""
     from splitenc_plugin.studies.grid import MODEL_CONFIGS
 
-    missing = [f"{m}/{e}" for m in models for e in encoders if (m, e, 0.0) not in MODEL_CONFIGS]
+    trains = {(m, e) for m, e, sigma in MODEL_CONFIGS if sigma == 0.0}
+    missing = [(m, e) for m in models for e in encoders if (m, e) not in trains]
     if missing:
-        parser.error(f"no shipped config trains {', '.join(missing)}; the capacity-control "
-                     "encoders have FactorVAE and beta-TCVAE configs only (e.g. --models "
-                     "factor_vae,beta_tc_vae)")
+        shipped = "; ".join(f"{m}: {', '.join(sorted(e for n, e in trains if n == m)) or 'none'}"
+                            for m in dict.fromkeys(m for m, _ in missing))
+        parser.error(f"no shipped config trains {', '.join(f'{m}/{e}' for m, e in missing)}; "
+                     f"the shipped configs train {shipped}")
 
 
 def write_json(path: Path | None, payload: dict) -> None:
-    """Writes the results if ``--json`` was given (a new file: :func:`new_json_file`)."""
-    if path is not None:
-        with open(path, "x") as f:  # never over a file that appeared meanwhile
-            f.write(json.dumps(payload, indent=2, default=str))
+    """Writes the results if ``--json`` was given (a new file: :func:`new_json_file`).
+
+    Whole or not at all: an interrupted write leaves no half file that would
+    block the next run's ``--json`` of the same name, and a file that appeared
+    meanwhile is not written over (``FileExistsError``).
+    """
+    if path is None:
+        return
+    text = json.dumps(payload, indent=2, default=str)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:

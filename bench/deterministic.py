@@ -86,7 +86,7 @@ def report(configs: Sequence[Config], samples: dict[Run, list[float]]) -> tuple[
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=300, help="global steps per run")
+    parser.add_argument("--steps", type=common.positive_int, default=300, help="global steps per run")
     parser.add_argument("--dataset", default="dsprites_full",
                         help="dataset.name (default: the paper's dsprites_full)")
     args = parser.parse_args(argv)

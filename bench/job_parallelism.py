@@ -19,7 +19,9 @@ window; dlib's Python input generator runs in its own thread, so a 1-thread
 TF process can use a little more than one core). A layout's total counts only
 the window in which all its processes were in their timed (post-warm-up)
 iterations (:func:`steps_per_second_together`): a process that runs on alone
-after the other has finished would otherwise add its faster solo rate.
+after the other has finished would otherwise add its faster solo rate. The
+processes start training together (a start barrier at their first iteration),
+so that window is nearly all of each one's.
 
 Usage (from the repository root)::
 
@@ -31,11 +33,12 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from bench import common
-from bench.train_throughput import MODELS, Config, run_worker
+from bench.train_throughput import MODELS, START_BARRIER_ENV, Config, run_worker
 from splitenc_plugin.sweep.execute import thread_env
 
 # Exactly what splitenc_reproduce --threads_per_job 1 gives each job.
@@ -49,10 +52,17 @@ LAYOUTS: dict[str, tuple[dict[str, str], ...]] = {
 
 
 def run_layout(layout: str, config: Config, steps: int, dataset: str) -> list[dict]:
-    """Starts the layout's processes at once; returns each one's worker result."""
+    """Starts the layout's processes at once; returns each one's worker result.
+
+    The processes wait for each other at their first training iteration
+    (``train_throughput.START_BARRIER_ENV``), so their timed windows coincide.
+    """
     envs = LAYOUTS[layout]
-    with ThreadPoolExecutor(max_workers=len(envs)) as pool:
-        futures = [pool.submit(run_worker, [config], steps, dataset, env) for env in envs]
+    with tempfile.TemporaryDirectory(prefix="bench_barrier_") as barrier, \
+            ThreadPoolExecutor(max_workers=len(envs)) as pool:
+        start = {START_BARRIER_ENV: f"{barrier}:{len(envs)}"}
+        futures = [pool.submit(run_worker, [config], steps, dataset, {**env, **start})
+                   for env in envs]
         return [result for future in futures for result in future.result()]
 
 
@@ -107,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="beta_tc_vae", choices=MODELS)
     parser.add_argument("--encoder", default="conv_encoder")
-    parser.add_argument("--steps", type=int, default=800, help="global steps per process")
+    parser.add_argument("--steps", type=common.positive_int, default=800, help="global steps per process")
     parser.add_argument("--dataset", default="dsprites_full")
     args = parser.parse_args(argv)
     common.check_shipped(parser, [args.model], [args.encoder])

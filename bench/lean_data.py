@@ -34,7 +34,7 @@ estimator), and the wall time of the whole job. Jobs:
 
 Usage (from the repository root; needs dSprites in ``$DISENTANGLEMENT_LIB_DATA``)::
 
-    .venv/bin/python -m bench.lean_data --full-shapes3d --json docs/results/bench/lean_data.json
+    .venv/bin/python -m bench.lean_data --full-shapes3d --json lean_data.json
     .venv/bin/python -m bench.lean_data --smoke     # tiny files, 2 steps: table shape only
 """
 
@@ -285,8 +285,8 @@ def report(ds: dict, s3d: dict, steps: int, s3d_steps: int, repeats: int,
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=200, help="dSprites training steps")
-    parser.add_argument("--shapes3d-steps", type=int, default=20)
+    parser.add_argument("--steps", type=common.positive_int, default=200, help="dSprites training steps")
+    parser.add_argument("--shapes3d-steps", type=common.positive_int, default=20)
     parser.add_argument("--shapes3d-sizes", type=int, nargs="*",
                         default=[4800, 9600, 19200, 48000], choices=sorted(SWEEP))
     parser.add_argument("--full-shapes3d", action="store_true",

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # the child process's entry
     parser.add_argument("--dataset", default="dsprites_full")
-    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--train-steps", type=common.positive_int, default=100)
     args = parser.parse_args(argv)
     if args.worker:
         prepare_worker(args.worker)

@@ -108,7 +108,7 @@ def variants(smoke: bool) -> list[Variant]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=20, help="training steps per measurement")
+    parser.add_argument("--steps", type=common.positive_int, default=20, help="training steps per measurement")
     args = parser.parse_args(argv)
     steps, repeats = (2, 1) if args.smoke else (args.steps, args.repeats or 7)
 

@@ -57,6 +57,26 @@ ENCODERS = ("conv_encoder", "split_conv_encoder")
 # Input pipeline -> the gin bindings that select it.
 PIPELINE_BINDINGS = {"dlib": (), "vectorized": ("input_pipeline.vectorized = True",)}
 _RESULT_PREFIX = "RESULT "
+#: ``DIR:N``: wait at the first training iteration until N processes have
+#: reached theirs (each leaves a file in DIR), so that processes run side by
+#: side (``bench.job_parallelism``) time the same window, whatever their
+#: start-up times.
+START_BARRIER_ENV = "SPLITENC_BENCH_START_BARRIER"
+BARRIER_TIMEOUT = 600.0  # seconds to wait for the other processes' start-up
+
+
+def _wait_for_the_others() -> None:
+    """The start barrier of :data:`START_BARRIER_ENV` (nothing when unset)."""
+    spec = os.environ.get(START_BARRIER_ENV)
+    if not spec:
+        return
+    directory, count = spec.rsplit(":", 1)
+    open(os.path.join(directory, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + BARRIER_TIMEOUT
+    while len(os.listdir(directory)) < int(count):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the other processes did not start within {BARRIER_TIMEOUT} s")
+        time.sleep(0.005)
 # How a run's oneDNN state reads in labels and tables (None: TF's default / unknown).
 _ONEDNN_NAMES = {True: "on", False: "off", None: "unknown"}
 
@@ -114,6 +134,8 @@ def _train_and_time(config: Config, steps: int, dataset: str, model_dir: str) ->
     epochs: list[float] = []  # wall-clock seconds, comparable across processes
 
     def record(_: int) -> None:
+        if not times:
+            _wait_for_the_others()
         times.append(time.perf_counter())
         cpu_times.append(time.process_time())
         epochs.append(time.time())
@@ -281,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the benchmark (the module docstring's usage); prints its table."""
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # the child process's entry
-    parser.add_argument("--steps", type=int, default=500, help="global steps per run")
+    parser.add_argument("--steps", type=common.positive_int, default=500, help="global steps per run")
     parser.add_argument("--dataset", default="dsprites_full",
                         help="dataset.name (default: the paper's dsprites_full)")
     parser.add_argument("--models", default=",".join(MODELS))

@@ -67,6 +67,7 @@ def _check_table(table, headers: list[str], num_rows: int, numeric: list[str]) -
     (["bench.job_parallelism", "--encoder", "conv_encodr"],
      "no shipped config trains beta_tc_vae/conv_encodr"),
     (["bench.split_encoder", "--repeats", "0"], "--repeats: must be a positive integer"),
+    (["bench.deterministic", "--steps", "0"], "--steps: must be a positive integer"),
     (["bench.dsprites_gen", "--json", "{existing}"], "exists; move it away"),
     (["bench.input_pipeline", "--json", "{missing}/out.json"], "does not exist; create it"),
 ])
