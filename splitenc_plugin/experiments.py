@@ -136,21 +136,23 @@ def reproduce_and_aggregate(label: str, reproduce: list[str], output_directory: 
       study: The study to aggregate.
 
     Returns:
-      0; else ``splitenc_reproduce``'s exit code (1 some jobs failed or are
-      running in another process, 2 bad input, 130 interrupted), or
+      0; else ``splitenc_reproduce``'s exit code (1 some jobs failed, 2 bad
+      input, 3 some are running in another process, 130 interrupted), or
       ``splitenc_aggregate``'s.
     """
-    from splitenc_plugin.sweep.cli import EXIT_FAILED
+    from splitenc_plugin.sweep.cli import EXIT_BUSY, EXIT_FAILED
 
     code = subprocess.run(reproduce, check=False).returncode
+    if code == EXIT_BUSY:  # the other process aggregates when it is done, or the user
+        print(f"[{label}] jobs are running in another process (listed above); aggregate "
+              f"when they are done: splitenc_aggregate {output_directory}", file=sys.stderr)
     if code not in (0, EXIT_FAILED):  # bad input was said in one line; interrupted
         return code
     if code == EXIT_FAILED:
         # One failed job of many still leaves a summary of the rest worth reading
         # (its cells' verdicts wait for the missing runs).
-        print(f"[{label}] not every job finished (failed, or running in another process: "
-              "listed above); run the same command again to resume. Aggregating the "
-              "finished ones ...", file=sys.stderr, flush=True)
+        print(f"[{label}] some jobs failed (listed above); run the same command again to "
+              "retry them. Aggregating the finished ones ...", file=sys.stderr, flush=True)
     print(f"[{label}] aggregating (summary, figures, Appendix C via dlib's visualize_model) "
           "...", flush=True)
     aggregated = subprocess.run([tool("splitenc_aggregate"), output_directory, "--study",

@@ -540,6 +540,18 @@ def test_an_experiment_whose_jobs_did_not_all_finish_still_aggregates_the_rest(
     assert f"[x] summary: {tmp_path / 'summary.md'}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("code", [2, 3, 130])  # bad input, busy elsewhere, interrupted
+def test_an_experiment_stopped_otherwise_is_not_aggregated(tmp_path: Path, code) -> None:
+    import sys
+
+    from splitenc_plugin.experiments import reproduce_and_aggregate
+
+    _fake_dlib_job(tmp_path, 0, 0, 0.30, {}, study=STUDY)
+    reproduce = [sys.executable, "-c", f"raise SystemExit({code})"]
+    assert reproduce_and_aggregate("x", reproduce, str(tmp_path), STUDY) == code
+    assert not (tmp_path / "summary.md").exists()
+
+
 def test_appendix_c_has_one_panel_per_pooled_cell_named_by_its_own_study(tmp_path: Path) -> None:
     # The split study ran vanilla seed 1 itself; the correlated-noise study's
     # vanilla seed 0 (higher MIG) is borrowed. The vanilla cell is one cell:

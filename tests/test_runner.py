@@ -571,7 +571,7 @@ def test_a_running_job_is_never_touched_by_a_second_runner(tmp_path) -> None:
         outcome = execute_job(planned.to_dict())
         assert outcome.status is RunStatus.BUSY and f"pid {job_pid} on " in outcome.error
         second = run_script(*args[0:1], *args[1:])
-        assert second.returncode == 1, second.stdout + second.stderr
+        assert second.returncode == 3, second.stdout + second.stderr  # EXIT_BUSY
         assert "1 job(s) are being run by another process and were left alone" in second.stderr
         assert f"pid {job_pid} on " in second.stderr
         assert (job / JOB_FILE).stat().st_mtime_ns == before

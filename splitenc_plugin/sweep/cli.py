@@ -30,8 +30,9 @@ Dask workers the runner submits as Slurm/PBS batch jobs with ``--cluster``
 This module is the command line only: its options (:func:`build_parser`), the
 plan, dry run and summary it prints, and its exit codes. The run itself is a
 :class:`splitenc_plugin.sweep.runner.Runner`, whose guarantees its docstring
-lists. Exit codes: 0 all finished, 1 some job failed or is busy elsewhere, 2
-bad input (one error before any job starts), 130 interrupted.
+lists. Exit codes: 0 all finished, 1 some job failed, 2 bad input (one error
+before any job starts), 3 none failed but some are running in another process,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ from splitenc_plugin.sweep.execute import JobOutcome, RunStatus
 from splitenc_plugin.sweep.plan import RunPlan, add_selection_filters
 from splitenc_plugin.sweep.runner import Runner
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "main"]
+__all__ = ["EXIT_BUSY", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser",
+           "main"]
 
-# Exit codes: 0 all finished, 1 some job failed or is busy elsewhere, 2 bad input,
-# 130 interrupted.
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# Exit codes: 0 every selected job finished, 1 some job failed, 2 bad input, 3 none
+# failed but some are running in another process (left alone), 130 interrupted.
+EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +174,7 @@ def _print_summary(plan: RunPlan, outcomes: list[JobOutcome],
             for line in o.error.splitlines():
                 print(f"      {line}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_FAILED if busy else 0
+    return EXIT_BUSY if busy else 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -186,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
         print("nothing to do: every selected job is finished" if not plan.running else
               "nothing to start: the unfinished jobs are running in another process")
         _report_busy(elsewhere)
-        return EXIT_FAILED if plan.running else 0
+        return EXIT_BUSY if plan.running else 0
     outcomes = runner.run(plan)
     return _print_summary(plan, outcomes, elsewhere)
 
