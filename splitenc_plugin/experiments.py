@@ -80,6 +80,10 @@ def main(script: str, argv: list[str] | None = None) -> int:
     Returns:
       The exit code (:func:`reproduce_and_aggregate`'s).
     """
+    if script not in EXPERIMENTS:  # e.g. a renamed copy of a bin/ script
+        print(f"{script}: error: not an experiment's script; the scripts are bin/"
+              + ".py, bin/".join(EXPERIMENTS) + ".py", file=sys.stderr)
+        return 2
     experiment = EXPERIMENTS[script]
     parser = argparse.ArgumentParser(
         prog=f"{script}.py",

@@ -184,6 +184,15 @@ def test_an_experiment_scripts_dry_run_plans_and_stops(tmp_path) -> None:
     assert not (out / "summary.md").exists() and not list(out.rglob("job.json"))
 
 
+def test_a_renamed_experiment_script_says_which_scripts_there_are(tmp_path, capsys) -> None:
+    from splitenc_plugin.experiments import main
+
+    assert main("capacity-control", ["--dry_run"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("capacity-control: error: not an experiment's script")
+    assert "bin/capacity_control.py" in error
+
+
 def test_a_smoke_run_goes_to_its_own_directory_not_the_real_runs(tmp_path) -> None:
     import subprocess
     import sys
