@@ -105,6 +105,18 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def check_datasets(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """Stops with one parser error unless dlib can load every dataset (before measuring)."""
+    from splitenc_plugin.data import registry
+    from splitenc_plugin.errors import SplitencUserError
+
+    for name in names:
+        try:
+            registry.require_dataset(name)
+        except SplitencUserError as exc:
+            parser.error(str(exc))
+
+
 def check_shipped(parser: argparse.ArgumentParser, models: Iterable[str],
                   encoders: Iterable[str]) -> None:
     """Stops with one parser error unless a shipped config trains every model x encoder."""

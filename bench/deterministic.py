@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         steps, dataset, repeats = 10, "dummy_data", 1
     else:
         steps, dataset, repeats = args.steps, args.dataset, args.repeats or 2
+        common.check_datasets(parser, [dataset])
     runs = [Run(config, mode) for config in configs for mode in MODES]
     print(f"# {len(runs)} runs x {repeats} rounds, {steps} steps each, dataset {dataset} "
           "(one subprocess per run)", file=sys.stderr, flush=True)

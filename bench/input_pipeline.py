@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="approximate duration of one measurement")
     args = parser.parse_args(argv)
     datasets = ["dummy_data"] if args.smoke else args.datasets.split(",")
+    common.check_datasets(parser, datasets)
     repeats = 1 if args.smoke else (args.repeats or 7)
 
     import disentanglement_lib  # noqa: F401  (compat layer: TF1 behaviour)

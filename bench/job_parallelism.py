@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         steps, dataset, repeats = 10, "dummy_data", 1
     else:
         steps, dataset, repeats = args.steps, args.dataset, args.repeats or 2
+        common.check_datasets(parser, [dataset])
     print(f"# {len(LAYOUTS)} layouts x {repeats} rounds, {config.label}, {steps} steps per "
           f"process, dataset {dataset}", file=sys.stderr, flush=True)
 

@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         dataset, steps, repeats, extra = "dummy_data", 2, 1, ["--gin_bindings=mig.num_train=200"]
     else:
         dataset, steps, repeats, extra = args.dataset, args.train_steps, args.repeats or 3, []
+        common.check_datasets(parser, [dataset])
     mig_gin = dlib_config_path("unsupervised_study_v1", "metric_configs", "mig.gin")
     with tempfile.TemporaryDirectory(prefix="bench_mig_") as tmp:
         root = Path(tmp)

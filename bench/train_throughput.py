@@ -331,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             onednn[Config(**r["config"])].append(r["onednn_enabled"])
     else:
         steps, dataset, repeats = args.steps, args.dataset, args.repeats or 3
+        common.check_datasets(parser, [dataset])
         print(f"# {len(configs)} configurations x {repeats} rounds, {steps} steps each, "
               f"dataset {dataset} (one subprocess per run)", file=sys.stderr, flush=True)
 

@@ -68,6 +68,7 @@ def _check_table(table, headers: list[str], num_rows: int, numeric: list[str]) -
      "no shipped config trains beta_tc_vae/conv_encodr"),
     (["bench.split_encoder", "--repeats", "0"], "--repeats: must be a positive integer"),
     (["bench.deterministic", "--steps", "0"], "--steps: must be a positive integer"),
+    (["bench.job_parallelism"], "dataset 'dsprites_full' is missing"),
     (["bench.dsprites_gen", "--json", "{existing}"], "exists; move it away"),
     (["bench.input_pipeline", "--json", "{missing}/out.json"], "does not exist; create it"),
 ])
@@ -76,7 +77,8 @@ def test_a_benchmark_refuses_bad_input_before_measuring(tmp_path, args, message)
     existing.write_text("{}")
     paths = {"existing": existing, "missing": tmp_path / "nowhere"}
     proc = subprocess.run([sys.executable, "-m", *(a.format(**paths) for a in args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+                          env={**os.environ, "DISENTANGLEMENT_LIB_DATA": str(tmp_path)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert message in proc.stderr, proc.stderr
     assert existing.read_text() == "{}"
