@@ -93,8 +93,10 @@ def steps_per_second_together(run: Sequence[dict]) -> float:
 
 def report(samples: dict[str, list[list[dict]]]) -> tuple[str, dict]:
     """The layout table (Markdown) and a JSON payload."""
-    total = {layout: common.median(steps_per_second_together(run) for run in runs)
-             for layout, runs in samples.items()}
+    # Each run's total once: the median and the range below both read it.
+    totals = {layout: [steps_per_second_together(run) for run in runs]
+              for layout, runs in samples.items()}
+    total = {layout: common.median(values) for layout, values in totals.items()}
     base = total["1 job"]
     rows, payload = [], []
     for layout, runs in samples.items():
@@ -102,7 +104,7 @@ def report(samples: dict[str, list[list[dict]]]) -> tuple[str, dict]:
         cores = [r["cores_used"] for run in runs for r in run]
         rows.append([layout, len(LAYOUTS[layout]), total[layout], total[layout] / base,
                      common.median(per_process), common.median(cores),
-                     common.spread([steps_per_second_together(run) for run in runs])])
+                     common.spread(totals[layout])])
         payload.append({"layout": layout, "processes": len(LAYOUTS[layout]),
                         "total_steps_per_s": total[layout], "ratio_to_1_job": total[layout] / base,
                         "runs": runs})

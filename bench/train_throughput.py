@@ -63,6 +63,8 @@ _RESULT_PREFIX = "RESULT "
 #: start-up times.
 START_BARRIER_ENV = "SPLITENC_BENCH_START_BARRIER"
 BARRIER_TIMEOUT = 600.0  # seconds to wait for the other processes' start-up
+# How a run's oneDNN state reads in labels and tables (None: TF's default / unknown).
+_ONEDNN_NAMES = {True: "on", False: "off", None: "unknown"}
 
 
 def _wait_for_the_others() -> None:
@@ -77,8 +79,6 @@ def _wait_for_the_others() -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the other processes did not start within {BARRIER_TIMEOUT} s")
         time.sleep(0.005)
-# How a run's oneDNN state reads in labels and tables (None: TF's default / unknown).
-_ONEDNN_NAMES = {True: "on", False: "off", None: "unknown"}
 
 
 @dataclasses.dataclass(frozen=True)
