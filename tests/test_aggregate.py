@@ -100,9 +100,12 @@ def test_results_csv_has_one_known_row_per_model(tiny_run) -> None:
     out = tiny_run["out"]
     with open(out / "results.csv") as f:
         reader = csv.DictReader(f)
-        # dummy_data's 10 factors have no names: one gap column each, after COLUMNS.
-        assert reader.fieldnames == COLUMNS + [f"gap_factor_{k}" for k in range(10)]
+        # The run's extra --gin_bindings after COLUMNS (part of its cell); then,
+        # dummy_data's 10 factors having no names, one gap column each.
+        assert reader.fieldnames == COLUMNS + ["model.eval_steps"] + [
+            f"gap_factor_{k}" for k in range(10)]
         rows = list(reader)
+    assert {r["model.eval_steps"] for r in rows} == {"5"}
     assert [(r["model_num"], r["encoder"], r["seed"]) for r in rows] == [
         ("0", "conv_encoder", "0"), ("11", "split_conv_encoder", "1")]
     for row in rows:
@@ -878,6 +881,32 @@ def test_mi_intervals_take_the_right_bounds_and_cap_them() -> None:
     # No MI evaluation: no interval.
     assert np.isnan(mi_intervals(_frame([{**_mi_row("conv_encoder", 0), "mi_joint": np.nan,
                                            "mi_joint_loo": np.nan}]))["joint_lower"].iloc[0])
+
+
+def test_swapped_mi_estimates_still_give_an_interval_in_order() -> None:
+    from splitenc_plugin.results.aggregate import mi_intervals, summarize
+    from splitenc_plugin.results.mi import mi_separation
+
+    # Sampling noise can put the leave-one-out estimate below the plug-in one:
+    # the interval is [5.5, 6.0] then, not the empty [6.0, 5.5].
+    swapped = {"dataset": "dummy_data", "mi_joint": 6.0, "mi_joint_loo": 5.5,
+               "mi_latent_sum": 7.6, "mi_latent_sum_loo": 7.5}
+    got = mi_intervals(_frame([_mi_row("conv_encoder", 0, **swapped),
+                               _mi_row("conv_encoder", 1, **{**swapped, "mi_joint": 5.5,
+                                                              "mi_joint_loo": 6.0,
+                                                              "mi_latent_sum": 7.5,
+                                                              "mi_latent_sum_loo": 7.6})]))
+    for row in (0, 1):  # the same interval whichever estimate is which
+        assert got.loc[row, ["joint_lower", "joint_upper"]].tolist() == [5.5, 6.0]
+        assert got.loc[row, ["latent_sum_lower", "latent_sum_upper"]].tolist() == [7.5, 7.6]
+        assert got.loc[row, ["gap_lower", "gap_upper"]].tolist() == pytest.approx([1.5, 2.1])
+    # Hence a baseline inside it is not "separated" from it.
+    _, diffs = summarize(_frame([
+        _mi_row("split_conv_encoder", 0, **swapped),
+        _mi_row("conv_encoder", 0, **{**swapped, "mi_joint": 5.6, "mi_joint_loo": 5.7})]))
+    [joint] = [r for r in mi_separation(diffs).to_dict("records") if r["quantity"] == "I(z;x)"]
+    assert (joint["variant_lower"], joint["variant_upper"]) == (5.5, 6.0)
+    assert not joint["separates"]
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.5])
@@ -1659,7 +1688,7 @@ def test_a_dlib_study_aggregates_into_cells_with_its_hyperparameter_column(
 
     result = aggregate(tmp_path, tmp_path / "agg", visualize=False)
     summary = result["summary"].read_text()
-    assert ("Study bindings every run shares (left out of the tables below; results.csv has "
+    assert ("Bindings every run shares (left out of the tables below; results.csv has "
             "them): decoder.decoder_fn = deconv_decoder") in summary
     assert ("| study | dataset | data_fingerprint | model | encoder | sigma | steps | model.name "
             "| vae.beta | dip_vae.lambda_od | dip_vae.dip_type | n | MIG median |") in summary
@@ -1833,3 +1862,50 @@ def test_the_figures_are_the_same_on_every_run(tmp_path: Path) -> None:
         result = aggregate(CAMPAIGN, tmp_path / run, visualize=False)
         outputs.append({path.name: path.read_bytes() for path in result["figures"]})
     assert outputs[0] == outputs[1] and any("violin" in name for name in outputs[0])
+
+
+def test_full_matrix_cells_are_compared_across_encoders_like_any_other() -> None:
+    from splitenc_plugin.results.aggregate import summarize
+
+    # A full correlation matrix (sigma NaN, "matrix") is a value of the cell:
+    # split vs vanilla under it is compared like under sigma = 0.
+    def row(encoder, seed, mig, sigma):
+        return {"study": STUDY, "dataset": "dsprites_full", "model": "factor_vae",
+                "encoder": encoder, "sigma": sigma, "steps": 100, "seed": seed,
+                "mig_mean": mig, "mig_sampled": mig, "reconstruction_loss": 50.0}
+
+    frame = _frame([row(encoder, seed, mig + shift, sigma)
+                    for sigma, shift in ((np.nan, 0.0), (0.0, 0.5))
+                    for encoder, migs in (("conv_encoder", (0.1, 0.2)),
+                                          ("split_conv_encoder", (0.3, 0.5)))
+                    for seed, mig in enumerate(migs)])
+    _, diffs = summarize(frame)
+    got = {("matrix" if math.isnan(d["sigma"]) else d["sigma"]): d["d_mig_median"]
+           for d in diffs.to_dict("records") if d["comparison"] == "split encoder − vanilla encoder"}
+    assert got == {"matrix": pytest.approx(0.4 - 0.15), 0.0: pytest.approx(0.4 - 0.15)}
+
+
+def test_extra_gin_bindings_make_a_plugin_study_run_a_cell_of_its_own(tmp_path: Path) -> None:
+    import shutil
+
+    from splitenc_plugin.results.aggregate import load_results, summarize
+
+    # Two committed seeds of campaign v2's vanilla FactorVAE; one copy is
+    # relabelled as run with `--gin_bindings "factor_vae.gamma = 10.0"`, and
+    # one with a binding its study makes itself (no new cell).
+    study = "split_encoder_capacity_study_v1"
+    source = Path(__file__).resolve().parents[1] / "docs/results/campaign_v2" / study
+    for num, extra in ((0, None), (1, "factor_vae.gamma = 10.0"),
+                       (2, "model.name = 'factorvae'")):
+        job = tmp_path / study / str(num)
+        shutil.copytree(source / str(num), job)
+        if extra:
+            done = json.loads((job / "done.json").read_text())
+            done["identity"]["bindings"].append(extra)
+            (job / "done.json").write_text(json.dumps(done))
+    frame, _ = load_results(tmp_path)
+    assert list(frame.columns[len(COLUMNS):len(COLUMNS) + 1]) == ["factor_vae.gamma"]
+    assert frame.set_index("model_num")["factor_vae.gamma"].to_dict() == {0: "", 1: "10.0",
+                                                                          2: ""}
+    cells, _ = summarize(frame)
+    assert sorted(zip(cells["factor_vae.gamma"], cells["n"])) == [("", 2), ("10.0", 1)]

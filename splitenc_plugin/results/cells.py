@@ -33,9 +33,13 @@ defined by
   ``dip_vae_ii`` share ``model.model = @dip_vae()``) and the config's name
   otherwise — the prepended copy alone is what collapses.
 
+A job of the plugin's own studies gets a binding column only for what its
+study does not bind itself to that value: extra ``--gin_bindings`` (e.g.
+``factor_vae.gamma = 10.0``), so such runs form cells of their own.
+
 These columns are present only when some job has them, so the plugin's own
-studies keep :data:`CELL` exactly (:func:`cell_columns`). A run without a
-binding another run has reads ``""`` there.
+studies keep :data:`CELL` exactly (:func:`cell_columns`) unless run with
+extra bindings. A run without a binding another run has reads ``""`` there.
 """
 
 from __future__ import annotations

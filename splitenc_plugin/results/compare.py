@@ -296,12 +296,12 @@ def summarize(frame: pd.DataFrame,
     diffs = []
     for column, base, variant, names in comparison_pairs():
         others = [c for c in config if c != column]
-        for key, group in pooled.groupby(others, sort=True):
+        # dropna=False and _in_cell: a full-matrix NaN sigma is a value here too.
+        for key, group in pooled.groupby(others, sort=True, dropna=False):
             if not {base, variant} <= set(group[column]):
                 continue
             point = dict(zip(others, key))
-            arms = {value: runs[(runs[others] == pd.Series(point)).all(axis=1)
-                                & (runs[column] == value)] for value in (base, variant)}
+            arms = {value: _in_cell(runs, {**point, column: value}) for value in (base, variant)}
             diffs.append(_difference(
                 point, labels[point["data_fingerprint"]],
                 f"{names[variant]} − {names[base]}", column, (column, base, variant),

@@ -15,9 +15,9 @@ CLI); so does a finished job without MIG for both representations
 Also here: the per-factor MIG of a job (``factor_mig``), which gives the
 table its ``gap_<factor>`` columns (:func:`load_factor_mig`,
 :func:`gap_column`); and, for a job of a study other than the plugin's grids
-(dlib's ``unsupervised_study_v1``, a user's) or with gin fragments layered
-on, the columns that define its cell beyond :data:`COLUMNS`: the fragments
-and the study's bindings (:func:`study_cell_values`,
+(dlib's ``unsupervised_study_v1``, a user's), with gin fragments layered on
+or with extra ``--gin_bindings``, the columns that define its cell beyond
+:data:`COLUMNS`: the fragments and the bindings (:func:`study_cell_values`,
 :mod:`splitenc_plugin.results.cells`).
 """
 
@@ -41,6 +41,7 @@ from splitenc_plugin.studies.grid import (
     GRIDS,
     METRIC_REPRESENTATIONS,
     UnknownStudyError,
+    make_job_spec,
 )
 from splitenc_plugin.sweep.job_files import (
     DONE_FILE,
@@ -168,16 +169,23 @@ def study_cell_values(study: str, record: Mapping) -> dict[str, str]:
         for plain dlib_reproduce output.
 
     Returns:
-      ``gin_configs`` (the layered fragments) if it has any, and for a study
-      other than the plugin's grids (whose :data:`COLUMNS` already name every
-      axis) :func:`study_bindings` of its ``bindings``.
+      ``gin_configs`` (the layered fragments) if it has any, and
+      :func:`study_bindings` of its ``bindings``: for a study other than the
+      plugin's grids all of them; for a grid study only those its own job spec
+      does not bind to the same value (:func:`~splitenc_plugin.studies.grid.make_job_spec`
+      without extras: the grid's axes are :data:`COLUMNS` already), i.e. the
+      job's extra ``--gin_bindings`` — ``factor_vae.gamma = 10.0`` is a cell
+      of its own, never pooled with the study's γ = 35.
     """
     values = {}
     fragments = _fragments(record)
     if fragments is not None:
         values[FRAGMENTS] = fragments
-    if study not in GRIDS:
-        values.update(study_bindings(record.get("bindings") or ()))
+    bindings = study_bindings(record.get("bindings") or ())
+    if study in GRIDS and bindings:
+        own = study_bindings(make_job_spec(study, int(record["model_num"])).bindings)
+        bindings = {k: v for k, v in bindings.items() if own.get(k) != v}
+    values.update(bindings)
     return values
 
 

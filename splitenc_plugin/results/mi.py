@@ -70,6 +70,21 @@ def _clip(values, low, high) -> np.ndarray:
     return np.where(np.isnan(values), np.nan, clipped)
 
 
+def _bracket(plug_in, leave_one_out) -> tuple[np.ndarray, np.ndarray]:
+    """Per run, [smaller, larger] of the plug-in and the leave-one-out estimate.
+
+    The plug-in estimate lies below the leave-one-out one in expectation,
+    not in every sample: per point their difference is
+    log((N-1)(q_nn + S) / (N S)), S the sum of the other N-1 densities at
+    z_n, which is negative where q(z_n|x_n) is below their mean — e.g. for
+    collapsed latents, whose two estimates are both about 0. An interval is
+    never read upside down. NaN (no MI evaluation) stays NaN.
+    """
+    a = np.asarray(plug_in, dtype=float)
+    b = np.asarray(leave_one_out, dtype=float)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
 def mi_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     """Per run, the interval [lower, upper] (nats) of each MI-decomposition quantity.
 
@@ -77,6 +92,8 @@ def mi_intervals(frame: pd.DataFrame) -> pd.DataFrame:
 
     * I(z;x) in [plug-in, leave-one-out], clipped into [0, H];
     * Σ_j I(z_j;x) in [plug-in, leave-one-out], clipped at 0;
+      (each as [smaller, larger] of the two: sampling noise can invert them,
+      :func:`_bracket`);
     * gap = Σ_j I(z_j;x) - I(z;x) in [Σ's lower - I's upper, Σ's upper -
       I's lower], raised to -CI where below it (TC >= 0);
     * TC = gap + CI (Theorem 1): the gap's interval shifted by CI.
@@ -101,9 +118,10 @@ def mi_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     """
     h_cap = frame["dataset"].map(entropy_cap).to_numpy(dtype=float)
     ci = frame["mi_ci"].to_numpy(dtype=float)
-    joint = (_clip(frame["mi_joint"], 0.0, h_cap), _clip(frame["mi_joint_loo"], 0.0, h_cap))
-    latent = (_clip(frame["mi_latent_sum"], 0.0, np.inf),
-              _clip(frame["mi_latent_sum_loo"], 0.0, np.inf))
+    joint = tuple(_clip(bound, 0.0, h_cap)
+                  for bound in _bracket(frame["mi_joint"], frame["mi_joint_loo"]))
+    latent = tuple(_clip(bound, 0.0, np.inf)
+                   for bound in _bracket(frame["mi_latent_sum"], frame["mi_latent_sum_loo"]))
     gap = (_clip(latent[0] - joint[1], -ci, np.inf), _clip(latent[1] - joint[0], -ci, np.inf))
     bounds = {"joint": joint, "latent_sum": latent, "gap": gap,
               "tc": (gap[0] + ci, gap[1] + ci), "ci": (ci, ci)}

@@ -148,7 +148,7 @@ def _mi_section(cells: pd.DataFrame, diffs: pd.DataFrame, shared: dict) -> str:
     text = ("\n## MI decomposition as intervals (nats)\n\n"
             "I(z;x) and Σ_j I(z_j;x) each lie between two estimates (README, "
             "MI-decomposition estimator): the plug-in (lower) and the leave-one-out "
-            "(upper) value, clipped into what the quantity can be: 0 ≤ I(z;x) ≤ H(x) ≤ "
+            "(upper) value (the smaller first where sampling noise swapped them), clipped into what the quantity can be: 0 ≤ I(z;x) ≤ H(x) ≤ "
             "log(number of distinct images) (log 737,280 = 13.51 for dSprites; no bound "
             "for data sets drawn afresh, e.g. dummy_data). The gap = Σ_j I(z_j;x) − I(z;x) "
             "follows by interval arithmetic (lower: Σ's lower − I's upper; upper: Σ's upper "
@@ -240,8 +240,10 @@ def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame
             + "Chance if exchangeable: of all C(n_v + n_b, n_v) ways to relabel the two "
               "cells' pooled runs into groups of the same sizes (the observed one "
               "included), how many give exactly this verdict by the same rule — the "
-              "chance of this verdict if the variant changed nothing. E.g. 2 vs 2 runs "
-              "with the variant higher in all 4 pairs: 1 of 6.\n\n"
+              "chance of this verdict if the variant changed nothing. E.g. 2 vs 2 runs: "
+              "'median MIG higher' holds on 2 of the 6 (3 or 4 of the 4 pairs higher); "
+              "the dramatic decline (all 4 pairs lower, median halved) on 1 of 6. "
+              "3 vs 3: 'holds' (at least 7 of the 9 pairs) on 4 of 20.\n\n"
             + markdown_table(_verdict_table(verdicts))
             + _mi_section(cells, diffs, shared)
             + _factor_section(frame, shared))
@@ -276,7 +278,7 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
     notes = [f"{len(frame)} finished model(s) from {Path(directory)}.", *_data_notes(cells)]
     shared = _shared_bindings(frame)
     if shared:
-        notes.append("Study bindings every run shares (left out of the tables below; "
+        notes.append("Bindings every run shares (left out of the tables below; "
                       "results.csv has them): "
                       + "; ".join(f"{c} = {value}" for c, value in shared.items()))
     if unfinished:

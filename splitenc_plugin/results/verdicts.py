@@ -172,7 +172,9 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
     included), the share on which the same judge gives exactly the same
     verdict (not "this verdict or a more extreme one": the verdicts are
     categories). E.g. 2 vs 2 runs with the variant higher in all 4 pairs:
-    "median MIG higher" holds on 1 of the 6 labellings, chance 1/6.
+    "median MIG higher" (at least 3 of the 4 pairs and a higher median)
+    holds on 2 of the 6 labellings, chance 2/6; "maximum MIG higher" on 3
+    of 6; the dramatic decline (every pair lower, median halved) on 1 of 6.
 
     Args:
       diffs: The differences frame of :func:`~.compare.summarize`.
