@@ -37,13 +37,20 @@ from splitenc_plugin.results.learning_curves import CURVES_FILE
 from splitenc_plugin.studies.grid import config_name, make_job_spec
 from splitenc_plugin.sweep.cli import build_parser
 from splitenc_plugin.sweep.display import state_text
-from splitenc_plugin.sweep.execute import RunStatus, execute_job, thread_env
+from splitenc_plugin.sweep.execute import (
+    RunStatus,
+    execute_job,
+    terminate_children,
+    thread_env,
+)
 from splitenc_plugin.sweep.job import attempt_events, prepare_resume, prune_heavy
 from splitenc_plugin.sweep.job_files import (
     ATTEMPT_EVENTS_DIR,
     CHECKPOINT_DIR,
+    DATA_FILE,
     DONE_FILE,
     JOB_FILE,
+    LOG_FILE,
     RESUMES_FILE,
 )
 from splitenc_plugin.sweep.plan import JobState, JobStatus, RunPlan, plan_jobs
@@ -398,6 +405,10 @@ def test_the_dry_run_names_each_state_of_a_job(tmp_path) -> None:
      ("grid.txt, line 1: unrecognized arguments: --steps 100 (a line holds --study and the "
       "selection filters")),
     (None, [], "cannot read --selections file"),
+    # One directory, two jobs: the second line would be dropped without a word.
+    ([f"--study {STUDY} --datasets dummy_data --model_nums 0 --metrics mig",
+      f"--study {STUDY} --datasets dummy_data --model_nums 0 1"], [],
+     "grid.txt, lines 1 and 2 name"),
 ])
 def test_a_bad_selections_file_is_one_clear_error(tmp_path, lines, extra, message) -> None:
     selections = tmp_path / "grid.txt"
@@ -586,6 +597,44 @@ def _training(job_dir: Path) -> bool:
     return progress is not None and progress.phase == "train" and progress.step is not None
 
 
+def test_no_job_of_a_stopped_run_starts_and_its_directory_is_untouched(tmp_path) -> None:
+    # A job whose thread took its lock just as the run was stopped (Ctrl-C,
+    # SIGTERM; on Dask a retry waiting for its release) must not start.
+    [stopped, other] = [
+        plan_jobs(STUDY, tmp_path, steps=3, datasets=["dummy_data"], models=["factor_vae"],
+                  encoders=["conv_encoder"], seeds=[seed], metrics=["mig"],
+                  gin_bindings=["model.eval_steps = 5"])[0]
+        for seed in (0, 1)]
+    _interrupted_attempt(stopped.job_dir, "first", checkpoint=2)  # a resumable directory
+    before = _hashes(stopped.job_dir)
+    run_id = f"test-run-{time.time_ns()}"
+    assert terminate_children(run_id) == 0  # nothing of it runs yet
+    outcome = execute_job(stopped.to_dict(), run_id=run_id)
+    assert outcome.status is RunStatus.FAILED and outcome.error.startswith("not started")
+    assert _hashes(stopped.job_dir) == before and not (stopped.job_dir / LOG_FILE).exists()
+    # Another run in the same process (a Dask worker serves several) is not stopped.
+    assert execute_job(other.to_dict(), run_id=f"{run_id}-other").status is RunStatus.DONE
+
+
+def test_a_job_killed_while_pruning_is_finished_not_trained_again(tmp_path) -> None:
+    # Killed (SIGKILL, as by a walltime) the moment --prune_heavy starts
+    # deleting its checkpoints: done.json is written by then, so the job is
+    # finished with heavy files left over, never cleared and trained again.
+    probe = Path(__file__).parent / "probes" / "kill_on_prune"
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, (str(probe),
+                                                       os.environ.get("PYTHONPATH"))))}
+    killed = _reproduce(tmp_path, "--seeds", "0", "--encoders", "conv_encoder",
+                        "--prune_heavy", env=env)
+    assert killed.returncode == 1  # the job process died
+    job = tmp_path / STUDY / "0"
+    done = json.loads((job / DONE_FILE).read_text())
+    assert CHECKPOINT_DIR in done["pruned"] and (job / CHECKPOINT_DIR).is_dir()
+    before = _hashes(job)
+    again = _reproduce(tmp_path, "--seeds", "0", "--encoders", "conv_encoder", "--prune_heavy")
+    assert_ok(again)
+    assert "nothing to do" in again.stdout and _hashes(job) == before
+
+
 def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:
     proc = _reproduce(tmp_path, "--seeds", "0", "--encoders", "conv_encoder", "--visualize",
                       "--prune_heavy")
@@ -629,6 +678,9 @@ def _conflicted(text: str) -> str:
     (DONE_FILE, _conflicted, "merge-conflict markers"),
     (DONE_FILE, lambda text: text[: len(text) // 2], "is not valid JSON"),
     (DONE_FILE, lambda text: json.dumps({"status": "done", "spec": {}}), "no 'identity'"),
+    # Not UTF-8 (a binary merge, another tool's encoding): the same one error.
+    (DONE_FILE, lambda text: text.encode().replace(b"identity", b"identit\xff"),
+     "is not valid JSON"),
     # A finished job's result, cut off: the job is not "finished" (nor rerun).
     ("metrics/mean/mig/results/aggregate/evaluation.json", lambda text: text[: len(text) // 2],
      "cannot be read as dlib's result JSON"),
@@ -638,7 +690,8 @@ def test_a_broken_marker_stops_the_command_and_nothing_is_deleted(
     out = tmp_path / "out"
     shutil.copytree(finished_job, out)
     marker = out / STUDY / "0" / name
-    marker.write_text(damage(marker.read_text()))
+    damaged = damage(marker.read_text())
+    marker.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
     before = _hashes(out)
     for extra in ((), ("--dry_run",)):
         proc = _reproduce(out, "--seeds", "0", "--encoders", "conv_encoder", *extra)
@@ -661,6 +714,35 @@ def test_an_unfinished_job_of_an_older_schema_keeps_its_checkpoint(finished_job,
     proc = _reproduce(out, "--seeds", "0", "--encoders", "conv_encoder")
     assert proc.returncode == 2 and "another schema" in proc.stderr, proc.stderr
     assert _hashes(out) == before
+
+
+@SHARED_FIXTURE
+@pytest.mark.parametrize(("name", "damage", "message"), [
+    (DATA_FILE, lambda record: json.dumps({**record, "fingerprint": "other-data:1234",
+                                           "label": "some other data (1234)"}),
+     "started training on some other data (1234)"),
+    (DATA_FILE, lambda record: json.dumps(record)[:10], "is not valid JSON"),
+    (RESUMES_FILE, lambda record: json.dumps(record)[:10], "is not valid JSON"),
+])
+def test_a_checkpoint_that_cannot_resume_here_stops_the_command_before_any_job(
+        finished_job, tmp_path, name, damage, message) -> None:
+    # An unfinished job of this identity with a checkpoint (resumable), whose
+    # data record says other data or cannot be read: refused at planning,
+    # like a finished job on other data, before any job (or TF) starts.
+    out = tmp_path / "out"
+    shutil.copytree(finished_job, out)
+    job = out / STUDY / "0"
+    (job / DONE_FILE).unlink()
+    assert _plan(out, "--seeds", "0", "--encoders", "conv_encoder").state(
+        f"{STUDY}/0").status is JobStatus.RESUMABLE
+    record = job / name
+    record.write_text(damage(json.loads(record.read_text())))
+    before = _hashes(out)
+    for extra in ((), ("--dry_run",)):
+        proc = _reproduce(out, "--seeds", "0", "--encoders", "conv_encoder", *extra)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert message in proc.stderr and str(job) in proc.stderr, proc.stderr
+        assert "train step" not in proc.stdout + proc.stderr and _hashes(out) == before
 
 
 @SHARED_FIXTURE

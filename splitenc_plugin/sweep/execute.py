@@ -90,7 +90,12 @@ class JobOutcome:
 # Job subprocesses started by this process (a runner, or a Dask worker that
 # may serve several runners), with the id of the run that asked for each.
 _CHILDREN: dict[subprocess.Popen, str | None] = {}
+# Runs stopped in this process (terminate_children): none of their jobs
+# starts after that, not even one whose thread was between taking the job's
+# lock and starting its subprocess when the stop came.
+_STOPPED_RUNS: set[str | None] = set()
 _CHILDREN_LOCK = threading.Lock()
+_NOT_STARTED = "not started: its run was stopped (the same command resumes it)"
 
 
 def thread_env(threads_per_job: int | None) -> dict[str, str]:
@@ -141,6 +146,8 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
     with job_lock(job_dir, patience=LOCK_PATIENCE_S) as fd:
         if fd is None:
             return JobOutcome(planned.key, RunStatus.BUSY, log=log, error=busy_message(job_dir))
+        if _stopped(run_id):  # before its directory is touched
+            return JobOutcome(planned.key, RunStatus.FAILED, log=log, error=_NOT_STARTED)
         state = classify(planned)
         if state.status is JobStatus.UNREADABLE:
             # Planning refuses these; a marker broken since then is left alone too.
@@ -158,24 +165,42 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
             job_dir.mkdir(parents=True)
         write_json_atomic(job_dir / JOB_FILE, {"spec": job["spec"], "options": job["options"]})
         returncode = _run_worker(job_dir, fd, env, run_id)
+    if returncode is None:
+        return JobOutcome(planned.key, RunStatus.FAILED, log=log, resumed_from=None,
+                          error=_NOT_STARTED)
     ok = returncode == 0 and is_finished(job_dir)
     return JobOutcome(planned.key, RunStatus.DONE if ok else RunStatus.FAILED, log=log,
                       returncode=returncode, elapsed=time.time() - start, resumed_from=resume,
                       error="" if ok else _tail(job_dir / LOG_FILE))
 
 
-def _run_worker(job_dir: Path, fd: int, env: dict | None, run_id: str | None) -> int:
-    """Runs the job worker on ``job_dir`` under the held lock ``fd``; returns its exit code."""
+def _stopped(run_id: str | None) -> bool:
+    """Whether ``terminate_children`` stopped this run (or every run) in this process."""
+    with _CHILDREN_LOCK:
+        return None in _STOPPED_RUNS or run_id in _STOPPED_RUNS
+
+
+def _run_worker(job_dir: Path, fd: int, env: dict | None, run_id: str | None) -> int | None:
+    """Runs the job worker on ``job_dir`` under the held lock ``fd``.
+
+    Returns:
+      Its exit code; None if the run was stopped first (nothing started).
+    """
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     with open(job_dir / LOG_FILE, "a") as log:
-        # The job process inherits the locked fd: the lock lives as long as
-        # the job does, even if this runner is killed.
-        proc = subprocess.Popen([sys.executable, "-m", "splitenc_plugin.sweep.job", str(job_dir)],
-                                stdout=log, stderr=subprocess.STDOUT, env=full_env,
-                                stdin=subprocess.DEVNULL, pass_fds=(fd,))
-        record_holder(fd, proc.pid)
+        # Checked, started and registered under one lock: a stop either
+        # comes first (nothing starts) or finds the process to terminate.
         with _CHILDREN_LOCK:
+            if None in _STOPPED_RUNS or run_id in _STOPPED_RUNS:
+                return None
+            # The job process inherits the locked fd: the lock lives as long
+            # as the job does, even if this runner is killed.
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "splitenc_plugin.sweep.job", str(job_dir)],
+                stdout=log, stderr=subprocess.STDOUT, env=full_env, stdin=subprocess.DEVNULL,
+                pass_fds=(fd,))
             _CHILDREN[proc] = run_id
+        record_holder(fd, proc.pid)
         try:
             return proc.wait()
         finally:
@@ -195,9 +220,13 @@ def terminate_children(run_id: str | None = None) -> int:
     """Stops this process's job subprocesses (only run ``run_id``'s, if given).
 
     SIGTERM first (the job process exits; its checkpoint stays for a resume),
-    SIGKILL after 10 s. Returns how many were stopped.
+    SIGKILL after 10 s. From then on no job of that run (of any run, without
+    ``run_id``) starts in this process: :func:`execute_job` returns FAILED
+    with "not started" for it, its directory untouched. Returns how many
+    were stopped.
     """
     with _CHILDREN_LOCK:
+        _STOPPED_RUNS.add(run_id)
         children = [proc for proc, owner in _CHILDREN.items()
                     if run_id is None or owner == run_id]
     for proc in children:

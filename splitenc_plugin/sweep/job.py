@@ -46,9 +46,11 @@ attempt's oneDNN state (``onednn_by_attempt``: kernels may differ between
 attempts run under other settings or CPUs).
 Postprocessing and evaluation always run from scratch.
 
-When everything succeeded (and, with ``prune_heavy``, the checkpoints and
-TF-Hub modules were deleted), the completion marker ``JOB_DIR/done.json`` is
-written atomically, last. A job directory is *finished* if and only if it has
+When everything succeeded, the completion marker ``JOB_DIR/done.json`` is
+written atomically; with ``prune_heavy`` the checkpoints, TF-Hub modules and
+event files it lists as ``pruned`` are deleted only after it (a job killed
+in between is finished, with heavy files left; one whose learning curves
+failed keeps its event files, their only source). A job directory is *finished* if and only if it has
 a valid ``done.json``; its identity (study, model_num, config, bindings, steps,
 and any fragments and ``--metrics``: ``JobSpec.identity``) says what it
 computed. Importing this module does not import TensorFlow.
@@ -86,13 +88,16 @@ from splitenc_plugin.sweep.job_files import (
     LOG_FILE,
     RESUME_DIR,
     RESUMES_FILE,
+    MarkerError,
     checkpoint_step,
     read_done,
+    read_record,
     result_files,
 )
 from splitenc_plugin.sweep.progress import ProgressWriter
 
-__all__ = ["THREAD_ENV", "attempt_events", "main", "prepare_resume", "prune_heavy"]
+__all__ = ["THREAD_ENV", "attempt_events", "heavy_paths", "main", "prepare_resume",
+           "prune_heavy"]
 
 # What a resumed job keeps of its directory; everything else is redone.
 _KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR, DATA_FILE, ATTEMPT_EVENTS_DIR)
@@ -101,19 +106,34 @@ _KEPT = (JOB_FILE, LOG_FILE, RESUMES_FILE, RESUME_DIR, DATA_FILE, ATTEMPT_EVENTS
 THREAD_ENV = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
 
 
-def prune_heavy(job_dir: str | os.PathLike) -> list[str]:
+def heavy_paths(job_dir: str | os.PathLike) -> list[str]:
+    """What :func:`prune_heavy` deletes in a job (see HEAVY_PATTERNS), relative to it."""
+    job_dir = Path(job_dir)
+    return [str(path.relative_to(job_dir))
+            for pattern in HEAVY_PATTERNS for path in sorted(job_dir.glob(pattern))]
+
+
+def prune_heavy(job_dir: str | os.PathLike, paths: list[str] | None = None) -> list[str]:
     """Deletes checkpoints, TF-Hub modules and GIFs of a job (see HEAVY_PATTERNS).
 
+    Args:
+      job_dir: The job directory.
+      paths: What to delete (:func:`heavy_paths`, listed earlier, e.g. in the
+        job's ``done.json``); None: what is there now.
+
     Returns:
-      The deleted paths, relative to the job directory.
+      The deleted paths, relative to the job directory (those already gone
+      included: a prune interrupted and done again).
     """
     job_dir = Path(job_dir)
-    deleted = []
-    for pattern in HEAVY_PATTERNS:
-        for path in sorted(job_dir.glob(pattern)):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-            deleted.append(str(path.relative_to(job_dir)))
-    return deleted
+    paths = heavy_paths(job_dir) if paths is None else paths
+    for relative in paths:
+        path = job_dir / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return paths
 
 
 def _copy_checkpoint(source: Path, step: int, destination: Path) -> None:
@@ -213,14 +233,19 @@ def _read_attempts(job_dir: Path) -> dict:
     A record says when an attempt started and what it ran under
     (:func:`_attempt_record`); a resume's also says the step it resumed from.
     Files written before first-attempt records existed have none.
+
+    Raises:
+      MarkerError: If the file exists but cannot be read as such (the
+        attempts it records would be lost from ``done.json``).
     """
-    try:
-        with open(job_dir / RESUMES_FILE) as f:
-            record = json.load(f)
-        return {"first_attempt": record.get("first_attempt"),
-                "resumes": list(record["resumes"])}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    path = job_dir / RESUMES_FILE
+    record = read_record(path)
+    if record is None:
         return {"first_attempt": None, "resumes": []}
+    if not isinstance(record.get("resumes"), list):
+        raise MarkerError(f"{path} has no 'resumes' list: restore it from the run that made "
+                          "it, or move the job directory away to train the job anew")
+    return {"first_attempt": record.get("first_attempt"), "resumes": record["resumes"]}
 
 
 def _attempt_record() -> dict:
@@ -266,15 +291,14 @@ def _check_data(job_dir: Path, dataset: str) -> dict:
     Raises:
       SplitencUserError: If the job's first attempt started on data with
         another fingerprint (its checkpoint has seen that data).
+      MarkerError: If its ``data.json`` exists but cannot be read (what the
+        checkpoint has seen is unknown: never taken for "no record").
     """
     from splitenc_plugin.data.fingerprint import data_identity, same_data
 
     current = data_identity(dataset)
-    try:
-        started = json.loads((job_dir / DATA_FILE).read_text())
-    except (OSError, ValueError):
-        started = None
-    if isinstance(started, dict) and not same_data(started, current):
+    started = read_record(job_dir / DATA_FILE)
+    if started is not None and not same_data(started, current):
         raise SplitencUserError(
             f"{job_dir} started training on {started.get('label')} but the data is now "
             f"{current['label']}; its checkpoint has seen the other data. Restore that data, "
@@ -356,12 +380,18 @@ def run(job_dir: str | os.PathLike) -> dict:
     train.train_with_gin(model_dir, False, [model_config], bindings)
     timings["train"] = time.time() - t
     shutil.rmtree(job_dir / RESUME_DIR, ignore_errors=True)
+    prunable = bool(options.get("prune_heavy"))
     try:  # from the training event files, which --prune_heavy deletes
         curves = write_learning_curves(model_dir, earlier=attempt_events(job_dir))
         _log(f"learning curves written to {curves.relative_to(job_dir)}" if curves else
              f"warning: no training summaries in {CHECKPOINT_DIR}; learning curves not written")
     except Exception as exc:  # noqa: BLE001 - an extra file must not cost the trained model
         _log(f"warning: learning curves not written ({type(exc).__name__}: {exc})")
+        if prunable:  # the event files are their only source: keep them
+            prunable = False
+            _log("not pruning (--prune_heavy): the event files in "
+                 f"{CHECKPOINT_DIR} and {ATTEMPT_EVENTS_DIR} are the learning curves' only "
+                 "source")
 
     if options.get("visualize"):
         from disentanglement_lib.visualize import visualize_model
@@ -410,9 +440,10 @@ def run(job_dir: str | os.PathLike) -> dict:
     missing = [str(p) for p in results if not p.is_file()]
     if missing:
         raise RuntimeError(f"dlib finished without writing {missing}")
-    pruned = prune_heavy(job_dir) if options.get("prune_heavy") else []
-    if pruned:
-        _log(f"pruned {', '.join(pruned)}")
+    # Listed now, deleted after done.json is written: killed in between, the
+    # job is finished with heavy files left over, not unfinished (which the
+    # runner would clear and train again) with its checkpoints gone.
+    pruned = heavy_paths(job_dir) if prunable else []
 
     from splitenc_plugin import __version__
 
@@ -442,6 +473,9 @@ def run(job_dir: str | os.PathLike) -> dict:
     }
     progress.phase("done")
     write_json_atomic(job_dir / DONE_FILE, done)
+    if pruned:
+        prune_heavy(job_dir, pruned)
+        _log(f"pruned {', '.join(pruned)}")
     _log(f"done in {done['elapsed_seconds']:.1f} s")
     return done
 

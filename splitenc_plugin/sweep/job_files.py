@@ -42,6 +42,7 @@ __all__ = [
     "metric_result",
     "read_done",
     "read_job_spec",
+    "read_record",
     "read_result",
     "result_files",
     "resumable_step",
@@ -82,7 +83,7 @@ HEAVY_PATTERNS = (
 
 
 class MarkerError(SplitencUserError):
-    """A job's ``done.json`` or ``job.json`` exists but cannot be read as this schema.
+    """A job's ``done.json``, ``job.json`` (or other record) exists but cannot be read as its schema.
 
     The runner never deletes or reruns such a directory: it may hold finished
     results (a bad merge of a committed ``done.json``, a marker from another
@@ -90,32 +91,43 @@ class MarkerError(SplitencUserError):
     """
 
 
-def _read_marker(path: Path, required: str) -> dict | None:
-    """A marker's JSON object, None if the file does not exist.
+def read_record(path: str | os.PathLike, required: str | None = None) -> dict | None:
+    """A job file's JSON object (``done.json``, ``job.json``, ``data.json``, ...).
+
+    Args:
+      path: The file.
+      required: A key whose value must be an object (e.g. ``"identity"``).
+
+    Returns:
+      The object; None if the file does not exist.
 
     Raises:
-      MarkerError: If it exists but is unreadable, not JSON, or lacks ``required``.
+      MarkerError: If it exists but is unreadable, not UTF-8 JSON, not an
+        object, or lacks ``required`` — never taken for "absent".
     """
+    path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise MarkerError(f"{path} cannot be read ({exc}); fix its permissions") from None
     try:
-        data = json.loads(text)
+        data = json.loads(raw)  # bytes: bad UTF-8 is a ValueError here too
     except ValueError as exc:
-        conflict = "<<<<<<<" in text or ">>>>>>>" in text
+        conflict = b"<<<<<<<" in raw or b">>>>>>>" in raw
         raise MarkerError(
             f"{path} is not valid JSON ({'it has merge-conflict markers' if conflict else exc})"
             f"; the job's results beside it are kept. Repair the file (e.g. `git checkout -- "
             f"{path}` or resolve the conflict), or move the job directory away to train the "
             "job anew") from None
-    if not isinstance(data, dict) or not isinstance(data.get(required), dict):
+    if not isinstance(data, dict) or (required is not None
+                                      and not isinstance(data.get(required), dict)):
+        what = "is not a JSON object" if required is None else f"has no '{required}' object"
         raise MarkerError(
-            f"{path} has no '{required}' object: it was written by another version of "
-            "splitenc_plugin or edited by hand. Restore it from the run that made it, or move "
-            "the job directory away to train the job anew")
+            f"{path} {what}: it was written by another version of splitenc_plugin or edited "
+            "by hand. Restore it from the run that made it, or move the job directory away to "
+            "train the job anew")
     return data
 
 
@@ -126,7 +138,7 @@ def read_done(job_dir: str | os.PathLike) -> dict | None:
       MarkerError: If ``done.json`` exists but is not a readable marker of this
         schema (never taken for "not finished": its results may be complete).
     """
-    return _read_marker(Path(job_dir) / DONE_FILE, "identity")
+    return read_record(Path(job_dir) / DONE_FILE, "identity")
 
 
 def read_job_spec(job_dir: str | os.PathLike) -> JobSpec | None:
@@ -136,7 +148,7 @@ def read_job_spec(job_dir: str | os.PathLike) -> JobSpec | None:
       MarkerError: If ``job.json`` exists but does not hold a spec of this schema.
     """
     path = Path(job_dir) / JOB_FILE
-    data = _read_marker(path, "spec")
+    data = read_record(path, "spec")
     if data is None:
         return None
     try:

@@ -52,11 +52,14 @@ from splitenc_plugin.studies.grid import (
     restrict_metrics,
 )
 from splitenc_plugin.sweep.job_files import (
+    DATA_FILE,
     DONE_FILE,
+    RESUMES_FILE,
     MarkerError,
     ResultFileError,
     read_done,
     read_job_spec,
+    read_record,
     read_result,
     resumable_step,
 )
@@ -450,10 +453,15 @@ def plan_selections(selections: Sequence[argparse.Namespace],
       index of the first selection that names it).
 
     Raises:
-      SplitencUserError: For an invalid selection (naming its file line).
+      SplitencUserError: For an invalid selection (naming its file line), or
+        two selections naming one job directory with different identities
+        (e.g. other ``--metrics`` or fragments of the same file name): one
+        directory holds one job, and the later selection would be dropped.
     """
     jobs, rank = [], {}
+    first: dict[str, tuple[Job, str]] = {}  # key -> (the job, which selection named it)
     for index, sel in enumerate(selections):
+        named = getattr(sel, "where", None) or f"selection {index + 1}"
         try:
             planned = plan_jobs(
                 sel.study, output_directory, steps=steps,
@@ -471,7 +479,21 @@ def plan_selections(selections: Sequence[argparse.Namespace],
             if job.key not in rank:
                 rank[job.key] = index
                 jobs.append(job)
+                first[job.key] = (job, named)
+            elif first[job.key][0].spec.identity() != job.spec.identity():
+                raise SplitencUserError(
+                    f"{_both(first[job.key][1], named)} name {job.job_dir} as different jobs "
+                    "(identities differ: e.g. --metrics or a fragment's content); one "
+                    "directory holds one job: drop one of the lines, or run them with "
+                    "different --output_directory values")
     return jobs, rank
+
+
+def _both(first: str, second: str) -> str:
+    """'grid.txt, lines 1 and 2' for two lines of one file, else 'A and B'."""
+    (file_a, _, line_a), (file_b, _, line_b) = (w.rpartition(", line ") for w in (first, second))
+    return f"{file_a}, lines {line_a} and {line_b}" if file_a and file_a == file_b else \
+        f"{first} and {second}"
 
 
 # --------------------------------------------------------------------------
@@ -566,8 +588,9 @@ def check_finished(jobs: Iterable[Job], data: dict[str, dict] | None = None
     Raises:
       JobMismatchError: If a job directory holds a finished job whose identity
         differs, a finished job made on other data, a finished job whose result
-        files are missing, or a ``done.json``/``job.json`` that cannot be read
-        (never taken for "not finished": the runner would delete it).
+        files are missing, a checkpoint of this job trained on other data, or
+        a ``done.json``/``job.json``/``data.json`` that cannot be read (never
+        taken for "not finished": the runner would delete it).
     """
     finished, pending, problems = [], [], []
     for job in jobs:
@@ -590,10 +613,16 @@ def check_finished(jobs: Iterable[Job], data: dict[str, dict] | None = None
 
 
 def _finished_state(job: Job, data: dict[str, dict] | None) -> JobState:
-    """:func:`classify`, where a finished job must also have this data and its results."""
+    """:func:`classify`, where a finished job must also have this data and its results.
+
+    And a resumable one must have started on this data: its checkpoint has
+    seen the data it started on (the job itself would refuse it, later).
+    """
     from splitenc_plugin.data.fingerprint import recorded_identity, same_data
 
     state, done = _classify(job)
+    if state.status is JobStatus.RESUMABLE:
+        return _resumable_state(state, (data or {}).get(job.spec.dataset))
     if state.status is not JobStatus.FINISHED:
         return state
     recorded, now = recorded_identity(done), (data or {}).get(job.spec.dataset)
@@ -611,6 +640,26 @@ def _finished_state(job: Job, data: dict[str, dict] | None) -> JobState:
         except ResultFileError as exc:
             return JobState(job, JobStatus.UNREADABLE, problem=str(exc))
     return state
+
+
+def _resumable_state(state: JobState, now: dict | None) -> JobState:
+    """A resumable job's state: IN_THE_WAY if it started on other data than
+    ``now``, UNREADABLE if a record its resume reads cannot be read."""
+    from splitenc_plugin.data.fingerprint import same_data
+
+    job = state.job
+    try:
+        started = read_record(job.job_dir / DATA_FILE)
+        read_record(job.job_dir / RESUMES_FILE)  # its attempts, carried into done.json
+    except MarkerError as exc:
+        return JobState(job, JobStatus.UNREADABLE, problem=str(exc))
+    if now is None or started is None or same_data(started, now):
+        return state
+    return JobState(job, JobStatus.IN_THE_WAY,
+                    problem=f"{job.job_dir} started training on {started.get('label')} (its "
+                            f"checkpoint at step {state.resume_step} has seen that data), the "
+                            f"data is now {now['label']}: restore that data, or move the "
+                            "directory away to train the job anew")
 
 
 def check_datasets(jobs: Iterable[Job]) -> None:

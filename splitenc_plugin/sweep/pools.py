@@ -49,15 +49,25 @@ __all__ = ["DASK_STOP_TIMEOUT_S", "DaskPool", "LocalPool", "run_jobs"]
 DASK_STOP_TIMEOUT_S = 60
 
 
+def _new_run_id() -> str:
+    """An id for one run: what its stop stops (:func:`terminate_children`)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+
+
 class LocalPool:
-    """Runs execute_job on a pool of threads, each driving one subprocess."""
+    """Runs execute_job on a pool of threads, each driving one subprocess.
+
+    Attributes:
+      run_id: This run's id: stopping it stops its jobs and starts no more.
+    """
 
     def __init__(self, workers: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="splitenc-job")
+        self.run_id = _new_run_id()
 
     def submit(self, job: Job, env: dict) -> Future:
         """Starts the job when a thread is free; returns its future."""
-        return self._pool.submit(execute_job, job.to_dict(), env)
+        return self._pool.submit(execute_job, job.to_dict(), env, self.run_id)
 
     @staticmethod
     def as_completed(futures):
@@ -104,7 +114,7 @@ class DaskPool:
             self.client = Client(address, timeout="20s")
         except OSError as exc:
             raise SplitencUserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-        self.run_id = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+        self.run_id = _new_run_id()
 
     def submit(self, job: Job, env: dict) -> distributed.Future:
         """Submits the job to the scheduler; returns its Dask future."""
@@ -216,6 +226,6 @@ def run_jobs(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = N
         if interrupted:
             for future in futures:
                 future.cancel()
-            terminate_children()
+            terminate_children(pool.run_id)  # a local pool's jobs; none on Dask's
         pool.close(cancel=interrupted)
     return outcomes
