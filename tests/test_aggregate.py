@@ -1909,3 +1909,37 @@ def test_extra_gin_bindings_make_a_plugin_study_run_a_cell_of_its_own(tmp_path: 
                                                                           2: ""}
     cells, _ = summarize(frame)
     assert sorted(zip(cells["factor_vae.gamma"], cells["n"])) == [("", 2), ("10.0", 1)]
+
+
+def test_runs_made_with_extra_bindings_are_held_back_by_their_plan(tmp_path: Path) -> None:
+    # Runs made with `--gin_bindings "model.eval_steps = 5"` (a cell column of
+    # their own) against a plan that cannot know it: a selections line carries
+    # no bindings, so the plan's runs match any value there; a started job's
+    # job.json does know it, and its grid point.
+    from splitenc_plugin.results.aggregate import (
+        claim_verdicts,
+        planned_runs,
+        summarize,
+        unfinished_planned_runs,
+    )
+    from splitenc_plugin.sweep.plan import plan_jobs
+
+    frame = _btc_frame([0.4, 0.5], [0.1, 0.2, 0.3]).assign(**{"model.eval_steps": "5"})
+    selections = tmp_path / "grid.txt"
+    selections.write_text("--study split_encoder_study_v1 --datasets dsprites_full "
+                          "--models beta_tc_vae --seeds 0-2\n")
+    [job] = plan_jobs(STUDY, tmp_path / "out", steps=100, datasets=["dsprites_full"],
+                      models=["beta_tc_vae"], encoders=["split_conv_encoder"], seeds=[2],
+                      gin_bindings=["model.eval_steps = 5"])
+    job.job_dir.mkdir(parents=True)
+    (job.job_dir / "job.json").write_text(json.dumps({"spec": job.spec.to_dict()}))
+    for planned in (planned_runs(selections=selections), planned_runs([job.job_dir])):
+        _, diffs = summarize(frame, planned)
+        assert {v["verdict"] for v in claim_verdicts(diffs).to_dict("records")} == {
+            "waiting for 1 unfinished run(s)"}
+        left = unfinished_planned_runs(frame, planned)
+        assert left[["encoder", "seed"]].values.tolist() == [["split_conv_encoder", 2]]
+    # The started job, run with other bindings, is not one of these cells' runs.
+    other = planned_runs([job.job_dir]).assign(**{"model.eval_steps": "7"})
+    _, diffs = summarize(frame, other)
+    assert {v["verdict"] for v in claim_verdicts(diffs).to_dict("records")} == {"holds"}

@@ -12,7 +12,10 @@ A planned job of a study other than the plugin's grids, or with gin
 fragments layered on, is matched by what its spec fixes — dataset, seed,
 steps, the fragments and the study's bindings (:func:`~.load.study_cell_values`)
 — while its model, encoder and sigma, read from the operative config once
-it has run, are unknown (NaN) and match any.
+it has run, are unknown (NaN) and match any. A job planned from a
+selections file also knows neither its steps nor the run's extra
+``--gin_bindings`` (a selections line carries neither): a binding column it
+does not bind is unknown (NaN) and matches any value (:func:`_unknown`).
 """
 
 from __future__ import annotations
@@ -54,16 +57,40 @@ def _default(column: str) -> str:
 
 def _planned_row(spec_dict: dict) -> dict:
     """A planned run from a job spec (``job.json["spec"]``, :meth:`JobSpec.to_dict`)."""
-    from splitenc_plugin.studies.grid import JobSpec
+    from splitenc_plugin.studies.grid import GRIDS, JobSpec
 
     spec = JobSpec.from_dict(spec_dict)
     row = {c: getattr(spec, c) for c in PLAN_COLUMNS}
     row["model_num"] = spec.model_num
     extras = study_cell_values(spec.study, spec_dict)
-    if extras:
+    # A grid's extra bindings cannot change model, encoder or sigma
+    # (check_extra_bindings refuses them); a fragment or another study's
+    # bindings can.
+    if FRAGMENTS in extras or (extras and spec.study not in GRIDS):
         row.update(dict.fromkeys(_OPERATIVE, np.nan))
-        row.update(extras)
+    row.update(extras)
     return row
+
+
+def _unknown(planned: pd.DataFrame, column: str) -> pd.Series:
+    """Which planned runs leave an extra cell column open (NaN there matches any value).
+
+    A run planned from a selections file (steps NaN) that does not bind a
+    binding column: it may have run with any extra ``--gin_bindings``. The
+    fragments are always known (a selections line names them).
+    """
+    if column == FRAGMENTS:
+        return pd.Series(False, index=planned.index)
+    if column not in planned:
+        return planned["steps"].isna()
+    return planned[column].isna()
+
+
+def _with_columns(planned: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``planned`` with every extra column of ``columns``: NaN where unknown, else its default."""
+    missing = {c: pd.Series(_default(c), index=planned.index, dtype=object).mask(
+        _unknown(planned, c)) for c in columns if c not in planned}
+    return planned.assign(**missing)
 
 
 def planned_runs(unfinished: Sequence[Path] = (),
@@ -98,8 +125,15 @@ def planned_runs(unfinished: Sequence[Path] = (),
         jobs, _ = plan_selections(read_selections(selections), ".", steps=1)
         rows += [{**_planned_row(job.spec.to_dict()), "steps": np.nan} for job in jobs]
     extras = list(dict.fromkeys(c for row in rows for c in row if c == FRAGMENTS or "." in c))
-    frame = pd.DataFrame(rows, columns=[*PLAN_COLUMNS, "model_num", *extras])
-    return frame.fillna({c: _default(c) for c in extras}).astype({"steps": float})
+    frame = pd.DataFrame(rows, columns=[*PLAN_COLUMNS, "model_num", *extras]).astype(
+        {"steps": float})
+    # Absent from a row: known absent ("") for a started job and for the
+    # fragments; unknown (NaN, :func:`_unknown`) for a selections-file job's bindings.
+    known = frame["steps"].notna()
+    for column in extras:
+        fill = frame[column].isna() & (known | (column == FRAGMENTS))
+        frame.loc[fill, column] = _default(column)
+    return frame
 
 
 def finishes(planned_steps: pd.Series, finished_steps) -> pd.Series:
@@ -130,11 +164,12 @@ def missing_runs(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) 
         if column in _OPERATIVE:  # unknown until run: matches any
             equal |= planned[column].isna().to_numpy()
         match &= equal
-    for column in dict.fromkeys([*_extras(planned), *(c for c in config
-                                                      if c == FRAGMENTS or "." in c)]):
-        values = planned[column] if column in planned else pd.Series(
-            _default(column), index=planned.index)
-        match &= (values == config.get(column, _default(column))).to_numpy()
+    columns = list(dict.fromkeys([*_extras(planned),
+                                  *(c for c in config if c == FRAGMENTS or "." in c)]))
+    planned = _with_columns(planned, columns)
+    for column in columns:
+        match &= ((planned[column] == config.get(column, _default(column)))
+                  | _unknown(planned, column)).to_numpy()
     match &= finishes(planned["steps"], config["steps"]).to_numpy()
     return len(set(planned.loc[match, "seed"]) - set(arm["seed"]))
 
@@ -147,18 +182,21 @@ def unfinished_planned_runs(frame: pd.DataFrame, planned: pd.DataFrame) -> pd.Da
     """
     extras = _extras(planned, frame)
     frame = frame.assign(**{c: _default(c) for c in extras if c not in frame})
-    planned = planned.assign(**{c: _default(c) for c in extras if c not in planned})
+    planned = _with_columns(planned, extras)
     point = [*RUN_POINT, *extras]
     planned = planned.drop_duplicates(subset=[*point, "steps"]).reset_index(drop=True)
     finished = frame[[*point, "steps"]].rename(columns={"steps": "finished_steps"})
-    # A planned run of a plugin grid matches on its whole grid point; one
-    # whose model, encoder and sigma are unknown until run, on the rest.
-    unknown = planned["model"].isna()
-    found = [part.reset_index().merge(finished.drop(columns=drop), on=on, how="inner")
-             for part, on, drop in (
-                 (planned[~unknown], point, []),
-                 (planned[unknown], [c for c in point if c not in _OPERATIVE], _OPERATIVE))
-             if len(part)]
+    # Each planned run matches on the columns it knows: a plugin grid's on
+    # its whole grid point; one whose model, encoder and sigma are unknown
+    # until run, or whose extra bindings are (_unknown), on the rest.
+    open_columns = [*_OPERATIVE, *(c for c in extras if c != FRAGMENTS)]
+    unknown = pd.DataFrame({c: planned["model"].isna() if c in _OPERATIVE
+                            else _unknown(planned, c) for c in open_columns})
+    found = []
+    for pattern, part in planned.groupby([unknown[c] for c in open_columns], sort=False):
+        drop = [c for c, open_ in zip(open_columns, pattern) if open_]
+        found.append(part.reset_index().merge(
+            finished.drop(columns=drop), on=[c for c in point if c not in drop], how="inner"))
     found = pd.concat(found, ignore_index=True) if found else pd.DataFrame(
         columns=["index", "steps", "finished_steps"])
     found = found[finishes(found["steps"], found["finished_steps"])]

@@ -62,7 +62,8 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def _shared_bindings(frame: pd.DataFrame) -> dict[str, str]:
-    """Study bindings with one value in every run (none for the plugin's studies).
+    """Binding columns with one value in every run (for the plugin's studies,
+    extra ``--gin_bindings`` every run was made with).
 
     ``model.name`` and the regularisation strengths are never counted: they
     name a dlib study's cells, even where a run has only one of them.

@@ -222,8 +222,8 @@ def terminate_children(run_id: str | None = None) -> int:
     SIGTERM first (the job process exits; its checkpoint stays for a resume),
     SIGKILL after 10 s. From then on no job of that run (of any run, without
     ``run_id``) starts in this process: :func:`execute_job` returns FAILED
-    with "not started" for it, its directory untouched. Returns how many
-    were stopped.
+    with "not started" for it (its directory untouched if the stop came
+    before it took the job's lock). Returns how many were stopped.
     """
     with _CHILDREN_LOCK:
         _STOPPED_RUNS.add(run_id)
