@@ -72,24 +72,29 @@ def _planned_row(spec_dict: dict) -> dict:
     return row
 
 
-def _unknown(planned: pd.DataFrame, column: str) -> pd.Series:
-    """Which planned runs leave an extra cell column open (NaN there matches any value).
+def _open(planned: pd.DataFrame, column: str) -> pd.Series:
+    """Which planned runs cannot know an extra cell column they do not have.
 
-    A run planned from a selections file (steps NaN) that does not bind a
-    binding column: it may have run with any extra ``--gin_bindings``. The
-    fragments are always known (a selections line names them).
+    A run planned from a selections file (steps NaN): it may have run with
+    any extra ``--gin_bindings``, so a binding it does not bind is unknown
+    (NaN, matching any value: :func:`_unknown`). The fragments are always
+    known (a selections line names them), as is what a started job's
+    ``job.json`` does not bind (known absent: :func:`_default`).
     """
     if column == FRAGMENTS:
         return pd.Series(False, index=planned.index)
-    if column not in planned:
-        return planned["steps"].isna()
+    return planned["steps"].isna()
+
+
+def _unknown(planned: pd.DataFrame, column: str) -> pd.Series:
+    """Which planned runs match any value of ``column`` (NaN there; see :func:`_open`)."""
     return planned[column].isna()
 
 
 def _with_columns(planned: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """``planned`` with every extra column of ``columns``: NaN where unknown, else its default."""
     missing = {c: pd.Series(_default(c), index=planned.index, dtype=object).mask(
-        _unknown(planned, c)) for c in columns if c not in planned}
+        _open(planned, c)) for c in columns if c not in planned}
     return planned.assign(**missing)
 
 
@@ -127,11 +132,10 @@ def planned_runs(unfinished: Sequence[Path] = (),
     extras = list(dict.fromkeys(c for row in rows for c in row if c == FRAGMENTS or "." in c))
     frame = pd.DataFrame(rows, columns=[*PLAN_COLUMNS, "model_num", *extras]).astype(
         {"steps": float})
-    # Absent from a row: known absent ("") for a started job and for the
-    # fragments; unknown (NaN, :func:`_unknown`) for a selections-file job's bindings.
-    known = frame["steps"].notna()
+    # Absent from a row: unknown (NaN) where the row cannot know it (_open),
+    # else known absent (its default).
     for column in extras:
-        fill = frame[column].isna() & (known | (column == FRAGMENTS))
+        fill = frame[column].isna() & ~_open(frame, column)
         frame.loc[fill, column] = _default(column)
     return frame
 

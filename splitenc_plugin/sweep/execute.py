@@ -146,7 +146,9 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
     with job_lock(job_dir, patience=LOCK_PATIENCE_S) as fd:
         if fd is None:
             return JobOutcome(planned.key, RunStatus.BUSY, log=log, error=busy_message(job_dir))
-        if _stopped(run_id):  # before its directory is touched
+        with _CHILDREN_LOCK:
+            stopped = _stopped(run_id)
+        if stopped:  # before its directory is touched
             return JobOutcome(planned.key, RunStatus.FAILED, log=log, error=_NOT_STARTED)
         state = classify(planned)
         if state.status is JobStatus.UNREADABLE:
@@ -175,9 +177,11 @@ def execute_job(job: dict, env: dict | None = None, run_id: str | None = None) -
 
 
 def _stopped(run_id: str | None) -> bool:
-    """Whether ``terminate_children`` stopped this run (or every run) in this process."""
-    with _CHILDREN_LOCK:
-        return None in _STOPPED_RUNS or run_id in _STOPPED_RUNS
+    """Whether ``terminate_children`` stopped this run (or every run) in this process.
+
+    The caller holds ``_CHILDREN_LOCK``.
+    """
+    return None in _STOPPED_RUNS or run_id in _STOPPED_RUNS
 
 
 def _run_worker(job_dir: Path, fd: int, env: dict | None, run_id: str | None) -> int | None:
@@ -191,7 +195,7 @@ def _run_worker(job_dir: Path, fd: int, env: dict | None, run_id: str | None) ->
         # Checked, started and registered under one lock: a stop either
         # comes first (nothing starts) or finds the process to terminate.
         with _CHILDREN_LOCK:
-            if None in _STOPPED_RUNS or run_id in _STOPPED_RUNS:
+            if _stopped(run_id):
                 return None
             # The job process inherits the locked fd: the lock lives as long
             # as the job does, even if this runner is killed.

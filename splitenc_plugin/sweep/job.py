@@ -50,10 +50,11 @@ When everything succeeded, the completion marker ``JOB_DIR/done.json`` is
 written atomically; with ``prune_heavy`` the checkpoints, TF-Hub modules and
 event files it lists as ``pruned`` are deleted only after it (a job killed
 in between is finished, with heavy files left; one whose learning curves
-failed is not pruned: its event files are their only source). A job directory is *finished* if and only if it has
-a valid ``done.json``; its identity (study, model_num, config, bindings, steps,
-and any fragments and ``--metrics``: ``JobSpec.identity``) says what it
-computed. Importing this module does not import TensorFlow.
+failed is not pruned: its event files are their only source). A job
+directory is *finished* if and only if it has a valid ``done.json``; its
+identity (study, model_num, config, bindings, steps, and any fragments and
+``--metrics``: ``JobSpec.identity``) says what it computed. Importing this
+module does not import TensorFlow.
 """
 
 from __future__ import annotations

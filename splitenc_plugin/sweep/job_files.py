@@ -83,7 +83,7 @@ HEAVY_PATTERNS = (
 
 
 class MarkerError(SplitencUserError):
-    """A job's ``done.json``, ``job.json`` (or other record) exists but cannot be read as its schema.
+    """A job's ``done.json``, ``job.json`` or other record exists but cannot be read.
 
     The runner never deletes or reruns such a directory: it may hold finished
     results (a bad merge of a committed ``done.json``, a marker from another
