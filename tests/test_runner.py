@@ -33,7 +33,7 @@ from conftest import (
 
 from splitenc_plugin._io import write_json_atomic
 from splitenc_plugin.results.aggregate import aggregate, load_results
-from splitenc_plugin.results.learning_curves import CURVES_FILE
+from splitenc_plugin.results.learning_curves import CURVES_FILE, EVENT_GLOB
 from splitenc_plugin.studies.grid import config_name, make_job_spec
 from splitenc_plugin.sweep.cli import build_parser
 from splitenc_plugin.sweep.display import state_text
@@ -633,6 +633,22 @@ def test_a_job_killed_while_pruning_is_finished_not_trained_again(tmp_path) -> N
     again = _reproduce(tmp_path, "--seeds", "0", "--encoders", "conv_encoder", "--prune_heavy")
     assert_ok(again)
     assert "nothing to do" in again.stdout and _hashes(job) == before
+
+
+def test_a_job_whose_learning_curves_failed_keeps_their_event_files(tmp_path) -> None:
+    # learning_curves.json cannot be written (the probe fails its move into
+    # place, as a full disk would): the model is finished all the same, but
+    # --prune_heavy keeps the event files, the curves' only source.
+    probe = Path(__file__).parent / "probes" / "curves_write_fails"
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, (str(probe),
+                                                       os.environ.get("PYTHONPATH"))))}
+    proc = _reproduce(tmp_path, "--seeds", "0", "--encoders", "conv_encoder", "--prune_heavy",
+                      env=env)
+    assert_ok(proc)
+    job = tmp_path / STUDY / "0"
+    assert json.loads((job / DONE_FILE).read_text())["pruned"] == []
+    assert not (job / "model" / CURVES_FILE).exists()
+    assert list((job / CHECKPOINT_DIR).glob(EVENT_GLOB))  # (pruned otherwise: the Dask test)
 
 
 def test_pruned_visualized_job_keeps_what_appendix_c_needs(tmp_path) -> None:
