@@ -265,6 +265,24 @@ def test_cars3d_needs_all_183_well_formed_files(tmp_path) -> None:
     assert "contains 3 .mat files" in status.message
 
 
+def test_cars3d_fingerprint_covers_every_file_dlib_reads(tmp_path) -> None:
+    # dlib's cars3d.py reads every name in cars/ that contains ".mat", so a
+    # car stored as car_183_mesh.mat.v2 is trained on: its bytes must be in
+    # the fingerprint (a cars/*.mat glob missed it).
+    from splitenc_plugin.data import fingerprint
+
+    root = str(tmp_path)
+    paths = fixtures.write_cars3d_fixture(root, num_cars=183, image_size=64)
+    renamed = paths[-1] + ".v2"
+    os.rename(paths[-1], renamed)
+    assert registry.check_dataset("cars3d", root).ok
+    before = fingerprint.data_identity("cars3d", root)
+    assert len(before["files"]) == 183
+    assert os.path.join("cars", "car_183_mesh.mat.v2") in before["files"]
+    scipy.io.savemat(renamed, {"im": np.ones((64, 64, 3, 24, 4), np.uint8)})
+    assert fingerprint.data_identity("cars3d", root)["fingerprint"] != before["fingerprint"]
+
+
 # --------------------------------------------------------------------------
 # Shapes3D and MPI3D.
 

@@ -34,7 +34,6 @@ any other dataset is ``unrecorded`` and matches nothing.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import zipfile
@@ -118,11 +117,9 @@ def data_identity(name: str, data_root: str | None = None) -> dict:
     registry.require_dataset(name, data_root)
     root = registry.default_data_root() if data_root is None else data_root
     files: dict[str, str] = {}
-    for pattern in registry.DATASETS[name].files:
-        for path in sorted(glob.glob(os.path.join(root, pattern))):
-            relative = os.path.relpath(path, root)
-            files[relative] = (_npz_digest(path) if path.endswith(".npz")
-                               else _file_digest(path))
+    for path in registry.dataset_files(name, root):
+        relative = os.path.relpath(path, root)
+        files[relative] = _npz_digest(path) if path.endswith(".npz") else _file_digest(path)
     combined = hashlib.sha256(
         ";".join(f"{k}={v}" for k, v in sorted(files.items())).encode()).hexdigest()[:16]
     if name in DSPRITES_FAMILY:

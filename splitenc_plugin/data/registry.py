@@ -37,7 +37,9 @@ __all__ = [
     "DatasetStatus",
     "DatasetUnavailableError",
     "UnknownDatasetError",
+    "cars3d_files",
     "check_dataset",
+    "dataset_files",
     "default_data_root",
     "require_dataset",
 ]
@@ -95,7 +97,8 @@ class DatasetSpec:
     Attributes:
       name: The dlib dataset name (gin ``dataset.name``).
       description: What the dataset is.
-      files: Paths relative to the data root that dlib reads.
+      files: Paths relative to the data root that dlib reads (for Cars3D a
+        description, ``cars/*.mat``: :func:`dataset_files` lists them).
       validate: Raises :class:`_Problem` for the first missing/malformed file.
       how_to_obtain: The fix, formatted with ``{data_root}``.
     """
@@ -322,12 +325,30 @@ def _validate_smallnorb(root: str) -> None:
                                f"magic {magic:#x} and {text}")
 
 
+def cars3d_files(root: str) -> list[str]:
+    """The files dlib's Cars3D loader reads: every name in ``<root>/cars`` containing ``.mat``.
+
+    dlib's ``cars3d.py`` lists the directory and keeps each name with
+    ``".mat" in name`` (so ``x.mat.bak`` and ``.x.mat`` count, unlike a
+    ``*.mat`` glob); the validator and the fingerprint both use this rule.
+
+    Args:
+      root: The data root.
+
+    Returns:
+      Their paths, sorted; empty if the directory does not exist.
+    """
+    directory = os.path.join(root, CARS3D_DIR)
+    if not os.path.isdir(directory):
+        return []
+    return sorted(os.path.join(directory, x) for x in os.listdir(directory) if ".mat" in x)
+
+
 def _validate_cars3d(root: str) -> None:
     directory = os.path.join(root, CARS3D_DIR)
     if not os.path.isdir(directory):
         raise _Problem(MISSING, directory, "directory not found")
-    # Same filter as dlib's cars3d.py.
-    files = sorted(x for x in os.listdir(directory) if ".mat" in x)
+    files = [os.path.basename(path) for path in cars3d_files(root)]
     if not files:
         raise _Problem(MISSING, directory, "contains no .mat files")
     if len(files) != CARS3D_NUM_CARS:
@@ -428,6 +449,24 @@ def _spec_for(name: str) -> DatasetSpec:
         raise UnknownDatasetError(
             f"unknown dataset {name!r}; dlib knows: {', '.join(DATASETS)}")
     return spec
+
+
+def dataset_files(name: str, data_root: str | None = None) -> list[str]:
+    """The paths of the files dlib reads for ``name`` that exist under the data root.
+
+    Args:
+      name: A dlib dataset name.
+      data_root: Defaults to ``$DISENTANGLEMENT_LIB_DATA`` or ``"."``, like dlib.
+
+    Raises:
+      UnknownDatasetError: If dlib does not know ``name``.
+    """
+    spec = _spec_for(name)
+    root = default_data_root() if data_root is None else data_root
+    if name == "cars3d":
+        return cars3d_files(root)  # a directory listing, not fixed names
+    return [path for path in (os.path.join(root, f) for f in spec.files)
+            if os.path.exists(path)]
 
 
 def check_dataset(name: str, data_root: str | None = None) -> DatasetStatus:
