@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import textwrap
 import zipfile
 
 import numpy as np
@@ -358,6 +361,38 @@ def test_cli_generates_into_the_env_data_root(monkeypatch, tmp_path, capsys) -> 
     # A reduced file is not the real thing, so a second run regenerates it.
     assert cli.main(["dsprites", "--output_dir", str(tmp_path / "other")]) == 0
     assert calls == [str(tmp_path), str(tmp_path / "other")]
+
+
+def test_cli_refuses_a_file_where_the_dsprites_directory_goes(tmp_path, capsys) -> None:
+    blocker = tmp_path / "dsprites"
+    blocker.write_text("kept")
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("splitenc_data: error: cannot write ") and err.count("\n") == 1, err
+    assert f"{blocker} is a file" in err and "--output_dir" in err
+    assert blocker.read_text() == "kept"
+
+
+def test_cli_a_failed_write_is_one_line_naming_the_file(tmp_path) -> None:
+    # A real write error: the file-size limit makes write() fail with EFBIG
+    # (as a full disk fails with ENOSPC) once the file passes 64 KB.
+    code = textwrap.dedent("""
+        import resource, signal, sys
+        from splitenc_plugin.data import cli
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE,
+                           (65536, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        sys.exit(cli.main(["dsprites", "--output_dir", sys.argv[1]]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, check=False)
+    path = tmp_path / "dsprites" / dsprites.FILENAME
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr == (f"splitenc_data: error: cannot write {path}: File too large; nothing "
+                           "was written. The output needs ~20.0 MB free in a writable "
+                           "directory: free space or fix the permissions, or pass another "
+                           "--output_dir\n")
+    assert os.listdir(tmp_path / "dsprites") == []  # no temporary file left
 
 
 @pytest.mark.skipif(not env_flag("SPLITENC_FULL_DATA", default=False),

@@ -176,3 +176,43 @@ def test_bad_arguments_are_one_error_naming_the_argument(h5_fixture, tmp_path, c
     err = capsys.readouterr().err
     assert message.format(**paths) in err and err.count("\n") == 1, err
     assert not (tmp_path / "root").exists()
+
+
+def test_a_file_where_the_output_directory_goes_is_not_blamed_on_the_h5(h5_fixture, tmp_path,
+                                                                       capsys) -> None:
+    blocker = tmp_path / "3dshapes"
+    blocker.write_text("kept")
+    assert cli.main(["shapes3d", "--from", h5_fixture, "--output_dir", str(tmp_path),
+                     "--block", BLOCK_ARG]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{blocker} is a file" in err, err
+    assert h5_fixture not in err and "corrupt" not in err
+    assert blocker.read_text() == "kept"
+
+
+def test_a_failed_write_names_the_output_not_the_h5(h5_fixture, tmp_path) -> None:
+    # A real write error (EFBIG past a 64 KB file-size limit, as ENOSPC on a
+    # full disk): the h5 reads fine, so it must not be called corrupt.
+    code = textwrap.dedent("""
+        import resource, signal, sys
+        from splitenc_plugin.data import cli
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE,
+                           (65536, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        sys.exit(cli.main(sys.argv[1:]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, "shapes3d", "--from", h5_fixture,
+                           "--output_dir", str(tmp_path), "--block", BLOCK_ARG],
+                          capture_output=True, text=True, timeout=300, check=False)
+    path = tmp_path / registry.SHAPES3D_FILE
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    # 120 images of 64 x 64 x 3 bytes: 1.5 MB (the full layout: 5.9 GB).
+    assert proc.stderr == (f"splitenc_data: error: cannot write {path}: File too large; nothing "
+                           "was written. The output needs ~1.5 MB free in a writable "
+                           "directory: free space or fix the permissions, or pass another "
+                           "--output_dir\n")
+    assert _outputs(tmp_path) == []  # not even a temporary file
+
+
+def test_the_full_conversion_needs_5_9_gb() -> None:
+    assert round(conv.output_bytes() / 1e9, 1) == 5.9

@@ -81,8 +81,32 @@ def _output_root(output_dir: str | None) -> str:
     return root
 
 
+def _output_file(root: str, relative: str) -> str:
+    """The output file's path, refusing (before any work) a file where its directory goes."""
+    path = os.path.join(root, relative)
+    directory = os.path.dirname(path)
+    while directory != os.path.normpath(root):
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise SplitencUserError(
+                f"cannot write {path}: {directory} is a file, where its directory should be; "
+                f"move that file away, or pass another --output_dir")
+        directory = os.path.dirname(directory)
+    return path
+
+
+def _unwritable(path: str, exc: OSError, need_bytes: float) -> SplitencUserError:
+    """One line for an output that could not be written (disk full, permissions, ...)."""
+    culprit = f" ({exc.filename})" if exc.filename and exc.filename != path else ""
+    need = (f"{need_bytes / 1e9:.1f} GB" if need_bytes >= 1e9 else f"{need_bytes / 1e6:.1f} MB")
+    return SplitencUserError(
+        f"cannot write {path}: {exc.strerror or exc}{culprit}; nothing was written. The output "
+        f"needs ~{need} free in a writable directory: free space or fix the permissions, or "
+        f"pass another --output_dir")
+
+
 def _generate(output_dir: str | None, force: bool) -> int:
     root = _output_root(output_dir)
+    target = _output_file(root, registry.DSPRITES_FILE)
     status = registry.check_dataset("dsprites_full", root)
     if status.ok and not force:
         label = fingerprint.data_identity("dsprites_full", root)["label"]
@@ -97,7 +121,10 @@ def _generate(output_dir: str | None, force: bool) -> int:
             return 0
         print(f"{status.path} was made by an older renderer ({label}); writing {current}")
     start = time.perf_counter()
-    path = dsprites.generate_dsprites(root)
+    try:
+        path = dsprites.generate_dsprites(root)
+    except OSError as exc:
+        raise _unwritable(target, exc, 20e6) from None
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, "
           f"{time.perf_counter() - start:.1f} s)")
     if root != os.environ.get(registry.ENV_VAR):
@@ -116,6 +143,8 @@ def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
     except ValueError:
         raise SplitencUserError(f"--block takes one integer per factor, comma-separated "
                                 f"(e.g. 1,1,1,2,4,15), got {block!r}") from None
+    target = _output_file(root, registry.SHAPES3D_FILE)
+    need = shapes3d_data.output_bytes(sizes)  # also checks the block, before any work
     status = registry.check_dataset("shapes3d", root)
     if status.ok and not force:
         if block is None:
@@ -126,7 +155,10 @@ def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
             f"{status.path} is present and valid; --block would replace it with a block of "
             "it: use another --output_dir, or --force to replace it")
     start = time.perf_counter()
-    path = shapes3d_data.convert_h5(source, root, block_sizes=sizes)
+    try:
+        path = shapes3d_data.convert_h5(source, root, block_sizes=sizes)
+    except OSError as exc:  # reading errors are ConversionErrors: this is the output
+        raise _unwritable(target, exc, need) from None
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, "
           f"{time.perf_counter() - start:.1f} s)")
     return 0

@@ -27,10 +27,12 @@ an h5 file is read or written.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,7 @@ __all__ = [
     "check_block_sizes",
     "convert_h5",
     "label_values",
+    "output_bytes",
     "write_layout_h5",
 ]
 
@@ -142,40 +145,42 @@ def convert_h5(h5_path: str, output_dir: str, block_sizes: Sequence[int] | None 
     Raises:
       ConversionError: If the file cannot be read (e.g. truncated) or is not
         in the layout; nothing is written then.
+      OSError: If the output cannot be written (a full disk, a file where its
+        directory should be); nothing is left behind either.
     """
     import h5py  # Lazy: only the converter needs it.
 
     sizes = check_block_sizes(block_sizes)
     n = math.prod(sizes)
     out = os.path.join(output_dir, registry.SHAPES3D_FILE)
+    # Reading and writing fail apart: a read error blames the h5 (ConversionError),
+    # a write error (a full disk, a file in the way) propagates as the OSError it is.
+    with _reading(h5_path):
+        f = h5py.File(h5_path, "r")
+    with f:
+        with _reading(h5_path):
+            images, labels = _checked_input(f, h5_path, sizes, block_sizes is not None)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with atomic_path(out, suffix=".npz") as tmp, zipfile.ZipFile(
+                tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            write_streamed_member(zf, "images", (*sizes, *IMAGE_SHAPE), np.dtype(np.uint8),
+                                  _image_chunks(h5_path, images, n, chunk_images),
+                                  zipfile.ZIP_STORED)
+            write_array_member(zf, "labels", labels.reshape(*sizes, len(FACTOR_SIZES)),
+                               zipfile.ZIP_STORED)
+    return out
+
+
+def output_bytes(block_sizes: Sequence[int] | None = None) -> int:
+    """Bytes of the npz :func:`convert_h5` writes (its images; 5.9 GB for the full layout)."""
+    return math.prod(check_block_sizes(block_sizes)) * math.prod(IMAGE_SHAPE)
+
+
+@contextlib.contextmanager
+def _reading(h5_path: str) -> Iterator[None]:
+    """Turns a failure to read the h5 file into one :class:`ConversionError`."""
     try:
-        with h5py.File(h5_path, "r") as f:
-            for name in ("images", "labels"):
-                if not isinstance(f.get(name), h5py.Dataset):
-                    raise ConversionError(f"{h5_path} has no dataset {name!r} (it has "
-                                          f"{sorted(f.keys())}); 3dshapes.h5 has 'images' "
-                                          f"and 'labels'")
-            images, labels_ds = f["images"], f["labels"]
-            layout = (f"{n:,} = {' x '.join(map(str, sizes))} images"
-                      + ("" if block_sizes is None else " (the prefix block asked for)"))
-            if images.shape != (n, *IMAGE_SHAPE) or images.dtype != np.uint8:
-                raise ConversionError(
-                    f"{h5_path}: images is {images.dtype}{list(images.shape)}, the 3dshapes "
-                    f"layout has uint8{[n, *IMAGE_SHAPE]} ({layout})"
-                    + (" - a partial download?" if images.shape[0] < n else ""))
-            if labels_ds.shape != (n, len(FACTOR_SIZES)):
-                raise ConversionError(f"{h5_path}: labels is {list(labels_ds.shape)}, the "
-                                      f"3dshapes layout has {[n, len(FACTOR_SIZES)]}")
-            labels = labels_ds[()]  # n x 6 floats: 23 MB for the real file
-            _check_labels(h5_path, labels, sizes)
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            with atomic_path(out, suffix=".npz") as tmp, zipfile.ZipFile(
-                    tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                write_streamed_member(zf, "images", (*sizes, *IMAGE_SHAPE), np.dtype(np.uint8),
-                                      (images[start:start + chunk_images]
-                                       for start in range(0, n, chunk_images)), zipfile.ZIP_STORED)
-                write_array_member(zf, "labels", labels.reshape(*sizes, len(FACTOR_SIZES)),
-                                   zipfile.ZIP_STORED)
+        yield
     except ConversionError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -183,7 +188,41 @@ def convert_h5(h5_path: str, output_dir: str, block_sizes: Sequence[int] | None 
         # = ...") and on reads of damaged chunks.
         raise ConversionError(f"cannot read {h5_path} as an HDF5 file (truncated or corrupt: "
                               f"{exc}); no output was written") from None
-    return out
+
+
+def _checked_input(f: Any, h5_path: str, sizes: tuple[int, ...],
+                   is_block: bool) -> tuple[Any, np.ndarray]:
+    """(the images dataset, the labels (n, 6)) of an h5 file in the layout, else raises."""
+    import h5py
+
+    n = math.prod(sizes)
+    for name in ("images", "labels"):
+        if not isinstance(f.get(name), h5py.Dataset):
+            raise ConversionError(f"{h5_path} has no dataset {name!r} (it has "
+                                  f"{sorted(f.keys())}); 3dshapes.h5 has 'images' "
+                                  f"and 'labels'")
+    images, labels_ds = f["images"], f["labels"]
+    layout = (f"{n:,} = {' x '.join(map(str, sizes))} images"
+              + (" (the prefix block asked for)" if is_block else ""))
+    if images.shape != (n, *IMAGE_SHAPE) or images.dtype != np.uint8:
+        raise ConversionError(
+            f"{h5_path}: images is {images.dtype}{list(images.shape)}, the 3dshapes "
+            f"layout has uint8{[n, *IMAGE_SHAPE]} ({layout})"
+            + (" - a partial download?" if images.shape[0] < n else ""))
+    if labels_ds.shape != (n, len(FACTOR_SIZES)):
+        raise ConversionError(f"{h5_path}: labels is {list(labels_ds.shape)}, the "
+                              f"3dshapes layout has {[n, len(FACTOR_SIZES)]}")
+    labels = labels_ds[()]  # n x 6 floats: 23 MB for the real file
+    _check_labels(h5_path, labels, sizes)
+    return images, labels
+
+
+def _image_chunks(h5_path: str, images: Any, n: int, chunk_images: int) -> Iterator[np.ndarray]:
+    """The h5 images in chunks; a failed read is the input's fault, said as such."""
+    for start in range(0, n, chunk_images):
+        with _reading(h5_path):
+            block = images[start:start + chunk_images]
+        yield block
 
 
 def write_layout_h5(path: str, block_sizes: Sequence[int] | None,
