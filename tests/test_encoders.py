@@ -500,7 +500,7 @@ def test_branch_slices_are_initialised_like_standalone_layers() -> None:
 # ---------------------------------------------------------------------------
 # Validation: ConfigError before anything is built
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("fn", "kwargs", "message"), [
+INVALID_ARGUMENTS = [  # (encoder, its bad arguments, the error's first words)
     (enc.split_conv_encoder, {"num_shared_layers": 7},
      "split_conv_encoder.num_shared_layers must be an integer in 0..4, got 7"),
     (enc.split_conv_encoder, {"num_shared_layers": -1},
@@ -527,7 +527,10 @@ def test_branch_slices_are_initialised_like_standalone_layers() -> None:
      "wide_conv_encoder.dense_width must be an integer >= 1, got 0"),
     (enc.wide_conv_encoder, {"dense_width": 12.5},
      "wide_conv_encoder.dense_width must be an integer >= 1, got 12.5"),
-])
+]
+
+
+@pytest.mark.parametrize(("fn", "kwargs", "message"), INVALID_ARGUMENTS)
 def test_invalid_arguments_raise_config_error_before_building(fn, kwargs, message) -> None:
     args = {"num_latent": 4, **kwargs}
     with tf.Graph().as_default() as graph:
@@ -545,6 +548,38 @@ def test_invalid_gin_binding_raises_config_error(clean_gin) -> None:
                       "split_conv_encoder.num_shared_layers = 7"])
     with tf.Graph().as_default(), pytest.raises(ConfigError, match=r"num_shared_layers = 4"):
         dlib_arch.make_gaussian_encoder(tf.placeholder(tf.float32, [None, *IMAGE]))
+
+
+def _bind(encoder: str, kwargs: dict) -> list[str]:
+    """Gin bindings of ``kwargs`` for ``encoder`` (num_latent: ``encoder.num_latent``)."""
+    values = {"encoder.num_latent": 4,
+              **{("encoder." if k == "num_latent" else f"{encoder}.") + k: v
+                 for k, v in kwargs.items()}}
+    return [f"{key} = {value!r}" for key, value in values.items()]
+
+
+@pytest.mark.parametrize(("fn", "kwargs", "message"), INVALID_ARGUMENTS)
+def test_preflight_finds_the_selected_encoders_bad_binding(fn, kwargs, message,
+                                                           clean_gin) -> None:
+    # What the graph build would raise, from the bindings alone (no graph):
+    # the compat layer runs this before dlib loads its data.
+    gin.parse_config([f"encoder.encoder_fn = @{fn.__name__}", *_bind(fn.__name__, kwargs)])
+    with pytest.raises(ConfigError) as info:
+        enc.preflight()
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("selected", ["conv_encoder", "split_conv_encoder"])
+def test_preflight_reads_only_the_selected_encoder(selected, clean_gin) -> None:
+    # A binding of an encoder the model does not use is never read (a study
+    # may bind it for every model); the selected one's valid bindings pass.
+    gin.parse_config([f"encoder.encoder_fn = @{selected}",
+                      *_bind("wide_conv_encoder", {"dense_width": 0}),
+                      *_bind("split_conv_encoder", {"num_shared_layers": 2, "branch_width": 8})])
+    enc.preflight()
+    with tf.Graph().as_default():  # and the graph build agrees
+        means, _ = dlib_arch.make_gaussian_encoder(tf.placeholder(tf.float32, [None, *IMAGE]))
+    assert means.shape.as_list() == [None, 4]
 
 
 def test_count_functions_validate_their_arguments() -> None:

@@ -20,13 +20,17 @@ NUM_SAMPLES = 200_000
 NUM_LATENT = 6
 
 
-def _draw(bindings: list[str], batch: int = NUM_SAMPLES, seed: int = 1, logvar: float = 0.0):
-    """Samples z through dlib's (patched) sampler under the given gin bindings."""
+def _draw(bindings: list[str], batch: int = NUM_SAMPLES, seed: int = 1,
+          logvar: float | list[float] = 0.0):
+    """Samples z through dlib's (patched) sampler under the given gin bindings.
+
+    ``logvar``: one log-variance for every latent, or one per latent.
+    """
     gin.parse_config(bindings)
     with tf.Graph().as_default():
         tf.set_random_seed(seed)
         mean = tf.zeros([batch, NUM_LATENT])
-        log_var = tf.fill([batch, NUM_LATENT], logvar)
+        log_var = tf.broadcast_to(tf.constant(logvar, tf.float32), [batch, NUM_LATENT])
         z = gem.GaussianEncoderModel.sample_from_latent_distribution(None, mean, log_var)
         with tf.Session() as sess:
             return sess.run(z)
@@ -69,10 +73,14 @@ def test_full_correlation_matrix_is_sampled_through_cholesky(clean_gin) -> None:
 
 
 def test_scale_is_exp_half_logvar(clean_gin) -> None:
-    # Var(z) = exp(logvar) * Sigma: logvar = log 4 doubles the standard deviation.
+    # z = mu + s * eps with s = exp(logvar / 2) per latent: Cov(z) = diag(s) Sigma diag(s).
+    # Per-latent scales tell this from scaling before the mixing, z = mu + L (s * n),
+    # whose off-diagonals would stay sigma (equal scales cannot tell the two apart).
+    scale = np.array([0.5, 1.0, 2.0, 0.5, 1.0, 2.0])[:NUM_LATENT]
     z = _draw(["reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = 0.5"],
-              logvar=math.log(4.0))
-    assert np.max(np.abs(np.cov(z, rowvar=False) - 4.0 * eq13_covariance(0.5, NUM_LATENT))) < 0.05
+              logvar=np.log(scale ** 2).tolist())
+    expected = np.diag(scale) @ eq13_covariance(0.5, NUM_LATENT) @ np.diag(scale)
+    assert np.max(np.abs(np.cov(z, rowvar=False) - expected)) < 0.05
 
 
 @pytest.mark.parametrize("bindings", [
@@ -85,7 +93,7 @@ def test_factorized_and_sigma_zero_reproduce_dlibs_sampler(bindings, clean_gin) 
     assert np.array_equal(ours, _dlib_original(batch=64))
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan"), "'high'"])
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan"), "'high'", "'0.9'", "True"])
 def test_invalid_sigma_names_the_binding(bad, clean_gin) -> None:
     value = "nan" if isinstance(bad, float) and math.isnan(bad) else bad
     binding = f"correlated_noise.sigma = {value}" if value != "nan" else None
@@ -136,6 +144,12 @@ IDENTITY = np.eye(NUM_LATENT).tolist()
     (["reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = None",
       f"encoder.num_latent = {NUM_LATENT + 4}", f"correlated_noise.correlation = {IDENTITY}"],
      rf"is {NUM_LATENT} x {NUM_LATENT} but the encoder has {NUM_LATENT + 4} latents"),
+    # A correlation with no noise function selected: dlib's noise would train,
+    # the experiment silently its own baseline.
+    (["correlated_noise.sigma = 0.9"],
+     r"correlated_noise\.sigma = 0\.9 is bound but reparameterization\.noise_fn is not"),
+    ([f"correlated_noise.correlation = {IDENTITY}"],
+     r"correlated_noise\.correlation = \.\.\. is bound but reparameterization\.noise_fn"),
 ])
 def test_preflight_catches_what_the_graph_build_would(bindings, message, clean_gin) -> None:
     gin.parse_config(bindings)
@@ -148,6 +162,10 @@ def test_preflight_catches_what_the_graph_build_would(bindings, message, clean_g
     ["include 'fragments/correlated_noise.gin'", f"encoder.num_latent = {NUM_LATENT}"],
     ["reparameterization.noise_fn = @correlated_noise", f"encoder.num_latent = {NUM_LATENT}",
      f"correlated_noise.correlation = {IDENTITY}"],
+    # sigma = 0 is no correlation; factorized noise chosen explicitly is a choice
+    # (a sweep over the noise function).
+    ["correlated_noise.sigma = 0.0"],
+    ["reparameterization.noise_fn = @factorized_noise", "correlated_noise.sigma = 0.9"],
 ])
 def test_preflight_passes_valid_settings(bindings, clean_gin) -> None:
     gin.parse_config(bindings)

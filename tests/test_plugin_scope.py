@@ -123,8 +123,8 @@ def test_data_patches_are_fixes_and_features_follow_their_switch(
     assert out["lean"] is True
     assert out["missing_data"] == "DatasetUnavailableError"
     # Preflight: a bad plugin setting is caught before the data files are looked at.
-    assert out["bad_sigma_then_missing_data"] == ("ConfigError" if on
-                                                  else "DatasetUnavailableError")
+    for bad in ("bad_sigma_then_missing_data", "bad_encoder_then_missing_data"):
+        assert out[bad] == ("ConfigError" if on else "DatasetUnavailableError")
     # Noise routing: dlib's VAE samples Eq 13's noise (corr = sigma = 0.9) or its own.
     correlation = np.asarray(out["noise_correlation"])
     np.testing.assert_allclose(correlation, 0.9 if on else 0.0, atol=0.03)

@@ -11,7 +11,7 @@ config: one process can train a plugin config and then a stock one). Then:
 * **the input-pipeline switch**: ``input_pipeline.vectorized = True`` builds
   the training input with :mod:`splitenc_plugin.model.pipeline`
   (:func:`patch_input_pipeline`; unbound, dlib's own input function runs);
-* **preflight checks**: bad plugin settings (noise, pipeline) stop the run
+* **preflight checks**: bad plugin settings (noise, encoder, pipeline) stop the run
   in seconds, before dlib loads data or builds a graph.
 
 Otherwise dlib's own code runs, and a stock config records the operative
@@ -84,9 +84,10 @@ def _preflight_before_data(module: types.ModuleType) -> None:
     @functools.wraps(original)
     def get_named_ground_truth_data(*args, **kwargs):
         if _plugin_in_use():
-            from splitenc_plugin.model import noise, pipeline
+            from splitenc_plugin.model import encoders, noise, pipeline
 
             noise.preflight()
+            encoders.preflight()
             pipeline.preflight()
         return original(*args, **kwargs)
 

@@ -68,7 +68,13 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from splitenc_plugin._gin import check_int_binding, configurable, is_integer
+from splitenc_plugin._gin import (
+    bound_value,
+    check_int_binding,
+    configurable,
+    is_integer,
+    reference_name,
+)
 from splitenc_plugin.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: importing this module imports no TensorFlow
@@ -80,6 +86,7 @@ __all__ = [
     "encoder_parameter_count",
     "looped_split_conv_encoder",
     "matched_split_conv_encoder",
+    "preflight",
     "split_conv_encoder",
     "split_fc_encoder",
     "wide_conv_encoder",
@@ -560,13 +567,48 @@ def _build_looped(arch: _Architecture, input_tensor, num_latent: int, num_shared
     return tf.concat(means, axis=1), tf.concat(log_vars, axis=1)
 
 
-def _encode(kind: str, gin_name: str, builder, input_tensor, num_latent, num_shared_layers,
-            branch_width, dense_width=None):
-    """Validates everything, then builds ``kind`` with ``builder``."""
-    arch, k, shared, width = _resolve(kind, num_latent, num_shared_layers, branch_width, gin_name,
-                                      dense_width)
+# Each encoder configurable of this module -> the architecture it builds
+# (a capacity control is its own kind; the looped reference builds the split one).
+CONFIGURABLE_KINDS = {
+    "split_conv_encoder": "split_conv_encoder",
+    "matched_split_conv_encoder": "matched_split_conv_encoder",
+    "wide_conv_encoder": "wide_conv_encoder",
+    "looped_split_conv_encoder": "split_conv_encoder",
+    "split_fc_encoder": "split_fc_encoder",
+}
+_WIDTH_ARGS = ("num_shared_layers", "branch_width", "dense_width")
+
+
+def _encode(gin_name: str, builder, input_tensor, num_latent, num_shared_layers=None,
+            branch_width=None, dense_width=None):
+    """Validates everything, then builds configurable ``gin_name``'s kind with ``builder``."""
+    arch, k, shared, width = _resolve(CONFIGURABLE_KINDS[gin_name], num_latent,
+                                      num_shared_layers, branch_width, gin_name, dense_width)
     _image_shape(input_tensor)
     return builder(arch, input_tensor, k, shared, width)
+
+
+def preflight() -> None:
+    """Validates the selected encoder's bindings without building a graph.
+
+    Called by the compat layer before dlib loads its dataset (as
+    :func:`splitenc_plugin.model.noise.preflight`), so that e.g.
+    ``split_conv_encoder.num_shared_layers = 7`` fails in seconds, not after
+    the data is loaded. Only the encoder ``encoder.encoder_fn`` selects is
+    checked, with its bound values, as the graph build checks them: a binding
+    of an encoder the model does not use is never read (a study may bind it
+    for every model). Nothing is checked while ``encoder.num_latent`` is
+    unbound (or bound only in a scope): the graph build then decides.
+
+    Raises:
+      ConfigError: naming the binding and a valid value.
+    """
+    selected = reference_name(bound_value("encoder.encoder_fn"))
+    num_latent = bound_value("encoder.num_latent")
+    if selected not in CONFIGURABLE_KINDS or num_latent is None:
+        return
+    bound = {name: bound_value(f"{selected}.{name}") for name in _WIDTH_ARGS}
+    _resolve(CONFIGURABLE_KINDS[selected], num_latent, gin_name=selected, **bound)
 
 
 @configurable("split_conv_encoder", allowlist=["num_shared_layers", "branch_width"])
@@ -602,7 +644,7 @@ def split_conv_encoder(input_tensor: tf.Tensor, num_latent: int, is_training: bo
         branch_width < 1 (checked before any op is built).
     """
     del is_training
-    return _encode("split_conv_encoder", "split_conv_encoder", _build_batched, input_tensor, num_latent,
+    return _encode("split_conv_encoder", _build_batched, input_tensor, num_latent,
                    num_shared_layers, branch_width)
 
 
@@ -638,8 +680,8 @@ def matched_split_conv_encoder(input_tensor: tf.Tensor, num_latent: int,
       ConfigError: As :func:`split_conv_encoder`, before any op is built.
     """
     del is_training
-    return _encode("matched_split_conv_encoder", "matched_split_conv_encoder", _build_batched,
-                   input_tensor, num_latent, num_shared_layers, branch_width)
+    return _encode("matched_split_conv_encoder", _build_batched, input_tensor, num_latent,
+                   num_shared_layers, branch_width)
 
 
 @configurable("wide_conv_encoder", allowlist=["dense_width"])
@@ -673,8 +715,8 @@ def wide_conv_encoder(input_tensor: tf.Tensor, num_latent: int, is_training: boo
         is built).
     """
     del is_training
-    return _encode("wide_conv_encoder", "wide_conv_encoder", _build_batched, input_tensor,
-                   num_latent, None, None, dense_width)
+    return _encode("wide_conv_encoder", _build_batched, input_tensor, num_latent,
+                   dense_width=dense_width)
 
 
 @configurable("looped_split_conv_encoder", allowlist=["num_shared_layers", "branch_width"])
@@ -705,7 +747,7 @@ def looped_split_conv_encoder(input_tensor: tf.Tensor, num_latent: int, is_train
       ConfigError: As :func:`split_conv_encoder`.
     """
     del is_training
-    return _encode("split_conv_encoder", "looped_split_conv_encoder", _build_looped, input_tensor, num_latent,
+    return _encode("looped_split_conv_encoder", _build_looped, input_tensor, num_latent,
                    num_shared_layers, branch_width)
 
 
@@ -738,5 +780,5 @@ def split_fc_encoder(input_tensor: tf.Tensor, num_latent: int, is_training: bool
         branch_width < 1.
     """
     del is_training
-    return _encode("split_fc_encoder", "split_fc_encoder", _build_batched, input_tensor, num_latent,
+    return _encode("split_fc_encoder", _build_batched, input_tensor, num_latent,
                    num_shared_layers, branch_width)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ast
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -97,12 +98,13 @@ def validate_sigma(sigma: float) -> float:
     """Returns sigma as a float if it is a valid Eq-13 correlation weight.
 
     Raises:
-      ConfigError: unless 0 <= sigma < 1 (NaN included).
+      ConfigError: unless sigma is a real number (not a bool or a string) with
+        0 <= sigma < 1 (NaN included).
     """
-    try:
-        value = float(sigma)
-    except (TypeError, ValueError):
-        value = math.nan
+    # A real number only: gin would also carry '0.9' (a string) or True into
+    # the operative config, where every reader takes it for another value.
+    real = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
+    value = float(sigma) if real else math.nan
     if not 0.0 <= value < 1.0:  # False for NaN too
         raise ConfigError(
             f"correlated_noise.sigma must be a number in [0, 1) (Eq 13: "
@@ -495,6 +497,16 @@ def preflight() -> None:
     function is selected; the selected setting is then read as
     :meth:`NoiseSetting.from_gin` reads it (a noise function of the user's own
     is left to the graph build).
+
+    A correlation (``correlated_noise.sigma`` other than 0, or
+    ``correlated_noise.correlation``) bound while ``reparameterization.noise_fn``
+    is unbound is an error: the model would train with dlib's factorized
+    noise and ignore it, the Sec 5.1 baseline in place of the experiment.
+    Bound beside an explicit ``@factorized_noise`` it is a choice (a sweep
+    over the noise function), and left alone.
+
+    Raises:
+      ConfigError: naming the binding and the fix.
     """
     # Unbound (or only in a scope): None, and the graph build decides.
     sigma, correlation = bound_value(SIGMA_KEY), bound_value(CORRELATION_KEY)
@@ -503,5 +515,14 @@ def preflight() -> None:
     if correlation is not None:
         num_latent = bound_value(NUM_LATENT_KEY)
         validate_correlation(correlation, num_latent if isinstance(num_latent, int) else None)
-    if reference_name(bound_value(NOISE_FN_KEY)) in (None, _FACTORIZED, _CORRELATED):
+    selected = reference_name(bound_value(NOISE_FN_KEY))
+    if selected is None and (correlation is not None or (sigma is not None and sigma != 0)):
+        binding = (f"{CORRELATION_KEY} = ..." if correlation is not None
+                   else f"{SIGMA_KEY} = {sigma!r}")
+        raise ConfigError(
+            f"{binding} is bound but {NOISE_FN_KEY} is not, so the model would train with "
+            f"dlib's factorized noise and ignore it. Bind {NOISE_FN_KEY} = @{_CORRELATED} "
+            "(or include 'splitenc_plugin/fragments/correlated_noise.gin'), or drop the "
+            "binding.")
+    if selected in (None, _FACTORIZED, _CORRELATED):
         NoiseSetting.from_gin()

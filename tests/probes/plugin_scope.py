@@ -54,6 +54,9 @@ def main(batch_path: str) -> None:
            "missing_data": load_error("cars3d")}
     configure("reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = 1.5")
     out["bad_sigma_then_missing_data"] = load_error("cars3d")
+    configure("encoder.encoder_fn = @split_conv_encoder", "encoder.num_latent = 10",
+              "split_conv_encoder.num_shared_layers = 7")
+    out["bad_encoder_then_missing_data"] = load_error("cars3d")
     configure("reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = 0.9")
     out["noise_correlation"] = noise_correlation()
     configure("input_pipeline.vectorized = True")
