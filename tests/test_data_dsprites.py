@@ -415,27 +415,102 @@ def test_full_generation_matches_the_specification(tmp_path, capsys) -> None:
     assert "already present" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("label", "regenerates", "says"), [
-    (f"splitenc dSprites renderer v{dsprites.RENDERER_VERSION} (abcd)", False, "already present"),
-    ("splitenc dSprites renderer v1", True, "older renderer"),
-    ("DeepMind dSprites file (abcd)", False, "not ours"),
-    # --force replaces any valid file, someone's own copy included (the only way to).
-    ("DeepMind dSprites file (abcd)", True, "wrote"),
-])
-def test_cli_replaces_only_an_older_renderers_file(monkeypatch, tmp_path, capsys, label,
-                                                   regenerates, says) -> None:
-    # A valid file on disk: regenerated only if an older renderer of ours made it.
-    from splitenc_plugin.data import fingerprint, registry
+def _dsprites_file(root, version: int | None) -> str:
+    """A small dSprites file whose metadata says renderer ``version`` (None: DeepMind's)."""
+    os.makedirs(root / dsprites.SUBDIR, exist_ok=True)
+    path = dsprites.write_dsprites_npz(str(root / dsprites.SUBDIR / dsprites.FILENAME), SUBSET)
+    members = _load(path)
+    metadata = dict(members["metadata"][()])
+    if version is None:
+        del metadata["rendering"]
+    else:
+        metadata["rendering"] = {**metadata["rendering"], "renderer_version": version}
+    members["metadata"] = np.array(metadata, dtype=object)
+    np.savez_compressed(path.removesuffix(".npz"), **members)
+    return path
 
-    calls = []
+
+@pytest.fixture
+def valid_file_there(monkeypatch, tmp_path) -> list[str]:
+    """Counts as a valid full file (real ones are 737,280 images); generation writes SUBSET."""
+    from splitenc_plugin.data import registry
+
+    real_check, real_generate = registry.check_dataset, dsprites.generate_dsprites
     monkeypatch.setattr(registry, "check_dataset", lambda name, root: registry.DatasetStatus(
-        name, registry.PRESENT, str(tmp_path / "f.npz"), "present", root))
-    monkeypatch.setattr(fingerprint, "data_identity", lambda name, root: {"label": label})
-    written = tmp_path / "written.npz"
-    written.write_bytes(b"x")
-    monkeypatch.setattr(dsprites, "generate_dsprites",
-                        lambda root: calls.append(root) or str(written))
-    force = ["--force"] if says == "wrote" else []
+        name, registry.PRESENT, str(tmp_path / "dsprites" / dsprites.FILENAME), "present",
+        root) if real_check(name, root).status != registry.MISSING else real_check(name, root))
+    calls: list[str] = []
+    monkeypatch.setattr(dsprites, "generate_dsprites", lambda root: calls.append(root)
+                        or real_generate(root, subset=SUBSET))
+    return calls
+
+
+@pytest.mark.parametrize(("version", "force", "says"), [
+    (dsprites.RENDERER_VERSION, [], "is already present and valid"),
+    (None, [], "is not ours (DeepMind's file?); kept"),
+    (dsprites.RENDERER_VERSION + 1, [], "newer than this one"),
+    # --force replaces any file, someone's own copy included (the only way to).
+    (None, ["--force"], "wrote"),
+])
+def test_cli_keeps_a_valid_file_unless_forced(valid_file_there, tmp_path, capsys, version,
+                                              force, says) -> None:
+    path = _dsprites_file(tmp_path, version)
+    before = _sha256(path)
     assert cli.main(["dsprites", "--output_dir", str(tmp_path), *force]) == 0
     assert says in capsys.readouterr().out
-    assert calls == ([str(tmp_path)] if regenerates else [])
+    assert valid_file_there == ([str(tmp_path)] if force else [])
+    assert (_sha256(path) == before) == (not force)
+    assert os.listdir(tmp_path / "dsprites") == [dsprites.FILENAME]
+
+
+def test_cli_keeps_an_older_renderers_file_aside(valid_file_there, tmp_path, capsys) -> None:
+    # The first campaign's results were made on renderer v1: its file is kept
+    # beside the new one, never over a file already called .renderer-v1.
+    path = _dsprites_file(tmp_path, 1)
+    v1 = _sha256(path)
+    theirs = tmp_path / "dsprites" / (dsprites.FILENAME + ".renderer-v1")
+    theirs.write_text("someone's")
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    aside = path + ".renderer-v1.2"
+    assert f"{path} was made by renderer v1; kept it as {aside}; writing renderer v2" in out
+    assert _sha256(aside) == v1 and theirs.read_text() == "someone's"
+    assert valid_file_there == [str(tmp_path)] and "wrote" in out
+    from splitenc_plugin.data import fingerprint
+
+    assert fingerprint.dsprites_renderer_version(path) == dsprites.RENDERER_VERSION
+    assert fingerprint.dsprites_renderer_version(aside) == 1
+
+
+def test_cli_a_failed_write_keeps_the_older_file_where_it_was(valid_file_there, tmp_path,
+                                                              capsys, monkeypatch) -> None:
+    path = _dsprites_file(tmp_path, 1)
+    v1 = _sha256(path)
+
+    def full_disk(root):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dsprites, "generate_dsprites", full_disk)
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "dsprites") == [dsprites.FILENAME] and _sha256(path) == v1
+
+
+def test_cli_refuses_to_replace_a_malformed_file_unasked(tmp_path, capsys,
+                                                         monkeypatch) -> None:
+    # The real check: a reduced file is malformed (it could as well be a
+    # half-copied DeepMind file); the command says so and keeps it.
+    path = dsprites.generate_dsprites(str(tmp_path), subset=SUBSET)
+    before = _sha256(path)
+    calls: list[str] = []
+    monkeypatch.setattr(dsprites, "generate_dsprites", calls.append)
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"splitenc_data: error: {path} has latents_sizes [1, 2, 2, 3, 3, 2], dlib "
+                   f"expects [1, 3, 6, 40, 32, 32] (a reduced test file?); it was kept (it "
+                   f"may be a partial copy of DeepMind's file): move it away, or pass --force "
+                   f"to replace it with our rendering\n")
+    assert calls == [] and _sha256(path) == before
+    monkeypatch.setattr(dsprites, "generate_dsprites", lambda root: calls.append(root) or path)
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path), "--force"]) == 0
+    assert "replacing it (--force)" in capsys.readouterr().out and calls == [str(tmp_path)]

@@ -32,11 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     gen = commands.add_parser(
         "dsprites", help="write dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
         description="Render dSprites procedurally (same factors, format and order as "
-                    "DeepMind's file; our own pixels) into DIR/dsprites/.")
+                    "DeepMind's file; our own pixels) into DIR/dsprites/. A file already "
+                    "there is never replaced unasked: a valid one of this renderer, or not "
+                    "ours (DeepMind's), is kept; a malformed one stops the command (it may be "
+                    "a partial copy); one made by an older renderer of ours is kept beside "
+                    "it as <file>.renderer-vN (never over an existing file) before the "
+                    "current one is written.")
     gen.add_argument("--output_dir", default=None,
                      help=f"data root to write into (default: ${registry.ENV_VAR})")
     gen.add_argument("--force", action="store_true",
-                     help="regenerate even if a valid file is already there")
+                     help="replace whatever file is there (valid, malformed or not ours) "
+                          "with the current rendering, keeping nothing aside")
     gen.set_defaults(run=lambda args: _generate(args.output_dir, args.force))
     conv = commands.add_parser(
         "shapes3d", help="convert DeepMind's 3dshapes.h5 to the npz dlib reads",
@@ -104,27 +110,73 @@ def _unwritable(path: str, exc: OSError, need_bytes: float) -> SplitencUserError
         f"pass another --output_dir")
 
 
+def _keep_aside(path: str, version: int) -> str:
+    """Gives an older renderer's file a second name beside it, never over an existing file.
+
+    The name is ``<path>.renderer-v<version>``, else ``...renderer-v<version>.2``,
+    ``.3`` ... A hard link: ``path`` keeps its file until the new one replaces it
+    atomically, and the link fails rather than replace a file of that name.
+
+    Raises:
+      SplitencUserError: If no such name can be made.
+    """
+    base = f"{path}.renderer-v{version}"
+    for k in range(1, 100):
+        aside = base if k == 1 else f"{base}.{k}"
+        try:
+            os.link(path, aside)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise SplitencUserError(
+                f"{path} was made by renderer v{version} and is kept, not replaced, but it "
+                f"cannot be kept as {aside} ({exc.strerror}): move it away yourself, or pass "
+                f"--force to replace it") from None
+        return aside
+    raise SplitencUserError(f"{path} was made by renderer v{version}; {base} and {base}.2 "
+                            f"... .99 all exist: move some away, or pass --force to replace it")
+
+
 def _generate(output_dir: str | None, force: bool) -> int:
     root = _output_root(output_dir)
     target = _output_file(root, registry.DSPRITES_FILE)
     status = registry.check_dataset("dsprites_full", root)
-    if status.ok and not force:
-        label = fingerprint.data_identity("dsprites_full", root)["label"]
-        current = f"splitenc dSprites renderer v{dsprites.RENDERER_VERSION}"
-        if label.startswith(current):
+    current = dsprites.RENDERER_VERSION
+    aside = None
+    if status.status == registry.MALFORMED:
+        # It may be a partial copy of DeepMind's file, or someone's reduced file:
+        # never replaced unasked.
+        if not force:
+            raise SplitencUserError(
+                f"{status.path} {status.detail}; it was kept (it may be a partial copy of "
+                f"DeepMind's file): move it away, or pass --force to replace it with our "
+                f"rendering")
+        print(f"{status.path} {status.detail}; replacing it (--force)")
+    elif status.ok and not force:
+        version = fingerprint.dsprites_renderer_version(status.path)
+        if version == current:
             print(f"{status.path} is already present and valid (use --force to regenerate)")
             return 0
-        if not label.startswith("splitenc dSprites renderer"):
-            # Someone's own copy (e.g. DeepMind's file): never overwritten unasked.
-            print(f"{status.path} is present and is not ours ({label}); kept "
-                  "(use --force to replace it with our rendering)")
+        if version is None or version > current:
+            # Someone's own copy (e.g. DeepMind's file), or a newer splitenc's.
+            made = ("is not ours (DeepMind's file?)" if version is None
+                    else f"was made by renderer v{version}, newer than this one (v{current})")
+            print(f"{status.path} {made}; kept (use --force to replace it with renderer "
+                  f"v{current})")
             return 0
-        print(f"{status.path} was made by an older renderer ({label}); writing {current}")
+        # Results were made on it (e.g. the first campaign's, on v1): kept, not replaced.
+        aside = _keep_aside(status.path, version)
+        print(f"{status.path} was made by renderer v{version}; kept it as {aside}; writing "
+              f"renderer v{current}")
     start = time.perf_counter()
+    path = None
     try:
         path = dsprites.generate_dsprites(root)
     except OSError as exc:
         raise _unwritable(target, exc, 20e6) from None
+    finally:
+        if path is None and aside is not None and os.path.samefile(aside, target):
+            os.remove(aside)  # nothing was written: the old file is still in place
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB, "
           f"{time.perf_counter() - start:.1f} s)")
     if root != os.environ.get(registry.ENV_VAR):

@@ -47,6 +47,7 @@ __all__ = [
     "LEGACY_DSPRITES",
     "UNRECORDED",
     "data_identity",
+    "dsprites_renderer_version",
     "recorded_identity",
     "same_data",
 ]
@@ -81,17 +82,26 @@ def _file_digest(path: str) -> str:
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def _dsprites_source(path: str) -> tuple[str, str]:
-    """(fingerprint prefix, label) of a dSprites file, from its metadata."""
+def dsprites_renderer_version(path: str) -> int | None:
+    """The version of the splitenc renderer that made a dSprites file; None if not ours.
+
+    Read from the file's ``rendering`` metadata; the first renderer wrote that
+    metadata without a version (1). A file without it (DeepMind's) is None.
+    """
     with np.load(path, allow_pickle=True, encoding="latin1") as data:
         metadata = data["metadata"][()]
     rendering = metadata.get("rendering") if isinstance(metadata, dict) else None
-    if isinstance(rendering, dict) and "renderer_version" in rendering:
-        version = int(rendering["renderer_version"])
-        return f"splitenc-dsprites-v{version}", f"splitenc dSprites renderer v{version}"
-    if isinstance(rendering, dict):
-        return LEGACY_DSPRITES["fingerprint"], "splitenc dSprites renderer v1"
-    return "deepmind-dsprites", "DeepMind dSprites file"
+    if not isinstance(rendering, dict):
+        return None
+    return int(rendering.get("renderer_version", 1))
+
+
+def _dsprites_source(path: str) -> tuple[str, str]:
+    """(fingerprint prefix, label) of a dSprites file, from its metadata."""
+    version = dsprites_renderer_version(path)
+    if version is None:
+        return "deepmind-dsprites", "DeepMind dSprites file"
+    return f"splitenc-dsprites-v{version}", f"splitenc dSprites renderer v{version}"
 
 
 def data_identity(name: str, data_root: str | None = None) -> dict:

@@ -76,6 +76,7 @@ class DatasetStatus:
         found, or the dataset's main file when present; empty if none needed).
       message: One human-readable sentence; for a problem it includes the fix.
       data_root: The data root that was checked.
+      detail: What is wrong with ``path`` (e.g. ``is empty``); empty when present.
     """
 
     name: str
@@ -83,6 +84,7 @@ class DatasetStatus:
     path: str
     message: str
     data_root: str
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -500,7 +502,7 @@ def check_dataset(name: str, data_root: str | None = None) -> DatasetStatus:
             where = f"data root {root!r}: {ENV_VAR} is not set"
         message = (f"dataset {name!r} is {problem.status}: {problem.path} {problem.detail} "
                    f"({where}). To get it, {how}.")
-        return DatasetStatus(name, problem.status, problem.path, message, root)
+        return DatasetStatus(name, problem.status, problem.path, message, root, problem.detail)
     main = os.path.join(root, spec.files[0]) if spec.files else ""
     return DatasetStatus(name, PRESENT, main, f"dataset {name!r} is present", root)
 
