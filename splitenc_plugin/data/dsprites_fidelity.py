@@ -7,7 +7,9 @@ walks the factor grid one factor at a time, so each frame's factor values
 follow from its index alone (:func:`animation_factors`). The schedule was read
 off the frames' areas, bounding boxes and centroids (the reference README's
 table) and is confirmed by the fit: at these factor values the renderer
-reproduces 154 of the 160 even frames pixel for pixel.
+reproduces 154 of the 160 even frames pixel for pixel (in-sample: the
+renderer was fitted to these frames; the odd ones, the held-out check, are not
+in the reference data).
 
     heart (frames 0-191), then ellipse (192-255), then square (256-319);
     each shape at orientation 0 and position (0, 0) unless said otherwise:
