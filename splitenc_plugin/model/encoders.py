@@ -95,8 +95,9 @@ __all__ = [
 # Scope of the per-branch (batched) variables, below the caller's scope.
 BRANCH_SCOPE = "branches"
 
-#: Defaults of :func:`split_conv_encoder` (paper Sec 4.2: dlib's 4 convs
-#: shared, a 256-unit e5 per latent) and :func:`split_fc_encoder` (e1 shared,
+#: Defaults of :func:`split_conv_encoder` (our reading of Sec 4.2 / Fig 1,
+#: whose text does not say where the split starts: dlib's 4 convs shared, a
+#: 256-unit e5 per latent; README, Split encoder) and :func:`split_fc_encoder` (e1 shared,
 #: a 1200-unit e2 per latent: dlib's widths).
 SPLIT_CONV_SHARED_LAYERS, SPLIT_CONV_BRANCH_WIDTH = 4, 256
 SPLIT_FC_SHARED_LAYERS, SPLIT_FC_BRANCH_WIDTH = 1, 1200
