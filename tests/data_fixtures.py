@@ -15,6 +15,8 @@ so a test can check that dlib maps factors to the right images:
   (H, W, 3, 24 azimuths, 4 elevations) uint8): channel values from
   :func:`cars3d_pixel_values`. dlib hard-codes 183 cars but fills cars that
   have no file with blank images, so fewer cars still load.
+* Damage (:func:`damage_npz_member`): one byte of an npz member flipped, its
+  stored CRC-32 left as it was, as a bad copy or a failing disk leaves it.
 * Shapes3D (``3dshapes/look-at-object-room_...npz``, ``images`` of shape
   (10, 10, 10, 8, 4, 15, 64, 64, 3) uint8 and ``labels`` (..., 6) float64):
   the full array is 5.9 GB and dlib turns it into 23.6 GB of float32, so
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -236,3 +239,31 @@ def write_shapes3d_fixture(data_root: str,
     os.makedirs(os.path.dirname(path), exist_ok=True)
     np.savez(path, images=np.ascontiguousarray(images), labels=labels)
     return path
+
+
+def damage_npz_member(path: str, member: str, fraction: float = 0.5) -> int:
+    """Flips one byte of an npz member's stored (possibly compressed) bytes, in place.
+
+    The zip directory, and the CRC-32 it stores for the member, stay as they
+    were: the file still has the right layout, but its bytes no longer match.
+
+    Args:
+      path: The npz.
+      member: The member, e.g. ``"images.npy"``.
+      fraction: Where in the member's stored bytes (0..1).
+
+    Returns:
+      The file offset of the flipped byte.
+    """
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        offset = (info.header_offset + 30 + name_len + extra_len
+                  + int((info.compress_size - 1) * fraction))
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0xFF]))
+    return offset

@@ -432,13 +432,20 @@ def _dsprites_file(root, version: int | None) -> str:
 
 @pytest.fixture
 def valid_file_there(monkeypatch, tmp_path) -> list[str]:
-    """Counts as a valid full file (real ones are 737,280 images); generation writes SUBSET."""
+    """A SUBSET file counts as a valid full one (737,280 images); generation writes SUBSET.
+
+    Only the size check is stubbed: any other problem is still found.
+    """
     from splitenc_plugin.data import registry
 
     real_check, real_generate = registry.check_dataset, dsprites.generate_dsprites
-    monkeypatch.setattr(registry, "check_dataset", lambda name, root: registry.DatasetStatus(
-        name, registry.PRESENT, str(tmp_path / "dsprites" / dsprites.FILENAME), "present",
-        root) if real_check(name, root).status != registry.MISSING else real_check(name, root))
+    def check(name, root, verify=False):
+        status = real_check(name, root, verify)
+        if status.status == registry.MALFORMED and "latents_sizes" in status.detail:
+            return registry.DatasetStatus(name, registry.PRESENT, status.path, "present", root)
+        return status
+
+    monkeypatch.setattr(registry, "check_dataset", check)
     calls: list[str] = []
     monkeypatch.setattr(dsprites, "generate_dsprites", lambda root: calls.append(root)
                         or real_generate(root, subset=SUBSET))

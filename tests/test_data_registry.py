@@ -301,6 +301,23 @@ def test_shapes3d_layout(tmp_path, monkeypatch) -> None:
     assert registry.check_dataset("shapes3d", root).ok
 
 
+def test_check_reads_npz_content_against_its_crcs(tmp_path, monkeypatch, capsys) -> None:
+    # A flipped pixel byte leaves every header intact: the cheap check before
+    # each run (require_dataset) passes, `splitenc_data check` reads the bytes.
+    monkeypatch.setattr(registry, "SHAPES3D_FACTOR_SIZES", (1, 1, 1, 2, 4, 15))
+    monkeypatch.setenv("SPLITENC_DATA_CACHE", str(tmp_path / "cache"))
+    root = str(tmp_path / "data")
+    path = fixtures.write_shapes3d_fixture(root, block_sizes=(1, 1, 1, 2, 4, 15))
+    assert cli.main(["check", "--data_root", root, "shapes3d"]) == 0
+    fixtures.damage_npz_member(path, "images.npy")
+    assert registry.check_dataset("shapes3d", root).ok
+    capsys.readouterr()
+    assert cli.main(["check", "--data_root", root, "shapes3d"]) == 1
+    out = capsys.readouterr().out
+    assert (f"dataset 'shapes3d' is malformed: {path} is damaged (Bad CRC-32 for file "
+            f"'images.npy') (data root {root}). To get it, ") in out, out
+
+
 def test_shapes3d_fixture_rejects_non_prefix_blocks(tmp_path) -> None:
     with pytest.raises(ValueError, match="prefix"):
         fixtures.write_shapes3d_fixture(str(tmp_path), block_sizes=(1, 1, 1, 2, 2, 15))

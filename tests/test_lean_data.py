@@ -180,9 +180,12 @@ def test_second_process_maps_the_disk_cache(data_root, tmp_path) -> None:
     cache = str(tmp_path / "cache")
     first_info, _ = _compare(data_root, cache)
     assert first_info["dsprites_source"] == "packed"
-    assert len(os.listdir(cache)) == 1
+    # One packed dSprites array, and a marker for each verified npz (dSprites, Shapes3D).
+    assert sorted(os.listdir(cache))[1:] == ["verified"]
+    assert len(os.listdir(os.path.join(cache, "verified"))) == 2
     info, arrays = _compare(data_root, cache)
     assert info["dsprites_source"] == "cache"
+    assert len(os.listdir(cache)) == 2 and len(os.listdir(os.path.join(cache, "verified"))) == 2
     np.testing.assert_array_equal(arrays["lean/color_dsprites/obs"],
                                   arrays["stock/color_dsprites/obs"])
 
@@ -223,3 +226,82 @@ def test_non_binary_dsprites_falls_back_to_uint8(tmp_path) -> None:
                           text=True, timeout=TIMEOUT, check=False)
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert proc.stdout.split() == ["ndarray", "uint8"]
+
+
+# --------------------------------------------------------------------------
+# Damaged files: what dlib's np.load would refuse (Bad CRC-32), the lean
+# loaders refuse too, with one error naming the file and how to get it again.
+
+def _shapes3d_fixture(root) -> str:
+    return fixtures.write_shapes3d_fixture(str(root), block_sizes=SHAPES3D_BLOCK)
+
+
+def test_damaged_pixels_of_a_mapped_shapes3d_file_are_refused(tmp_path, monkeypatch) -> None:
+    from splitenc_plugin.data import lean_data
+
+    monkeypatch.setenv(lean_data.CACHE_ENV, str(tmp_path / "cache"))
+    path = _shapes3d_fixture(tmp_path / "data")
+    fixtures.damage_npz_member(path, "images.npy")  # a pixel byte: the map would serve it
+    with pytest.raises(lean_data.DamagedFileError) as caught:
+        lean_data.load_shapes3d(path)
+    assert str(caught.value) == (
+        f"{path} is damaged (Bad CRC-32 for file 'images.npy'); dlib could not read it "
+        f"either. To get it again, dlib_download_data does not fetch it: on a machine with "
+        f"internet download 3dshapes.h5 (github.com/deepmind/3d-shapes), then run "
+        f"splitenc_data shapes3d --from 3dshapes.h5 --output_dir {tmp_path / 'data'} (it "
+        f"checks the factor layout and writes {path})."), str(caught.value)
+    assert not os.path.exists(tmp_path / "cache" / "verified")  # nothing remembered
+
+
+def test_a_verified_file_is_read_once_per_identity(tmp_path, monkeypatch) -> None:
+    from splitenc_plugin.data import lean_data
+
+    monkeypatch.setenv(lean_data.CACHE_ENV, str(tmp_path / "cache"))
+    path = _shapes3d_fixture(tmp_path)
+    assert lean_data.verify_npz(path) is True      # read and checked
+    assert lean_data.verify_npz(path) is False     # remembered: nothing read
+    os.utime(path, ns=(1, 1))                      # another identity (same bytes)
+    assert lean_data.verify_npz(path) is True
+    monkeypatch.setenv(lean_data.CACHE_ENV, "0")   # no cache directory: nothing remembered
+    assert lean_data.verify_npz(path) is True and lean_data.verify_npz(path) is True
+    fixtures.damage_npz_member(path, "labels.npy")
+    with pytest.raises(lean_data.DamagedFileError, match="Bad CRC-32 for file 'labels.npy'"):
+        lean_data.verify_npz(path)
+
+
+def test_a_damaged_file_is_refused_even_when_its_packed_cache_exists(tmp_path) -> None:
+    # The packed dSprites cache is named by the npz's stored CRCs, which damage
+    # does not change: the file itself is checked again when it changed.
+    root = str(tmp_path / "data")
+    path = dsprites.generate_dsprites(root, subset=SUBSET)
+    cache = str(tmp_path / "cache")
+    env = dict(os.environ, SPLITENC_DATA_CACHE=cache)
+    load = ("import sys; from splitenc_plugin.data import lean_data; "
+            "print(lean_data.load_dsprites(sys.argv[1]).source)")
+    first = subprocess.run([sys.executable, "-c", load, path], env=env, capture_output=True,
+                           text=True, timeout=TIMEOUT, check=False)
+    assert first.stdout.split() == ["packed"], first.stderr[-3000:]
+    fixtures.damage_npz_member(path, "imgs.npy")
+    second = subprocess.run([sys.executable, "-c", load, path], env=env, capture_output=True,
+                            text=True, timeout=TIMEOUT, check=False)
+    assert second.returncode != 0 and "DamagedFileError" in second.stderr, second.stdout
+    assert f"{path} is damaged (" in second.stderr
+    assert f"splitenc_data dsprites --output_dir {root}" in second.stderr
+
+
+def test_dlib_stops_with_one_line_on_a_damaged_dsprites_file(tmp_path) -> None:
+    # Through dlib's own constructor (the lean loader streams the file): one
+    # line naming the file and the fix, not zipfile's BadZipFile traceback.
+    root = str(tmp_path)
+    path = dsprites.generate_dsprites(root, subset=SUBSET)
+    fixtures.damage_npz_member(path, "imgs.npy")
+    code = ("from disentanglement_lib.data.ground_truth import dsprites\n"
+            "dsprites.DSprites([1, 2, 3, 4, 5])")
+    env = dict(os.environ, DISENTANGLEMENT_LIB_DATA=root, TF_CPP_MIN_LOG_LEVEL="2",
+               SPLITENC_DATA_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "BadZipFile" not in proc.stderr, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if path in x]
+    assert len(lines) == 1 and "is damaged (" in lines[0] and "splitenc_data dsprites" in lines[0]

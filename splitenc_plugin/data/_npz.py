@@ -3,8 +3,9 @@
 One place for what the dSprites renderer, the Shapes3D converter, the dataset
 registry, the lean loaders and the fingerprints share: members written with a
 fixed timestamp (byte-identical files across runs), streamed in blocks (no
-whole array in memory), ``.npy`` headers read without the data, and the
-members' CRC list that identifies a file's content without reading it.
+whole array in memory), ``.npy`` headers read without the data, the
+members' CRC list that identifies a file's content without reading it, and
+the streamed read that checks the content against those CRCs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["member_crcs", "read_npy_header", "write_array_member", "write_streamed_member",
-           "zip_info"]
+__all__ = ["member_crcs", "read_members", "read_npy_header", "write_array_member",
+           "write_streamed_member", "zip_info"]
+
+# Bytes read per call while checking members (bounds the memory used).
+_READ_CHUNK = 1 << 24
 
 
 def zip_info(name: str, compress_type: int) -> zipfile.ZipInfo:
@@ -71,3 +75,24 @@ def member_crcs(zf: zipfile.ZipFile, exclude: Iterable[str] = ()) -> str:
     members = sorted((info.filename, info.CRC, info.file_size) for info in zf.infolist()
                      if info.filename not in skip)
     return ";".join(f"{name}:{crc:08x}:{size}" for name, crc, size in members)
+
+
+def read_members(zf: zipfile.ZipFile, skip: Iterable[str] = ()) -> None:
+    """Reads members to their end, in chunks: zipfile then checks each one's CRC-32.
+
+    Args:
+      zf: The open zip.
+      skip: Member names not to read (e.g. one already streamed to its end).
+
+    Raises:
+      zipfile.BadZipFile: A member whose bytes do not match its stored CRC-32
+        (``Bad CRC-32 for file 'imgs.npy'``), or a broken local header.
+      zlib.error, EOFError: A damaged or cut-off compressed member.
+    """
+    skipped = set(skip)
+    for info in zf.infolist():
+        if info.filename in skipped:
+            continue
+        with zf.open(info) as member:
+            while member.read(_READ_CHUNK):
+                pass

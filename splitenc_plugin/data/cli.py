@@ -9,7 +9,9 @@ Usage::
 ``DIR`` defaults to ``$DISENTANGLEMENT_LIB_DATA``, where dlib looks for its
 data. ``shapes3d`` converts DeepMind's ``3dshapes.h5`` to the npz dlib reads
 (:mod:`splitenc_plugin.data.shapes3d`). ``check`` exits 0 when listing every dataset; given names, it exits 1
-unless all of them are present, so scripts can use it as a guard.
+unless all of them are present, so scripts can use it as a guard. It reads each
+npz file's content once per file version, to find damaged bytes
+(:func:`splitenc_plugin.data.lean_data.verify_npz`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                                                          args.force, args.block))
     check = commands.add_parser(
         "check", help="list dlib's datasets as present / missing / malformed",
-        description="Check the files each dlib dataset reads, without loading them.")
+        description="Check the files each dlib dataset reads: their layout from their "
+                    "headers, and every npz member against its stored CRC-32 (read once per "
+                    "file version; remembered in the lean loaders' cache directory).")
     check.add_argument("--data_root", default=None,
                        help=f"data root to check (default: ${registry.ENV_VAR}, else '.')")
     check.add_argument("names", nargs="*", metavar="NAME",
@@ -140,7 +144,7 @@ def _keep_aside(path: str, version: int) -> str:
 def _generate(output_dir: str | None, force: bool) -> int:
     root = _output_root(output_dir)
     target = _output_file(root, registry.DSPRITES_FILE)
-    status = registry.check_dataset("dsprites_full", root)
+    status = registry.check_dataset("dsprites_full", root, verify=True)
     current = dsprites.RENDERER_VERSION
     aside = None
     if status.status == registry.MALFORMED:
@@ -197,7 +201,7 @@ def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
                                 f"(e.g. 1,1,1,2,4,15), got {block!r}") from None
     target = _output_file(root, registry.SHAPES3D_FILE)
     need = shapes3d_data.output_bytes(sizes)  # also checks the block, before any work
-    status = registry.check_dataset("shapes3d", root)
+    status = registry.check_dataset("shapes3d", root, verify=True)
     if status.ok and not force:
         if block is None:
             print(f"{status.path} is already present and valid (use --force to convert again)")
@@ -218,7 +222,8 @@ def _convert_shapes3d(source: str, output_dir: str | None, force: bool,
 
 def _check(data_root: str | None, names: list[str]) -> int:
     root = registry.default_data_root() if data_root is None else data_root
-    statuses = [registry.check_dataset(name, root) for name in names or registry.DATASETS]
+    statuses = [registry.check_dataset(name, root, verify=True)
+                for name in names or registry.DATASETS]
     source = "--data_root" if data_root is not None else (
         f"${registry.ENV_VAR}" if registry.ENV_VAR in os.environ
         else f"default '.', ${registry.ENV_VAR} is not set")

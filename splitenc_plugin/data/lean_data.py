@@ -52,6 +52,13 @@ Switches (environment variables, read when a dataset is constructed):
   CRC-32s and sizes, so a regenerated dataset gets a new cache file; they
   are written atomically and can be deleted at any time.
 
+Damaged files: stock dlib's ``np.load`` checks each member's CRC-32 as it
+reads it; a mapped file is never read that way, so the lean loaders check
+every member against its CRC-32 once per file identity (:func:`verify_npz`:
+streamed, remembered by a marker in ``<cache dir>/verified/``) and turn any
+damage into one :class:`DamagedFileError` naming the file and how to get it
+again, where dlib would raise ``BadZipFile``.
+
 Paths that are not local files (dlib's ``gfile`` also reads ``gs://``) go to
 dlib's own loaders. Nothing here imports TensorFlow or dlib at import time.
 """
@@ -65,19 +72,21 @@ import struct
 import threading
 import types
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from splitenc_plugin._io import atomic_path
-from splitenc_plugin.data._npz import member_crcs, read_npy_header
-from splitenc_plugin.errors import env_switch
+from splitenc_plugin._io import atomic_path, write_json_atomic
+from splitenc_plugin.data._npz import member_crcs, read_members, read_npy_header
+from splitenc_plugin.errors import DatasetUnavailableError, env_switch
 
 __all__ = [
     "CACHE_ENV",
     "ENV_VAR",
+    "DamagedFileError",
     "PackedBinaryImages",
     "ScaledUint8Images",
     "cache_dir",
@@ -85,6 +94,7 @@ __all__ = [
     "install",
     "load_dsprites",
     "load_shapes3d",
+    "verify_npz",
 ]
 
 ENV_VAR = "SPLITENC_LEAN_DATA"
@@ -247,11 +257,110 @@ def _stream_rows(zf: zipfile.ZipFile, info: zipfile.ZipInfo, row_bytes: int,
             if len(data) != count * row_bytes:
                 raise LeanDataError(f"{info.filename} ends after {start} of {rows} rows")
             yield start, data
+        # To the member's end, so that zipfile checks its CRC-32 (it does so at
+        # the end only): a damaged member raises here, before it is used.
+        while member.read(_CHUNK_IMAGES * row_bytes):
+            pass
 
 
 def _content_key(zf: zipfile.ZipFile, kind: str) -> str:
     text = f"{kind}:v{_CACHE_LAYOUT}:" + member_crcs(zf)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------
+# Damaged files: every member's bytes checked against its stored CRC-32.
+
+# What zipfile raises for damaged member bytes: a CRC-32 mismatch (BadZipFile),
+# a broken deflate stream (zlib.error), a member cut short (EOFError).
+_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+class DamagedFileError(DatasetUnavailableError):
+    """A dataset file whose bytes do not match the CRC-32s stored in it.
+
+    Attributes:
+      path: The file.
+      detail: What is wrong, e.g. ``is damaged (Bad CRC-32 for file 'imgs.npy')``.
+    """
+
+    def __init__(self, path: str, exc: BaseException) -> None:
+        from splitenc_plugin.data import registry  # lazy: it imports the renderer
+
+        self.path = path
+        self.detail = f"is damaged ({exc})"
+        super().__init__(f"{path} {self.detail}; dlib could not read it either. To get it "
+                         f"again, {registry.how_to_get(path)}.")
+
+
+def _identity(path: str) -> str:
+    """A key that changes whenever the file may have changed.
+
+    Any write changes mtime and ctime (ctime cannot be set back, unlike
+    mtime); a copy or replacement is another inode. Taken before the file is
+    read, so a change during the read gives another key.
+    """
+    st = os.stat(path)
+    text = (f"{os.path.realpath(path)}:{st.st_dev}:{st.st_ino}:{st.st_size}:"
+            f"{st.st_mtime_ns}:{st.st_ctime_ns}")
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _verified_marker(identity: str) -> str | None:
+    directory = cache_dir()
+    return os.path.join(directory, "verified", f"{identity}.json") if directory else None
+
+
+def _verify(path: str, identity: str, streamed: tuple[str, ...] = ()) -> bool:
+    """Checks the members not yet ``streamed`` to their end; remembers the identity.
+
+    Returns:
+      Whether anything was read (False: a marker says this identity passed).
+
+    Raises:
+      DamagedFileError: If a member is damaged.
+    """
+    marker = _verified_marker(identity)
+    if marker and os.path.exists(marker):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            read_members(zf, skip=streamed)
+            crcs = member_crcs(zf)
+    except _DAMAGE as exc:
+        raise DamagedFileError(path, exc) from None
+    if marker:
+        try:
+            os.makedirs(os.path.dirname(marker), exist_ok=True)
+            write_json_atomic(marker, {"path": os.path.realpath(path), "members": crcs})
+        except OSError:
+            pass  # read-only or full cache directory: verified again next time
+    return True
+
+
+def verify_npz(path: str) -> bool:
+    """Checks every member of an npz against its stored CRC-32, once per file identity.
+
+    Stock dlib's ``np.load`` checks a member's CRC-32 each time it reads it;
+    the lean loaders map or stream the file instead, so they check it here:
+    the first time a file identity (path, inode, size, mtime, ctime) is seen,
+    the whole file is read (dSprites: ~3 s; Shapes3D: its 5.9 GB at disk
+    speed) and a marker named by the identity is left in
+    ``<cache_dir()>/verified/``; later processes find the marker and read
+    nothing. Damage that leaves the identity unchanged (the disk itself
+    failing, not a write) is not seen after the first check.
+
+    Args:
+      path: The npz.
+
+    Returns:
+      Whether the file was read now (False: its identity was verified before).
+
+    Raises:
+      DamagedFileError: If a member's bytes do not match its CRC-32 (or its
+        compressed stream is broken); the message says how to get it again.
+    """
+    return _verify(path, _identity(path))
 
 
 # --------------------------------------------------------------------------
@@ -314,6 +423,17 @@ def load_dsprites(path: str) -> DSpritesData:
 
 
 def _load_dsprites(path: str) -> DSpritesData:
+    identity = _identity(path)
+    try:
+        data = _read_dsprites(path)
+    except _DAMAGE as exc:
+        raise DamagedFileError(path, exc) from None
+    # Streaming checked imgs' CRC-32 already; a cache hit read nothing of it.
+    _verify(path, identity, streamed=() if data.source == "cache" else ("imgs.npy",))
+    return data
+
+
+def _read_dsprites(path: str) -> DSpritesData:
     with np.load(path, encoding="latin1", allow_pickle=True) as data:
         sizes = np.array(data["metadata"][()]["latents_sizes"], dtype=np.int64)
     with zipfile.ZipFile(path) as zf:
@@ -382,6 +502,17 @@ def load_shapes3d(path: str) -> Shapes3DData:
 
 
 def _load_shapes3d(path: str) -> Shapes3DData:
+    identity = _identity(path)
+    try:
+        data = _read_shapes3d(path)
+    except _DAMAGE as exc:
+        raise DamagedFileError(path, exc) from None
+    # A mapped file is read by nobody but the batches: its CRC-32s are checked here.
+    _verify(path, identity, streamed=("images.npy",) if data.source == "memory" else ())
+    return data
+
+
+def _read_shapes3d(path: str) -> Shapes3DData:
     with zipfile.ZipFile(path) as zf:
         info, shape, dtype = _member_header(zf, "images")
         _, label_shape, _ = _member_header(zf, "labels")

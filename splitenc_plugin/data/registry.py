@@ -41,6 +41,7 @@ __all__ = [
     "check_dataset",
     "dataset_files",
     "default_data_root",
+    "how_to_get",
     "require_dataset",
 ]
 
@@ -395,7 +396,8 @@ def _no_files(root: str) -> None:
 _DOWNLOAD = ("run `dlib_download_data` inside an empty directory on a machine with "
              "internet and copy the resulting {what} into {{data_root}}")
 _DSPRITES_HOW = ("generate it with `splitenc_data dsprites --output_dir {data_root}` (a "
-                 "procedural re-rendering, no network needed), or "
+                 "procedural re-rendering, no network needed; add --force to replace a "
+                 "malformed file), or "
                  + _DOWNLOAD.format(what="dsprites/ directory"))
 _DSPRITES_DESC = ("dSprites: 737,280 64x64 binary 2D shapes (shape, scale, orientation, "
                   "posX, posY)")
@@ -471,16 +473,45 @@ def dataset_files(name: str, data_root: str | None = None) -> list[str]:
             if os.path.exists(path)]
 
 
-def check_dataset(name: str, data_root: str | None = None) -> DatasetStatus:
+def how_to_get(path: str) -> str:
+    """How to get the dataset file ``path`` (a file some dataset reads) again."""
+    full = os.path.abspath(path)
+    for spec in DATASETS.values():
+        for relative in spec.files:
+            tail = os.sep + os.path.normpath(relative)
+            if full.endswith(tail):
+                return spec.how_to_obtain.format(data_root=full[:-len(tail)])
+    return "copy it again from where it came from"
+
+
+def _verify_contents(name: str, root: str) -> None:
+    """Raises a malformed problem for the first npz whose bytes fail their CRC-32."""
+    from splitenc_plugin.data import lean_data  # lazy: it owns the verified markers
+
+    for path in dataset_files(name, root):
+        if path.endswith(".npz"):
+            try:
+                lean_data.verify_npz(path)
+            except lean_data.DamagedFileError as exc:
+                raise _Problem(MALFORMED, path, exc.detail) from None
+
+
+def check_dataset(name: str, data_root: str | None = None,
+                  verify: bool = False) -> DatasetStatus:
     """Checks whether the files dlib reads for ``name`` are present and well formed.
 
     The check is cheap: it reads headers only (zip/npy headers, NORB headers,
-    MAT element tags), never the image payloads.
+    MAT element tags), never the image payloads. With ``verify``, it also
+    reads every npz member against its stored CRC-32 (as dlib's ``np.load``
+    would), once per file identity (:func:`lean_data.verify_npz
+    <splitenc_plugin.data.lean_data.verify_npz>`: seconds the first time,
+    nothing later).
 
     Args:
       name: A dlib dataset name, e.g. ``"dsprites_full"``.
       data_root: The data root; defaults to ``$DISENTANGLEMENT_LIB_DATA`` or
         ``"."`` like dlib.
+      verify: Also check the npz files' content against their CRC-32s.
 
     Returns:
       The :class:`DatasetStatus`.
@@ -492,6 +523,8 @@ def check_dataset(name: str, data_root: str | None = None) -> DatasetStatus:
     root = default_data_root() if data_root is None else data_root
     try:
         spec.validate(root)
+        if verify:
+            _verify_contents(name, root)
     except _Problem as problem:
         how = spec.how_to_obtain.format(data_root=os.path.abspath(root))
         if data_root is not None:
