@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from _splitenc_plugin_hook import env_flag
+from splitenc_plugin.data.lean_data import CACHE_ENV
 from splitenc_plugin.sweep.execute import thread_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +75,11 @@ OTHER_THREADS = thread_env(3)
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", f"long: minutes of CPU; skipped unless {ALL_TESTS_ENV}=1 (CI sets it)")
+    if CACHE_ENV not in os.environ:
+        # The tests' packed-data caches and verified-file markers live and die
+        # with the run (and reach its subprocesses), not in the user's ~/.cache.
+        config._splitenc_cache = tempfile.mkdtemp(prefix="splitenc-test-cache-")
+        os.environ[CACHE_ENV] = config._splitenc_cache
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers:
         # An xdist worker: its share of the cores as TensorFlow's threads, in the
@@ -88,6 +96,13 @@ def pytest_configure(config) -> None:
             "xdist groups (pytest-xdist #1386), so shared module fixtures are built on "
             "every worker and the run is slower; setup.py's test extra installs pytest<9.2"),
             stacklevel=2)
+
+
+def pytest_unconfigure(config) -> None:
+    cache = getattr(config, "_splitenc_cache", None)
+    if cache is not None:
+        shutil.rmtree(cache, ignore_errors=True)
+        del os.environ[CACHE_ENV]
 
 
 def _xdist_ignores_groups() -> bool:
