@@ -363,13 +363,17 @@ def test_cli_generates_into_the_env_data_root(monkeypatch, tmp_path, capsys) -> 
     assert calls == [str(tmp_path), str(tmp_path / "other")]
 
 
-def test_cli_refuses_a_file_where_the_dsprites_directory_goes(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("spelling", ["{}", "{}//", "{}/./", "{}/../{name}"])
+def test_cli_refuses_a_file_where_the_dsprites_directory_goes(tmp_path, capsys,
+                                                              spelling) -> None:
+    # However the output directory is spelled (a 'a//b' root once hung the walk).
     blocker = tmp_path / "dsprites"
     blocker.write_text("kept")
-    assert cli.main(["dsprites", "--output_dir", str(tmp_path)]) == 2
+    root = spelling.format(tmp_path, name=tmp_path.name)
+    assert cli.main(["dsprites", "--output_dir", root]) == 2
     err = capsys.readouterr().err
     assert err.startswith("splitenc_data: error: cannot write ") and err.count("\n") == 1, err
-    assert f"{blocker} is a file" in err and "--output_dir" in err
+    assert "dsprites is a file" in err and "--output_dir" in err
     assert blocker.read_text() == "kept"
 
 

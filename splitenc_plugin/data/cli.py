@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from splitenc_plugin.data import dsprites, fingerprint, registry
 from splitenc_plugin.data import shapes3d as shapes3d_data
@@ -94,13 +95,15 @@ def _output_root(output_dir: str | None) -> str:
 def _output_file(root: str, relative: str) -> str:
     """The output file's path, refusing (before any work) a file where its directory goes."""
     path = os.path.join(root, relative)
-    directory = os.path.dirname(path)
-    while directory != os.path.normpath(root):
+    # The directories between root and the file (root itself is checked by
+    # _output_root), walked by name so that 'a//b' or 'x/../y' roots end too.
+    directory = root
+    for part in Path(relative).parent.parts:
+        directory = os.path.join(directory, part)
         if os.path.exists(directory) and not os.path.isdir(directory):
             raise SplitencUserError(
                 f"cannot write {path}: {directory} is a file, where its directory should be; "
                 f"move that file away, or pass another --output_dir")
-        directory = os.path.dirname(directory)
     return path
 
 
