@@ -5,7 +5,9 @@
 * :func:`read_operative_config`: a saved operative config's bindings, read
   statically (no configurable needs to be importable).
 * :func:`check_int_binding`: a bound integer checked, or one clear error.
-* :func:`bound_value`: a parameter's value in the active config, or None.
+* :func:`bound_value`: a parameter's value in the active config (macros
+  followed), or None; :func:`bound_in_a_scope`, :func:`reference_scope`:
+  what a scoped binding or reference changes about that.
 * :func:`reference_name`: a gin reference's bare configurable name.
 * :func:`parse_statements`: gin text's statements, or one clear error where
   gin cannot parse it (for ``--gin_bindings``, ``--where``, fragments).
@@ -102,13 +104,44 @@ def plugin_in_use() -> bool:
 def bound_value(parameter: str) -> Any:
     """The active gin config's value of ``parameter`` (``"dataset.name"``), or None.
 
-    None when it is unbound, or bound only in a scope: the caller's check is
-    then left to the code that uses the value (dlib raises its own error).
+    A macro (``encoder.num_latent = %NUM_LATENT``) is followed to the value
+    the call will receive. None when it is unbound, or bound only in a scope
+    (:func:`bound_in_a_scope` tells the two apart): the caller's check is then
+    left to the code that uses the value (dlib raises its own error).
     """
     try:
-        return gin.query_parameter(parameter)
+        value = gin.query_parameter(parameter)
+        seen = set()
+        # A macro is a reference to gin.macro in the macro's scope, whose
+        # `value` binding holds what the call receives.
+        while (isinstance(value, gin.config.ConfigurableReference)
+               and value.configurable.wrapped is gin.config.macro
+               and value.scoped_selector not in seen):
+            seen.add(value.scoped_selector)
+            value = gin.query_parameter(f"{value.scoped_selector}.value")
+        return value
     except ValueError:
         return None
+
+
+def bound_in_a_scope(parameter: str) -> bool:
+    """Whether ``parameter`` (``"configurable.param"``) is bound in some gin scope.
+
+    Such a binding applies only where the configurable is called in that
+    scope, which only the call knows; a check of the unscoped value must then
+    not read "unbound" as "not set".
+    """
+    name, arg = parameter.rsplit(".", 1)
+    # gin has no public listing of bindings; _CONFIG maps (scope, selector)
+    # to that configurable's bound arguments.
+    return any(scope and selector.rsplit(".", 1)[-1] == name and arg in args
+               for (scope, selector), args in gin.config._CONFIG.items())
+
+
+def reference_scope(value: Any) -> str:
+    """The scope of a gin reference in the active config (``@s/name`` -> ``"s"``), else ``""``."""
+    selector = getattr(value, "scoped_selector", "")
+    return selector.rsplit("/", 1)[0] if "/" in selector else ""
 
 
 def is_integer(value: Any) -> bool:

@@ -582,6 +582,29 @@ def test_preflight_reads_only_the_selected_encoder(selected, clean_gin) -> None:
     assert means.shape.as_list() == [None, 4]
 
 
+def test_preflight_follows_macros_as_the_call_does(clean_gin) -> None:
+    # A macro's value is what the encoder receives: valid ones pass, bad ones
+    # are named as the graph build names them.
+    gin.parse_config(["NUM_LATENT = 4", "SHARED = 3", "encoder.encoder_fn = @split_conv_encoder",
+                      "encoder.num_latent = %NUM_LATENT",
+                      "split_conv_encoder.num_shared_layers = %SHARED"])
+    enc.preflight()
+    gin.parse_config(["SHARED = 7"])
+    with pytest.raises(ConfigError, match="num_shared_layers must be an integer in 0..4, got 7"):
+        enc.preflight()
+
+
+def test_preflight_leaves_an_encoder_selected_in_a_scope_to_the_graph_build(clean_gin) -> None:
+    # @s/split_conv_encoder reads s/'s bindings first: the unscoped 7 is not what it gets.
+    gin.parse_config(["encoder.num_latent = 4", "encoder.encoder_fn = @s/split_conv_encoder",
+                      "s/split_conv_encoder.num_shared_layers = 3",
+                      "split_conv_encoder.num_shared_layers = 7"])
+    enc.preflight()
+    with tf.Graph().as_default():  # and the graph build agrees
+        means, _ = dlib_arch.make_gaussian_encoder(tf.placeholder(tf.float32, [None, *IMAGE]))
+    assert means.shape.as_list() == [None, 4]
+
+
 def test_count_functions_validate_their_arguments() -> None:
     with pytest.raises(ConfigError, match="unknown encoder kind 'conv'"):
         enc.encoder_parameter_count("conv", 10)

@@ -166,6 +166,11 @@ def test_preflight_catches_what_the_graph_build_would(bindings, message, clean_g
     # (a sweep over the noise function).
     ["correlated_noise.sigma = 0.0"],
     ["reparameterization.noise_fn = @factorized_noise", "correlated_noise.sigma = 0.9"],
+    # The noise function chosen in a scope only: where it applies, the call knows.
+    ["s/reparameterization.noise_fn = @correlated_noise", "correlated_noise.sigma = 0.9"],
+    # A macro is followed to its value.
+    ["SIGMA = 0.9", "reparameterization.noise_fn = @correlated_noise",
+     "correlated_noise.sigma = %SIGMA"],
 ])
 def test_preflight_passes_valid_settings(bindings, clean_gin) -> None:
     gin.parse_config(bindings)

@@ -74,6 +74,7 @@ from splitenc_plugin._gin import (
     configurable,
     is_integer,
     reference_name,
+    reference_scope,
 )
 from splitenc_plugin.errors import ConfigError
 
@@ -598,15 +599,18 @@ def preflight() -> None:
     the data is loaded. Only the encoder ``encoder.encoder_fn`` selects is
     checked, with its bound values, as the graph build checks them: a binding
     of an encoder the model does not use is never read (a study may bind it
-    for every model). Nothing is checked while ``encoder.num_latent`` is
-    unbound (or bound only in a scope): the graph build then decides.
+    for every model). Macros are followed. Nothing is checked while
+    ``encoder.num_latent`` is unbound (or bound only in a scope) or the
+    encoder is selected in a scope (``@s/split_conv_encoder``, whose call reads
+    ``s/``'s bindings first): the graph build then decides.
 
     Raises:
       ConfigError: naming the binding and a valid value.
     """
-    selected = reference_name(bound_value("encoder.encoder_fn"))
+    reference = bound_value("encoder.encoder_fn")
+    selected = reference_name(reference)
     num_latent = bound_value("encoder.num_latent")
-    if selected not in CONFIGURABLE_KINDS or num_latent is None:
+    if selected not in CONFIGURABLE_KINDS or num_latent is None or reference_scope(reference):
         return
     bound = {name: bound_value(f"{selected}.{name}") for name in _WIDTH_ARGS}
     _resolve(CONFIGURABLE_KINDS[selected], num_latent, gin_name=selected, **bound)

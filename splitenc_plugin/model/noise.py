@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from splitenc_plugin._gin import (
+    bound_in_a_scope,
     bound_value,
     configurable,
     read_operative_config,
@@ -500,7 +501,7 @@ def preflight() -> None:
 
     A correlation (``correlated_noise.sigma`` other than 0, or
     ``correlated_noise.correlation``) bound while ``reparameterization.noise_fn``
-    is unbound is an error: the model would train with dlib's factorized
+    is unbound (in every scope) is an error: the model would train with dlib's factorized
     noise and ignore it, the Sec 5.1 baseline in place of the experiment.
     Bound beside an explicit ``@factorized_noise`` it is a choice (a sweep
     over the noise function), and left alone.
@@ -516,7 +517,8 @@ def preflight() -> None:
         num_latent = bound_value(NUM_LATENT_KEY)
         validate_correlation(correlation, num_latent if isinstance(num_latent, int) else None)
     selected = reference_name(bound_value(NOISE_FN_KEY))
-    if selected is None and (correlation is not None or (sigma is not None and sigma != 0)):
+    unselected = selected is None and not bound_in_a_scope(NOISE_FN_KEY)
+    if unselected and (correlation is not None or (sigma is not None and sigma != 0)):
         binding = (f"{CORRELATION_KEY} = ..." if correlation is not None
                    else f"{SIGMA_KEY} = {sigma!r}")
         raise ConfigError(
