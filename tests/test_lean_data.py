@@ -262,8 +262,14 @@ def test_a_verified_file_is_read_once_per_identity(tmp_path, monkeypatch) -> Non
     assert lean_data.verify_npz(path) is False     # remembered: nothing read
     os.utime(path, ns=(1, 1))                      # another identity (same bytes)
     assert lean_data.verify_npz(path) is True
-    monkeypatch.setenv(lean_data.CACHE_ENV, "0")   # no cache directory: nothing remembered
-    assert lean_data.verify_npz(path) is True and lean_data.verify_npz(path) is True
+    monkeypatch.setenv(lean_data.CACHE_ENV, "0")   # no cache directory: once per process
+    os.utime(path, ns=(2, 2))
+    assert lean_data.verify_npz(path) is True and lean_data.verify_npz(path) is False
+    again = subprocess.run(
+        [sys.executable, "-c", ("import sys; from splitenc_plugin.data import lean_data; "
+         "print(lean_data.verify_npz(sys.argv[1]))"), path],
+        env=dict(os.environ), capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert again.stdout.split() == ["True"], again.stderr[-3000:]  # another process reads it
     fixtures.damage_npz_member(path, "labels.npy")
     with pytest.raises(lean_data.DamagedFileError, match="Bad CRC-32 for file 'labels.npy'"):
         lean_data.verify_npz(path)

@@ -288,7 +288,10 @@ class DamagedFileError(DatasetUnavailableError):
         from splitenc_plugin.data import registry  # lazy: it imports the renderer
 
         self.path = path
-        self.detail = f"is damaged ({exc})"
+        # An OSError (EIO from a failing disk, ...) is the file unreadable, not
+        # proven damaged; the fix is the same.
+        self.detail = (f"cannot be read ({exc})" if isinstance(exc, OSError)
+                       else f"is damaged ({exc})")
         super().__init__(f"{path} {self.detail}; dlib could not read it either. To get it "
                          f"again, {registry.how_to_get(path)}.")
 
@@ -306,6 +309,10 @@ def _identity(path: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+# File identities verified by this process (also without a cache directory).
+_VERIFIED: set[str] = set()
+
+
 def _verified_marker(identity: str) -> str | None:
     directory = cache_dir()
     return os.path.join(directory, "verified", f"{identity}.json") if directory else None
@@ -321,14 +328,15 @@ def _verify(path: str, identity: str, streamed: tuple[str, ...] = ()) -> bool:
       DamagedFileError: If a member is damaged.
     """
     marker = _verified_marker(identity)
-    if marker and os.path.exists(marker):
+    if identity in _VERIFIED or (marker and os.path.exists(marker)):
         return False
     try:
         with zipfile.ZipFile(path) as zf:
             read_members(zf, skip=streamed)
             crcs = member_crcs(zf)
-    except _DAMAGE as exc:
+    except (*_DAMAGE, OSError) as exc:
         raise DamagedFileError(path, exc) from None
+    _VERIFIED.add(identity)  # this process reads it once, with or without a cache
     if marker:
         try:
             os.makedirs(os.path.dirname(marker), exist_ok=True)
