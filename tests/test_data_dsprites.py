@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -377,6 +378,17 @@ def test_cli_refuses_a_file_where_the_dsprites_directory_goes(tmp_path, capsys,
     assert blocker.read_text() == "kept"
 
 
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_cli_refuses_a_directory_where_the_dsprites_file_goes(tmp_path, capsys, force) -> None:
+    blocker = tmp_path / "dsprites" / dsprites.FILENAME
+    (blocker / "inside").mkdir(parents=True)
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path), *force]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"splitenc_data: error: cannot write {blocker}: it is a directory, where the "
+                   "file should be; move it away, or pass another --output_dir\n")
+    assert (blocker / "inside").is_dir()
+
+
 def test_cli_a_failed_write_is_one_line_naming_the_file(tmp_path) -> None:
     # A real write error: the file-size limit makes write() fail with EFBIG
     # (as a full disk fails with ENOSPC) once the file passes 64 KB.
@@ -443,6 +455,7 @@ def valid_file_there(monkeypatch, tmp_path) -> list[str]:
     from splitenc_plugin.data import registry
 
     real_check, real_generate = registry.check_dataset, dsprites.generate_dsprites
+
     def check(name, root, verify=False):
         status = real_check(name, root, verify)
         if status.status == registry.MALFORMED and "latents_sizes" in status.detail:
@@ -491,6 +504,22 @@ def test_cli_keeps_an_older_renderers_file_aside(valid_file_there, tmp_path, cap
 
     assert fingerprint.dsprites_renderer_version(path) == dsprites.RENDERER_VERSION
     assert fingerprint.dsprites_renderer_version(aside) == 1
+
+
+def test_cli_keeps_a_symlinked_older_file_as_a_link_to_it(valid_file_there, tmp_path,
+                                                          capsys) -> None:
+    # A data file that is a symlink (e.g. to shared storage) is kept aside as
+    # the link itself: the target is never touched, nor linked across filesystems.
+    target = Path(_dsprites_file(tmp_path / "store", 1))
+    v1 = _sha256(str(target))
+    path = tmp_path / "data" / "dsprites" / dsprites.FILENAME
+    path.parent.mkdir(parents=True)
+    path.symlink_to(target)
+    assert cli.main(["dsprites", "--output_dir", str(tmp_path / "data")]) == 0
+    aside = Path(f"{path}.renderer-v1")
+    assert aside.is_symlink() and aside.resolve() == target.resolve()
+    assert _sha256(str(target)) == v1 and not path.is_symlink()
+    assert f"kept it as {aside}" in capsys.readouterr().out
 
 
 def test_cli_a_failed_write_keeps_the_older_file_where_it_was(valid_file_there, tmp_path,

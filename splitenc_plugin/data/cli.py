@@ -93,7 +93,8 @@ def _output_root(output_dir: str | None) -> str:
 
 
 def _output_file(root: str, relative: str) -> str:
-    """The output file's path, refusing (before any work) a file where its directory goes."""
+    """The output file's path, refusing (before any work) a file where its directory goes,
+    or a directory where it goes."""
     path = os.path.join(root, relative)
     # The directories between root and the file (root itself is checked by
     # _output_root), walked by name so that 'a//b' or 'x/../y' roots end too.
@@ -104,6 +105,9 @@ def _output_file(root: str, relative: str) -> str:
             raise SplitencUserError(
                 f"cannot write {path}: {directory} is a file, where its directory should be; "
                 f"move that file away, or pass another --output_dir")
+    if os.path.isdir(path):  # no free space or permission would fix that, not even --force
+        raise SplitencUserError(f"cannot write {path}: it is a directory, where the file "
+                                "should be; move it away, or pass another --output_dir")
     return path
 
 
@@ -131,7 +135,9 @@ def _keep_aside(path: str, version: int) -> str:
     for k in range(1, 100):
         aside = base if k == 1 else f"{base}.{k}"
         try:
-            os.link(path, aside)
+            # A symlinked data file is kept as a link to the same target (the
+            # replace swaps only the link); following it could cross filesystems.
+            os.link(path, aside, follow_symlinks=False)
         except FileExistsError:
             continue
         except OSError as exc:
