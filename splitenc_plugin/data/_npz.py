@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["member_crcs", "read_members", "read_npy_header", "write_array_member",
+__all__ = ["drain", "member_crcs", "read_members", "read_npy_header", "write_array_member",
            "write_streamed_member", "zip_info"]
 
 # Bytes read per call while checking members (bounds the memory used).
@@ -94,5 +94,14 @@ def read_members(zf: zipfile.ZipFile, skip: Iterable[str] = ()) -> None:
         if info.filename in skipped:
             continue
         with zf.open(info) as member:
-            while member.read(_READ_CHUNK):
-                pass
+            drain(member)
+
+
+def drain(member: BinaryIO) -> None:
+    """Reads an open zip member to its end, in chunks: zipfile checks its CRC-32 there.
+
+    Raises:
+      As :func:`read_members`, for a damaged member.
+    """
+    while member.read(_READ_CHUNK):
+        pass

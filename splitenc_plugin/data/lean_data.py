@@ -80,7 +80,7 @@ from typing import Any
 import numpy as np
 
 from splitenc_plugin._io import atomic_path, write_json_atomic
-from splitenc_plugin.data._npz import member_crcs, read_members, read_npy_header
+from splitenc_plugin.data._npz import drain, member_crcs, read_members, read_npy_header
 from splitenc_plugin.errors import DatasetUnavailableError, env_switch
 
 __all__ = [
@@ -259,8 +259,7 @@ def _stream_rows(zf: zipfile.ZipFile, info: zipfile.ZipInfo, row_bytes: int,
             yield start, data
         # To the member's end, so that zipfile checks its CRC-32 (it does so at
         # the end only): a damaged member raises here, before it is used.
-        while member.read(_CHUNK_IMAGES * row_bytes):
-            pass
+        drain(member)
 
 
 def _content_key(zf: zipfile.ZipFile, kind: str) -> str:
@@ -430,15 +429,25 @@ def load_dsprites(path: str) -> DSpritesData:
     return _cached("dsprites", path, _load_dsprites)
 
 
-def _load_dsprites(path: str) -> DSpritesData:
-    identity = _identity(path)
+def _load_verified(path: str, read: Callable[[str], Any], member: str,
+                   streamed_from: tuple[str, ...]) -> Any:
+    """``read(path)``, its damage one :class:`DamagedFileError`, then the file verified.
+
+    ``member`` was streamed to its end (its CRC-32 checked on the way) when the
+    result's ``source`` is one of ``streamed_from``; it is not read again.
+    """
+    identity = _identity(path)  # before the read: a change meanwhile is another identity
     try:
-        data = _read_dsprites(path)
+        data = read(path)
     except _DAMAGE as exc:
         raise DamagedFileError(path, exc) from None
-    # Streaming checked imgs' CRC-32 already; a cache hit read nothing of it.
-    _verify(path, identity, streamed=() if data.source == "cache" else ("imgs.npy",))
+    _verify(path, identity, streamed=(member,) if data.source in streamed_from else ())
     return data
+
+
+def _load_dsprites(path: str) -> DSpritesData:
+    # A cache hit read nothing of imgs; packing it (or keeping uint8) streamed it.
+    return _load_verified(path, _read_dsprites, "imgs.npy", ("packed", "uint8"))
 
 
 def _read_dsprites(path: str) -> DSpritesData:
@@ -510,14 +519,8 @@ def load_shapes3d(path: str) -> Shapes3DData:
 
 
 def _load_shapes3d(path: str) -> Shapes3DData:
-    identity = _identity(path)
-    try:
-        data = _read_shapes3d(path)
-    except _DAMAGE as exc:
-        raise DamagedFileError(path, exc) from None
     # A mapped file is read by nobody but the batches: its CRC-32s are checked here.
-    _verify(path, identity, streamed=("images.npy",) if data.source == "memory" else ())
-    return data
+    return _load_verified(path, _read_shapes3d, "images.npy", ("memory",))
 
 
 def _read_shapes3d(path: str) -> Shapes3DData:

@@ -100,10 +100,12 @@ class DatasetSpec:
     Attributes:
       name: The dlib dataset name (gin ``dataset.name``).
       description: What the dataset is.
-      files: Paths relative to the data root that dlib reads (for Cars3D a
-        description, ``cars/*.mat``: :func:`dataset_files` lists them).
+      files: Paths relative to the data root that dlib reads (for a dataset
+        whose loader lists a directory, a description such as ``cars/*.mat``).
       validate: Raises :class:`_Problem` for the first missing/malformed file.
       how_to_obtain: The fix, formatted with ``{data_root}``.
+      list_files: For a loader that lists a directory (Cars3D), the files it
+        reads under a data root (:func:`dataset_files`); else None.
     """
 
     name: str
@@ -111,6 +113,7 @@ class DatasetSpec:
     files: tuple[str, ...]
     validate: Callable[[str], None]
     how_to_obtain: str
+    list_files: Callable[[str], list[str]] | None = None
 
 
 def default_data_root() -> str:
@@ -421,7 +424,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
           _DOWNLOAD.format(what="small_norb/ directory (six .mat files)")),
     DatasetSpec("cars3d", "Cars3D: 183 car CAD models x 4 elevations x 24 azimuths, 64x64 RGB",
           (CARS3D_DIR + "/*.mat",), _validate_cars3d,
-          _DOWNLOAD.format(what="cars/ directory (183 .mat files)")),
+          _DOWNLOAD.format(what="cars/ directory (183 .mat files)"), cars3d_files),
     DatasetSpec("mpi3d_toy", "MPI3D toy: 460,800 simulated 64x64 RGB images of a robot arm",
           (os.path.join("mpi3d_toy", "mpi3d_toy.npz"),), _mpi3d_validator("mpi3d_toy"),
           _DOWNLOAD.format(what="mpi3d_toy/ directory")),
@@ -467,8 +470,8 @@ def dataset_files(name: str, data_root: str | None = None) -> list[str]:
     """
     spec = _spec_for(name)
     root = default_data_root() if data_root is None else data_root
-    if name == "cars3d":
-        return cars3d_files(root)  # a directory listing, not fixed names
+    if spec.list_files is not None:  # a directory listing, not fixed names
+        return spec.list_files(root)
     return [path for path in (os.path.join(root, f) for f in spec.files)
             if os.path.exists(path)]
 
