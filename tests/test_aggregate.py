@@ -393,6 +393,55 @@ def test_no_verdict_until_every_planned_run_of_both_cells_has_finished(tmp_path:
     assert "P(recon. higher) 0.00 (MWU p 0.10)" in median["evidence"]
 
 
+def test_a_comparison_whose_arm_has_no_finished_run_is_said_to_wait(tmp_path: Path) -> None:
+    # Campaign v2's P2 half-way: VAE sigma = 0 has seeds 0 and 1, sigma = 0.9
+    # nothing; FactorVAE sigma = 0.9 nothing, its baseline being P1's three
+    # vanilla-encoder runs of the capacity study. summarize has no row for
+    # either pair (one arm is empty); waiting_comparisons names both.
+    import pandas as pd
+
+    from splitenc_plugin.results.aggregate import (
+        planned_runs,
+        summarize,
+        waiting_comparisons,
+    )
+
+    selections = tmp_path / "grid.txt"
+    selections.write_text(
+        "--study split_encoder_capacity_study_v1 --datasets dsprites_full --models factor_vae "
+        "--encoders conv_encoder --seeds 0-2\n"
+        "--study correlated_noise_study_v1 --datasets dsprites_full --models vae --seeds 0-2\n"
+        "--study correlated_noise_study_v1 --datasets dsprites_full --models factor_vae "
+        "--sigmas 0.9 --seeds 0-2\n")
+    planned = planned_runs(selections=selections)
+    runs = [("split_encoder_capacity_study_v1", "factor_vae", seed) for seed in (0, 1, 2)]
+    runs += [("correlated_noise_study_v1", "vae", seed) for seed in (0, 1)]
+    frame = _frame([{"study": study, "dataset": "dsprites_full", "model": model,
+                     "encoder": "conv_encoder", "sigma": 0.0, "steps": 100, "seed": seed,
+                     "mig_mean": 0.1, "mig_sampled": 0.1, "reconstruction_loss": 50.0}
+                    for study, model, seed in runs])
+    _, diffs = summarize(frame, planned)
+    assert diffs.empty  # no pair of cells with runs in both arms
+    waiting = {(w["model"], w["comparison"]): (w["finished"], w["n_finished"], w["n_missing"],
+                                               w["n_planned"], w["steps"])
+               for w in waiting_comparisons(frame, planned)}
+    sigma = "σ = 0.9 (correlated) − σ = 0 (factorized)"
+    assert waiting == {("factor_vae", sigma): ("baseline", 3, 0, 3, 100),
+                       ("vae", sigma): ("baseline", 2, 1, 3, 100)}
+    # One sigma = 0.9 VAE run finished: the VAE pair has a row (its verdict
+    # waits for the unfinished runs) and no longer waits here.
+    frame = pd.concat([frame, frame.iloc[[3]].assign(sigma=0.9)], ignore_index=True)
+    _, diffs = summarize(frame, planned)
+    assert diffs["model"].tolist() == ["vae"]
+    assert [(w["model"], w["n_planned"]) for w in waiting_comparisons(frame, planned)] \
+        == [("factor_vae", 3)]
+    # Without a plan nothing is waiting; nor for a pair nobody planned (split
+    # vs vanilla VAE), nor for a run planned at another step count.
+    assert waiting_comparisons(frame, None) == []
+    started = planned.assign(steps=5000.0)
+    assert waiting_comparisons(frame, started) == []
+
+
 def test_an_unfinished_job_directory_holds_back_its_comparison(tmp_path: Path) -> None:
     # Without a selections file, the runner's unfinished job dirs name their
     # grid point; one at another step count belongs to no compared cell.

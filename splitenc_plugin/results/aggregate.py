@@ -57,6 +57,7 @@ from splitenc_plugin.results.compare import (
     figure_runs,
     pooled_duplicates,
     summarize,
+    waiting_comparisons,
 )
 from splitenc_plugin.results.curves import CURVE_QUANTITIES, cell_curves, run_curves
 from splitenc_plugin.results.factors import (
@@ -103,7 +104,7 @@ __all__ = ["CELL", "COLUMNS", "CURVE_QUANTITIES", "DISTINCT_IMAGES", "FACTOR_NAM
            "factor_names", "figure_runs", "gap_column", "gap_columns", "latent_factor_labels",
            "load_factor_mig", "load_results", "main", "mi_intervals", "mi_separation",
            "planned_runs", "pooled_duplicates", "run_curves", "summarize",
-           "unfinished_planned_runs"]
+           "unfinished_planned_runs", "waiting_comparisons"]
 
 
 def aggregate(directory: str | Path | Sequence[str | Path],

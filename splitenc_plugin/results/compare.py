@@ -37,7 +37,7 @@ from splitenc_plugin.results.plan import missing_runs
 from splitenc_plugin.results.stats import arm, contrast, mann_whitney_p
 
 __all__ = ["DIFFERENCE_HEADERS", "cross_study_comparisons", "difference_table", "figure_runs",
-           "per_seed", "pooled_duplicates", "summarize"]
+           "per_seed", "pooled_duplicates", "summarize", "waiting_comparisons"]
 
 
 def pooled_duplicates(frame: pd.DataFrame) -> list[str]:
@@ -90,6 +90,65 @@ def cross_study_comparisons(diffs: pd.DataFrame) -> list[str]:
                      f"pools runs of two studies: variant {runs(ids['v'])}, "
                      f"baseline {runs(ids['b'])}")
     return lines
+
+
+def waiting_comparisons(frame: pd.DataFrame, planned: pd.DataFrame | None) -> list[dict]:
+    """Compared pairs that have no row yet: one arm has finished runs, the other only planned ones.
+
+    :func:`summarize` makes a row (and :mod:`.verdicts` a verdict, or "waiting
+    for K unfinished run(s)") only for a pair of cells that both have finished
+    runs. While a campaign runs, a pair whose other arm has not finished a
+    single run would otherwise be absent without a word: e.g. campaign v2's
+    FactorVAE σ = 0.9 − σ = 0 before its first σ = 0.9 run, its baseline
+    being P1's three vanilla-encoder runs. A planned run counts here only
+    where its compared value is known (a plugin grid's job; a dlib study's or
+    a fragment's job, whose encoder and sigma are read once it has run, is not
+    counted, though it holds back verdicts). A pair with no finished run in
+    either arm has no data version or step count to name; its runs are in the
+    summary's "not finished yet" list.
+
+    Args:
+      frame: :func:`~splitenc_plugin.results.load.load_results` rows.
+      planned: :func:`~splitenc_plugin.results.plan.planned_runs` (None or
+        empty: nothing is waiting).
+
+    Returns:
+      One dict per such pair and pooled cell: the cell's configuration but
+      the compared column (``model``, ``dataset``, ``data_fingerprint``,
+      ``steps``, ...), ``comparison`` (as in :func:`summarize`'s rows),
+      ``finished`` (the arm with runs: ``"variant"`` or ``"baseline"``),
+      ``n_finished`` (its finished runs, counted once across studies),
+      ``n_missing`` (its planned seeds not finished) and ``n_planned`` (the
+      other arm's planned seeds, none finished).
+    """
+    if planned is None or planned.empty or frame.empty:
+        return []
+    config = pooled_cell_columns(frame)
+    runs = count_once(frame)
+    pooled = runs[config].drop_duplicates()
+    waiting = []
+    for column, base, variant, names in comparison_pairs():
+        others = [c for c in config if c != column]
+        known = planned[planned[column].isin([base, variant])]
+        for key, group in pooled.groupby(others, sort=True, dropna=False):
+            present = [value for value in (base, variant) if (group[column] == value).any()]
+            if len(present) != 1:
+                continue
+            point = dict(zip(others, key))
+            [have] = present
+            absent = variant if have == base else base
+            arms = {value: _in_cell(runs, {**point, column: value}) for value in (base, variant)}
+            n_planned = missing_runs(known[known[column] == absent], arms[absent],
+                                     {**point, column: absent})
+            if n_planned:
+                waiting.append({
+                    **point, "comparison": f"{names[variant]} − {names[base]}",
+                    "finished": "variant" if have == variant else "baseline",
+                    "n_finished": len(arms[have]),
+                    "n_missing": missing_runs(known[known[column] == have], arms[have],
+                                              {**point, column: have}),
+                    "n_planned": n_planned})
+    return waiting
 
 
 def figure_runs(frame: pd.DataFrame, study: str, dataset: str,

@@ -30,6 +30,7 @@ from splitenc_plugin.results.compare import (
     cross_study_comparisons,
     difference_table,
     pooled_duplicates,
+    waiting_comparisons,
 )
 from splitenc_plugin.results.curves import CURVES, FIRST_SUMMARY_BY
 from splitenc_plugin.results.factors import factor_gap_medians
@@ -293,6 +294,7 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
     if len(waiting):
         notes.append(f"{len(waiting)} planned run(s) not finished yet: "
                      + ", ".join(describe_planned(run) for run in waiting.to_dict("records")))
+    notes += [_describe_waiting(pair) for pair in waiting_comparisons(frame, planned)]
     notes.append(f"Learning curves: {len(no_curves)} of {len(frame)} finished job(s) have no "
                  f"{CURVES.as_posix()} (finished before learning curves were recorded, or "
                  "plain dlib_reproduce output) and are left out of the learning-curve figures"
@@ -306,6 +308,19 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
                              for job_dir in late_curves))
     notes += figure_notes
     return notes
+
+
+def _describe_waiting(pair: dict) -> str:
+    """A compared pair with no row yet (:func:`~.compare.waiting_comparisons`) in a line."""
+    # The cell's other treatment column: sigma for an encoder pair, encoder for a sigma pair.
+    held = f"σ={_fmt('sigma', pair['sigma'])}" if "sigma" in pair else pair["encoder"]
+    extras = describe_extras(pair, extra_cell_columns(pd.DataFrame([pair])))
+    other = "baseline" if pair["finished"] == "variant" else "variant"
+    missing = f", {pair['n_missing']} more planned" if pair["n_missing"] else ""
+    return (f"No comparison yet of {pair['comparison']} ({pair['model']} {held}, "
+            f"{pair['dataset']}, {pair['steps']} steps{extras}): the {pair['finished']} has "
+            f"{pair['n_finished']} finished run(s){missing}, the {other} none of its "
+            f"{pair['n_planned']} planned")
 
 
 def _some(texts: Iterable[str], most: int = 10) -> str:
