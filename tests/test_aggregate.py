@@ -322,6 +322,23 @@ def test_correlated_noise_claim_follows_the_decision_rule(mig_sigma09, verdict) 
     assert row["verdict"] == verdict, row["evidence"]
 
 
+@pytest.mark.parametrize(("mig_sigma09", "every", "half"), [
+    # Baseline MIG 0.2, 0.3 (median 0.25); both "direction holds, magnitude does
+    # not", for opposite reasons.
+    ([0.15, 0.18], "met", "missed"),  # all 4 pairs lower, median 0.165 > 0.125
+    ([0.01, 0.21], "missed", "met"),  # 0.21 > 0.2: 3 of 4 lower; median 0.11 <= 0.125
+])
+def test_a_missed_dramatic_decline_says_which_condition_it_missed(mig_sigma09, every,
+                                                                    half) -> None:
+    from splitenc_plugin.results.aggregate import claim_verdicts, summarize
+
+    _, diffs = summarize(_noise_frame([0.2, 0.3], mig_sigma09))
+    [row] = claim_verdicts(diffs).to_dict("records")
+    assert row["verdict"] == "direction holds, magnitude does not", row["evidence"]
+    assert f"every variant run below every baseline run {every}" in row["evidence"]
+    assert f"at most half the baseline's {half}" in row["evidence"]
+
+
 def test_split_claims_that_fail_or_do_not_separate() -> None:
 
     from splitenc_plugin.results.aggregate import claim_verdicts, summarize

@@ -246,7 +246,12 @@ def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame
               "chance of this verdict if the variant changed nothing. E.g. 2 vs 2 runs: "
               "'median MIG higher' holds on 2 of the 6 (3 or 4 of the 4 pairs higher); "
               "the dramatic decline (all 4 pairs lower, median halved) on 1 of 6. "
-              "3 vs 3: 'holds' (at least 7 of the 9 pairs) on 4 of 20.\n\n"
+              "3 vs 3: 'holds' (at least 7 of the 9 pairs) on 4 of 20; the dramatic "
+              "decline (all 9 pairs lower, median halved) on at most 1 of 20. A chance "
+              "counts one direction only, so it is not a two-sided p-value: 1 of 20 (0.050) "
+              "for three runs all below three others is the one-sided tail of the "
+              "separation whose exact two-sided Mann-Whitney p (in the evidence) is "
+              "0.10.\n\n"
             + markdown_table(_verdict_table(verdicts))
             + _mi_section(cells, diffs, shared)
             + _factor_section(frame, shared))

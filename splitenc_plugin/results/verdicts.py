@@ -78,6 +78,26 @@ def _mig_dramatically_lower(d: dict) -> str:
     return "direction holds, magnitude does not" if verdict == "holds" else verdict
 
 
+def _decline_conditions(d: dict) -> str:
+    """The dramatic decline's two conditions, each met or missed, for the evidence.
+
+    "Direction holds, magnitude does not" (the rule's name, fixed before the
+    campaign) says neither which condition was missed nor that the median may
+    well have halved: this does.
+    """
+    every = "met" if d["p_mig_higher"] == 0 else "missed"
+    half = "met" if d["_mig_median_variant"] <= 0.5 * d["_mig_median_baseline"] else "missed"
+    return (f"; the dramatic decline's conditions: every variant run below every baseline "
+            f"run {every} (P(MIG higher) {d['p_mig_higher']:.2f}), variant median at most "
+            f"half the baseline's {half} ({d['_mig_median_variant']:.4f} vs "
+            f"{d['_mig_median_baseline']:.4f})")
+
+
+# Judge -> what its verdict rests on beyond the shared evidence.
+_CONDITIONS: dict[Callable[[dict], str], Callable[[dict], str]] = {
+    _mig_dramatically_lower: _decline_conditions}
+
+
 # Compared column -> the paper's section and its claims about the variant
 # (Sec 5.1, 5.2), each with how it is judged from a row of summarize()'s
 # differences.
@@ -203,7 +223,7 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
         hits, total, exact = _verdict_chances([judge for _, judge in claims], verdicts,
                                               d["_variant_runs"], d["_baseline_runs"]) \
             if judged else ([0] * len(claims), 0, True)
-        for i, (claim, _) in enumerate(claims):
+        for i, (claim, judge) in enumerate(claims):
             if missing:
                 verdict = f"waiting for {missing} unfinished run(s)"
             elif not judged:
@@ -223,6 +243,7 @@ def claim_verdicts(diffs: pd.DataFrame) -> pd.DataFrame:
                              f"Δ max MIG {d['_d_mig_max']:+.4f}, "
                              f"Δ median recon. {d['d_recon_median']:+.2f}, "
                              f"P(recon. higher) {d['p_recon_higher']:.2f} "
-                             f"(MWU p {_p_value(d['p_recon_mwu'])})"),
+                             f"(MWU p {_p_value(d['p_recon_mwu'])})"
+                             + (_CONDITIONS[judge](d) if judge in _CONDITIONS else "")),
             })
     return pd.DataFrame(rows)
