@@ -459,6 +459,52 @@ def test_a_comparison_whose_arm_has_no_finished_run_is_said_to_wait(tmp_path: Pa
     assert waiting_comparisons(frame, started) == []
 
 
+def test_only_runs_known_to_be_planned_and_unfinished_make_a_comparison_wait(
+        tmp_path: Path) -> None:
+    import pandas as pd
+
+    from splitenc_plugin.results.aggregate import (
+        planned_runs,
+        summarize,
+        waiting_comparisons,
+    )
+    from splitenc_plugin.results.report import summary_notes
+
+    selections = tmp_path / "grid.txt"
+    selections.write_text(
+        "--study correlated_noise_study_v1 --datasets dsprites_full --models vae --seeds 0-2\n")
+    planned = planned_runs(selections=selections)
+
+    def runs(cells, **extra):
+        return _frame([{"study": "correlated_noise_study_v1", "dataset": "dsprites_full",
+                        "model": "vae", "encoder": "conv_encoder", "sigma": sigma,
+                        "steps": steps, "seed": seed, "mig_mean": 0.1, "mig_sampled": 0.1,
+                        "reconstruction_loss": 50.0, **extra}
+                       for sigma, steps in cells for seed in (0, 1, 2)])
+
+    # A dlib study's beta-VAE cells (their own bindings): the plugin's plan is
+    # not theirs, so nothing waits, once or three times.
+    dlib = pd.concat([runs([(0.0, 300)], **{"study": "unsupervised_study_v1",
+                                             "vae.beta": beta, "model.name": "beta_vae"})
+                      for beta in ("1.0", "4.0", "16.0")], ignore_index=True)
+    assert waiting_comparisons(dlib, planned) == []
+    # The plan finished at 300 steps (a selections file names no steps); smoke
+    # runs of sigma = 0 at 100 steps do not make sigma = 0.9 "planned" there.
+    done = runs([(0.0, 300), (0.9, 300), (0.0, 100)])
+    assert waiting_comparisons(done, planned) == []
+    # Half-way, the note says so in the summary.
+    half = runs([(0.0, 300)])
+    [pair] = waiting_comparisons(half, planned)
+    assert (pair["finished"], pair["n_finished"], pair["n_missing"], pair["n_planned"]) \
+        == ("baseline", 3, 0, 3)
+    cells, diffs = summarize(half, planned)
+    notes = summary_notes(tmp_path, half, cells, [], planned, set(), {}, [], diffs)
+    assert [n for n in notes if n.startswith("No comparison yet")] == [
+        ("No comparison yet of σ = 0.9 (correlated) − σ = 0 (factorized) (vae conv_encoder, "
+         f"dsprites_full, {pair['data']}, 300 steps): the baseline has 3 finished run(s), the "
+         "variant none yet, 3 planned")]
+
+
 def test_an_unfinished_job_directory_holds_back_its_comparison(tmp_path: Path) -> None:
     # Without a selections file, the runner's unfinished job dirs name their
     # grid point; one at another step count belongs to no compared cell.

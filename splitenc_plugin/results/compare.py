@@ -33,7 +33,7 @@ from splitenc_plugin.results.cells import (
 )
 from splitenc_plugin.results.comparisons import COMPARISONS, comparison_pairs
 from splitenc_plugin.results.mi import median_bounds, mi_intervals
-from splitenc_plugin.results.plan import missing_runs
+from splitenc_plugin.results.plan import missing_runs, unfinished_planned_runs
 from splitenc_plugin.results.stats import arm, contrast, mann_whitney_p
 
 __all__ = ["DIFFERENCE_HEADERS", "cross_study_comparisons", "difference_table", "figure_runs",
@@ -100,12 +100,16 @@ def waiting_comparisons(frame: pd.DataFrame, planned: pd.DataFrame | None) -> li
     runs. While a campaign runs, a pair whose other arm has not finished a
     single run would otherwise be absent without a word: e.g. campaign v2's
     FactorVAE σ = 0.9 − σ = 0 before its first σ = 0.9 run, its baseline
-    being P1's three vanilla-encoder runs. A planned run counts here only
-    where its compared value is known (a plugin grid's job; a dlib study's or
-    a fragment's job, whose encoder and sigma are read once it has run, is not
-    counted, though it holds back verdicts). A pair with no finished run in
-    either arm has no data version or step count to name; its runs are in the
-    summary's "not finished yet" list.
+    being P1's three vanilla-encoder runs. Only runs known to be planned for
+    the empty arm count (:func:`~.plan.missing_runs` with ``unknown_matches``
+    False): a plugin grid's, with the cell's bindings as planned (a
+    selections line binds none); a dlib study's or a fragment's job, whose
+    encoder and sigma are read once it has run, never counts here, though it
+    holds back verdicts. And only runs not finished anywhere count
+    (:func:`~.plan.unfinished_planned_runs`: a run planned from a selections
+    file is finished at any step count), so this never contradicts the
+    summary's "not finished yet" list. A pair with no finished run in either
+    arm has no data version or step count to name; its runs are in that list.
 
     Args:
       frame: :func:`~splitenc_plugin.results.load.load_results` rows.
@@ -115,21 +119,22 @@ def waiting_comparisons(frame: pd.DataFrame, planned: pd.DataFrame | None) -> li
     Returns:
       One dict per such pair and pooled cell: the cell's configuration but
       the compared column (``model``, ``dataset``, ``data_fingerprint``,
-      ``steps``, ...), ``comparison`` (as in :func:`summarize`'s rows),
-      ``finished`` (the arm with runs: ``"variant"`` or ``"baseline"``),
-      ``n_finished`` (its finished runs, counted once across studies),
-      ``n_missing`` (its planned seeds not finished) and ``n_planned`` (the
-      other arm's planned seeds, none finished).
+      ``steps``, ...), its data label ``data``, ``comparison`` (as in
+      :func:`summarize`'s rows), ``finished`` (the arm with runs:
+      ``"variant"`` or ``"baseline"``), ``n_finished`` (its finished runs,
+      counted once across studies), ``n_missing`` (its planned runs not
+      finished yet) and ``n_planned`` (the other arm's, none finished).
     """
     if planned is None or planned.empty or frame.empty:
         return []
+    labels = dict(zip(frame["data_fingerprint"], frame["data"]))
+    unfinished = unfinished_planned_runs(frame, planned)
     config = pooled_cell_columns(frame)
     runs = count_once(frame)
     pooled = runs[config].drop_duplicates()
     waiting = []
     for column, base, variant, names in comparison_pairs():
         others = [c for c in config if c != column]
-        known = planned[planned[column].isin([base, variant])]
         for key, group in pooled.groupby(others, sort=True, dropna=False):
             present = [value for value in (base, variant) if (group[column] == value).any()]
             if len(present) != 1:
@@ -138,16 +143,15 @@ def waiting_comparisons(frame: pd.DataFrame, planned: pd.DataFrame | None) -> li
             [have] = present
             absent = variant if have == base else base
             arms = {value: _in_cell(runs, {**point, column: value}) for value in (base, variant)}
-            n_planned = missing_runs(known[known[column] == absent], arms[absent],
-                                     {**point, column: absent})
-            if n_planned:
+            count = {value: missing_runs(unfinished, arms[value], {**point, column: value},
+                                         unknown_matches=False) for value in (base, variant)}
+            if count[absent]:
                 waiting.append({
-                    **point, "comparison": f"{names[variant]} − {names[base]}",
+                    **point, "data": labels[point["data_fingerprint"]],
+                    "comparison": f"{names[variant]} − {names[base]}",
                     "finished": "variant" if have == variant else "baseline",
-                    "n_finished": len(arms[have]),
-                    "n_missing": missing_runs(known[known[column] == have], arms[have],
-                                              {**point, column: have}),
-                    "n_planned": n_planned})
+                    "n_finished": len(arms[have]), "n_missing": count[have],
+                    "n_planned": count[absent]})
     return waiting
 
 

@@ -151,7 +151,8 @@ def finishes(planned_steps: pd.Series, finished_steps) -> pd.Series:
     return planned_steps.isna() | (planned_steps == finished_steps)
 
 
-def missing_runs(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) -> int:
+def missing_runs(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict,
+                 unknown_matches: bool = True) -> int:
     """How many planned seeds of one comparison arm (``config``) have not finished.
 
     Args:
@@ -159,21 +160,30 @@ def missing_runs(planned: pd.DataFrame | None, arm: pd.DataFrame, config: dict) 
       arm: The arm's finished runs (their ``seed``).
       config: The arm's cell (its :data:`RUN_POINT` values but the seed,
         ``steps`` and any extra cell columns).
+      unknown_matches: Whether what a planned run does not know matches any
+        value (the verdict hold-back: a run that may belong to the arm holds
+        it back). False: only runs known to belong to the arm count — an
+        unknown model, encoder or sigma matches nothing, and an unknown
+        extra binding is read as the plan says it, unbound (a selections
+        line binds none) — for saying that runs of the arm are planned.
     """
     if planned is None or planned.empty:
         return 0
     match = np.ones(len(planned), dtype=bool)
     for column in RUN_POINT[:-1]:  # all but the seed
         equal = (planned[column] == config[column]).to_numpy()
-        if column in _OPERATIVE:  # unknown until run: matches any
+        if column in _OPERATIVE and unknown_matches:  # unknown until run: matches any
             equal |= planned[column].isna().to_numpy()
         match &= equal
     columns = list(dict.fromkeys([*_extras(planned),
                                   *(c for c in config if c == FRAGMENTS or "." in c)]))
     planned = _with_columns(planned, columns)
     for column in columns:
-        match &= ((planned[column] == config.get(column, _default(column)))
-                  | _unknown(planned, column)).to_numpy()
+        value = config.get(column, _default(column))
+        if unknown_matches:
+            match &= ((planned[column] == value) | _unknown(planned, column)).to_numpy()
+        else:
+            match &= (planned[column].fillna(_default(column)) == value).to_numpy()
     match &= finishes(planned["steps"], config["steps"]).to_numpy()
     return len(set(planned.loc[match, "seed"]) - set(arm["seed"]))
 

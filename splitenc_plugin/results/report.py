@@ -247,11 +247,11 @@ def summary_tables(frame: pd.DataFrame, cells: pd.DataFrame, diffs: pd.DataFrame
               "'median MIG higher' holds on 2 of the 6 (3 or 4 of the 4 pairs higher); "
               "the dramatic decline (all 4 pairs lower, median halved) on 1 of 6. "
               "3 vs 3: 'holds' (at least 7 of the 9 pairs) on 4 of 20; the dramatic "
-              "decline (all 9 pairs lower, median halved) on at most 1 of 20. A chance "
-              "counts one direction only, so it is not a two-sided p-value: 1 of 20 (0.050) "
-              "for three runs all below three others is the one-sided tail of the "
-              "separation whose exact two-sided Mann-Whitney p (in the evidence) is "
-              "0.10.\n\n"
+              "decline (all 9 pairs lower and the median halved) on at most 1 of 20. A "
+              "chance is the share giving exactly this verdict, not a p-value: 1 of 20 "
+              "(0.050) for 'dramatically lower' holding at 3 vs 3 stands beside an exact "
+              "two-sided Mann-Whitney p of 0.10 for the same separation (in the "
+              "evidence).\n\n"
             + markdown_table(_verdict_table(verdicts))
             + _mi_section(cells, diffs, shared)
             + _factor_section(frame, shared))
@@ -280,8 +280,9 @@ def summary_notes(directory: str | Path, frame: pd.DataFrame, cells: pd.DataFram
       One line per note: the runs read, the data versions, the study
       bindings all runs share (any dlib study), unfinished jobs,
       runs counted once across studies, comparisons whose arms pool runs of
-      several studies, planned runs not finished yet, the
-      learning curves' coverage, then ``figure_notes``.
+      several studies, planned runs not finished yet, compared pairs with
+      no row yet (:func:`~.compare.waiting_comparisons`), the learning
+      curves' coverage, then ``figure_notes``.
     """
     notes = [f"{len(frame)} finished model(s) from {Path(directory)}.", *_data_notes(cells)]
     shared = _shared_bindings(frame)
@@ -323,9 +324,9 @@ def _describe_waiting(pair: dict) -> str:
     other = "baseline" if pair["finished"] == "variant" else "variant"
     missing = f", {pair['n_missing']} more planned" if pair["n_missing"] else ""
     return (f"No comparison yet of {pair['comparison']} ({pair['model']} {held}, "
-            f"{pair['dataset']}, {pair['steps']} steps{extras}): the {pair['finished']} has "
-            f"{pair['n_finished']} finished run(s){missing}, the {other} none of its "
-            f"{pair['n_planned']} planned")
+            f"{pair['dataset']}, {pair['data']}, {pair['steps']} steps{extras}): the "
+            f"{pair['finished']} has {pair['n_finished']} finished run(s){missing}, the "
+            f"{other} none yet, {pair['n_planned']} planned")
 
 
 def _some(texts: Iterable[str], most: int = 10) -> str:
