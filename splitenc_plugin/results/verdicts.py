@@ -68,11 +68,16 @@ def _recon_lower(d: dict) -> str:
     return _directional(d["d_recon_median"], d["p_recon_higher"], higher=False)
 
 
+def _decline_met(d: dict) -> tuple[bool, bool]:
+    """Sec 5.1's "dramatic decline", its two conditions: (every variant run below
+    every baseline run, the variant's median MIG at most half the baseline's)."""
+    return (d["p_mig_higher"] == 0,
+            d["_mig_median_variant"] <= 0.5 * d["_mig_median_baseline"])
+
+
 def _mig_dramatically_lower(d: dict) -> str:
-    """Sec 5.1's "dramatic decline": every variant run below every baseline run
-    and the variant's median MIG at most half the baseline's."""
-    if d["p_mig_higher"] == 0 and \
-            d["_mig_median_variant"] <= 0.5 * d["_mig_median_baseline"]:
+    """Sec 5.1's "dramatic decline": both conditions of :func:`_decline_met`."""
+    if all(_decline_met(d)):
         return "holds"
     verdict = _directional(d["d_mig_median"], d["p_mig_higher"], higher=False)
     return "direction holds, magnitude does not" if verdict == "holds" else verdict
@@ -85,8 +90,7 @@ def _decline_conditions(d: dict) -> str:
     campaign) says neither which condition was missed nor that the median may
     well have halved: this does.
     """
-    every = "met" if d["p_mig_higher"] == 0 else "missed"
-    half = "met" if d["_mig_median_variant"] <= 0.5 * d["_mig_median_baseline"] else "missed"
+    every, half = ("met" if met else "missed" for met in _decline_met(d))
     return (f"; the dramatic decline's conditions: every variant run below every baseline "
             f"run {every} (P(MIG higher) {d['p_mig_higher']:.2f}), variant median at most "
             f"half the baseline's {half} ({d['_mig_median_variant']:.4f} vs "
