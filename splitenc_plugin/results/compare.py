@@ -129,30 +129,50 @@ def waiting_comparisons(frame: pd.DataFrame, planned: pd.DataFrame | None) -> li
         return []
     labels = dict(zip(frame["data_fingerprint"], frame["data"]))
     unfinished = unfinished_planned_runs(frame, planned)
-    config = pooled_cell_columns(frame)
-    runs = count_once(frame)
-    pooled = runs[config].drop_duplicates()
     waiting = []
+    for column, base, variant, names, point, arms in _compared_arms(count_once(frame)):
+        if arms[base].empty == arms[variant].empty:
+            continue  # both arms finished (a summarize row); never both empty
+        have, absent = (variant, base) if arms[base].empty else (base, variant)
+        count = {value: missing_runs(unfinished, arms[value], {**point, column: value},
+                                     unknown_matches=False) for value in (base, variant)}
+        if count[absent]:
+            waiting.append({
+                **point, "data": labels[point["data_fingerprint"]],
+                "comparison": f"{names[variant]} − {names[base]}",
+                "finished": "variant" if have == variant else "baseline",
+                "n_finished": len(arms[have]), "n_missing": count[have],
+                "n_planned": count[absent]})
+    return waiting
+
+
+def _compared_arms(runs: pd.DataFrame):
+    """Every pair of pooled cells a compared column sets apart, with each arm's runs.
+
+    The one walk over :func:`~.comparisons.comparison_pairs` that both
+    :func:`summarize` (both arms have runs) and :func:`waiting_comparisons`
+    (one arm has) read.
+
+    Args:
+      runs: results rows, each pooled run once (:func:`~.cells.count_once`).
+
+    Yields:
+      ``(column, base, variant, names, point, arms)``: the compared column,
+      its baseline and variant values and their display names, the pooled
+      cell without ``column`` (``{column name: value}``), and ``arms``
+      (``{base: runs, variant: runs}``), at least one of them non-empty.
+    """
+    config = pooled_cell_columns(runs)
+    pooled = runs[config].drop_duplicates()
     for column, base, variant, names in comparison_pairs():
         others = [c for c in config if c != column]
+        # dropna=False and _in_cell: a full-matrix NaN sigma is a value here too.
         for key, group in pooled.groupby(others, sort=True, dropna=False):
-            present = [value for value in (base, variant) if (group[column] == value).any()]
-            if len(present) != 1:
+            if not {base, variant} & set(group[column]):
                 continue
             point = dict(zip(others, key))
-            [have] = present
-            absent = variant if have == base else base
             arms = {value: _in_cell(runs, {**point, column: value}) for value in (base, variant)}
-            count = {value: missing_runs(unfinished, arms[value], {**point, column: value},
-                                         unknown_matches=False) for value in (base, variant)}
-            if count[absent]:
-                waiting.append({
-                    **point, "data": labels[point["data_fingerprint"]],
-                    "comparison": f"{names[variant]} − {names[base]}",
-                    "finished": "variant" if have == variant else "baseline",
-                    "n_finished": len(arms[have]), "n_missing": count[have],
-                    "n_planned": count[absent]})
-    return waiting
+            yield column, base, variant, names, point, arms
 
 
 def figure_runs(frame: pd.DataFrame, study: str, dataset: str,
@@ -353,24 +373,17 @@ def summarize(frame: pd.DataFrame,
     # correlated-noise study's sigma = 0 FactorVAE is the very run the split
     # study's vanilla FactorVAE cell needs (same gin config, seed and data).
     # A configuration run in both studies counts once.
-    config = pooled_cell_columns(frame)
     runs = count_once(frame).sort_values("seed")
-    pooled = runs[config].drop_duplicates()
     diffs = []
-    for column, base, variant, names in comparison_pairs():
-        others = [c for c in config if c != column]
-        # dropna=False and _in_cell: a full-matrix NaN sigma is a value here too.
-        for key, group in pooled.groupby(others, sort=True, dropna=False):
-            if not {base, variant} <= set(group[column]):
-                continue
-            point = dict(zip(others, key))
-            arms = {value: _in_cell(runs, {**point, column: value}) for value in (base, variant)}
-            diffs.append(_difference(
-                point, labels[point["data_fingerprint"]],
-                f"{names[variant]} − {names[base]}", column, (column, base, variant),
-                {"v": arms[variant], "b": arms[base]},
-                sum(missing_runs(planned, arms[value], {**point, column: value})
-                    for value in (base, variant)), bounds))
+    for column, base, variant, names, point, arms in _compared_arms(runs):
+        if arms[base].empty or arms[variant].empty:
+            continue  # waiting for its first run in one arm (waiting_comparisons)
+        diffs.append(_difference(
+            point, labels[point["data_fingerprint"]],
+            f"{names[variant]} − {names[base]}", column, (column, base, variant),
+            {"v": arms[variant], "b": arms[base]},
+            sum(missing_runs(planned, arms[value], {**point, column: value})
+                for value in (base, variant)), bounds))
     if FRAGMENTS in frame.columns:
         diffs += _fragment_differences(runs, planned, labels, bounds)
     return cells, pd.DataFrame(diffs)
