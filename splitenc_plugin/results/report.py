@@ -189,7 +189,10 @@ def _factor_section(frame: pd.DataFrame, shared: dict) -> str:
             "Median over a cell's runs of each factor's gap: (I(z_j1; v_k) − I(z_j2; v_k)) / "
             "H(v_k), j1 and j2 the two latents most informative about factor v_k, on dlib's "
             "discretisation of the mean representation; the mean of a run's gaps is its "
-            "MIG. n: the cell's runs with factor_mig results (runs without them are left "
+            "MIG on factor_mig's own sample of points (dlib_reproduce, and the runner "
+            "after it, seed each metric's evaluation apart), so it differs from the "
+            "tables' MIG (the mig metric's sample) by sampling noise. "
+            "n: the cell's runs with factor_mig results (runs without them are left "
             "out).\n\n")
     if medians.empty:
         return text + "_No run has factor_mig results._\n"
