@@ -452,6 +452,14 @@ def test_a_comparison_whose_arm_has_no_finished_run_is_said_to_wait(tmp_path: Pa
     assert diffs["model"].tolist() == ["vae"]
     assert [(w["model"], w["n_planned"]) for w in waiting_comparisons(frame, planned)] \
         == [("factor_vae", 3)]
+    # The same pairs whatever the float width of sigma, also where a cell's
+    # only runs are the variant's (the VAE's one sigma = 0.9 run here).
+    narrow = frame.astype({"sigma": "float32"})
+    assert summarize(narrow, planned)[1]["model"].tolist() == ["vae"]
+    only_variant = narrow[(narrow["model"] != "vae") | (narrow["sigma"] > 0)]
+    assert {(w["model"], w["finished"], w["n_planned"])
+            for w in waiting_comparisons(only_variant, planned)} \
+        == {("factor_vae", "baseline", 3), ("vae", "variant", 3)}
     # Without a plan nothing is waiting; nor for a pair nobody planned (split
     # vs vanilla VAE), nor for a run planned at another step count.
     assert waiting_comparisons(frame, None) == []

@@ -168,7 +168,9 @@ def _compared_arms(runs: pd.DataFrame):
         others = [c for c in config if c != column]
         # dropna=False and _in_cell: a full-matrix NaN sigma is a value here too.
         for key, group in pooled.groupby(others, sort=True, dropna=False):
-            if not {base, variant} & set(group[column]):
+            # A Series ==, as in _in_cell, not set membership: a float32 sigma column
+            # equals 0.9 there, while 0.9 is not in a set of its float32 values.
+            if not any((group[column] == value).any() for value in (base, variant)):
                 continue
             point = dict(zip(others, key))
             arms = {value: _in_cell(runs, {**point, column: value}) for value in (base, variant)}
